@@ -1,0 +1,44 @@
+# The two commands of the README: `make demo` and `make test`. Each installs
+# what it needs first (`make deps`, idempotent), so both work on a fresh
+# Debian machine.
+SHELL := /bin/bash
+export PATH := $(HOME)/.cargo/bin:/usr/lib/llvm-22/bin:$(PATH)
+CARGO ?= cargo
+
+.PHONY: all deps build test lint fmt demo bench clean
+
+all: build
+
+deps:
+	@bash scripts/deps.sh
+
+build: deps
+	$(CARGO) build --workspace --release
+
+# The eBPF crate is outside the workspace (other target, nightly without
+# clippy): it is linted for the host with the pinned stable toolchain, in its
+# own target dir (one inside director-xdp/ebpf would retrigger its build).
+lint: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) fmt --manifest-path director-xdp/ebpf/Cargo.toml -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --manifest-path director-xdp/ebpf/Cargo.toml --target-dir target/ebpf-lint -- -D warnings
+
+# Unit, property, vector and CLI tests, and the data-plane tests that run the
+# eBPF programs in the kernel (root).
+test: deps lint
+	$(CARGO) test --workspace
+
+demo: deps
+	@bash scripts/demo.sh
+
+# Figures land in docs/benchmarks.md.
+bench: deps
+	@bash scripts/bench.sh
+
+fmt:
+	$(CARGO) fmt --all
+	$(CARGO) fmt --manifest-path director-xdp/ebpf/Cargo.toml
+
+clean:
+	$(CARGO) clean

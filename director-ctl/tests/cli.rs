@@ -1,0 +1,368 @@
+//! `director-ctl`'s offline table tools, run as an operator runs them.
+#![allow(clippy::unwrap_used)] // helpers of tests: a failure is the test failing
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use proto::config::Config;
+use proto::flow::{Flow, flow_hash};
+use proto::table::Rendezvous;
+use serde_json::Value;
+
+const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/director.json");
+
+fn ctl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_director-ctl"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout_json(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A scratch directory removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let p =
+            std::env::temp_dir().join(format!("director-ctl-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Scratch(p)
+    }
+    fn file(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn example() -> Config {
+    Config::from_json(&std::fs::read_to_string(EXAMPLE).unwrap()).unwrap()
+}
+
+fn expected_rows(config: &Config, table: usize) -> Vec<[String; 2]> {
+    let t = &config.tables[table];
+    Rendezvous::build(t.seed, &t.builder_backends())
+        .unwrap()
+        .row_addrs()
+        .map(|r| r.map(|a| a.to_string()))
+        .collect()
+}
+
+fn rows_of(v: &Value) -> Vec<[String; 2]> {
+    v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            [
+                r[0].as_str().unwrap().to_string(),
+                r[1].as_str().unwrap().to_string(),
+            ]
+        })
+        .collect()
+}
+
+#[test]
+fn table_build_writes_every_row_of_every_table() {
+    let dir = Scratch::new("build");
+    let out = dir.file("table.json");
+    let o = ctl(&["table", "build", EXAMPLE, "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let tables = doc["tables"].as_array().unwrap();
+    assert_eq!(tables.len(), 2);
+    let config = example();
+    for (i, t) in tables.iter().enumerate() {
+        assert_eq!(t["name"], config.tables[i].name.as_str());
+        let rows = rows_of(t);
+        assert_eq!(rows.len(), 65_536);
+        assert_eq!(rows, expected_rows(&config, i), "table {i}");
+    }
+    // No temporary file is left behind.
+    assert_eq!(std::fs::read_dir(&dir.0).unwrap().count(), 1);
+}
+
+#[test]
+fn table_build_reproduces_glb_published_rows() {
+    // GLB's published vectors (shared/compat): with every backend active and
+    // healthy, rank 0 is the primary and rank 1 the secondary.
+    let vectors: Value = serde_json::from_str(include_str!(
+        "../../proto/compat/glb-rendezvous-vectors.json"
+    ))
+    .unwrap();
+    let order = &vectors["orders"][0];
+    let backends: Vec<String> = order["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| format!(r#"{{"ip":{h},"state":"active","healthy":true}}"#))
+        .collect();
+    let config = format!(
+        r#"{{"tables":[{{"name":"glb","hash_key":"000102030405060708090a0b0c0d0e0f","seed":{},"binds":[],"backends":[{}]}}]}}"#,
+        vectors["seed"],
+        backends.join(",")
+    );
+    let dir = Scratch::new("glb");
+    let cfg = dir.file("glb.json");
+    std::fs::write(&cfg, config).unwrap();
+    let out = dir.file("table.json");
+    assert!(
+        ctl(&[
+            "table",
+            "build",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap()
+        ])
+        .status
+        .success()
+    );
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let rows = rows_of(&doc["tables"][0]);
+    for o in vectors["orders"].as_array().unwrap() {
+        let row = o["row"].as_u64().unwrap() as usize;
+        let ranked = o["ranked"].as_array().unwrap();
+        assert_eq!(
+            rows[row],
+            [ranked[0].as_str().unwrap(), ranked[1].as_str().unwrap()],
+            "row {row}"
+        );
+    }
+}
+
+#[test]
+fn table_show_counts_rows_per_backend() {
+    let v = stdout_json(&ctl(&["table", "show", EXAMPLE, "--json"]));
+    let config = example();
+    for (i, t) in v["tables"].as_array().unwrap().iter().enumerate() {
+        let rows = expected_rows(&config, i);
+        let mut primary_total = 0;
+        for b in t["backends"].as_array().unwrap() {
+            let ip = b["ip"].as_str().unwrap();
+            let p = rows.iter().filter(|r| r[0] == ip).count() as u64;
+            let s = rows.iter().filter(|r| r[1] == ip).count() as u64;
+            assert_eq!(b["rows_primary"].as_u64().unwrap(), p, "{ip}");
+            assert_eq!(b["rows_secondary"].as_u64().unwrap(), s, "{ip}");
+            primary_total += p;
+            let state = b["state"].as_str().unwrap();
+            if state == "draining" || state == "inactive" || b["healthy"] == false {
+                assert_eq!(p, 0, "{ip} ({state}) holds no row as primary");
+            }
+            if state == "inactive" || b["healthy"] == false {
+                assert_eq!(s, 0, "{ip} holds no row as secondary");
+            }
+        }
+        assert_eq!(primary_total, 65_536);
+        let spread = t["spread"].as_f64().unwrap();
+        assert!((1.0..1.05).contains(&spread), "spread {spread}");
+    }
+    // The text form names every table and backend.
+    let text = String::from_utf8(ctl(&["table", "show", EXAMPLE]).stdout).unwrap();
+    assert!(
+        text.contains("table \"web\": 65536 rows; binds: 203.0.113.10:80/tcp"),
+        "{text}"
+    );
+    assert!(text.contains("198.51.100.13"));
+    assert!(text.contains("spread"));
+}
+
+#[test]
+fn table_diff_counts_the_rows_a_drain_moves() {
+    let dir = Scratch::new("diff");
+    let drained = dir.file("drained.json");
+    let text = std::fs::read_to_string(EXAMPLE).unwrap();
+    let changed = text.replace(
+        r#""ip": "198.51.100.11", "state": "active""#,
+        r#""ip": "198.51.100.11", "state": "draining""#,
+    );
+    assert_ne!(text, changed);
+    std::fs::write(&drained, changed).unwrap();
+    let built = dir.file("built.json");
+    assert!(
+        ctl(&["table", "build", EXAMPLE, "--out", built.to_str().unwrap()])
+            .status
+            .success()
+    );
+
+    // A config and the table built from it are the same thing to diff.
+    let v = stdout_json(&ctl(&[
+        "table",
+        "diff",
+        EXAMPLE,
+        built.to_str().unwrap(),
+        "--json",
+    ]));
+    for t in v["tables"].as_array().unwrap() {
+        assert_eq!(t["status"], "unchanged");
+    }
+
+    let v = stdout_json(&ctl(&[
+        "table",
+        "diff",
+        built.to_str().unwrap(),
+        drained.to_str().unwrap(),
+        "--json",
+    ]));
+    let web = &v["tables"][0];
+    assert_eq!(web["name"], "web");
+    let old = expected_rows(&example(), 0);
+    let new = expected_rows(
+        &Config::from_json(&std::fs::read_to_string(&drained).unwrap()).unwrap(),
+        0,
+    );
+    let count = |f: &dyn Fn(&[String; 2], &[String; 2]) -> bool| {
+        old.iter().zip(&new).filter(|(a, b)| f(a, b)).count() as u64
+    };
+    let victim = "198.51.100.11";
+    let owned = old.iter().filter(|r| r[0] == victim).count() as u64;
+    assert_eq!(web["rows_primary_changed"].as_u64().unwrap(), owned);
+    assert_eq!(
+        web["rows_primary_changed"].as_u64().unwrap(),
+        count(&|a, b| a[0] != b[0])
+    );
+    assert_eq!(
+        web["rows_secondary_changed"].as_u64().unwrap(),
+        count(&|a, b| a[1] != b[1])
+    );
+    assert_eq!(web["rows_changed"].as_u64().unwrap(), count(&|a, b| a != b));
+    assert_eq!(
+        web["rows_old_primary_unreachable"].as_u64().unwrap(),
+        count(&|a, b| a[0] != b[0] && a[0] != b[1])
+    );
+    let moved = web["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["ip"] == victim)
+        .unwrap();
+    assert_eq!(moved["primary_before"].as_u64().unwrap(), owned);
+    assert_eq!(moved["primary_after"].as_u64().unwrap(), 0);
+    assert_eq!(v["tables"][1]["status"], "unchanged");
+}
+
+fn trace_json(src: &str, dst: &str) -> Value {
+    stdout_json(&ctl(&[
+        "trace", EXAMPLE, "--src", src, "--dst", dst, "--json",
+    ]))
+}
+
+#[test]
+fn trace_names_the_bind_hash_row_and_backends() {
+    let config = example();
+    for (src, dst, table, bind) in [
+        ("192.0.2.7:40000", "203.0.113.10:80/tcp", 0, 0),
+        ("192.0.2.8", "203.0.113.10:443/tcp", 0, 1),
+        ("[2001:db8:1::7]:5000", "[2001:db8:10::10]:443/tcp", 0, 2),
+        ("192.0.2.9", "203.0.113.200:5500/udp", 1, 2),
+    ] {
+        let v = trace_json(src, dst);
+        let t = &config.tables[table];
+        assert_eq!(v["table"], t.name.as_str(), "{src} -> {dst}");
+        assert_eq!(v["bind"], t.binds[bind].to_string());
+        let client: IpAddr = src
+            .parse()
+            .or_else(|_| src.parse::<std::net::SocketAddr>().map(|s| s.ip()))
+            .unwrap();
+        let client_bytes = match client {
+            IpAddr::V4(a) => a.octets().to_vec(),
+            IpAddr::V6(a) => a.octets().to_vec(),
+        };
+        // Default hash fields: the client address alone.
+        let hash = flow_hash(
+            &t.hash_key,
+            proto::maps::HASH_SRC_ADDR,
+            &Flow {
+                src_addr: &client_bytes,
+                dst_addr: &[],
+                src_port: 0,
+                dst_port: 0,
+            },
+        );
+        assert_eq!(v["hash"], format!("{hash:016x}"));
+        assert_eq!(v["hash_message"], proto::hex::encode(&client_bytes));
+        let row = (hash & 0xffff) as usize;
+        assert_eq!(v["row"].as_u64().unwrap() as usize, row);
+        let rows = expected_rows(&config, table);
+        assert_eq!(v["primary"]["ip"], rows[row][0].as_str());
+        assert_eq!(v["secondary"]["ip"], rows[row][1].as_str());
+    }
+}
+
+#[test]
+fn trace_of_a_packet_for_no_bind_says_so_and_fails() {
+    let o = ctl(&[
+        "trace",
+        EXAMPLE,
+        "--src",
+        "192.0.2.7",
+        "--dst",
+        "203.0.113.10:8080/tcp",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8(o.stdout).unwrap(),
+        "no bind matches 203.0.113.10:8080/tcp: the director passes such packets to the kernel\n"
+    );
+    let o = ctl(&[
+        "trace",
+        EXAMPLE,
+        "--src",
+        "192.0.2.7",
+        "--dst",
+        "203.0.113.10/tcp",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = ctl(&[
+        "trace",
+        EXAMPLE,
+        "--src",
+        "192.0.2.7",
+        "--dst",
+        "203.0.113.10:80/sctp",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("protocol \"sctp\" is not tcp or udp"));
+}
+
+#[test]
+fn a_bad_config_is_refused_with_the_field_named() {
+    let dir = Scratch::new("bad");
+    let bad = dir.file("bad.json");
+    let text = std::fs::read_to_string(EXAMPLE)
+        .unwrap()
+        .replace("\"port\": 443", "\"port\": 0");
+    std::fs::write(&bad, text).unwrap();
+    let out = dir.file("never.json");
+    let o = ctl(&[
+        "table",
+        "build",
+        bad.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(
+        err.contains("table \"web\".binds[1].port: 0 is not a port (1-65535)"),
+        "{err}"
+    );
+    assert!(
+        !Path::new(&out).exists(),
+        "nothing is written for a bad config"
+    );
+}

@@ -1,0 +1,843 @@
+//! The director's configuration: GLB's forwarding-table JSON as is, plus an
+//! optional `director` section for this project's settings.
+//!
+//! A config is checked whole before anything uses it: the first problem is
+//! returned with the table, the field and the value, and nothing of a bad
+//! config is applied. Fields this project does not know are not errors (GLB
+//! configs carry fields for other tools); they come back as warnings.
+//! Every field is documented in `docs/config.md`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use serde_json::{Map, Value};
+
+use crate::hex;
+use crate::maps::{HASH_DST_ADDR, HASH_DST_PORT, HASH_SRC_ADDR, HASH_SRC_PORT};
+use crate::table::{Backend, BackendState, TableError};
+
+/// Default address of the director's HTTP API: loopback only.
+pub const DEFAULT_API_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9610);
+
+/// Why a config was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Not JSON at all; the message has the line and column.
+    #[error("config is not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// JSON, but a field is missing or wrong.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// Where: the table (by position and name) and the field.
+        path: String,
+        /// What is wrong, with the value.
+        message: String,
+    },
+}
+
+/// A whole, checked config.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Forwarding tables, in config order.
+    pub tables: Vec<Table>,
+    /// This project's director settings (defaults when the section is absent).
+    pub director: Director,
+    /// Fields that were ignored, one line each, for the operator to see.
+    pub warnings: Vec<String>,
+}
+
+/// One forwarding table: its binds (the VIPs it serves) and its backends.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Table {
+    /// Unique name; GLB configs without one get their position ("0", "1", ...).
+    pub name: String,
+    /// SipHash key of the packet hash.
+    pub hash_key: [u8; 16],
+    /// SipHash key of the table generation.
+    pub seed: [u8; 16],
+    /// What this table serves.
+    pub binds: Vec<Bind>,
+    /// Its backends, in config order.
+    pub backends: Vec<BackendConfig>,
+}
+
+impl Table {
+    /// The backends as the table builder takes them.
+    pub fn builder_backends(&self) -> Vec<Backend> {
+        self.backends.iter().map(|b| b.backend).collect()
+    }
+}
+
+/// A backend entry of the config.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BackendConfig {
+    /// Address, state and health.
+    pub backend: Backend,
+    /// GLB's per-backend health-check settings, kept as given for the health
+    /// checker.
+    pub healthchecks: Option<Value>,
+}
+
+/// Transport protocol of a bind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Proto {
+    /// TCP (IP protocol 6).
+    Tcp,
+    /// UDP (IP protocol 17).
+    Udp,
+}
+
+impl Proto {
+    /// IP protocol number.
+    pub fn number(self) -> u8 {
+        match self {
+            Proto::Tcp => 6,
+            Proto::Udp => 17,
+        }
+    }
+
+    /// Name used in configs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+}
+
+/// An address prefix: a single VIP is a /32 or /128.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Prefix {
+    /// Network address (host bits zero).
+    pub addr: IpAddr,
+    /// Prefix length in bits.
+    pub len: u8,
+}
+
+impl Prefix {
+    /// Whether `ip` is inside the prefix.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => mask_v4(a, self.len) == n,
+            (IpAddr::V6(n), IpAddr::V6(a)) => mask_v6(a, self.len) == n,
+            _ => false,
+        }
+    }
+
+    /// Whether the two prefixes share an address.
+    pub fn overlaps(&self, other: &Prefix) -> bool {
+        if self.len <= other.len {
+            self.contains(other.addr)
+        } else {
+            other.contains(self.addr)
+        }
+    }
+}
+
+impl core::fmt::Display for Prefix {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let host = if self.addr.is_ipv4() { 32 } else { 128 };
+        if self.len == host {
+            write!(f, "{}", self.addr)
+        } else {
+            write!(f, "{}/{}", self.addr, self.len)
+        }
+    }
+}
+
+fn mask_v4(a: Ipv4Addr, len: u8) -> Ipv4Addr {
+    let m = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+    Ipv4Addr::from(u32::from(a) & m)
+}
+
+fn mask_v6(a: Ipv6Addr, len: u8) -> Ipv6Addr {
+    let m = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+    Ipv6Addr::from(u128::from(a) & m)
+}
+
+/// A VIP (or VIP prefix), protocol and port range served by a table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bind {
+    /// The VIP or VIP prefix.
+    pub prefix: Prefix,
+    /// Transport protocol.
+    pub proto: Proto,
+    /// First port, inclusive.
+    pub port_start: u16,
+    /// Last port, inclusive (equal to `port_start` for a single port).
+    pub port_end: u16,
+}
+
+impl Bind {
+    /// Whether a packet to `dst`:`port` over `proto` is for this bind.
+    pub fn matches(&self, dst: IpAddr, proto: Proto, port: u16) -> bool {
+        self.proto == proto
+            && (self.port_start..=self.port_end).contains(&port)
+            && self.prefix.contains(dst)
+    }
+
+    fn overlaps(&self, o: &Bind) -> bool {
+        self.proto == o.proto
+            && self.port_start <= o.port_end
+            && o.port_start <= self.port_end
+            && self.prefix.overlaps(&o.prefix)
+    }
+}
+
+impl core::fmt::Display for Bind {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let addr = match self.prefix.addr {
+            IpAddr::V6(_) if self.prefix.len == 128 => format!("[{}]", self.prefix),
+            _ => self.prefix.to_string(),
+        };
+        if self.port_start == self.port_end {
+            write!(f, "{addr}:{}/{}", self.port_start, self.proto.as_str())
+        } else {
+            write!(
+                f,
+                "{addr}:{}-{}/{}",
+                self.port_start,
+                self.port_end,
+                self.proto.as_str()
+            )
+        }
+    }
+}
+
+/// Fields of a packet that enter the flow hash (SPEC.md section 1); bits as
+/// in [`crate::maps`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HashFields(pub u8);
+
+impl HashFields {
+    /// GLB's default: the client's address only, so all of a client's flows
+    /// (and its fragments and ICMP errors) reach the same backend.
+    pub const DEFAULT: HashFields = HashFields(HASH_SRC_ADDR);
+    /// Names in the fixed hashing order.
+    pub const NAMES: [(&'static str, u8); 4] = [
+        ("src_addr", HASH_SRC_ADDR),
+        ("dst_addr", HASH_DST_ADDR),
+        ("src_port", HASH_SRC_PORT),
+        ("dst_port", HASH_DST_PORT),
+    ];
+
+    /// Whether `bit` is enabled.
+    pub fn has(self, bit: u8) -> bool {
+        self.0 & bit != 0
+    }
+
+    /// Enabled names, in hashing order.
+    pub fn names(self) -> Vec<&'static str> {
+        Self::NAMES
+            .iter()
+            .filter(|(_, b)| self.has(*b))
+            .map(|(n, _)| *n)
+            .collect()
+    }
+}
+
+/// This project's settings for a director host.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Director {
+    /// Interface the director attaches to (required to run a director).
+    pub interface: Option<String>,
+    /// Outer source address of GUE packets to IPv4 backends.
+    pub source_v4: Option<Ipv4Addr>,
+    /// Outer source address of GUE packets to IPv6 backends.
+    pub source_v6: Option<Ipv6Addr>,
+    /// Fields of the flow hash.
+    pub hash_fields: HashFields,
+    /// Next-hop MAC used when a backend's neighbour entry is unknown.
+    pub gateway_mac: Option<[u8; 6]>,
+    /// Where the HTTP API listens.
+    pub api_listen: SocketAddr,
+}
+
+impl Default for Director {
+    fn default() -> Self {
+        Director {
+            interface: None,
+            source_v4: None,
+            source_v6: None,
+            hash_fields: HashFields::DEFAULT,
+            gateway_mac: None,
+            api_listen: DEFAULT_API_LISTEN,
+        }
+    }
+}
+
+impl Config {
+    /// Parses and checks a config.
+    pub fn from_json(text: &str) -> Result<Config, ConfigError> {
+        let doc: Value = serde_json::from_str(text)?;
+        let mut cx = Cx {
+            warnings: Vec::new(),
+        };
+        let root = cx.object(&doc, "config", &["tables", "director"])?;
+        let tables_v = root
+            .get("tables")
+            .ok_or_else(|| invalid("config", "missing field \"tables\""))?;
+        let tables_a = tables_v.as_array().ok_or_else(|| {
+            invalid(
+                "tables",
+                format!("expected an array, found {}", show(tables_v)),
+            )
+        })?;
+        let mut tables = Vec::with_capacity(tables_a.len());
+        for (i, t) in tables_a.iter().enumerate() {
+            tables.push(cx.table(i, t)?);
+        }
+        check_across_tables(&tables)?;
+        let director = match root.get("director") {
+            None => Director::default(),
+            Some(d) => cx.director(d)?,
+        };
+        Ok(Config {
+            tables,
+            director,
+            warnings: cx.warnings,
+        })
+    }
+
+    /// The bind (as table index, bind index) that a packet to `dst`:`port`
+    /// over `proto` belongs to. Binds never overlap, so there is at most one.
+    pub fn find_bind(&self, dst: IpAddr, proto: Proto, port: u16) -> Option<(usize, usize)> {
+        self.tables.iter().enumerate().find_map(|(ti, t)| {
+            t.binds
+                .iter()
+                .position(|b| b.matches(dst, proto, port))
+                .map(|bi| (ti, bi))
+        })
+    }
+
+    /// The table called `name`.
+    pub fn table(&self, name: &str) -> Option<&Table> {
+        self.tables.iter().find(|t| t.name == name)
+    }
+}
+
+fn invalid(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+/// A JSON value as it appeared, shortened, for error messages.
+fn show(v: &Value) -> String {
+    let s = v.to_string();
+    if s.chars().count() > 60 {
+        let cut: String = s.chars().take(57).collect();
+        format!("{cut}...")
+    } else {
+        s
+    }
+}
+
+/// Parsing context: collects warnings.
+struct Cx {
+    warnings: Vec<String>,
+}
+
+impl Cx {
+    /// `v` as an object; unknown keys become warnings.
+    fn object<'a>(
+        &mut self,
+        v: &'a Value,
+        path: &str,
+        known: &[&str],
+    ) -> Result<&'a Map<String, Value>, ConfigError> {
+        let o = v
+            .as_object()
+            .ok_or_else(|| invalid(path, format!("expected an object, found {}", show(v))))?;
+        for k in o.keys() {
+            if !known.contains(&k.as_str()) {
+                self.warnings
+                    .push(format!("{path}: unknown field \"{k}\" ignored"));
+            }
+        }
+        Ok(o)
+    }
+
+    fn table(&mut self, i: usize, v: &Value) -> Result<Table, ConfigError> {
+        let mut path = format!("tables[{i}]");
+        let o = self.object(v, &path, &["name", "hash_key", "seed", "binds", "backends"])?;
+        let name = match o.get("name") {
+            None => i.to_string(),
+            Some(Value::String(s)) if valid_name(s) => s.clone(),
+            Some(n) => {
+                return Err(invalid(
+                    format!("{path}.name"),
+                    format!(
+                        "{} is not a table name (1-64 characters of letters, digits, '-', '_', '.')",
+                        show(n)
+                    ),
+                ));
+            }
+        };
+        path = format!("table \"{name}\"");
+        let hash_key = key16(o, &path, "hash_key")?;
+        let seed = key16(o, &path, "seed")?;
+        let binds = match o.get("binds") {
+            None => Vec::new(),
+            Some(b) => {
+                let a = array(b, &format!("{path}.binds"))?;
+                let mut binds = Vec::with_capacity(a.len());
+                for (j, b) in a.iter().enumerate() {
+                    binds.push(self.bind(&format!("{path}.binds[{j}]"), b)?);
+                }
+                binds
+            }
+        };
+        let bpath = format!("{path}.backends");
+        let a = array(
+            o.get("backends")
+                .ok_or_else(|| invalid(&path, "missing field \"backends\""))?,
+            &bpath,
+        )?;
+        let mut backends = Vec::with_capacity(a.len());
+        for (j, b) in a.iter().enumerate() {
+            backends.push(self.backend(&format!("{bpath}[{j}]"), b)?);
+        }
+        let list: Vec<Backend> = backends.iter().map(|b: &BackendConfig| b.backend).collect();
+        crate::table::check_backends(&list).map_err(|e| {
+            let message = match e {
+                TableError::NoUsableBackend => {
+                    "no backend can take traffic (every backend is inactive, or there are none): the table's VIPs would be blackholed".to_string()
+                }
+                e => e.to_string(),
+            };
+            invalid(&bpath, message)
+        })?;
+        Ok(Table {
+            name,
+            hash_key,
+            seed,
+            binds,
+            backends,
+        })
+    }
+
+    fn bind(&mut self, path: &str, v: &Value) -> Result<Bind, ConfigError> {
+        let o = self.object(v, path, &["ip", "proto", "port", "port_start", "port_end"])?;
+        let ip = o
+            .get("ip")
+            .ok_or_else(|| invalid(path, "missing field \"ip\""))?;
+        let prefix = parse_prefix(ip).map_err(|m| invalid(format!("{path}.ip"), m))?;
+        let proto = match o.get("proto") {
+            Some(Value::String(s)) if s == "tcp" => Proto::Tcp,
+            Some(Value::String(s)) if s == "udp" => Proto::Udp,
+            Some(p) => {
+                return Err(invalid(
+                    format!("{path}.proto"),
+                    format!("{} is not \"tcp\" or \"udp\"", show(p)),
+                ));
+            }
+            None => return Err(invalid(path, "missing field \"proto\"")),
+        };
+        let port = |k: &str| -> Result<Option<u16>, ConfigError> {
+            match o.get(k) {
+                None => Ok(None),
+                Some(p) => match p.as_u64() {
+                    Some(n @ 1..=65535) => Ok(Some(n as u16)),
+                    _ => Err(invalid(
+                        format!("{path}.{k}"),
+                        format!("{} is not a port (1-65535)", show(p)),
+                    )),
+                },
+            }
+        };
+        let (port_start, port_end) = match (port("port")?, port("port_start")?, port("port_end")?) {
+            (Some(p), None, None) => (p, p),
+            (None, Some(s), Some(e)) if s <= e => (s, e),
+            (None, Some(s), Some(e)) => {
+                return Err(invalid(path, format!("port range {s}-{e} is reversed")));
+            }
+            (Some(_), _, _) => {
+                return Err(invalid(
+                    path,
+                    "give either \"port\" or \"port_start\" and \"port_end\", not both",
+                ));
+            }
+            (None, None, None) => {
+                return Err(invalid(
+                    path,
+                    "missing field \"port\" (or \"port_start\" and \"port_end\")",
+                ));
+            }
+            (None, _, _) => {
+                return Err(invalid(
+                    path,
+                    "a port range needs both \"port_start\" and \"port_end\"",
+                ));
+            }
+        };
+        Ok(Bind {
+            prefix,
+            proto,
+            port_start,
+            port_end,
+        })
+    }
+
+    fn backend(&mut self, path: &str, v: &Value) -> Result<BackendConfig, ConfigError> {
+        let o = self.object(v, path, &["ip", "state", "healthy", "healthchecks"])?;
+        let addr = match o.get("ip") {
+            Some(Value::String(s)) => s.parse::<IpAddr>().map_err(|_| {
+                invalid(
+                    format!("{path}.ip"),
+                    format!("\"{s}\" is not an IP address"),
+                )
+            })?,
+            Some(other) => {
+                return Err(invalid(
+                    format!("{path}.ip"),
+                    format!("{} is not an IP address", show(other)),
+                ));
+            }
+            None => return Err(invalid(path, "missing field \"ip\"")),
+        };
+        let path = format!("{path} ({addr})");
+        let state = match o.get("state") {
+            None => BackendState::Active,
+            Some(Value::String(s)) => match s.as_str() {
+                "active" => BackendState::Active,
+                "filling" => BackendState::Filling,
+                "draining" => BackendState::Draining,
+                "inactive" => BackendState::Inactive,
+                _ => return Err(state_error(&path, o.get("state"))),
+            },
+            other => return Err(state_error(&path, other)),
+        };
+        let healthy = match o.get("healthy") {
+            None => true,
+            Some(Value::Bool(b)) => *b,
+            Some(h) => {
+                return Err(invalid(
+                    format!("{path}.healthy"),
+                    format!("{} is not true or false", show(h)),
+                ));
+            }
+        };
+        let healthchecks = match o.get("healthchecks") {
+            None => None,
+            Some(h @ Value::Object(_)) => Some(h.clone()),
+            Some(h) => {
+                return Err(invalid(
+                    format!("{path}.healthchecks"),
+                    format!("expected an object, found {}", show(h)),
+                ));
+            }
+        };
+        Ok(BackendConfig {
+            backend: Backend {
+                addr,
+                state,
+                healthy,
+            },
+            healthchecks,
+        })
+    }
+
+    fn director(&mut self, v: &Value) -> Result<Director, ConfigError> {
+        let path = "director";
+        let o = self.object(
+            v,
+            path,
+            &[
+                "interface",
+                "source_v4",
+                "source_v6",
+                "hash_fields",
+                "gateway_mac",
+                "api_listen",
+            ],
+        )?;
+        let mut d = Director::default();
+        let field = |k: &str| format!("{path}.{k}");
+        let string = |k: &str| -> Result<Option<&String>, ConfigError> {
+            match o.get(k) {
+                None => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s)),
+                Some(other) => Err(invalid(
+                    field(k),
+                    format!("expected a string, found {}", show(other)),
+                )),
+            }
+        };
+        if let Some(s) = string("interface")? {
+            // Linux interface names: 1-15 bytes, no '/', no whitespace.
+            if s.is_empty()
+                || s.len() > 15
+                || s.contains(['/', ':'])
+                || s.chars().any(char::is_whitespace)
+            {
+                return Err(invalid(
+                    field("interface"),
+                    format!("\"{s}\" is not an interface name"),
+                ));
+            }
+            d.interface = Some(s.clone());
+        }
+        if let Some(s) = string("source_v4")? {
+            d.source_v4 = Some(s.parse().map_err(|_| {
+                invalid(
+                    field("source_v4"),
+                    format!("\"{s}\" is not an IPv4 address"),
+                )
+            })?);
+        }
+        if let Some(s) = string("source_v6")? {
+            d.source_v6 = Some(s.parse().map_err(|_| {
+                invalid(
+                    field("source_v6"),
+                    format!("\"{s}\" is not an IPv6 address"),
+                )
+            })?);
+        }
+        if let Some(s) = string("gateway_mac")? {
+            d.gateway_mac = Some(parse_mac(s).map_err(|m| invalid(field("gateway_mac"), m))?);
+        }
+        if let Some(s) = string("api_listen")? {
+            d.api_listen = s.parse().map_err(|_| {
+                invalid(
+                    field("api_listen"),
+                    format!(
+                        "\"{s}\" is not an address and port (like 127.0.0.1:9610 or [::1]:9610)"
+                    ),
+                )
+            })?;
+        }
+        if let Some(h) = o.get("hash_fields") {
+            let a = array(h, &field("hash_fields"))?;
+            let mut bits = 0u8;
+            for f in a {
+                let name = f.as_str().unwrap_or_default();
+                let bit = HashFields::NAMES
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, b)| *b)
+                    .ok_or_else(|| {
+                        invalid(
+                            field("hash_fields"),
+                            format!("{} is not one of \"src_addr\", \"dst_addr\", \"src_port\", \"dst_port\"", show(f)),
+                        )
+                    })?;
+                if bits & bit != 0 {
+                    return Err(invalid(
+                        field("hash_fields"),
+                        format!("\"{name}\" is listed twice"),
+                    ));
+                }
+                bits |= bit;
+            }
+            if bits == 0 {
+                return Err(invalid(field("hash_fields"), "needs at least one field"));
+            }
+            d.hash_fields = HashFields(bits);
+        }
+        Ok(d)
+    }
+}
+
+fn state_error(path: &str, v: Option<&Value>) -> ConfigError {
+    invalid(
+        format!("{path}.state"),
+        format!(
+            "{} is not one of \"active\", \"filling\", \"draining\", \"inactive\"",
+            v.map_or("null".to_string(), show)
+        ),
+    )
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
+fn array<'a>(v: &'a Value, path: &str) -> Result<&'a Vec<Value>, ConfigError> {
+    v.as_array()
+        .ok_or_else(|| invalid(path, format!("expected an array, found {}", show(v))))
+}
+
+fn key16(o: &Map<String, Value>, path: &str, k: &str) -> Result<[u8; 16], ConfigError> {
+    let v = o.get(k).ok_or_else(|| {
+        invalid(
+            path,
+            format!("missing field \"{k}\" (16 bytes as 32 hex digits)"),
+        )
+    })?;
+    let s = v.as_str().ok_or_else(|| {
+        invalid(
+            format!("{path}.{k}"),
+            format!("expected 32 hex digits, found {}", show(v)),
+        )
+    })?;
+    hex::decode_array(s).map_err(|e| invalid(format!("{path}.{k}"), format!("\"{s}\": {e}")))
+}
+
+/// An address or CIDR prefix with its host bits zero.
+fn parse_prefix(v: &Value) -> Result<Prefix, String> {
+    let s = v
+        .as_str()
+        .ok_or_else(|| format!("{} is not an IP address or prefix", show(v)))?;
+    let (addr_s, len_s) = match s.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (s, None),
+    };
+    let addr: IpAddr = addr_s
+        .parse()
+        .map_err(|_| format!("\"{s}\" is not an IP address or prefix"))?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let len = match len_s {
+        None => max,
+        Some(l) => match l.parse::<u8>() {
+            Ok(n) if n <= max && !l.starts_with('+') => n,
+            _ => return Err(format!("\"{s}\": prefix length must be 0-{max}")),
+        },
+    };
+    let net = match addr {
+        IpAddr::V4(a) => IpAddr::V4(mask_v4(a, len)),
+        IpAddr::V6(a) => IpAddr::V6(mask_v6(a, len)),
+    };
+    if net != addr {
+        return Err(format!(
+            "\"{s}\" has host bits set (the network is {net}/{len})"
+        ));
+    }
+    Ok(Prefix { addr, len })
+}
+
+/// A unicast MAC address written as six colon-separated hex pairs.
+pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let mut mac = [0u8; 6];
+    if parts.len() != 6 {
+        return Err(format!(
+            "\"{s}\" is not a MAC address (like 02:00:5e:00:53:01)"
+        ));
+    }
+    for (m, p) in mac.iter_mut().zip(&parts) {
+        let [b]: [u8; 1] = hex::decode_array(p)
+            .map_err(|_| format!("\"{s}\" is not a MAC address (like 02:00:5e:00:53:01)"))?;
+        *m = b;
+    }
+    if mac == [0; 6] || mac[0] & 1 == 1 {
+        return Err(format!("\"{s}\" is not a unicast MAC address"));
+    }
+    Ok(mac)
+}
+
+/// Table names are unique, and no two binds (in one table or two) claim the
+/// same packet: a packet must have exactly one table.
+fn check_across_tables(tables: &[Table]) -> Result<(), ConfigError> {
+    let mut names = HashSet::new();
+    for t in tables {
+        if !names.insert(t.name.as_str()) {
+            return Err(invalid(
+                format!("table \"{}\"", t.name),
+                "the name is used by another table",
+            ));
+        }
+    }
+    let all: Vec<(&Table, usize, &Bind)> = tables
+        .iter()
+        .flat_map(|t| t.binds.iter().enumerate().map(move |(i, b)| (t, i, b)))
+        .collect();
+    // Binds are few (tens); a pairwise check is fine and easy to trust.
+    for (k, (t, i, b)) in all.iter().enumerate() {
+        for (t2, i2, b2) in &all[..k] {
+            if b.overlaps(b2) {
+                return Err(invalid(
+                    format!("table \"{}\".binds[{i}]", t.name),
+                    format!("{b} overlaps {b2} (table \"{}\".binds[{i2}])", t2.name),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Renders a config back to JSON in the same format (GLB fields plus the
+/// `director` section), for persisting a changed desired state.
+pub fn to_json(config: &Config) -> Value {
+    let tables: Vec<Value> = config
+        .tables
+        .iter()
+        .map(|t| {
+            let binds: Vec<Value> = t
+                .binds
+                .iter()
+                .map(|b| {
+                    let mut o = Map::new();
+                    o.insert("ip".into(), Value::String(b.prefix.to_string()));
+                    o.insert("proto".into(), Value::String(b.proto.as_str().into()));
+                    if b.port_start == b.port_end {
+                        o.insert("port".into(), b.port_start.into());
+                    } else {
+                        o.insert("port_start".into(), b.port_start.into());
+                        o.insert("port_end".into(), b.port_end.into());
+                    }
+                    Value::Object(o)
+                })
+                .collect();
+            let backends: Vec<Value> = t
+                .backends
+                .iter()
+                .map(|b| {
+                    let mut o = Map::new();
+                    o.insert("ip".into(), Value::String(b.backend.addr.to_string()));
+                    o.insert(
+                        "state".into(),
+                        Value::String(b.backend.state.as_str().into()),
+                    );
+                    o.insert("healthy".into(), Value::Bool(b.backend.healthy));
+                    if let Some(h) = &b.healthchecks {
+                        o.insert("healthchecks".into(), h.clone());
+                    }
+                    Value::Object(o)
+                })
+                .collect();
+            let mut o = Map::new();
+            o.insert("name".into(), Value::String(t.name.clone()));
+            o.insert("hash_key".into(), Value::String(hex::encode(&t.hash_key)));
+            o.insert("seed".into(), Value::String(hex::encode(&t.seed)));
+            o.insert("binds".into(), Value::Array(binds));
+            o.insert("backends".into(), Value::Array(backends));
+            Value::Object(o)
+        })
+        .collect();
+    let d = &config.director;
+    let mut dir = BTreeMap::new();
+    if let Some(i) = &d.interface {
+        dir.insert("interface", Value::String(i.clone()));
+    }
+    if let Some(a) = d.source_v4 {
+        dir.insert("source_v4", Value::String(a.to_string()));
+    }
+    if let Some(a) = d.source_v6 {
+        dir.insert("source_v6", Value::String(a.to_string()));
+    }
+    dir.insert(
+        "hash_fields",
+        Value::Array(
+            d.hash_fields
+                .names()
+                .into_iter()
+                .map(|n| Value::String(n.into()))
+                .collect(),
+        ),
+    );
+    if let Some(m) = d.gateway_mac {
+        let s: Vec<String> = m.iter().map(|b| format!("{b:02x}")).collect();
+        dir.insert("gateway_mac", Value::String(s.join(":")));
+    }
+    dir.insert("api_listen", Value::String(d.api_listen.to_string()));
+    let dir: Map<String, Value> = dir.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    let mut root = Map::new();
+    root.insert("tables".into(), Value::Array(tables));
+    root.insert("director".into(), Value::Object(dir));
+    Value::Object(root)
+}

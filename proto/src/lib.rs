@@ -1,0 +1,30 @@
+//! The contract between the roles of the load balancer.
+//!
+//! - [`siphash`]: the packet and table hash (SPEC.md sections 1 and 4).
+//! - [`wire`]: GUE and GLB private data, typed views with parse and emit
+//!   (SPEC.md section 2).
+//! - [`maps`]: the layouts of the BPF maps shared by the eBPF programs and
+//!   the loader.
+//! - [`table`] (feature `std`): the rendezvous forwarding table builder
+//!   (SPEC.md section 4).
+//! - [`config`] (feature `std`): GLB's forwarding-table JSON plus this
+//!   project's `director` section.
+//!
+//! The core is `no_std` so that the eBPF crate uses the very same code.
+#![cfg_attr(not(feature = "std"), no_std)]
+
+pub mod flow;
+pub mod hex;
+pub mod maps;
+pub mod siphash;
+pub mod wire;
+
+#[cfg(feature = "std")]
+pub mod config;
+#[cfg(feature = "std")]
+pub mod table;
+
+/// UDP destination port of GUE packets from the director (GLB's choice).
+pub const GUE_PORT: u16 = 19523;
+/// Rows in every forwarding table.
+pub const TABLE_ROWS: usize = 65_536;

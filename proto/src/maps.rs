@@ -1,0 +1,709 @@
+//! Layouts of the BPF maps shared by the eBPF programs and the loader.
+//!
+//! Every struct is `#[repr(C)]` with its padding spelled out as `_pad*`
+//! fields and a compile-time size check: the kernel copies keys and values
+//! as raw bytes, so implicit padding would be uninitialised memory in map
+//! keys (breaking lookups) and a silent layout difference between the
+//! `bpfel` and the host build. Padding is always written as zero.
+//!
+//! Multi-byte integers are in host byte order (the eBPF program and the
+//! loader run on the same machine); addresses are raw network-order bytes.
+//!
+//! With feature `user`, every struct is `aya::Pod` so the loader can put it
+//! in a map.
+
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// Address family tag for IPv4 (the IP version number).
+pub const FAMILY_V4: u8 = 4;
+/// Address family tag for IPv6 (the IP version number).
+pub const FAMILY_V6: u8 = 6;
+
+/// Port ranges per VIP (one per bind of that VIP and protocol).
+pub const MAX_PORT_RANGES: usize = 8;
+/// Entries of the bind array (bind ids are `0..MAX_BINDS`).
+pub const MAX_BINDS: u32 = 256;
+/// Forwarding tables a director holds at once.
+pub const MAX_TABLES: u32 = 16;
+/// Row slots per table: the live one and the one being rewritten.
+pub const TABLE_SLOTS: u32 = 2;
+/// Rows in one table, as the `u32` that BPF map indexes are.
+pub const TABLE_ROWS: u32 = crate::TABLE_ROWS as u32;
+/// Entries of the row array: every slot of every table.
+pub const TABLE_MAP_ROWS: u32 = MAX_TABLES * TABLE_SLOTS * TABLE_ROWS;
+/// Entries of the backend array.
+pub const MAX_BACKENDS: u32 = 4096;
+
+const _: () = assert!(crate::TABLE_ROWS == TABLE_ROWS as usize);
+// The row index below must not overflow for any valid table, slot and row.
+const _: () =
+    assert!((MAX_TABLES as u64) * (TABLE_SLOTS as u64) * (TABLE_ROWS as u64) <= u32::MAX as u64);
+
+/// Bits of an LPM key's data before the address (family, proto or pad):
+/// always matched in full, so a lookup never crosses families or protocols.
+pub const LPM_KEY_HEADER_BITS: u32 = 32;
+/// Prefix length for lookups of a single address, IPv4 or IPv6.
+///
+/// IPv4 keys carry zeros after their 4 address bytes, and stored IPv4
+/// prefixes are at most 64 bits, so one length serves both families.
+pub const LPM_LOOKUP_PREFIX_LEN: u32 = lpm_prefix_len(128);
+
+/// LPM prefix length for an address prefix of `addr_prefix_bits` bits, for
+/// both [`VipKey`] and [`AllowKey`]: the 32 header bits plus the prefix.
+///
+/// The header's pad bytes are always zero in stored keys and in lookup
+/// keys, so matching them in full never excludes a key.
+pub const fn lpm_prefix_len(addr_prefix_bits: u32) -> u32 {
+    LPM_KEY_HEADER_BITS + addr_prefix_bits
+}
+
+/// An address as a family tag and 16 bytes (IPv4 in the first 4, rest zero).
+pub const fn encode_addr(addr: IpAddr) -> (u8, [u8; 16]) {
+    match addr {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            let mut bytes = [0u8; 16];
+            bytes[0] = o[0];
+            bytes[1] = o[1];
+            bytes[2] = o[2];
+            bytes[3] = o[3];
+            (FAMILY_V4, bytes)
+        }
+        IpAddr::V6(v6) => (FAMILY_V6, v6.octets()),
+    }
+}
+
+/// The address that [`encode_addr`] produced, or `None` for an unknown family.
+pub const fn decode_addr(family: u8, bytes: &[u8; 16]) -> Option<IpAddr> {
+    match family {
+        FAMILY_V4 => Some(IpAddr::V4(Ipv4Addr::new(
+            bytes[0], bytes[1], bytes[2], bytes[3],
+        ))),
+        FAMILY_V6 => Some(IpAddr::V6(Ipv6Addr::from_octets(*bytes))),
+        _ => None,
+    }
+}
+
+/// Data part of a key of the VIP LPM trie (aya's `lpm_trie::Key` adds the
+/// `u32` prefix length).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct VipKey {
+    /// [`FAMILY_V4`] or [`FAMILY_V6`].
+    pub family: u8,
+    /// IP protocol of the bind (6 = TCP, 17 = UDP).
+    pub proto: u8,
+    /// Zero; matched as part of the header bits.
+    pub _pad: [u8; 2],
+    /// VIP address, network order; IPv4 in the first 4 bytes, rest zero.
+    pub addr: [u8; 16],
+}
+
+const _: () = assert!(core::mem::size_of::<VipKey>() == 20);
+const _: () = assert!(core::mem::offset_of!(VipKey, addr) * 8 == LPM_KEY_HEADER_BITS as usize);
+
+impl VipKey {
+    /// The key for `addr` and IP protocol `proto`.
+    pub const fn new(proto: u8, addr: IpAddr) -> Self {
+        let (family, addr) = encode_addr(addr);
+        VipKey {
+            family,
+            proto,
+            _pad: [0; 2],
+            addr,
+        }
+    }
+}
+
+/// An inclusive range of destination ports served by one bind.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PortRange {
+    /// First port, host order.
+    pub start: u16,
+    /// Last port (inclusive), host order.
+    pub end: u16,
+    /// Index into the bind array.
+    pub bind: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<PortRange>() == 8);
+
+impl PortRange {
+    /// Whether `port` (host order) is in the range.
+    pub const fn contains(&self, port: u16) -> bool {
+        self.start <= port && port <= self.end
+    }
+}
+
+/// Value of the VIP LPM trie: the port ranges bound on that VIP and protocol.
+///
+/// A fixed array rather than a map per VIP keeps the director to one
+/// lookup and a short bounded scan.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct VipEntry {
+    /// The ranges; only the first `count` are used.
+    pub ranges: [PortRange; MAX_PORT_RANGES],
+    /// Used ranges (at most [`MAX_PORT_RANGES`]; more are ignored).
+    pub count: u32,
+    /// Zero; keeps the size a multiple of 8.
+    pub _pad: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<VipEntry>() == 72);
+
+impl VipEntry {
+    /// The bind of the first used range that contains `port` (host order).
+    pub fn find_bind(&self, port: u16) -> Option<u32> {
+        self.ranges
+            .iter()
+            .take(self.count as usize)
+            .find(|r| r.contains(port))
+            .map(|r| r.bind)
+    }
+}
+
+/// Value of the bind array: which forwarding table serves the bind.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct BindInfo {
+    /// Table id, `0..MAX_TABLES`.
+    pub table: u32,
+    /// Zero; room for per-bind options without a layout change.
+    pub _pad: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<BindInfo>() == 8);
+
+/// One forwarding table row: indexes into the backend array.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TableRow {
+    /// Backend that receives the packet (the outer destination).
+    pub primary: u32,
+    /// Backend carried as the single hop (second chance).
+    pub secondary: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<TableRow>() == 8);
+
+/// Value of the per-table slot array: which of the table's two row slots
+/// the director reads.
+///
+/// The loader writes a new table into the idle slot, then flips `active`,
+/// so the director never sees a half-written table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TableSlot {
+    /// Active slot, `0..TABLE_SLOTS`.
+    pub active: u32,
+    /// Zero.
+    pub _pad: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<TableSlot>() == 8);
+
+/// Index into the row array of `row` in `slot` of `table`.
+///
+/// Callers keep `row < TABLE_ROWS` (the hash is masked with `0xffff`) and
+/// `slot < TABLE_SLOTS`, else the index aliases a neighbouring slot. An
+/// out-of-range `table` saturates or lands past [`TABLE_MAP_ROWS`], where
+/// the map lookup fails, rather than wrapping into another table.
+pub const fn row_index(table: u32, slot: u32, row: u32) -> u32 {
+    table
+        .saturating_mul(TABLE_SLOTS)
+        .saturating_add(slot)
+        .saturating_mul(TABLE_ROWS)
+        .saturating_add(row)
+}
+
+/// [`BackendEntry::flags`] bit: `mac` came from the neighbour table; when
+/// clear the director sends to the gateway MAC instead.
+pub const BACKEND_MAC_RESOLVED: u8 = 1;
+
+/// Value of the backend array.
+///
+/// 24 bytes, a multiple of 8 with no padding needed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct BackendEntry {
+    /// Backend address, network order; IPv4 in the first 4 bytes.
+    pub addr: [u8; 16],
+    /// [`FAMILY_V4`] or [`FAMILY_V6`]; also the outer header's family.
+    pub family: u8,
+    /// [`BACKEND_MAC_RESOLVED`] or 0.
+    pub flags: u8,
+    /// Next-hop MAC for the backend, valid when [`BACKEND_MAC_RESOLVED`] is set.
+    pub mac: [u8; 6],
+}
+
+const _: () = assert!(core::mem::size_of::<BackendEntry>() == 24);
+
+impl BackendEntry {
+    /// An entry for `addr` with no resolved MAC (gateway fallback).
+    pub const fn new(addr: IpAddr) -> Self {
+        let (family, addr) = encode_addr(addr);
+        BackendEntry {
+            addr,
+            family,
+            flags: 0,
+            mac: [0; 6],
+        }
+    }
+
+    /// The backend address, or `None` if `family` is unknown.
+    pub const fn ip(&self) -> Option<IpAddr> {
+        decode_addr(self.family, &self.addr)
+    }
+}
+
+/// [`DirectorSettings::hash_fields`] bit: hash the client source address.
+pub const HASH_SRC_ADDR: u8 = 1;
+/// [`DirectorSettings::hash_fields`] bit: hash the destination (VIP) address.
+pub const HASH_DST_ADDR: u8 = 2;
+/// [`DirectorSettings::hash_fields`] bit: hash the client source port.
+pub const HASH_SRC_PORT: u8 = 4;
+/// [`DirectorSettings::hash_fields`] bit: hash the destination port.
+pub const HASH_DST_PORT: u8 = 8;
+/// GLB's default field set: source address only (SPEC.md section 1).
+pub const DEFAULT_HASH_FIELDS: u8 = HASH_SRC_ADDR;
+
+/// The director's global settings (a one-entry array).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DirectorSettings {
+    /// Outer IPv4 source address, network order.
+    pub src_v4: [u8; 4],
+    /// Outer IPv6 source address, network order.
+    pub src_v6: [u8; 16],
+    /// MAC to send to when a backend's MAC is not resolved.
+    pub gateway_mac: [u8; 6],
+    /// `HASH_*` bits: the fields of the packet hash.
+    pub hash_fields: u8,
+    /// Zero; brings the size to a multiple of 8.
+    pub _pad: [u8; 5],
+}
+
+const _: () = assert!(core::mem::size_of::<DirectorSettings>() == 32);
+
+impl Default for DirectorSettings {
+    // Not derived: an all-zero `hash_fields` would hash nothing and send
+    // every flow to one row.
+    fn default() -> Self {
+        DirectorSettings {
+            src_v4: [0; 4],
+            src_v6: [0; 16],
+            gateway_mac: [0; 6],
+            hash_fields: DEFAULT_HASH_FIELDS,
+            _pad: [0; 5],
+        }
+    }
+}
+
+/// Value of the per-table key array: the packet hash key of each table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TableKeys {
+    /// SipHash key for the packet hash (SPEC.md section 1).
+    pub hash_key: [u8; 16],
+}
+
+const _: () = assert!(core::mem::size_of::<TableKeys>() == 16);
+
+/// Per-CPU counters of the director, indexed by the stat's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum DirectorStat {
+    /// Packets encapsulated and sent to a backend.
+    Encapsulated,
+    /// Packets not addressed to a VIP bind, passed to the stack.
+    NotVip,
+    /// Packets too short or inconsistent to parse.
+    Malformed,
+    /// ICMP frag-needed / packet-too-big routed by the quoted flow.
+    IcmpHandled,
+    /// IP fragments (no ports to hash), passed to the stack.
+    Fragment,
+    /// Packets sent to the gateway MAC because the backend's was unresolved.
+    MacFallback,
+    /// Packets dropped because encapsulation failed (headroom, missing row).
+    EncapFailure,
+}
+
+impl DirectorStat {
+    /// Number of counters (entries of the stats array).
+    pub const COUNT: usize = 7;
+    /// Every counter, in index order.
+    pub const ALL: [DirectorStat; Self::COUNT] = [
+        DirectorStat::Encapsulated,
+        DirectorStat::NotVip,
+        DirectorStat::Malformed,
+        DirectorStat::IcmpHandled,
+        DirectorStat::Fragment,
+        DirectorStat::MacFallback,
+        DirectorStat::EncapFailure,
+    ];
+
+    /// Index into the stats array.
+    pub const fn index(self) -> u32 {
+        self as u32
+    }
+
+    /// snake_case name, for metrics and logs.
+    pub const fn name(self) -> &'static str {
+        match self {
+            DirectorStat::Encapsulated => "encapsulated",
+            DirectorStat::NotVip => "not_vip",
+            DirectorStat::Malformed => "malformed",
+            DirectorStat::IcmpHandled => "icmp_handled",
+            DirectorStat::Fragment => "fragment",
+            DirectorStat::MacFallback => "mac_fallback",
+            DirectorStat::EncapFailure => "encap_failure",
+        }
+    }
+}
+
+/// Per-CPU counters of the backend-side redirect module, named as GLB's
+/// `glb-redirect` names them so existing dashboards keep working.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum RedirectStat {
+    /// GUE packets seen.
+    Total,
+    /// Accepted: a SYN.
+    AcceptedSyn,
+    /// Accepted: a local socket owns the flow.
+    AcceptedEstablished,
+    /// Accepted: an ACK with a valid SYN cookie.
+    AcceptedSynCookie,
+    /// Accepted: no hops left.
+    AcceptedLastResort,
+    /// Accepted: the next hop is this host.
+    ForwardedToSelf,
+    /// Forwarded to the next hop.
+    ForwardedToAlternate,
+    /// Dropped: the outer source is not an allowed director.
+    DroppedNotAllowed,
+    /// Dropped: GUE that failed validation.
+    DroppedInvalid,
+}
+
+impl RedirectStat {
+    /// Number of counters (entries of the stats array).
+    pub const COUNT: usize = 9;
+    /// Every counter, in index order.
+    pub const ALL: [RedirectStat; Self::COUNT] = [
+        RedirectStat::Total,
+        RedirectStat::AcceptedSyn,
+        RedirectStat::AcceptedEstablished,
+        RedirectStat::AcceptedSynCookie,
+        RedirectStat::AcceptedLastResort,
+        RedirectStat::ForwardedToSelf,
+        RedirectStat::ForwardedToAlternate,
+        RedirectStat::DroppedNotAllowed,
+        RedirectStat::DroppedInvalid,
+    ];
+
+    /// Index into the stats array.
+    pub const fn index(self) -> u32 {
+        self as u32
+    }
+
+    /// GLB's counter name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            RedirectStat::Total => "total",
+            RedirectStat::AcceptedSyn => "accepted_syn",
+            RedirectStat::AcceptedEstablished => "accepted_established",
+            RedirectStat::AcceptedSynCookie => "accepted_syn_cookie",
+            RedirectStat::AcceptedLastResort => "accepted_last_resort",
+            RedirectStat::ForwardedToSelf => "forwarded_to_self",
+            RedirectStat::ForwardedToAlternate => "forwarded_to_alternate",
+            RedirectStat::DroppedNotAllowed => "dropped_not_allowed",
+            RedirectStat::DroppedInvalid => "dropped_invalid",
+        }
+    }
+}
+
+/// Per-CPU traffic counters of one bind (array indexed by bind id).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct BindCounters {
+    /// Packets encapsulated for the bind.
+    pub packets: u64,
+    /// Bytes of those packets as received (before encapsulation).
+    pub bytes: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<BindCounters>() == 16);
+
+/// Data part of a key of the redirect module's LPM trie of director source
+/// addresses it accepts GUE from.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct AllowKey {
+    /// [`FAMILY_V4`] or [`FAMILY_V6`].
+    pub family: u8,
+    /// Zero; matched as part of the header bits.
+    pub _pad: [u8; 3],
+    /// Source address, network order; IPv4 in the first 4 bytes, rest zero.
+    pub addr: [u8; 16],
+}
+
+const _: () = assert!(core::mem::size_of::<AllowKey>() == 20);
+const _: () = assert!(core::mem::offset_of!(AllowKey, addr) * 8 == LPM_KEY_HEADER_BITS as usize);
+
+impl AllowKey {
+    /// The key for `addr`.
+    pub const fn new(addr: IpAddr) -> Self {
+        let (family, addr) = encode_addr(addr);
+        AllowKey {
+            family,
+            _pad: [0; 3],
+            addr,
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    //! The loader reads and writes these as raw bytes; the size asserts
+    //! above are what make that sound (no padding, no pointers).
+    use super::*;
+
+    unsafe impl aya::Pod for VipKey {}
+    unsafe impl aya::Pod for PortRange {}
+    unsafe impl aya::Pod for VipEntry {}
+    unsafe impl aya::Pod for BindInfo {}
+    unsafe impl aya::Pod for TableRow {}
+    unsafe impl aya::Pod for TableSlot {}
+    unsafe impl aya::Pod for BackendEntry {}
+    unsafe impl aya::Pod for DirectorSettings {}
+    unsafe impl aya::Pod for TableKeys {}
+    unsafe impl aya::Pod for BindCounters {}
+    unsafe impl aya::Pod for AllowKey {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::{align_of, offset_of, size_of};
+
+    #[test]
+    fn vip_key_layout() {
+        assert_eq!(size_of::<VipKey>(), 20);
+        assert_eq!(align_of::<VipKey>(), 1);
+        assert_eq!(offset_of!(VipKey, family), 0);
+        assert_eq!(offset_of!(VipKey, proto), 1);
+        assert_eq!(offset_of!(VipKey, _pad), 2);
+        assert_eq!(offset_of!(VipKey, addr), 4);
+    }
+
+    #[test]
+    fn port_range_and_vip_entry_layout() {
+        assert_eq!(size_of::<PortRange>(), 8);
+        assert_eq!(offset_of!(PortRange, start), 0);
+        assert_eq!(offset_of!(PortRange, end), 2);
+        assert_eq!(offset_of!(PortRange, bind), 4);
+        assert_eq!(size_of::<VipEntry>(), 72);
+        assert_eq!(offset_of!(VipEntry, ranges), 0);
+        assert_eq!(offset_of!(VipEntry, count), 64);
+        assert_eq!(offset_of!(VipEntry, _pad), 68);
+    }
+
+    #[test]
+    fn bind_info_table_row_and_slot_layout() {
+        assert_eq!(size_of::<BindInfo>(), 8);
+        assert_eq!(offset_of!(BindInfo, table), 0);
+        assert_eq!(offset_of!(BindInfo, _pad), 4);
+        assert_eq!(size_of::<TableRow>(), 8);
+        assert_eq!(offset_of!(TableRow, primary), 0);
+        assert_eq!(offset_of!(TableRow, secondary), 4);
+        assert_eq!(size_of::<TableSlot>(), 8);
+        assert_eq!(offset_of!(TableSlot, active), 0);
+        assert_eq!(offset_of!(TableSlot, _pad), 4);
+    }
+
+    #[test]
+    fn backend_entry_layout() {
+        assert_eq!(size_of::<BackendEntry>(), 24);
+        assert_eq!(size_of::<BackendEntry>() % 8, 0);
+        assert_eq!(offset_of!(BackendEntry, addr), 0);
+        assert_eq!(offset_of!(BackendEntry, family), 16);
+        assert_eq!(offset_of!(BackendEntry, flags), 17);
+        assert_eq!(offset_of!(BackendEntry, mac), 18);
+    }
+
+    #[test]
+    fn director_settings_and_table_keys_layout() {
+        assert_eq!(size_of::<DirectorSettings>(), 32);
+        assert_eq!(offset_of!(DirectorSettings, src_v4), 0);
+        assert_eq!(offset_of!(DirectorSettings, src_v6), 4);
+        assert_eq!(offset_of!(DirectorSettings, gateway_mac), 20);
+        assert_eq!(offset_of!(DirectorSettings, hash_fields), 26);
+        assert_eq!(offset_of!(DirectorSettings, _pad), 27);
+        assert_eq!(size_of::<TableKeys>(), 16);
+        assert_eq!(offset_of!(TableKeys, hash_key), 0);
+    }
+
+    #[test]
+    fn bind_counters_and_allow_key_layout() {
+        assert_eq!(size_of::<BindCounters>(), 16);
+        assert_eq!(align_of::<BindCounters>(), 8);
+        assert_eq!(offset_of!(BindCounters, packets), 0);
+        assert_eq!(offset_of!(BindCounters, bytes), 8);
+        assert_eq!(size_of::<AllowKey>(), 20);
+        assert_eq!(offset_of!(AllowKey, family), 0);
+        assert_eq!(offset_of!(AllowKey, _pad), 1);
+        assert_eq!(offset_of!(AllowKey, addr), 4);
+    }
+
+    #[test]
+    fn lpm_prefix_len_counts_the_header_bits() {
+        assert_eq!(lpm_prefix_len(0), 32);
+        assert_eq!(lpm_prefix_len(24), 56);
+        assert_eq!(lpm_prefix_len(32), 64);
+        assert_eq!(lpm_prefix_len(128), 160);
+        assert_eq!(LPM_LOOKUP_PREFIX_LEN as usize, size_of::<VipKey>() * 8);
+        assert_eq!(LPM_LOOKUP_PREFIX_LEN as usize, size_of::<AllowKey>() * 8);
+    }
+
+    #[test]
+    fn keys_put_ipv4_in_the_first_four_bytes_with_zero_padding() {
+        let key = VipKey::new(6, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10)));
+        assert_eq!((key.family, key.proto, key._pad), (FAMILY_V4, 6, [0, 0]));
+        assert_eq!(
+            key.addr,
+            [192, 0, 2, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+        );
+        let v6 = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10);
+        let key = VipKey::new(17, IpAddr::V6(v6));
+        assert_eq!((key.family, key.proto), (FAMILY_V6, 17));
+        assert_eq!(key.addr, v6.octets());
+        let allow = AllowKey::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1)));
+        assert_eq!((allow.family, allow._pad), (FAMILY_V4, [0; 3]));
+        assert_eq!(&allow.addr[..4], &[198, 51, 100, 1]);
+    }
+
+    #[test]
+    fn backend_address_round_trips() {
+        for ip in [
+            IpAddr::V4(Ipv4Addr::new(203, 0, 113, 5)),
+            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 5)),
+        ] {
+            let entry = BackendEntry::new(ip);
+            assert_eq!(entry.ip(), Some(ip));
+            assert_eq!(entry.flags & BACKEND_MAC_RESOLVED, 0);
+        }
+        assert_eq!(decode_addr(5, &[0; 16]), None);
+    }
+
+    #[test]
+    fn vip_entry_scans_only_used_inclusive_ranges() {
+        let mut entry = VipEntry::default();
+        entry.ranges[0] = PortRange {
+            start: 80,
+            end: 80,
+            bind: 3,
+        };
+        entry.ranges[1] = PortRange {
+            start: 8000,
+            end: 8099,
+            bind: 4,
+        };
+        entry.ranges[2] = PortRange {
+            start: 0,
+            end: u16::MAX,
+            bind: 9,
+        };
+        entry.count = 2;
+        assert_eq!(entry.find_bind(80), Some(3));
+        assert_eq!(entry.find_bind(8000), Some(4));
+        assert_eq!(entry.find_bind(8099), Some(4));
+        assert_eq!(entry.find_bind(8100), None);
+        assert_eq!(entry.find_bind(443), None);
+        entry.count = 3;
+        assert_eq!(entry.find_bind(443), Some(9));
+        entry.count = u32::MAX;
+        assert_eq!(entry.find_bind(443), Some(9));
+    }
+
+    #[test]
+    fn default_settings_hash_the_source_address() {
+        let settings = DirectorSettings::default();
+        assert_eq!(settings.hash_fields, HASH_SRC_ADDR);
+        let all = HASH_SRC_ADDR | HASH_DST_ADDR | HASH_SRC_PORT | HASH_DST_PORT;
+        assert_eq!(all.count_ones(), 4);
+    }
+
+    #[test]
+    fn director_stats_are_indexed_in_order_with_unique_names() {
+        for (i, stat) in DirectorStat::ALL.iter().enumerate() {
+            assert_eq!(stat.index() as usize, i);
+            for other in &DirectorStat::ALL[i + 1..] {
+                assert_ne!(stat.name(), other.name());
+            }
+        }
+        assert_eq!(
+            DirectorStat::EncapFailure.index() as usize + 1,
+            DirectorStat::COUNT
+        );
+        assert_eq!(DirectorStat::NotVip.name(), "not_vip");
+    }
+
+    #[test]
+    fn redirect_stats_use_glb_names_in_order() {
+        let names = RedirectStat::ALL.map(RedirectStat::name);
+        assert_eq!(
+            names,
+            [
+                "total",
+                "accepted_syn",
+                "accepted_established",
+                "accepted_syn_cookie",
+                "accepted_last_resort",
+                "forwarded_to_self",
+                "forwarded_to_alternate",
+                "dropped_not_allowed",
+                "dropped_invalid",
+            ]
+        );
+        for (i, stat) in RedirectStat::ALL.iter().enumerate() {
+            assert_eq!(stat.index() as usize, i);
+        }
+    }
+
+    #[test]
+    fn row_index_corners_are_distinct_and_in_bounds() {
+        let last_table = MAX_TABLES - 1;
+        let last_slot = TABLE_SLOTS - 1;
+        let last_row = TABLE_ROWS - 1;
+        let corners = [
+            (0, 0, 0),
+            (0, 0, last_row),
+            (0, last_slot, 0),
+            (0, last_slot, last_row),
+            (1, 0, 0),
+            (last_table, 0, 0),
+            (last_table, last_slot, 0),
+            (last_table, last_slot, last_row),
+        ];
+        let indexes = corners.map(|(t, s, r)| row_index(t, s, r));
+        for (i, a) in indexes.iter().enumerate() {
+            assert!(*a < TABLE_MAP_ROWS, "{:?}", corners[i]);
+            for b in &indexes[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        assert_eq!(row_index(0, 0, 0), 0);
+        assert_eq!(row_index(0, 1, 0), TABLE_ROWS);
+        assert_eq!(row_index(1, 0, 0), 2 * TABLE_ROWS);
+        assert_eq!(
+            row_index(last_table, last_slot, last_row),
+            TABLE_MAP_ROWS - 1
+        );
+        assert!(row_index(MAX_TABLES, 0, 0) >= TABLE_MAP_ROWS);
+        assert_eq!(row_index(u32::MAX, 1, 5), u32::MAX);
+    }
+}

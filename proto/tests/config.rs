@@ -1,0 +1,268 @@
+//! GLB-compatible config: the example parses to exactly what it says, GLB's
+//! own format is read as is, and every bad field is refused with the table,
+//! field and value named.
+#![allow(clippy::unwrap_used)] // helpers of tests: a failure is the test failing
+
+use std::net::IpAddr;
+
+use proto::config::{Config, ConfigError, HashFields, Prefix, Proto, to_json};
+use proto::table::BackendState;
+
+const EXAMPLE: &str = include_str!("../../examples/director.json");
+
+fn err(text: &str) -> String {
+    match Config::from_json(text) {
+        Ok(c) => panic!("accepted: {c:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// A one-table config with `bind` and `backends` spliced in.
+fn with(binds: &str, backends: &str) -> String {
+    format!(
+        r#"{{"tables":[{{"name":"web","hash_key":"000102030405060708090a0b0c0d0e0f",
+        "seed":"49a3d861d661ae5ab06ed9326871a2f5","binds":[{binds}],"backends":[{backends}]}}]}}"#
+    )
+}
+
+const ONE_BACKEND: &str = r#"{"ip":"198.51.100.1","state":"active","healthy":true}"#;
+const ONE_BIND: &str = r#"{"ip":"203.0.113.10","proto":"tcp","port":80}"#;
+
+#[test]
+fn example_config_parses_to_what_it_says() {
+    let c = Config::from_json(EXAMPLE).unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert_eq!(c.tables.len(), 2);
+    let web = c.table("web").unwrap();
+    assert_eq!(web.seed[0], 0x49);
+    assert_eq!(web.binds.len(), 3);
+    assert_eq!(web.binds[0].to_string(), "203.0.113.10:80/tcp");
+    assert_eq!(web.binds[2].to_string(), "[2001:db8:10::10]:443/tcp");
+    let states: Vec<BackendState> = web.backends.iter().map(|b| b.backend.state).collect();
+    use BackendState::*;
+    assert_eq!(
+        states,
+        [Active, Active, Draining, Filling, Active, Inactive]
+    );
+    assert!(!web.backends[4].backend.healthy);
+    assert_eq!(web.backends[0].healthchecks.as_ref().unwrap()["http"], 80);
+    let dns = c.table("dns").unwrap();
+    assert_eq!(
+        dns.binds[2].prefix,
+        Prefix {
+            addr: "203.0.113.128".parse().unwrap(),
+            len: 25
+        }
+    );
+    assert_eq!(
+        (dns.binds[2].port_start, dns.binds[2].port_end),
+        (5000, 5999)
+    );
+    assert_eq!(dns.binds[0].proto, Proto::Udp);
+    let d = &c.director;
+    assert_eq!(d.interface.as_deref(), Some("eth0"));
+    assert_eq!(d.source_v4, Some("192.0.2.1".parse().unwrap()));
+    assert_eq!(d.source_v6, Some("2001:db8::1".parse().unwrap()));
+    assert_eq!(d.hash_fields, HashFields::DEFAULT);
+    assert_eq!(d.gateway_mac, Some([0x02, 0, 0x5e, 0, 0x53, 1]));
+    assert_eq!(d.api_listen, "127.0.0.1:9610".parse().unwrap());
+}
+
+#[test]
+fn glb_config_without_names_or_director_section_is_read_as_is() {
+    let glb = r#"{"tables":[{"hash_key":"12345678901234561234567890123456",
+        "seed":"34567890123456783456789012345678",
+        "binds":[{"ip":"203.0.113.1","proto":"tcp","port":80},
+                 {"ip":"203.0.113.1","proto":"udp","port_start":8000,"port_end":8010}],
+        "backends":[{"ip":"198.51.100.1","state":"active","healthy":true,"healthchecks":{"http":80}},
+                    {"ip":"198.51.100.2","state":"draining","healthy":false}]}]}"#;
+    let c = Config::from_json(glb).unwrap();
+    assert_eq!(c.tables[0].name, "0");
+    assert_eq!(c.director.hash_fields, HashFields::DEFAULT);
+    assert_eq!(c.director.api_listen, "127.0.0.1:9610".parse().unwrap());
+    assert_eq!(
+        c.tables[0].binds[1].to_string(),
+        "203.0.113.1:8000-8010/udp"
+    );
+}
+
+#[test]
+fn defaults_unknown_fields_and_lookup() {
+    let c = Config::from_json(&with(
+        r#"{"ip":"203.0.113.0/24","proto":"tcp","port":80,"comment":"x"}"#,
+        r#"{"ip":"198.51.100.1","weight":3}"#,
+    ))
+    .unwrap();
+    let b = &c.tables[0].backends[0].backend;
+    assert_eq!((b.state, b.healthy), (BackendState::Active, true));
+    assert_eq!(
+        c.warnings,
+        [
+            "table \"web\".binds[0]: unknown field \"comment\" ignored",
+            "table \"web\".backends[0]: unknown field \"weight\" ignored",
+        ]
+    );
+    let vip: IpAddr = "203.0.113.77".parse().unwrap();
+    assert_eq!(c.find_bind(vip, Proto::Tcp, 80), Some((0, 0)));
+    assert_eq!(c.find_bind(vip, Proto::Tcp, 81), None);
+    assert_eq!(c.find_bind(vip, Proto::Udp, 80), None);
+    assert_eq!(
+        c.find_bind("203.0.114.1".parse().unwrap(), Proto::Tcp, 80),
+        None
+    );
+}
+
+#[test]
+fn round_trips_through_to_json() {
+    let c = Config::from_json(EXAMPLE).unwrap();
+    let again = Config::from_json(&to_json(&c).to_string()).unwrap();
+    assert_eq!(c, again);
+}
+
+#[test]
+fn bad_values_are_refused_with_table_field_and_value() {
+    let cases: Vec<(String, &str)> = vec![
+        ("{".into(), "config is not valid JSON: EOF while parsing an object at line 1 column 1"),
+        ("[]".into(), "config: expected an object, found []"),
+        ("{}".into(), "config: missing field \"tables\""),
+        (
+            with(r#"{"ip":"203.0.113.300","proto":"tcp","port":80}"#, ONE_BACKEND),
+            "table \"web\".binds[0].ip: \"203.0.113.300\" is not an IP address or prefix",
+        ),
+        (
+            with(r#"{"ip":"203.0.113.5/24","proto":"tcp","port":80}"#, ONE_BACKEND),
+            "table \"web\".binds[0].ip: \"203.0.113.5/24\" has host bits set (the network is 203.0.113.0/24)",
+        ),
+        (
+            with(r#"{"ip":"203.0.113.0/33","proto":"tcp","port":80}"#, ONE_BACKEND),
+            "table \"web\".binds[0].ip: \"203.0.113.0/33\": prefix length must be 0-32",
+        ),
+        (
+            with(r#"{"ip":"203.0.113.10","proto":"sctp","port":80}"#, ONE_BACKEND),
+            "table \"web\".binds[0].proto: \"sctp\" is not \"tcp\" or \"udp\"",
+        ),
+        (
+            with(r#"{"ip":"203.0.113.10","proto":"tcp","port":70000}"#, ONE_BACKEND),
+            "table \"web\".binds[0].port: 70000 is not a port (1-65535)",
+        ),
+        (
+            with(r#"{"ip":"203.0.113.10","proto":"tcp","port_start":90,"port_end":80}"#, ONE_BACKEND),
+            "table \"web\".binds[0]: port range 90-80 is reversed",
+        ),
+        (
+            with(r#"{"ip":"203.0.113.10","proto":"tcp","port":80,"port_start":80,"port_end":81}"#, ONE_BACKEND),
+            "table \"web\".binds[0]: give either \"port\" or \"port_start\" and \"port_end\", not both",
+        ),
+        (
+            with(r#"{"ip":"203.0.113.10","proto":"tcp","port_start":80}"#, ONE_BACKEND),
+            "table \"web\".binds[0]: a port range needs both \"port_start\" and \"port_end\"",
+        ),
+        (
+            with(r#"{"ip":"203.0.113.10","proto":"tcp"}"#, ONE_BACKEND),
+            "table \"web\".binds[0]: missing field \"port\" (or \"port_start\" and \"port_end\")",
+        ),
+        (
+            with(
+                r#"{"ip":"203.0.113.0/24","proto":"tcp","port_start":1,"port_end":100},{"ip":"203.0.113.9","proto":"tcp","port":80}"#,
+                ONE_BACKEND,
+            ),
+            "table \"web\".binds[1]: 203.0.113.9:80/tcp overlaps 203.0.113.0/24:1-100/tcp (table \"web\".binds[0])",
+        ),
+        (
+            with(ONE_BIND, r#"{"ip":"198.51.100.1","state":"drained"}"#),
+            "table \"web\".backends[0] (198.51.100.1).state: \"drained\" is not one of \"active\", \"filling\", \"draining\", \"inactive\"",
+        ),
+        (
+            with(ONE_BIND, r#"{"ip":"198.51.100.1","healthy":"yes"}"#),
+            "table \"web\".backends[0] (198.51.100.1).healthy: \"yes\" is not true or false",
+        ),
+        (
+            with(ONE_BIND, r#"{"ip":"backend-1"}"#),
+            "table \"web\".backends[0].ip: \"backend-1\" is not an IP address",
+        ),
+        (
+            with(ONE_BIND, r#"{"ip":"198.51.100.1"},{"ip":"2001:db8::1"}"#),
+            "table \"web\".backends: backend 2001:db8::1 is not of the same address family as backend 198.51.100.1",
+        ),
+        (
+            with(ONE_BIND, r#"{"ip":"198.51.100.1"},{"ip":"198.51.100.1"}"#),
+            "table \"web\".backends: backend 198.51.100.1 is listed twice",
+        ),
+        (
+            with(ONE_BIND, r#"{"ip":"198.51.100.1","state":"inactive"}"#),
+            "table \"web\".backends: no backend can take traffic (every backend is inactive, or there are none): the table's VIPs would be blackholed",
+        ),
+        (
+            r#"{"tables":[{"name":"web","hash_key":"00","seed":"49a3d861d661ae5ab06ed9326871a2f5","backends":[]}]}"#.into(),
+            "table \"web\".hash_key: \"00\": expected 32 hex digits, found 2",
+        ),
+        (
+            r#"{"tables":[{"name":"web","hash_key":"000102030405060708090a0b0c0d0e0f","backends":[]}]}"#.into(),
+            "table \"web\": missing field \"seed\" (16 bytes as 32 hex digits)",
+        ),
+        (
+            r#"{"tables":[{"name":"a b","backends":[]}]}"#.into(),
+            "tables[0].name: \"a b\" is not a table name (1-64 characters of letters, digits, '-', '_', '.')",
+        ),
+        (
+            r#"{"tables":[],"director":{"hash_fields":["src_addr","src_ip"]}}"#.into(),
+            "director.hash_fields: \"src_ip\" is not one of \"src_addr\", \"dst_addr\", \"src_port\", \"dst_port\"",
+        ),
+        (
+            r#"{"tables":[],"director":{"hash_fields":[]}}"#.into(),
+            "director.hash_fields: needs at least one field",
+        ),
+        (
+            r#"{"tables":[],"director":{"gateway_mac":"01:00:5e:00:00:01"}}"#.into(),
+            "director.gateway_mac: \"01:00:5e:00:00:01\" is not a unicast MAC address",
+        ),
+        (
+            r#"{"tables":[],"director":{"source_v4":"2001:db8::1"}}"#.into(),
+            "director.source_v4: \"2001:db8::1\" is not an IPv4 address",
+        ),
+        (
+            r#"{"tables":[],"director":{"api_listen":"localhost"}}"#.into(),
+            "director.api_listen: \"localhost\" is not an address and port (like 127.0.0.1:9610 or [::1]:9610)",
+        ),
+    ];
+    for (text, want) in cases {
+        assert_eq!(err(&text), want, "config: {text}");
+    }
+}
+
+#[test]
+fn binds_of_two_tables_may_not_claim_the_same_packet() {
+    let t = |name: &str, bind: &str| {
+        format!(
+            r#"{{"name":"{name}","hash_key":"000102030405060708090a0b0c0d0e0f","seed":"49a3d861d661ae5ab06ed9326871a2f5","binds":[{bind}],"backends":[{ONE_BACKEND}]}}"#
+        )
+    };
+    let two = |a: &str, b: &str| format!(r#"{{"tables":[{},{}]}}"#, t("a", a), t("b", b));
+    assert_eq!(
+        err(&two(
+            ONE_BIND,
+            r#"{"ip":"203.0.113.10","proto":"tcp","port_start":79,"port_end":81}"#
+        )),
+        "table \"b\".binds[0]: 203.0.113.10:79-81/tcp overlaps 203.0.113.10:80/tcp (table \"a\".binds[0])"
+    );
+    // Same VIP, other protocol or port: fine.
+    Config::from_json(&two(
+        ONE_BIND,
+        r#"{"ip":"203.0.113.10","proto":"udp","port":80}"#,
+    ))
+    .unwrap();
+    Config::from_json(&two(
+        ONE_BIND,
+        r#"{"ip":"203.0.113.10","proto":"tcp","port":81}"#,
+    ))
+    .unwrap();
+    assert_eq!(
+        err(&format!(
+            r#"{{"tables":[{},{}]}}"#,
+            t("a", ONE_BIND),
+            t("a", r#"{"ip":"203.0.113.11","proto":"tcp","port":80}"#)
+        )),
+        "table \"a\": the name is used by another table"
+    );
+    assert!(matches!(Config::from_json("{"), Err(ConfigError::Json(_))));
+}

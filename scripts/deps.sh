@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Installs everything the build, the tests, the demo and the benchmarks need,
+# on a fresh Debian machine. Idempotent: each step checks before it installs,
+# so a second run takes a few seconds.
+set -euo pipefail
+
+STABLE=1.99.0
+NIGHTLY=nightly-2026-06-20
+BPF_LINKER_VERSION=0.13.0
+LLVM_MAJOR=22
+
+log() { printf '[deps] %s\n' "$*"; }
+
+# --- Debian packages ---------------------------------------------------------
+APT_PACKAGES=(
+  "llvm-${LLVM_MAJOR}-dev" "libpolly-${LLVM_MAJOR}-dev" # bpf-linker links LLVM
+  zlib1g-dev libzstd-dev libxml2-dev pkg-config build-essential
+  iproute2 iputils-ping ethtool tcpdump python3 # namespace labs
+)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  log "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- Rust toolchains ----------------------------------------------------------
+if ! command -v rustup >/dev/null 2>&1; then
+  echo "rustup is required (https://rustup.rs is not reachable from here: install it from your distribution)" >&2
+  exit 1
+fi
+have_toolchain() { rustup toolchain list | grep -q "^$1-"; }
+if ! have_toolchain "$STABLE"; then
+  log "installing Rust $STABLE"
+  rustup toolchain install "$STABLE" --profile minimal -c clippy -c rustfmt
+fi
+for c in clippy rustfmt; do
+  rustup component list --toolchain "$STABLE" --installed | grep -q "^$c" ||
+    rustup component add --toolchain "$STABLE" "$c"
+done
+if ! have_toolchain "$NIGHTLY" || ! rustup component list --toolchain "$NIGHTLY" --installed | grep -q '^rust-src'; then
+  log "installing Rust $NIGHTLY with rust-src (eBPF crate)"
+  rustup toolchain install "$NIGHTLY" --profile minimal -c rust-src
+fi
+
+# --- bpf-linker (its LLVM major must equal the nightly's) --------------------
+export PATH="/usr/lib/llvm-${LLVM_MAJOR}/bin:$HOME/.cargo/bin:$PATH"
+if ! bpf-linker --version 2>/dev/null | grep -q "$BPF_LINKER_VERSION"; then
+  log "installing bpf-linker $BPF_LINKER_VERSION against LLVM $LLVM_MAJOR"
+  cargo "+$STABLE" install bpf-linker --locked --version "$BPF_LINKER_VERSION" \
+    --no-default-features --features "llvm-${LLVM_MAJOR}"
+fi
+
+log "ready: rust $STABLE, $NIGHTLY (+rust-src), bpf-linker $BPF_LINKER_VERSION, LLVM $LLVM_MAJOR"
