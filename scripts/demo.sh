@@ -21,13 +21,20 @@ grep -m 4 '^        \["' "$work/table.json"
 step "Rows per backend: draining, unhealthy and inactive backends hold no row as primary" \
   "$ctl" table show "$config"
 
-sed 's/"198.51.100.11", "state": "active"/"198.51.100.11", "state": "draining"/' "$config" > "$work/drain.json"
-step "Preview draining 198.51.100.11: only its own rows move, and it stays their secondary" \
-  "$ctl" table diff "$config" "$work/drain.json"
+# Two operator steps, previewed before they are applied: 198.51.100.13 has
+# finished draining and is taken out; then 198.51.100.12 is drained.
+sed 's/"198.51.100.13", "state": "draining"/"198.51.100.13", "state": "inactive"/' \
+  "$config" > "$work/step1.json"
+sed 's/"198.51.100.12", "state": "active"/"198.51.100.12", "state": "draining"/' \
+  "$work/step1.json" > "$work/step2.json"
+step "Preview taking out 198.51.100.13 (drained): only rows where it was secondary change" \
+  "$ctl" table diff "$config" "$work/step1.json"
+step "Preview draining 198.51.100.12: exactly its rows get a new primary, and it stays their secondary" \
+  "$ctl" table diff "$work/step1.json" "$work/step2.json"
 
 step "Where does a client's connection go?" \
-  "$ctl" trace "$config" --src 192.0.2.7:40000 --dst 203.0.113.10:443/tcp
-step "The same client after the drain: its row's old primary is now the secondary (second chance)" \
-  "$ctl" trace "$work/drain.json" --src 192.0.2.7:40000 --dst 203.0.113.10:443/tcp
+  "$ctl" trace "$work/step1.json" --src 192.0.2.7:40000 --dst 203.0.113.10:443/tcp
+step "The same client after the drain: new primary, and the old one is the secondary (second chance keeps the connection)" \
+  "$ctl" trace "$work/step2.json" --src 192.0.2.7:40000 --dst 203.0.113.10:443/tcp
 echo
 echo "demo done: nothing was left behind ($work removed)."

@@ -61,8 +61,9 @@ fn main() {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("### Table builder (`proto::table::Rendezvous`)\n");
     println!(
-        "65,536 rows; median (min) of {RUNS} runs, ms; {threads} threads. \
-         Update = one change to an already built table, placement of every row included.\n"
+        "65,536 rows; median (min) of {RUNS} runs, ms; {threads} threads; scoring code: {}. \
+         Update = one change to an already built table, placement of every row included.\n",
+        proto::table::scoring_path()
     );
     println!(
         "| backends | family | full build | drain one | one unhealthy | add one | remove one |"

@@ -335,6 +335,20 @@ fn rank_rows_avx2(
     rank_rows_with::<4>(seed, first, bases, ranks, lanes, slots);
 }
 
+/// Which scoring code this CPU runs: "avx512", "avx2" or "portable".
+pub fn scoring_path() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bw") {
+            return "avx512";
+        }
+        if std::is_x86_feature_detected!("avx2") {
+            return "avx2";
+        }
+    }
+    "portable"
+}
+
 /// [`rank_rows_with`] on the widest vectors this CPU has.
 fn rank_rows(
     seed: &[u8; 16],
@@ -346,8 +360,8 @@ fn rank_rows(
 ) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F, checked just above.
+        if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bw") {
+            // SAFETY: the CPU has AVX-512F and BW, checked just above.
             return unsafe { rank_rows_avx512(seed, first, bases, ranks, lanes, slots) };
         }
         if std::is_x86_feature_detected!("avx2") {
