@@ -511,3 +511,31 @@ fn bad_tables_and_changes_are_refused_whole() {
     assert_eq!(rows_of(&t), before);
     assert_eq!(t.backends().count(), 1);
 }
+
+#[test]
+fn vendored_vectors_equal_the_shared_ones() {
+    // The team's shared/compat folder sits beside the repository (and beside
+    // CI's clone). The copies in proto/compat let a clone alone build and
+    // test; they must not drift from the originals.
+    let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/compat");
+    if !shared.exists() {
+        eprintln!(
+            "no {} here: only the vendored copies are checked",
+            shared.display()
+        );
+        return;
+    }
+    for name in ["glb-rendezvous-vectors.json", "siphash-vectors.json"] {
+        let ours = std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("compat")
+                .join(name),
+        )
+        .unwrap();
+        let theirs = std::fs::read(shared.join(name)).unwrap();
+        assert!(
+            ours == theirs,
+            "proto/compat/{name} differs from shared/compat/{name}"
+        );
+    }
+}
