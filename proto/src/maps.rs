@@ -31,8 +31,43 @@ pub const TABLE_SLOTS: u32 = 2;
 pub const TABLE_ROWS: u32 = crate::TABLE_ROWS as u32;
 /// Entries of the row array: every slot of every table.
 pub const TABLE_MAP_ROWS: u32 = MAX_TABLES * TABLE_SLOTS * TABLE_ROWS;
-/// Entries of the backend array.
-pub const MAX_BACKENDS: u32 = 4096;
+/// Entries of the backend array, shared by all tables. Twice the backends a
+/// config may hold, so that an update never has to reuse an index that the
+/// live table still points at.
+pub const MAX_BACKENDS: u32 = 8192;
+/// Entries of the VIP LPM trie (VIP prefixes x protocols).
+pub const MAX_VIPS: u32 = 1024;
+/// Entries of the hash-key array: one per slot of every table.
+pub const KEY_MAP_ENTRIES: u32 = MAX_TABLES * TABLE_SLOTS;
+
+/// Index of a table slot's hash key in the key array: the key flips with the
+/// rows.
+pub const fn key_index(table: u32, slot: u32) -> u32 {
+    table * TABLE_SLOTS + slot
+}
+
+/// Names of the director's maps in the eBPF object, shared by the program
+/// and the loader.
+pub mod names {
+    /// `LpmTrie<VipKey, VipEntry>`, [`super::MAX_VIPS`] entries.
+    pub const VIPS: &str = "DIR_VIPS";
+    /// `Array<BindInfo>`, [`super::MAX_BINDS`] entries.
+    pub const BINDS: &str = "DIR_BINDS";
+    /// `Array<TableSlot>`, [`super::MAX_TABLES`] entries.
+    pub const TABLE_SLOT: &str = "DIR_TABLE_SLOT";
+    /// `Array<TableKeys>`, [`super::KEY_MAP_ENTRIES`] entries.
+    pub const KEYS: &str = "DIR_KEYS";
+    /// `Array<TableRow>`, [`super::TABLE_MAP_ROWS`] entries.
+    pub const TABLES: &str = "DIR_TABLES";
+    /// `Array<BackendEntry>`, [`super::MAX_BACKENDS`] entries.
+    pub const BACKENDS: &str = "DIR_BACKENDS";
+    /// `Array<DirectorSettings>`, one entry.
+    pub const SETTINGS: &str = "DIR_SETTINGS";
+    /// `PerCpuArray<u64>`, [`super::DirectorStat::COUNT`] entries.
+    pub const STATS: &str = "DIR_STATS";
+    /// `PerCpuArray<BindCounters>`, [`super::MAX_BINDS`] entries.
+    pub const BIND_STATS: &str = "DIR_BIND_STATS";
+}
 
 const _: () = assert!(crate::TABLE_ROWS == TABLE_ROWS as usize);
 // The row index below must not overflow for any valid table, slot and row.
