@@ -1,10 +1,18 @@
 //! Helpers for the end-to-end tests that build their own hosts in network
 //! namespaces (SPEC.md section 5): unique names, and removal on every exit
-//! path, panics included.
+//! path, panics included. Nothing here touches the root namespace: every
+//! interface, address, route and XDP program is created inside a namespace
+//! that the test owns.
 
+use std::fs::File;
 use std::io;
-use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// Runs a command and fails with its stderr if it fails.
 pub fn run(cmd: &str, args: &[&str]) -> io::Result<Output> {
@@ -51,19 +59,345 @@ impl Netns {
         all.extend_from_slice(args);
         run("ip", &all)
     }
+
+    /// `ip ARGS` inside the namespace.
+    pub fn ip(&self, args: &[&str]) -> io::Result<Output> {
+        let mut all = vec!["-n", &self.name];
+        all.extend_from_slice(args);
+        run("ip", &all)
+    }
+
+    /// Starts a long-running command inside the namespace; it is killed when
+    /// the returned value is dropped.
+    pub fn spawn(&self, cmd: &str, args: &[&str], log: PathBuf) -> io::Result<Daemon> {
+        let file = File::create(&log)?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.name, cmd])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .spawn()?;
+        Ok(Daemon { child, log })
+    }
+
+    /// Runs `f` on a thread that has entered the namespace (sockets it opens
+    /// live there) and returns its result.
+    pub fn run_in<T: Send + 'static>(&self, f: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
+        let path = self.path();
+        std::thread::spawn(move || {
+            enter(&path)?;
+            f()
+        })
+        .join()
+        .map_err(|_| io::Error::other("thread inside the namespace panicked"))?
+    }
+
+    fn path(&self) -> PathBuf {
+        PathBuf::from("/run/netns").join(&self.name)
+    }
 }
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "delete", &self.name])
-            .output();
+        let _ = Command::new("ip").args(["netns", "delete", &self.name]).output();
     }
+}
+
+/// Moves the calling thread into the namespace at `path`.
+fn enter(path: &std::path::Path) -> io::Result<()> {
+    let fd = File::open(path)?;
+    // SAFETY: setns on a valid namespace fd affects only the calling thread.
+    if unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Whether a namespace of that name exists.
 pub fn netns_exists(name: &str) -> bool {
     std::path::Path::new("/run/netns").join(name).exists()
+}
+
+/// Connects `a` and `b` with a veth pair named `a_if` (in `a`) and `b_if`
+/// (in `b`), both up, with the given MACs.
+pub fn veth(a: &Netns, a_if: &str, a_mac: &str, b: &Netns, b_if: &str, b_mac: &str) -> io::Result<()> {
+    // Created inside `a` so that no interface ever exists in the root namespace.
+    a.ip(&["link", "add", a_if, "address", a_mac, "type", "veth", "peer", "name", b_if, "address", b_mac, "netns", b.name()])?;
+    a.ip(&["link", "set", a_if, "up"])?;
+    b.ip(&["link", "set", b_if, "up"])?;
+    Ok(())
+}
+
+/// A process started in a namespace, killed (SIGTERM, then SIGKILL) on drop.
+#[derive(Debug)]
+pub struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// The process's output so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle` or the process exits.
+    pub fn wait_for_log(&mut self, needle: &str, timeout: Duration) -> io::Result<()> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if self.log().contains(needle) {
+                return Ok(());
+            }
+            if let Some(status) = self.child.try_wait()? {
+                return Err(io::Error::other(format!("exited with {status} before logging {needle:?}:\n{}", self.log())));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(io::Error::other(format!("no {needle:?} in the log after {timeout:?}:\n{}", self.log())))
+    }
+
+    /// Sends a signal to the process (`ip netns exec` execs it, so the pid
+    /// is the program's).
+    pub fn signal(&self, sig: libc::c_int) -> io::Result<()> {
+        // SAFETY: kill(2) on our own child's pid.
+        if unsafe { libc::kill(self.child.id() as libc::pid_t, sig) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn stop(mut self) -> io::Result<std::process::ExitStatus> {
+        self.signal(libc::SIGTERM)?;
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if let Some(s) = self.child.try_wait()? {
+                return Ok(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(io::Error::other("did not exit within 10 s of SIGTERM"))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.signal(libc::SIGTERM);
+            for _ in 0..100 {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Frames received on one interface of one namespace, captured with an
+/// `AF_PACKET` socket from a thread inside the namespace.
+#[derive(Debug)]
+pub struct Capture {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<io::Result<Vec<Vec<u8>>>>>,
+}
+
+impl Capture {
+    /// Starts capturing incoming frames on `ifname` in `ns`; returns once the
+    /// socket is bound, so nothing sent afterwards is missed.
+    pub fn start(ns: &Netns, ifname: &str) -> io::Result<Capture> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();
+        let path = ns.path();
+        let ifname = ifname.to_string();
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let sock = match enter(&path).and_then(|()| PacketSocket::bind(&ifname)) {
+                Ok(s) => {
+                    let _ = ready_tx.send(Ok(()));
+                    s
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(io::Error::new(e.kind(), e.to_string())));
+                    return Err(e);
+                }
+            };
+            let mut frames = Vec::new();
+            let mut buf = vec![0u8; 65536];
+            loop {
+                match sock.recv_incoming(&mut buf)? {
+                    Some(n) => frames.push(buf[..n].to_vec()),
+                    None if flag.load(Ordering::Relaxed) => return Ok(frames),
+                    None => {}
+                }
+            }
+        });
+        ready_rx
+            .recv()
+            .map_err(|_| io::Error::other("capture thread ended before binding"))??;
+        Ok(Capture {
+            stop,
+            handle: Some(handle),
+        })
+    }
+
+    /// Stops after the socket has been idle for a moment and returns the
+    /// frames, in arrival order.
+    pub fn finish(mut self) -> io::Result<Vec<Vec<u8>>> {
+        self.stop.store(true, Ordering::Relaxed);
+        match self.handle.take() {
+            Some(h) => h.join().map_err(|_| io::Error::other("capture thread panicked"))?,
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// A raw `AF_PACKET` socket bound to one interface.
+struct PacketSocket(std::os::fd::OwnedFd);
+
+impl PacketSocket {
+    fn bind(ifname: &str) -> io::Result<PacketSocket> {
+        use std::os::fd::FromRawFd;
+        let proto = (libc::ETH_P_ALL as u16).to_be();
+        // SAFETY: plain socket(2); the fd is owned right away.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto)) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd is a fresh, valid descriptor that nothing else owns.
+        let sock = PacketSocket(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) });
+        let name = std::ffi::CString::new(ifname).map_err(io::Error::other)?;
+        // SAFETY: a valid NUL-terminated name.
+        let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        if index == 0 {
+            return Err(io::Error::other(format!("no interface {ifname}")));
+        }
+        // SAFETY: zeroed sockaddr_ll is a valid starting value.
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_protocol = proto;
+        addr.sll_ifindex = index as i32;
+        let tv = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 200_000,
+        };
+        let rcvbuf: libc::c_int = 16 << 20;
+        // SAFETY: valid fd, pointers to live values of the sizes given.
+        unsafe {
+            if libc::bind(
+                fd,
+                (&addr as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            ) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as u32,
+            );
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                (&rcvbuf as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as u32,
+            );
+        }
+        Ok(sock)
+    }
+
+    /// The next frame received (not sent) by the interface, or `None` after
+    /// the timeout.
+    fn recv_incoming(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        loop {
+            // SAFETY: zeroed sockaddr_ll is valid; recvfrom writes within the sizes given.
+            let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            let mut len = std::mem::size_of::<libc::sockaddr_ll>() as u32;
+            // SAFETY: as above; `buf` outlives the call.
+            let n = unsafe {
+                libc::recvfrom(
+                    self.0.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    0,
+                    (&mut from as *mut libc::sockaddr_ll).cast(),
+                    &mut len,
+                )
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                return match e.kind() {
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Ok(None),
+                    io::ErrorKind::Interrupted => continue,
+                    _ => Err(e),
+                };
+            }
+            if from.sll_pkttype == libc::PACKET_OUTGOING as u8 {
+                continue;
+            }
+            return Ok(Some(n as usize));
+        }
+    }
+}
+
+/// Path of a binary of this workspace (built by `cargo test --workspace`
+/// next to the test executables' `deps/` folder).
+pub fn workspace_bin(name: &str) -> io::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .ok_or_else(|| io::Error::other("no target directory"))?;
+    let bin = dir.join(name);
+    if !bin.exists() {
+        return Err(io::Error::other(format!(
+            "{} is missing: run `cargo build -p {name}` (or `cargo test --workspace`)",
+            bin.display()
+        )));
+    }
+    Ok(bin)
+}
+
+/// A scratch directory removed on drop.
+#[derive(Debug)]
+pub struct Scratch(PathBuf);
+
+impl Scratch {
+    /// A fresh directory under the system temp dir.
+    pub fn new(name: &str) -> io::Result<Scratch> {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("glbt-{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p)?;
+        Ok(Scratch(p))
+    }
+
+    /// A path inside the directory.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 #[cfg(test)]
@@ -91,5 +425,35 @@ mod tests {
         .join();
         assert!(panicked.is_err());
         assert!(!netns_exists(&names.1), "removed during unwinding");
+    }
+
+    #[test]
+    fn capture_sees_frames_sent_across_a_veth() {
+        let a = Netns::new("capa").unwrap();
+        let b = Netns::new("capb").unwrap();
+        veth(&a, "eth0", "02:00:00:00:aa:01", &b, "eth0", "02:00:00:00:aa:02").unwrap();
+        a.ip(&["addr", "add", "192.0.2.1/24", "dev", "eth0"]).unwrap();
+        b.ip(&["addr", "add", "192.0.2.2/24", "dev", "eth0"]).unwrap();
+        b.ip(&["neigh", "add", "192.0.2.1", "lladdr", "02:00:00:00:aa:01", "dev", "eth0", "nud", "permanent"])
+            .unwrap();
+        let cap = Capture::start(&a, "eth0").unwrap();
+        b.run_in(|| {
+            let s = std::net::UdpSocket::bind("192.0.2.2:40000")?;
+            for i in 0..5u8 {
+                s.send_to(&[i], "192.0.2.1:9")?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        let frames = cap.finish().unwrap();
+        let udp: Vec<&Vec<u8>> = frames
+            .iter()
+            .filter(|f| f.len() >= 43 && f[12..14] == [0x08, 0x00] && f[23] == 17)
+            .collect();
+        assert_eq!(udp.len(), 5, "{frames:?}");
+        for (i, f) in udp.iter().enumerate() {
+            assert_eq!(&f[0..6], &[2, 0, 0, 0, 0xaa, 0x01]);
+            assert_eq!(f[42], i as u8);
+        }
     }
 }
