@@ -22,6 +22,8 @@ pub mod wire;
 #[cfg(feature = "std")]
 pub mod config;
 #[cfg(feature = "std")]
+pub mod director;
+#[cfg(feature = "std")]
 pub mod table;
 
 /// UDP destination port of GUE packets from the director (GLB's choice).

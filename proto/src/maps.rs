@@ -356,9 +356,10 @@ pub enum DirectorStat {
     NotVip,
     /// Packets too short or inconsistent to parse.
     Malformed,
-    /// ICMP frag-needed / packet-too-big routed by the quoted flow.
+    /// Of the encapsulated: ICMP echo requests, and frag-needed /
+    /// packet-too-big routed by the flow they quote.
     IcmpHandled,
-    /// IP fragments (no ports to hash), passed to the stack.
+    /// Of the encapsulated: IP fragments (hashed without ports).
     Fragment,
     /// Packets sent to the gateway MAC because the backend's was unresolved.
     MacFallback,
