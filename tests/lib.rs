@@ -83,7 +83,10 @@ impl Netns {
 
     /// Runs `f` on a thread that has entered the namespace (sockets it opens
     /// live there) and returns its result.
-    pub fn run_in<T: Send + 'static>(&self, f: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
+    pub fn run_in<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> io::Result<T> + Send + 'static,
+    ) -> io::Result<T> {
         let path = self.path();
         std::thread::spawn(move || {
             enter(&path)?;
@@ -100,7 +103,9 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "delete", &self.name]).output();
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.name])
+            .output();
     }
 }
 
@@ -121,9 +126,31 @@ pub fn netns_exists(name: &str) -> bool {
 
 /// Connects `a` and `b` with a veth pair named `a_if` (in `a`) and `b_if`
 /// (in `b`), both up, with the given MACs.
-pub fn veth(a: &Netns, a_if: &str, a_mac: &str, b: &Netns, b_if: &str, b_mac: &str) -> io::Result<()> {
+pub fn veth(
+    a: &Netns,
+    a_if: &str,
+    a_mac: &str,
+    b: &Netns,
+    b_if: &str,
+    b_mac: &str,
+) -> io::Result<()> {
     // Created inside `a` so that no interface ever exists in the root namespace.
-    a.ip(&["link", "add", a_if, "address", a_mac, "type", "veth", "peer", "name", b_if, "address", b_mac, "netns", b.name()])?;
+    a.ip(&[
+        "link",
+        "add",
+        a_if,
+        "address",
+        a_mac,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        b_if,
+        "address",
+        b_mac,
+        "netns",
+        b.name(),
+    ])?;
     a.ip(&["link", "set", a_if, "up"])?;
     b.ip(&["link", "set", b_if, "up"])?;
     Ok(())
@@ -150,11 +177,17 @@ impl Daemon {
                 return Ok(());
             }
             if let Some(status) = self.child.try_wait()? {
-                return Err(io::Error::other(format!("exited with {status} before logging {needle:?}:\n{}", self.log())));
+                return Err(io::Error::other(format!(
+                    "exited with {status} before logging {needle:?}:\n{}",
+                    self.log()
+                )));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Err(io::Error::other(format!("no {needle:?} in the log after {timeout:?}:\n{}", self.log())))
+        Err(io::Error::other(format!(
+            "no {needle:?} in the log after {timeout:?}:\n{}",
+            self.log()
+        )))
     }
 
     /// Sends a signal to the process (`ip netns exec` execs it, so the pid
@@ -249,7 +282,9 @@ impl Capture {
     pub fn finish(mut self) -> io::Result<Vec<Vec<u8>>> {
         self.stop.store(true, Ordering::Relaxed);
         match self.handle.take() {
-            Some(h) => h.join().map_err(|_| io::Error::other("capture thread panicked"))?,
+            Some(h) => h
+                .join()
+                .map_err(|_| io::Error::other("capture thread panicked"))?,
             None => Ok(Vec::new()),
         }
     }
@@ -348,10 +383,70 @@ impl PacketSocket {
                     _ => Err(e),
                 };
             }
-            if from.sll_pkttype == libc::PACKET_OUTGOING as u8 {
+            if from.sll_pkttype == libc::PACKET_OUTGOING {
                 continue;
             }
             return Ok(Some(n as usize));
+        }
+    }
+}
+
+/// The director object's pass-through XDP program, attached (native mode)
+/// to an interface of a namespace for as long as this value lives: frames
+/// sent with `XDP_TX` out of a veth reach the peer only when the peer runs
+/// XDP.
+#[derive(Debug)]
+pub struct XdpPass {
+    stop: Option<mpsc::Sender<()>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl XdpPass {
+    /// Attaches it to `ifname` in `ns`.
+    pub fn attach(ns: &Netns, ifname: &str) -> io::Result<XdpPass> {
+        let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();
+        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let path = ns.path();
+        let ifname = ifname.to_string();
+        let handle = std::thread::spawn(move || {
+            let attached = (|| -> io::Result<aya::Ebpf> {
+                enter(&path)?;
+                let mut ebpf =
+                    aya::Ebpf::load(director_xdp::director_object()).map_err(io::Error::other)?;
+                let prog = director_xdp::load_xdp(&mut ebpf, director_xdp::PASS_PROGRAM)
+                    .map_err(io::Error::other)?;
+                let name = std::ffi::CString::new(ifname.as_str()).map_err(io::Error::other)?;
+                prog.attach(name.as_c_str(), aya::programs::XdpMode::Driver)
+                    .map_err(io::Error::other)?;
+                Ok(ebpf)
+            })();
+            match attached {
+                Ok(ebpf) => {
+                    let _ = ready_tx.send(Ok(()));
+                    // Held until stopped: dropping it detaches the program.
+                    let _ = stop_rx.recv();
+                    drop(ebpf);
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                }
+            }
+        });
+        ready_rx
+            .recv()
+            .map_err(|_| io::Error::other("XDP attach thread ended early"))??;
+        Ok(XdpPass {
+            stop: Some(stop_tx),
+            handle: Some(handle),
+        })
+    }
+}
+
+impl Drop for XdpPass {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
         }
     }
 }
@@ -431,11 +526,31 @@ mod tests {
     fn capture_sees_frames_sent_across_a_veth() {
         let a = Netns::new("capa").unwrap();
         let b = Netns::new("capb").unwrap();
-        veth(&a, "eth0", "02:00:00:00:aa:01", &b, "eth0", "02:00:00:00:aa:02").unwrap();
-        a.ip(&["addr", "add", "192.0.2.1/24", "dev", "eth0"]).unwrap();
-        b.ip(&["addr", "add", "192.0.2.2/24", "dev", "eth0"]).unwrap();
-        b.ip(&["neigh", "add", "192.0.2.1", "lladdr", "02:00:00:00:aa:01", "dev", "eth0", "nud", "permanent"])
+        veth(
+            &a,
+            "eth0",
+            "02:00:00:00:aa:01",
+            &b,
+            "eth0",
+            "02:00:00:00:aa:02",
+        )
+        .unwrap();
+        a.ip(&["addr", "add", "192.0.2.1/24", "dev", "eth0"])
             .unwrap();
+        b.ip(&["addr", "add", "192.0.2.2/24", "dev", "eth0"])
+            .unwrap();
+        b.ip(&[
+            "neigh",
+            "add",
+            "192.0.2.1",
+            "lladdr",
+            "02:00:00:00:aa:01",
+            "dev",
+            "eth0",
+            "nud",
+            "permanent",
+        ])
+        .unwrap();
         let cap = Capture::start(&a, "eth0").unwrap();
         b.run_in(|| {
             let s = std::net::UdpSocket::bind("192.0.2.2:40000")?;

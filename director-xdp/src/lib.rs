@@ -1,5 +1,6 @@
-//! The data plane's loader: the embedded eBPF object and the code that puts
-//! its programs into the kernel.
+//! The data plane's loader: the embedded eBPF object, the code that puts its
+//! programs into the kernel, and [`Dataplane`], which owns the loaded
+//! director and writes its maps from a [`proto::config::Config`].
 //!
 //! Loading needs `CAP_BPF` and `CAP_NET_ADMIN` (or root). Nothing here
 //! attaches a program to an interface; callers decide where, and tests run
@@ -10,16 +11,33 @@ use aya::{
     programs::{ProgramError, Xdp},
 };
 
+pub mod dataplane;
+pub mod neigh;
+pub mod pcap;
+
+pub use dataplane::{ApplyReport, BindId, BindStats, Dataplane, DataplaneError, Stats, bind_ids};
+
 /// Name of the director's XDP program in the object.
 pub const DIRECTOR_PROGRAM: &str = "director";
 
-/// Name of the one-entry `Array<u64>` where `director` stores the SipHash of
-/// the 4 bytes after the Ethernet header of the last frame long enough.
-pub const LAST_HASH_MAP: &str = "LAST_HASH";
+/// Benchmark reference program: returns `XDP_TX` and does nothing else.
+pub const BENCH_FLOOR_PROGRAM: &str = "bench_floor";
 
-/// The SipHash key of that probe; must equal `KEY` in `ebpf/src/main.rs`
-/// (the `test_run` test fails if they differ).
-pub const PROBE_HASH_KEY: [u8; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
+/// Benchmark reference program: grows the head by 40 bytes, writes a
+/// constant 54-byte outer header at the new head and returns `XDP_TX`.
+pub const BENCH_MIN_ENCAP_PROGRAM: &str = "bench_min_encap";
+
+/// Passes every frame: for the peer end of a veth, which must run XDP for
+/// frames sent with `XDP_TX` to reach it (labs, and backends on veths).
+pub const PASS_PROGRAM: &str = "pass";
+
+/// Every XDP program of the object.
+pub const PROGRAMS: [&str; 4] = [
+    DIRECTOR_PROGRAM,
+    BENCH_FLOOR_PROGRAM,
+    BENCH_MIN_ENCAP_PROGRAM,
+    PASS_PROGRAM,
+];
 
 /// The ELF object built from `ebpf/` by `build.rs`; its binary target is
 /// named `director-xdp`, hence the file name.
@@ -31,7 +49,7 @@ pub fn director_object() -> &'static [u8] {
     DIRECTOR_OBJECT
 }
 
-/// Why the director could not be loaded.
+/// Why a program of the object could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The object did not parse, or its maps could not be created.
@@ -39,44 +57,58 @@ pub enum LoadError {
     Object(#[source] EbpfError),
     /// The object lacks a program the loader expects.
     #[error("the director object has no program named {0:?}")]
-    MissingProgram(&'static str),
+    MissingProgram(String),
     /// The program is not of the expected type, or the kernel refused it
-    /// (the source carries the verifier log).
+    /// (the source carries the verifier log: print it with `{:?}`).
     #[error("loading XDP program {name:?}")]
     Program {
         /// The program's name in the object.
-        name: &'static str,
+        name: String,
         /// What aya or the kernel reported.
         #[source]
         source: ProgramError,
     },
 }
 
-/// Loads the director object and its XDP program into the kernel, attached
-/// to nothing.
+/// Loads the director object and its `director` program into the kernel,
+/// attached to nothing.
 pub fn load_director() -> Result<Ebpf, LoadError> {
     let mut ebpf = Ebpf::load(director_object()).map_err(LoadError::Object)?;
-    let program = ebpf
-        .program_mut(DIRECTOR_PROGRAM)
-        .ok_or(LoadError::MissingProgram(DIRECTOR_PROGRAM))?;
-    let xdp: &mut Xdp = program.try_into().map_err(|source| LoadError::Program {
-        name: DIRECTOR_PROGRAM,
-        source,
-    })?;
-    xdp.load().map_err(|source| LoadError::Program {
-        name: DIRECTOR_PROGRAM,
-        source,
-    })?;
+    load_xdp(&mut ebpf, DIRECTOR_PROGRAM)?;
     Ok(ebpf)
+}
+
+/// Loads the XDP program `name` of `ebpf` into the kernel (a no-op if it
+/// is loaded already) and returns it, attached to nothing.
+pub fn load_xdp<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp, LoadError> {
+    let program = ebpf
+        .program_mut(name)
+        .ok_or_else(|| LoadError::MissingProgram(name.to_string()))?;
+    let xdp: &mut Xdp = program.try_into().map_err(|source| LoadError::Program {
+        name: name.to_string(),
+        source,
+    })?;
+    if xdp.fd().is_err() {
+        xdp.load().map_err(|source| LoadError::Program {
+            name: name.to_string(),
+            source,
+        })?;
+    }
+    Ok(xdp)
+}
+
+/// The XDP program `name` in an object returned by [`load_director`].
+pub fn xdp_program<'a>(ebpf: &'a Ebpf, name: &str) -> Result<&'a Xdp, LoadError> {
+    ebpf.program(name)
+        .ok_or_else(|| LoadError::MissingProgram(name.to_string()))?
+        .try_into()
+        .map_err(|source| LoadError::Program {
+            name: name.to_string(),
+            source,
+        })
 }
 
 /// The director's XDP program in an object returned by [`load_director`].
 pub fn director_program(ebpf: &Ebpf) -> Result<&Xdp, LoadError> {
-    ebpf.program(DIRECTOR_PROGRAM)
-        .ok_or(LoadError::MissingProgram(DIRECTOR_PROGRAM))?
-        .try_into()
-        .map_err(|source| LoadError::Program {
-            name: DIRECTOR_PROGRAM,
-            source,
-        })
+    xdp_program(ebpf, DIRECTOR_PROGRAM)
 }

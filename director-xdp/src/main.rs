@@ -1,17 +1,39 @@
-//! `director-xdp`: the director daemon. Only the command line exists so far.
+//! `director-xdp`: the director daemon (`run`) and the offline replay of a
+//! capture through the real director program (`replay`).
+//!
+//! Exit status: 0 on success, 2 for usage and config errors (a bad command
+//! line, an unreadable or refused config, an unreadable capture), 1 for
+//! runtime errors (loading the program, attaching it, writing the output).
 
+mod daemon;
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, IsTerminal as _, Write as _};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::{Context as _, anyhow};
+use aya::programs::{TestRun as _, TestRunOptions};
 use clap::{Parser, Subcommand};
+use director_xdp::dataplane::Dataplane;
+use director_xdp::pcap;
+use proto::config::Config;
+use tracing_subscriber::EnvFilter;
 
-/// The exit status of subcommands that are not written yet, distinct from
-/// success (0) and from clap's usage errors, which also use 2 but print usage.
-const NOT_IMPLEMENTED: u8 = 2;
+/// Exit status of runtime errors.
+const EXIT_RUNTIME: u8 = 1;
+/// Exit status of usage and config errors, as clap uses for usage errors.
+const EXIT_USAGE: u8 = 2;
 
 /// The GLB-style director: an XDP program that forwards packets to backends
 /// chosen by a rendezvous-hashing table.
 #[derive(Debug, Parser)]
-#[command(name = "director-xdp", version)]
+#[command(
+    name = "director-xdp",
+    version,
+    after_help = "Exit status: 0 on success, 1 on a runtime error, 2 on a usage or config error."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -19,28 +41,480 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Load the director, attach it to an interface and serve the HTTP API.
-    Run,
-    /// Run packets from a capture through the director with
-    /// BPF_PROG_TEST_RUN and print the verdicts and output packets.
-    Replay,
+    /// Load the director, attach it to `director.interface` and keep its
+    /// tables and next-hop MACs up to date.
+    ///
+    /// Native XDP is tried first, then generic (SKB) mode with a warning.
+    /// Backends' next-hop MACs come from the kernel's routes and neighbour
+    /// table (of this network namespace) and follow their changes; a next
+    /// hop without a neighbour entry is made to resolve by an empty UDP
+    /// datagram to the backend's discard port (9), every 5 s until it
+    /// answers, and meanwhile its packets go to `director.gateway_mac`.
+    /// SIGHUP re-reads the config (a refused config changes nothing);
+    /// SIGINT and SIGTERM detach and exit 0. Logs go to stderr; RUST_LOG
+    /// sets the filter (default: info). Needs root.
+    Run(RunArgs),
+    /// Run every packet of a capture through the director program with
+    /// BPF_PROG_TEST_RUN and write what comes out.
+    ///
+    /// The input is a classic pcap file of Ethernet frames (either byte
+    /// order, micro- or nanosecond timestamps); the output has one packet
+    /// per input packet, in order, with the same timestamps (microseconds):
+    /// the encapsulated or passed bytes, or, for a dropped packet, the bytes
+    /// as they came in. Prints one line per packet, numbered from 1 as
+    /// Wireshark numbers frames, then a summary. Nothing is resolved: every
+    /// backend gets `director.gateway_mac` as its next-hop MAC. Captured
+    /// bytes are what runs, so a VIP packet cut short by the capture's snap
+    /// length is dropped as malformed. Needs root (BPF); attaches nothing.
+    Replay(ReplayArgs),
     /// Print the version.
     Version,
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Run => not_implemented("run"),
-        Command::Replay => not_implemented("replay"),
-        Command::Version => {
-            println!("{} {}", env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// The director's config (GLB tables plus the `director` section).
+    #[arg(long, value_name = "PATH")]
+    config: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+struct ReplayArgs {
+    /// The director's config (GLB tables plus the `director` section).
+    #[arg(long, value_name = "PATH")]
+    config: PathBuf,
+    /// Capture to replay (classic pcap, Ethernet).
+    #[arg(long = "in", value_name = "IN.pcap")]
+    input: PathBuf,
+    /// Where to write the packets that come out (replaced if it exists).
+    #[arg(long = "out", value_name = "OUT.pcap")]
+    output: PathBuf,
+}
+
+/// Why a command failed: the error to print and the exit status.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    status: u8,
+    error: anyhow::Error,
+}
+
+impl Failure {
+    /// A usage or config error (exit status 2).
+    pub(crate) fn usage(error: impl Into<anyhow::Error>) -> Failure {
+        Failure {
+            status: EXIT_USAGE,
+            error: error.into(),
+        }
+    }
+
+    /// A runtime error (exit status 1).
+    pub(crate) fn runtime(error: impl Into<anyhow::Error>) -> Failure {
+        Failure {
+            status: EXIT_RUNTIME,
+            error: error.into(),
         }
     }
 }
 
-fn not_implemented(subcommand: &str) -> ExitCode {
-    eprintln!("director-xdp {subcommand}: not implemented yet (issue [2])");
-    ExitCode::from(NOT_IMPLEMENTED)
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.command {
+        Command::Run(args) => daemon::run(&args.config),
+        Command::Replay(args) => replay(&args),
+        Command::Version => {
+            println!("{} {}", env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure { status, error }) => {
+            tracing::error!("{error:#}");
+            ExitCode::from(status)
+        }
+    }
+}
+
+/// Logs to stderr (stdout is replay's report); `RUST_LOG` overrides the
+/// default `info`.
+fn init_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+/// Reads and checks a config, logging its warnings.
+pub(crate) fn load_config(path: &Path) -> anyhow::Result<Config> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config {}", path.display()))?;
+    let config =
+        Config::from_json(&text).with_context(|| format!("checking config {}", path.display()))?;
+    for warning in &config.warnings {
+        tracing::warn!("config {}: {warning}", path.display());
+    }
+    Ok(config)
+}
+
+/// `XDP_*` verdicts, as in `enum xdp_action` (include/uapi/linux/bpf.h).
+const XDP_ABORTED: u32 = 0;
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+const XDP_TX: u32 = 3;
+const XDP_REDIRECT: u32 = 4;
+
+/// Room for what the director puts in front of a packet: outer IPv6 (40),
+/// UDP (8) and GUE with one IPv6 hop (24) need 72 bytes; 128 leaves margin.
+const ENCAP_ROOM: usize = 128;
+/// The kernel refuses to test-run XDP on less than an Ethernet header.
+const ETH_HLEN: usize = 14;
+
+/// What replay did with one packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Verdict {
+    Pass,
+    Tx,
+    Drop,
+    Aborted,
+    Redirect,
+    /// Not run: shorter than an Ethernet header, which test runs refuse.
+    /// Written unchanged, as the director would pass it.
+    Skip,
+}
+
+impl Verdict {
+    fn from_xdp(action: u32) -> Option<Verdict> {
+        match action {
+            XDP_ABORTED => Some(Verdict::Aborted),
+            XDP_DROP => Some(Verdict::Drop),
+            XDP_PASS => Some(Verdict::Pass),
+            XDP_TX => Some(Verdict::Tx),
+            XDP_REDIRECT => Some(Verdict::Redirect),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Verdict::Pass => "PASS",
+            Verdict::Tx => "TX",
+            Verdict::Drop => "DROP",
+            Verdict::Aborted => "ABORTED",
+            Verdict::Redirect => "REDIRECT",
+            Verdict::Skip => "SKIP",
+        }
+    }
+}
+
+fn replay(args: &ReplayArgs) -> Result<(), Failure> {
+    let config = load_config(&args.config).map_err(Failure::usage)?;
+    let input = File::open(&args.input)
+        .with_context(|| format!("opening capture {}", args.input.display()))
+        .map_err(Failure::usage)?;
+    let mut reader = pcap::Reader::new(BufReader::new(input))
+        .with_context(|| format!("reading capture {}", args.input.display()))
+        .map_err(Failure::usage)?;
+    if reader.nanosecond_timestamps() {
+        tracing::info!(
+            "capture {} has nanosecond timestamps; the output's are truncated to microseconds",
+            args.input.display()
+        );
+    }
+    if config.director.gateway_mac.is_none() {
+        tracing::warn!(
+            "config {} has no director.gateway_mac: replay resolves no neighbour, so every packet for a bind will be dropped (no MAC to send it to)",
+            args.config.display()
+        );
+    }
+
+    let mut dataplane = Dataplane::load()
+        .context("loading the director program (needs root)")
+        .map_err(Failure::runtime)?;
+    // Replay resolves nothing: with no backend MAC the program falls back
+    // to director.gateway_mac, the documented behaviour of an unresolved
+    // neighbour.
+    dataplane
+        .apply(&config, &|_| None)
+        .map_err(|e| daemon::apply_failure(e, &args.config))?;
+
+    let result = replay_packets(&dataplane, &mut reader, args);
+    if result.is_err() {
+        // A half-written output would look like a complete replay.
+        let _ = std::fs::remove_file(&args.output);
+    }
+    result
+}
+
+fn replay_packets(
+    dataplane: &Dataplane,
+    reader: &mut pcap::Reader<BufReader<File>>,
+    args: &ReplayArgs,
+) -> Result<(), Failure> {
+    let output = File::create(&args.output)
+        .with_context(|| format!("creating {}", args.output.display()))
+        .map_err(Failure::runtime)?;
+    let mut writer = pcap::Writer::new(BufWriter::new(output))
+        .with_context(|| format!("writing {}", args.output.display()))
+        .map_err(Failure::runtime)?;
+    let stdout = std::io::stdout();
+    let mut report = stdout.lock();
+    let mut counts = std::collections::BTreeMap::<Verdict, u64>::new();
+    let mut index = 0u64;
+    while let Some(packet) = reader
+        .next_packet()
+        .with_context(|| format!("reading capture {}", args.input.display()))
+        .map_err(Failure::usage)?
+    {
+        index += 1;
+        let (verdict, out) = run_packet(dataplane, &packet.data)
+            .with_context(|| {
+                format!(
+                    "packet {index} ({} bytes) of {}",
+                    packet.data.len(),
+                    args.input.display()
+                )
+            })
+            .map_err(Failure::runtime)?;
+        let (bytes, line) = match verdict {
+            Verdict::Tx => (out.as_slice(), describe_tx(&out)),
+            Verdict::Pass => (out.as_slice(), String::new()),
+            Verdict::Skip => (
+                packet.data.as_slice(),
+                " (not run: shorter than an Ethernet header)".to_string(),
+            ),
+            // Dropped (or aborted, redirected) packets are written as they
+            // came in, so the output keeps one packet per input.
+            Verdict::Drop | Verdict::Aborted | Verdict::Redirect => {
+                (packet.data.as_slice(), String::new())
+            }
+        };
+        // A packet the capture cut short stays short by as much.
+        let cut = packet.orig_len.saturating_sub(packet.data.len() as u32);
+        writer
+            .write_packet(packet.timestamp, bytes.len() as u32 + cut, bytes)
+            .with_context(|| format!("writing {}", args.output.display()))
+            .map_err(Failure::runtime)?;
+        writeln!(report, "{index} {}{line}", verdict.name())
+            .context("writing the report to stdout")
+            .map_err(Failure::runtime)?;
+        *counts.entry(verdict).or_default() += 1;
+    }
+    writer
+        .finish()
+        .with_context(|| format!("writing {}", args.output.display()))
+        .map_err(Failure::runtime)?;
+    let summary: Vec<String> = counts
+        .iter()
+        .map(|(v, n)| format!("{} {n}", v.name()))
+        .collect();
+    writeln!(
+        report,
+        "{index} packets: {}",
+        if summary.is_empty() {
+            "none".to_string()
+        } else {
+            summary.join(", ")
+        }
+    )
+    .context("writing the report to stdout")
+    .map_err(Failure::runtime)?;
+    Ok(())
+}
+
+/// Runs the director once on `frame`: the verdict and the frame as the
+/// program left it.
+fn run_packet(dataplane: &Dataplane, frame: &[u8]) -> anyhow::Result<(Verdict, Vec<u8>)> {
+    if frame.len() < ETH_HLEN {
+        return Ok((Verdict::Skip, frame.to_vec()));
+    }
+    let mut out = vec![0u8; frame.len() + ENCAP_ROOM];
+    let result = dataplane
+        .program()
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ..Default::default()
+        })
+        .context("BPF_PROG_TEST_RUN of the director program")?;
+    let verdict = Verdict::from_xdp(result.return_value)
+        .ok_or_else(|| anyhow!("unknown XDP verdict {}", result.return_value))?;
+    out.truncate(result.data_size_out as usize);
+    Ok((verdict, out))
+}
+
+/// ` VIP -> backend hops [...]` for an encapsulated frame, read back from
+/// its bytes: what the director actually wrote, not what it was meant to.
+fn describe_tx(frame: &[u8]) -> String {
+    match parse_gue_frame(frame) {
+        Ok(tx) => {
+            let hops: Vec<String> = tx.hops.iter().map(ToString::to_string).collect();
+            format!(" {} -> {} hops [{}]", tx.inner, tx.backend, hops.join(", "))
+        }
+        Err(why) => format!(" (output is not a GUE packet: {why})"),
+    }
+}
+
+/// An encapsulated frame, as far as the report goes.
+#[derive(Debug)]
+struct TxFrame {
+    /// Outer destination: the primary backend.
+    backend: IpAddr,
+    /// GLB hops (the secondary).
+    hops: Vec<IpAddr>,
+    /// The inner packet's destination, e.g. `203.0.113.10:80/tcp`.
+    inner: String,
+}
+
+fn parse_gue_frame(frame: &[u8]) -> Result<TxFrame, String> {
+    let field = |at: usize, len: usize| {
+        frame
+            .get(at..at + len)
+            .ok_or_else(|| format!("ends at {} bytes", frame.len()))
+    };
+    let be16 = |at: usize| field(at, 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+    let mut l3 = ETH_HLEN;
+    let mut ethertype = be16(12)?;
+    if ethertype == 0x8100 {
+        ethertype = be16(16)?;
+        l3 += 4;
+    }
+    let (backend, udp) = match ethertype {
+        0x0800 => {
+            let ihl = usize::from(field(l3, 1)?[0] & 0x0f) * 4;
+            if field(l3 + 9, 1)?[0] != 17 {
+                return Err("outer IPv4 protocol is not UDP".into());
+            }
+            let dst: [u8; 4] = field(l3 + 16, 4)?.try_into().map_err(|_| "short")?;
+            (IpAddr::from(dst), l3 + ihl)
+        }
+        0x86dd => {
+            if field(l3 + 6, 1)?[0] != 17 {
+                return Err("outer IPv6 next header is not UDP".into());
+            }
+            let dst: [u8; 16] = field(l3 + 24, 16)?.try_into().map_err(|_| "short")?;
+            (IpAddr::from(dst), l3 + 40)
+        }
+        other => return Err(format!("outer EtherType {other:#06x}")),
+    };
+    let port = be16(udp + 2)?;
+    if port != proto::GUE_PORT {
+        return Err(format!("UDP destination port {port}"));
+    }
+    let gue = frame.get(udp + 8..).unwrap_or_default();
+    let packet = proto::wire::GuePacket::new_checked(gue).map_err(|e| e.to_string())?;
+    let repr = proto::wire::GueRepr::parse(&packet).map_err(|e| e.to_string())?;
+    Ok(TxFrame {
+        backend,
+        hops: repr.hops.iter().collect(),
+        inner: describe_inner(packet.payload()),
+    })
+}
+
+/// The destination of an IP packet: `addr:port/proto` for unfragmented TCP
+/// and UDP, `addr/proto` otherwise.
+fn describe_inner(ip: &[u8]) -> String {
+    let (dst, proto, l4, fragment) = match ip.first().map(|b| b >> 4) {
+        Some(4) if ip.len() >= 20 => {
+            let dst: [u8; 4] = [ip[16], ip[17], ip[18], ip[19]];
+            let frag = u16::from_be_bytes([ip[6], ip[7]]);
+            (
+                IpAddr::from(dst),
+                ip[9],
+                usize::from(ip[0] & 0x0f) * 4,
+                frag & 0x3fff != 0,
+            )
+        }
+        Some(6) if ip.len() >= 40 => {
+            let mut dst = [0u8; 16];
+            dst.copy_from_slice(&ip[24..40]);
+            (IpAddr::from(dst), ip[6], 40, false)
+        }
+        _ => return "?".to_string(),
+    };
+    let name = match proto {
+        6 => "tcp".to_string(),
+        17 => "udp".to_string(),
+        1 => "icmp".to_string(),
+        58 => "icmpv6".to_string(),
+        n => format!("proto {n}"),
+    };
+    let port = ip
+        .get(l4 + 2..l4 + 4)
+        .map(|b| u16::from_be_bytes([b[0], b[1]]));
+    match port {
+        Some(port) if (proto == 6 || proto == 17) && !fragment => {
+            format!("{}/{name}", SocketAddr::new(dst, port))
+        }
+        _ if fragment => format!("{dst}/{name} fragment"),
+        _ => format!("{dst}/{name}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_parses_the_documented_usage() {
+        let cli = Cli::try_parse_from([
+            "director-xdp",
+            "replay",
+            "--config",
+            "c.json",
+            "--in",
+            "a.pcap",
+            "--out",
+            "b.pcap",
+        ])
+        .expect("valid command line");
+        match cli.command {
+            Command::Replay(a) => {
+                assert_eq!(a.input, PathBuf::from("a.pcap"));
+                assert_eq!(a.output, PathBuf::from("b.pcap"));
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        assert!(Cli::try_parse_from(["director-xdp", "run"]).is_err());
+    }
+
+    #[test]
+    fn describes_an_encapsulated_frame_from_its_bytes() {
+        let inner = {
+            let mut ip = vec![0u8; 40];
+            ip[0] = 0x45;
+            ip[9] = 6;
+            ip[16..20].copy_from_slice(&[203, 0, 113, 10]);
+            ip[22..24].copy_from_slice(&80u16.to_be_bytes());
+            ip
+        };
+        let repr = proto::wire::GueRepr {
+            inner: proto::wire::InnerProto::Ipv4,
+            next_hop: 0,
+            hops: proto::wire::Hops::v4(&["198.51.100.14".parse().expect("address")])
+                .expect("one hop"),
+        };
+        let mut frame = vec![0u8; 14 + 20 + 8];
+        frame[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+        frame[14] = 0x45;
+        frame[14 + 9] = 17;
+        frame[14 + 16..14 + 20].copy_from_slice(&[198, 51, 100, 12]);
+        frame[34 + 2..34 + 4].copy_from_slice(&proto::GUE_PORT.to_be_bytes());
+        let mut gue = vec![0u8; repr.buffer_len()];
+        repr.emit(&mut proto::wire::GuePacket::new_unchecked(&mut gue[..]));
+        frame.extend_from_slice(&gue);
+        frame.extend_from_slice(&inner);
+        assert_eq!(
+            describe_tx(&frame),
+            " 203.0.113.10:80/tcp -> 198.51.100.12 hops [198.51.100.14]"
+        );
+        frame[34 + 3] ^= 1;
+        assert!(describe_tx(&frame).contains("not a GUE packet: UDP destination port"));
+        assert_eq!(
+            describe_tx(&frame[..20]),
+            " (output is not a GUE packet: ends at 20 bytes)"
+        );
+    }
 }

@@ -1,51 +1,710 @@
-//! The director's XDP program.
+//! The director's XDP programs.
 //!
-//! For now it passes every packet. It also hashes the 4 bytes after the
-//! Ethernet header with `proto`'s SipHash into `LAST_HASH`, so that a test
-//! can prove that the eBPF build and user space run the same hash code.
+//! - `director`: the GLB-style director of `docs/director.md`. It finds the
+//!   bind of each packet for a VIP, hashes the flow into that bind's table,
+//!   and sends the packet, wrapped in GUE with the row's secondary as the one
+//!   hop, to the row's primary (`XDP_TX`). Everything else passes untouched.
+//! - `bench_floor` and `bench_min_encap`: references for the benchmark (the
+//!   cost of `XDP_TX` alone, and of the smallest possible encapsulation).
+//!
+//! The program never returns `XDP_ABORTED`: a packet it cannot handle is
+//! passed (not ours) or dropped and counted (ours but broken).
+//!
+//! Verifier notes, each explained where it applies: packet memory only
+//! through `packet::ptr_at` (windows of 2 bytes or more); no enum carrying
+//! data on the packet path; no lookup cache with "done" flags; the flow
+//! hash and the encapsulation are global BPF functions, checked once each
+//! rather than once per parse path (`director_verifies_well_within_the_kernel_complexity_limit`
+//! in `tests/test_run.rs` watches the total).
 #![no_std]
 #![no_main]
 
-use aya_ebpf::{bindings::xdp_action, macros::map, macros::xdp, maps::Array, programs::XdpContext};
-use proto::siphash::{SipHasher24, le_word};
+mod encap;
+mod hash;
+mod packet;
 
-/// Length of an Ethernet II header without VLAN tags.
-const ETH_HLEN: usize = 14;
-/// Bytes hashed into `LAST_HASH`.
-const PROBE_LEN: usize = 4;
-/// SipHash key of the probe; must equal `director_xdp::PROBE_HASH_KEY`.
-const KEY: [u8; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
+use aya_ebpf::{
+    bindings::xdp_action,
+    macros::{map, xdp},
+    maps::{Array, LpmTrie, PerCpuArray, lpm_trie::Key},
+    programs::XdpContext,
+};
+use proto::maps::{
+    BackendEntry, BindCounters, BindInfo, DirectorSettings, DirectorStat, FAMILY_V4, FAMILY_V6,
+    KEY_MAP_ENTRIES, LPM_LOOKUP_PREFIX_LEN, MAX_BACKENDS, MAX_BINDS, MAX_TABLES, MAX_VIPS,
+    TABLE_MAP_ROWS, TABLE_SLOTS, TableKeys, TableRow, TableSlot, VipEntry, VipKey, key_index,
+    row_index,
+};
 
-/// Digest of the last frame long enough to hash; user space reads index 0.
+use crate::encap::{Target, director_encapsulate};
+use crate::hash::{Flow, HashIo, director_flow_hash};
+use crate::packet::{View, eth, frame_len, icmp, ipv4, ipv6, proto as ipproto, tcp, udp};
+
+// Map names are those of `proto::maps::names`; the loader opens them by
+// those names, so a rename here fails `Dataplane::load` (and its tests).
+
+/// VIP prefixes per (family, protocol): the port ranges and their binds.
 #[map]
-static LAST_HASH: Array<u64> = Array::with_max_entries(1, 0);
+static DIR_VIPS: LpmTrie<VipKey, VipEntry> = LpmTrie::with_max_entries(MAX_VIPS, 0);
+/// Bind id -> table id.
+#[map]
+static DIR_BINDS: Array<BindInfo> = Array::with_max_entries(MAX_BINDS, 0);
+/// Table id -> active row slot.
+#[map]
+static DIR_TABLE_SLOT: Array<TableSlot> = Array::with_max_entries(MAX_TABLES, 0);
+/// `key_index(table, slot)` -> packet hash key.
+#[map]
+static DIR_KEYS: Array<TableKeys> = Array::with_max_entries(KEY_MAP_ENTRIES, 0);
+/// `row_index(table, slot, row)` -> backend indexes.
+#[map]
+static DIR_TABLES: Array<TableRow> = Array::with_max_entries(TABLE_MAP_ROWS, 0);
+/// Backend index -> address, family, MAC.
+#[map]
+static DIR_BACKENDS: Array<BackendEntry> = Array::with_max_entries(MAX_BACKENDS, 0);
+/// The one entry of global settings.
+#[map]
+static DIR_SETTINGS: Array<DirectorSettings> = Array::with_max_entries(1, 0);
+/// Outcome counters, indexed by `DirectorStat`.
+#[map]
+static DIR_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(DirectorStat::COUNT as u32, 0);
+/// Per-bind traffic counters, indexed by bind id.
+#[map]
+static DIR_BIND_STATS: PerCpuArray<BindCounters> = PerCpuArray::with_max_entries(MAX_BINDS, 0);
 
-/// The director: for now, XDP_PASS for every frame.
+/// What happens to a packet.
+///
+/// Fieldless, like every enum on the packet path: an enum whose variants
+/// carry different data leaves bytes undefined in some of them, and LLVM
+/// then merges those bytes with whatever a register held, which the
+/// verifier refuses when that was a pointer. Data travels in fully
+/// initialised structs instead.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Not for a bind: `XDP_PASS`, untouched.
+    Pass,
+    /// For a VIP but malformed: `XDP_DROP`.
+    Malformed,
+    /// For a bind but not encapsulable: `XDP_DROP`.
+    EncapFailure,
+    /// Encapsulated in place (see [`Sent`]): `XDP_TX`.
+    Sent,
+}
+
+/// How an encapsulated packet is counted.
+struct Sent {
+    bind: u32,
+    icmp: bool,
+    fragment: bool,
+    mac_fallback: bool,
+}
+
+/// The director.
 #[xdp]
 pub fn director(ctx: XdpContext) -> u32 {
-    if let Some(probe) = ptr_at::<[u8; PROBE_LEN]>(&ctx, ETH_HLEN) {
-        // SAFETY: `ptr_at` checked that the whole array lies inside the frame.
-        let bytes = unsafe { *probe };
-        let digest = SipHasher24::new(&KEY).finish(le_word(&bytes), PROBE_LEN);
-        if let Some(slot) = LAST_HASH.get_ptr_mut(0) {
-            // SAFETY: the kernel returned a pointer to a live u64 array value.
-            unsafe { *slot = digest };
+    // Per-bind byte counts are of the frame as received.
+    let received = frame_len(&ctx) as u64;
+    let mut sent = Sent {
+        bind: 0,
+        icmp: false,
+        fragment: false,
+        mac_fallback: false,
+    };
+    match process(&ctx, &mut sent) {
+        Outcome::Pass => {
+            count(DirectorStat::NotVip);
+            xdp_action::XDP_PASS
+        }
+        Outcome::Malformed => {
+            count(DirectorStat::Malformed);
+            xdp_action::XDP_DROP
+        }
+        Outcome::EncapFailure => {
+            count(DirectorStat::EncapFailure);
+            xdp_action::XDP_DROP
+        }
+        Outcome::Sent => {
+            count(DirectorStat::Encapsulated);
+            if sent.icmp {
+                count(DirectorStat::IcmpHandled);
+            }
+            if sent.fragment {
+                count(DirectorStat::Fragment);
+            }
+            if sent.mac_fallback {
+                count(DirectorStat::MacFallback);
+            }
+            if let Some(c) = DIR_BIND_STATS.get_ptr_mut(sent.bind) {
+                // SAFETY: a live per-CPU value of this CPU; nothing else
+                // writes it while this program runs.
+                unsafe {
+                    (*c).packets += 1;
+                    (*c).bytes += received;
+                }
+            }
+            xdp_action::XDP_TX
         }
     }
+}
+
+/// Passes every frame. Frames sent with `XDP_TX` out of a veth reach its peer
+/// only when the peer runs XDP: labs attach this one there.
+#[xdp]
+pub fn pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 
-/// A pointer to a `T` at `offset` bytes into the frame, or `None` when the
-/// frame is too short: the only way this program reads packet memory, so that
-/// every read carries the bounds check the verifier demands.
-#[inline(always)]
-fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*const T> {
-    let start = ctx.data();
-    let end = ctx.data_end();
-    if start + offset + size_of::<T>() > end {
-        return None;
+/// Benchmark reference: the cost of the XDP_TX path alone.
+#[xdp]
+pub fn bench_floor(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_TX
+}
+
+/// Benchmark reference: the least an encapsulating director must do (grow
+/// the head by 40 bytes, write 54 constant bytes, transmit).
+#[xdp]
+pub fn bench_min_encap(ctx: XdpContext) -> u32 {
+    if encap::bench_min_encap(&ctx) {
+        xdp_action::XDP_TX
+    } else {
+        xdp_action::XDP_DROP
     }
-    Some((start + offset) as *const T)
+}
+
+#[inline(always)]
+fn count(stat: DirectorStat) {
+    if let Some(c) = DIR_STATS.get_ptr_mut(stat.index()) {
+        // SAFETY: as for the bind counters above.
+        unsafe { *c += 1 };
+    }
+}
+
+/// Whether a fragment is the first of its datagram or a later one.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Frag {
+    /// Not a fragment (an atomic fragment included).
+    No,
+    /// Offset 0, more fragments follow: the L4 header is here.
+    First,
+    /// Offset != 0: no L4 header.
+    Later,
+}
+
+/// Where parsing goes next.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Parsed; carry on.
+    Go,
+    /// Not ours.
+    Pass,
+    /// For a VIP, but malformed.
+    Malformed,
+}
+
+/// What the L4 header says.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum L4 {
+    /// TCP or UDP: the ports are in the flow.
+    Ports,
+    /// An ICMP echo request.
+    Echo,
+    /// An ICMP frag-needed / packet-too-big quoting a TCP or UDP packet:
+    /// see the `quoted_*` fields.
+    Quoted,
+    /// Anything else, and later fragments: not forwarded by its L4.
+    Other,
+    /// Truncated or inconsistent.
+    Malformed,
+}
+
+/// One packet for a VIP as parsed. Offsets are into the frame; addresses
+/// stay there (copying them would cost stack the hash does not need).
+///
+/// Headers past the IP header (L4, extension, quoted) need only be in the
+/// frame, as docs/director.md's "bytes present" and `proto::director` have
+/// it: the IP length fields are checked against the frame, not used as a
+/// second bound.
+struct Packet {
+    v6: bool,
+    /// Ethernet header length (14, or 18 with a VLAN tag).
+    l2_len: usize,
+    /// Offset of the L4 header (after options or extension headers).
+    l4: usize,
+    /// Protocol of the L4 header at `l4`.
+    proto: u8,
+    frag: Frag,
+    /// Protocol of the fragmented datagram (IPv4 protocol, or the next
+    /// header of the IPv6 fragment header).
+    frag_proto: u8,
+    /// The packet's own flow: addresses, and ports for TCP and UDP.
+    flow: Flow,
+    /// The one VIP lookup remembered: the entry of (family, `seen_proto`,
+    /// destination), made by the "is it a VIP" check. Its own protocol
+    /// first, so that it is usually the entry the bind needs.
+    ///
+    /// A single remembered pair rather than one "looked up yet?" flag per
+    /// protocol: when such a flag is spilled byte-wise the verifier can lose
+    /// its value, then walks the impossible path "looked up, but no entry
+    /// stored" and refuses the program.
+    seen_proto: u8,
+    seen: Option<&'static VipEntry>,
+    /// The packet an ICMP error quotes (VIP -> client): protocol, address
+    /// offsets and ports.
+    quoted_proto: u8,
+    quoted_src: usize,
+    quoted_dst: usize,
+    quoted_sport: u16,
+    quoted_dport: u16,
+}
+
+impl Packet {
+    const EMPTY: Packet = Packet {
+        v6: false,
+        l2_len: 0,
+        l4: 0,
+        proto: 0,
+        frag: Frag::No,
+        frag_proto: 0,
+        flow: Flow {
+            src: 0,
+            dst: 0,
+            sport: 0,
+            dport: 0,
+        },
+        seen_proto: 0,
+        seen: None,
+        quoted_proto: 0,
+        quoted_src: 0,
+        quoted_dst: 0,
+        quoted_sport: 0,
+        quoted_dport: 0,
+    };
+}
+
+/// The VIP entry for (family, `proto`, the address at `at` in the frame).
+// Not inlined: one copy of the 24-byte key on the stack, not one per caller.
+#[inline(never)]
+fn vip_lookup(ctx: &XdpContext, v6: bool, proto: u8, at: usize) -> Option<&'static VipEntry> {
+    let mut vip = VipKey {
+        family: FAMILY_V4,
+        proto,
+        _pad: [0; 2],
+        addr: [0; 16],
+    };
+    if v6 {
+        vip.family = FAMILY_V6;
+        vip.addr = View::<16>::at(ctx, at)?.array::<0, 16>();
+    } else if let Some(a) = vip.addr.first_chunk_mut::<4>() {
+        *a = View::<4>::at(ctx, at)?.array::<0, 4>();
+    }
+    DIR_VIPS.get(&Key::new(LPM_LOOKUP_PREFIX_LEN, vip))
+}
+
+/// "No bind": bind ids are below `MAX_BINDS`.
+const NO_BIND: u32 = u32::MAX;
+
+/// The bind of an entry's first range (the lowest ports): echo and fragments.
+#[inline(always)]
+fn first_bind(entry: Option<&VipEntry>) -> u32 {
+    match entry {
+        Some(e) if e.count > 0 => e.ranges.first().map_or(NO_BIND, |r| r.bind),
+        _ => NO_BIND,
+    }
+}
+
+/// The bind of the entry's range holding `port`.
+// `VipEntry::find_bind` returns an `Option<u32>`, whose `None` leaves the
+// value undefined (see `Outcome`); the same scan with a sentinel instead.
+#[inline(always)]
+fn port_bind(entry: Option<&VipEntry>, port: u16) -> u32 {
+    let Some(e) = entry else {
+        return NO_BIND;
+    };
+    for r in e.ranges.iter().take(e.count as usize) {
+        if r.contains(port) {
+            return r.bind;
+        }
+    }
+    NO_BIND
+}
+
+/// The VIP entry for (the packet's family, `proto`, its destination).
+#[inline(always)]
+fn dst_vip(ctx: &XdpContext, p: &Packet, proto: u8) -> Option<&'static VipEntry> {
+    if proto == p.seen_proto {
+        p.seen
+    } else if proto == ipproto::TCP || proto == ipproto::UDP {
+        vip_lookup(ctx, p.v6, proto, p.flow.dst)
+    } else {
+        // Binds are TCP or UDP only.
+        None
+    }
+}
+
+/// "Is it a VIP": an entry for TCP or for UDP. `own` (the packet's
+/// protocol, as far as known) is looked up first and remembered.
+#[inline(always)]
+fn is_vip(ctx: &XdpContext, p: &mut Packet, own: u8) -> bool {
+    let (first, second) = if own == ipproto::UDP {
+        (ipproto::UDP, ipproto::TCP)
+    } else {
+        (ipproto::TCP, ipproto::UDP)
+    };
+    p.seen_proto = first;
+    p.seen = vip_lookup(ctx, p.v6, first, p.flow.dst);
+    p.seen.is_some() || vip_lookup(ctx, p.v6, second, p.flow.dst).is_some()
+}
+
+fn process(ctx: &XdpContext, sent: &mut Sent) -> Outcome {
+    let mut p = Packet::EMPTY;
+    match parse_ip(ctx, &mut p) {
+        Step::Go => {}
+        Step::Pass => return Outcome::Pass,
+        Step::Malformed => return Outcome::Malformed,
+    }
+    let l4 = if p.frag == Frag::Later {
+        L4::Other
+    } else {
+        parse_l4(ctx, &mut p)
+    };
+    if l4 == L4::Malformed {
+        return Outcome::Malformed;
+    }
+
+    // Every fragment of a datagram, the first included, must reach the same
+    // backend: the bind ignores the ports and so does the hash.
+    if p.frag != Frag::No {
+        sent.bind = first_bind(dst_vip(ctx, &p, p.frag_proto));
+        if sent.bind == NO_BIND {
+            return Outcome::Pass;
+        }
+        sent.fragment = true;
+        return forward(ctx, &p, false, sent);
+    }
+
+    sent.bind = match l4 {
+        L4::Ports => port_bind(dst_vip(ctx, &p, p.proto), p.flow.dport),
+        L4::Echo => {
+            sent.icmp = true;
+            let tcp = dst_vip(ctx, &p, ipproto::TCP);
+            let entry = if tcp.is_some() {
+                tcp
+            } else {
+                dst_vip(ctx, &p, ipproto::UDP)
+            };
+            first_bind(entry)
+        }
+        L4::Quoted => {
+            sent.icmp = true;
+            // The quoted packet went from the VIP to the client: the flow
+            // is its reverse, and the bind is the quoted source's.
+            p.flow = Flow {
+                src: p.quoted_dst,
+                dst: p.quoted_src,
+                sport: p.quoted_dport,
+                dport: p.quoted_sport,
+            };
+            port_bind(
+                vip_lookup(ctx, p.v6, p.quoted_proto, p.quoted_src),
+                p.quoted_sport,
+            )
+        }
+        L4::Other | L4::Malformed => NO_BIND,
+    };
+    if sent.bind == NO_BIND {
+        return Outcome::Pass;
+    }
+    forward(ctx, &p, true, sent)
+}
+
+/// Ethernet, then IPv4 or IPv6 up to the L4 header.
+#[inline(always)]
+fn parse_ip(ctx: &XdpContext, p: &mut Packet) -> Step {
+    let Some(eth_header) = View::<{ eth::HLEN }>::at(ctx, 0) else {
+        return Step::Pass;
+    };
+    let mut ethertype = eth_header.be16::<{ eth::TYPE }>();
+    p.l2_len = eth::HLEN;
+    if ethertype == eth::P_8021Q {
+        let Some(tagged) = View::<{ eth::VLAN_HLEN }>::at(ctx, 0) else {
+            return Step::Pass;
+        };
+        ethertype = tagged.be16::<{ eth::VLAN_TYPE }>();
+        p.l2_len = eth::VLAN_HLEN;
+    }
+    match ethertype {
+        eth::P_IPV4 => parse_ipv4(ctx, p),
+        eth::P_IPV6 => parse_ipv6(ctx, p),
+        _ => Step::Pass,
+    }
+}
+
+#[inline(always)]
+fn parse_ipv4(ctx: &XdpContext, p: &mut Packet) -> Step {
+    let l2 = p.l2_len;
+    // Too short to read the destination: not ours to judge.
+    let Some(h) = View::<{ ipv4::HLEN }>::at(ctx, l2) else {
+        return Step::Pass;
+    };
+    let proto = h.u8::<{ ipv4::PROTO }>();
+    p.v6 = false;
+    p.flow.dst = l2 + ipv4::DST;
+    if !is_vip(ctx, p, proto) {
+        return Step::Pass;
+    }
+
+    let present = frame_len(ctx) - l2;
+    let ver_ihl = h.u8::<{ ipv4::VER_IHL }>();
+    let total = usize::from(h.be16::<{ ipv4::TOTAL_LEN }>());
+    let frag_word = h.be16::<{ ipv4::FRAG }>();
+    let hl = usize::from(ver_ihl & 0x0f) * 4;
+    if ver_ihl >> 4 != 4 || hl < ipv4::HLEN || hl > present || total < hl || total > present {
+        return Step::Malformed;
+    }
+    p.frag = if frag_word & ipv4::OFFSET_MASK != 0 {
+        Frag::Later
+    } else if frag_word & ipv4::MF != 0 {
+        Frag::First
+    } else {
+        Frag::No
+    };
+    p.l4 = l2 + hl;
+    p.proto = proto;
+    p.frag_proto = proto;
+    p.flow.src = l2 + ipv4::SRC;
+    Step::Go
+}
+
+#[inline(always)]
+fn parse_ipv6(ctx: &XdpContext, p: &mut Packet) -> Step {
+    let l2 = p.l2_len;
+    let Some(h) = View::<{ ipv6::HLEN }>::at(ctx, l2) else {
+        return Step::Pass;
+    };
+    p.v6 = true;
+    p.flow.dst = l2 + ipv6::DST;
+    // The L4 protocol is known after the extension headers; without any,
+    // it is the next header.
+    if !is_vip(ctx, p, h.u8::<{ ipv6::NEXT_HEADER }>()) {
+        return Step::Pass;
+    }
+
+    let present = frame_len(ctx);
+    let end = l2 + ipv6::HLEN + usize::from(h.be16::<{ ipv6::PAYLOAD_LEN }>());
+    if h.u8::<0>() >> 4 != 6 || end > present {
+        return Step::Malformed;
+    }
+
+    // The extension header walk: a bounded loop (the 7th round can only
+    // stop or find a 7th header, which is malformed).
+    let mut nh = h.u8::<{ ipv6::NEXT_HEADER }>();
+    let mut off = l2 + ipv6::HLEN;
+    let mut seen = 0;
+    let mut frag = Frag::No;
+    let mut frag_proto = 0;
+    for _ in 0..=ipv6::MAX_EXT_HEADERS {
+        match nh {
+            ipv6::NH_HOP_BY_HOP | ipv6::NH_ROUTING | ipv6::NH_DEST_OPTS => {
+                if seen == ipv6::MAX_EXT_HEADERS {
+                    return Step::Malformed;
+                }
+                let Some(e) = View::<2>::at(ctx, off) else {
+                    return Step::Malformed;
+                };
+                let hl = (usize::from(e.u8::<{ ipv6::EXT_LEN }>()) + 1) * 8;
+                if off + hl > present {
+                    return Step::Malformed;
+                }
+                nh = e.u8::<{ ipv6::EXT_NEXT }>();
+                off += hl;
+                seen += 1;
+            }
+            ipv6::NH_FRAGMENT => {
+                if seen == ipv6::MAX_EXT_HEADERS {
+                    return Step::Malformed;
+                }
+                let Some(f) = View::<{ ipv6::FRAG_HLEN }>::at(ctx, off) else {
+                    return Step::Malformed;
+                };
+                let next = f.u8::<{ ipv6::EXT_NEXT }>();
+                let offset_m = f.be16::<{ ipv6::FRAG_OFFSET_M }>();
+                nh = next;
+                off += ipv6::FRAG_HLEN;
+                seen += 1;
+                if offset_m >> 3 != 0 {
+                    // What follows is the middle of the datagram, not headers.
+                    if frag == Frag::No {
+                        frag_proto = next;
+                    }
+                    frag = Frag::Later;
+                    break;
+                }
+                if offset_m & ipv6::FRAG_M != 0 && frag == Frag::No {
+                    frag = Frag::First;
+                    frag_proto = next;
+                }
+            }
+            _ => break,
+        }
+    }
+    p.l4 = off;
+    p.proto = nh;
+    p.frag = frag;
+    p.frag_proto = frag_proto;
+    p.flow.src = l2 + ipv6::SRC;
+    Step::Go
+}
+
+#[inline(always)]
+fn parse_l4(ctx: &XdpContext, p: &mut Packet) -> L4 {
+    let (icmp_proto, echo) = if p.v6 {
+        (ipproto::ICMPV6, icmp::V6_ECHO_REQUEST)
+    } else {
+        (ipproto::ICMP, icmp::V4_ECHO_REQUEST)
+    };
+    let l4 = p.l4;
+    match p.proto {
+        ipproto::TCP => {
+            let Some(h) = View::<{ tcp::HLEN }>::at(ctx, l4) else {
+                return L4::Malformed;
+            };
+            let doff = usize::from(h.u8::<{ tcp::DOFF }>() >> 4) * 4;
+            if doff < tcp::HLEN || l4 + doff > frame_len(ctx) {
+                return L4::Malformed;
+            }
+            p.flow.sport = h.be16::<{ tcp::SPORT }>();
+            p.flow.dport = h.be16::<{ tcp::DPORT }>();
+            L4::Ports
+        }
+        ipproto::UDP => {
+            let Some(h) = View::<{ udp::HLEN }>::at(ctx, l4) else {
+                return L4::Malformed;
+            };
+            p.flow.sport = h.be16::<{ udp::SPORT }>();
+            p.flow.dport = h.be16::<{ udp::DPORT }>();
+            L4::Ports
+        }
+        proto if proto == icmp_proto => {
+            let Some(h) = View::<{ icmp::HLEN }>::at(ctx, l4) else {
+                return L4::Malformed;
+            };
+            let (ty, code) = (h.u8::<{ icmp::TYPE }>(), h.u8::<{ icmp::CODE }>());
+            let quoted = l4 + icmp::HLEN;
+            if ty == echo {
+                L4::Echo
+            } else if p.v6 && ty == icmp::V6_PACKET_TOO_BIG {
+                quoted_ipv6(ctx, quoted, p)
+            } else if !p.v6 && ty == icmp::V4_DEST_UNREACH && code == icmp::V4_FRAG_NEEDED {
+                quoted_ipv4(ctx, quoted, p)
+            } else {
+                L4::Other
+            }
+        }
+        _ => L4::Other,
+    }
+}
+
+/// The IPv4 header and ports quoted by a frag-needed at `off`.
+#[inline(always)]
+fn quoted_ipv4(ctx: &XdpContext, off: usize, p: &mut Packet) -> L4 {
+    let Some(h) = View::<{ ipv4::HLEN }>::at(ctx, off) else {
+        return L4::Malformed;
+    };
+    let proto = h.u8::<{ ipv4::PROTO }>();
+    let hl = usize::from(h.u8::<{ ipv4::VER_IHL }>() & 0x0f) * 4;
+    if hl < ipv4::HLEN || off + hl > frame_len(ctx) {
+        return L4::Malformed;
+    }
+    if proto != ipproto::TCP && proto != ipproto::UDP {
+        return L4::Other;
+    }
+    let Some(ports) = View::<4>::at(ctx, off + hl) else {
+        return L4::Malformed;
+    };
+    p.quoted_proto = proto;
+    p.quoted_src = off + ipv4::SRC;
+    p.quoted_dst = off + ipv4::DST;
+    p.quoted_sport = ports.be16::<{ tcp::SPORT }>();
+    p.quoted_dport = ports.be16::<{ tcp::DPORT }>();
+    L4::Quoted
+}
+
+/// The IPv6 header and ports quoted by a packet-too-big at `off`.
+#[inline(always)]
+fn quoted_ipv6(ctx: &XdpContext, off: usize, p: &mut Packet) -> L4 {
+    let Some(h) = View::<{ ipv6::HLEN }>::at(ctx, off) else {
+        return L4::Malformed;
+    };
+    let proto = h.u8::<{ ipv6::NEXT_HEADER }>();
+    if proto != ipproto::TCP && proto != ipproto::UDP {
+        return L4::Other;
+    }
+    let Some(ports) = View::<4>::at(ctx, off + ipv6::HLEN) else {
+        return L4::Malformed;
+    };
+    p.quoted_proto = proto;
+    p.quoted_src = off + ipv6::SRC;
+    p.quoted_dst = off + ipv6::DST;
+    p.quoted_sport = ports.be16::<{ tcp::SPORT }>();
+    p.quoted_dport = ports.be16::<{ tcp::DPORT }>();
+    L4::Quoted
+}
+
+/// Hash and row lookup for `sent.bind`, then the encapsulation. `ports`:
+/// whether the hash may include ports (not for fragments); the GUE source
+/// port mixes in the flow's source port (0 for echo and fragments).
+#[inline(always)]
+fn forward(ctx: &XdpContext, p: &Packet, ports: bool, sent: &mut Sent) -> Outcome {
+    let Some(bind) = DIR_BINDS.get(sent.bind) else {
+        return Outcome::EncapFailure;
+    };
+    let table = bind.table;
+    let Some(slot) = DIR_TABLE_SLOT.get(table) else {
+        return Outcome::EncapFailure;
+    };
+    let slot = slot.active;
+    if slot >= TABLE_SLOTS {
+        return Outcome::EncapFailure;
+    }
+    let (Some(keys), Some(settings)) = (DIR_KEYS.get(key_index(table, slot)), DIR_SETTINGS.get(0))
+    else {
+        return Outcome::EncapFailure;
+    };
+    let mut io = HashIo {
+        key: keys.hash_key,
+        flow: p.flow,
+        fields: settings.hash_fields,
+        v6: p.v6,
+        ports,
+        hash: 0,
+    };
+    if director_flow_hash(ctx.ctx, &mut io) == 0 {
+        return Outcome::EncapFailure;
+    }
+    let hash = io.hash;
+    let Some(row) = DIR_TABLES.get(row_index(table, slot, proto::flow::row_of(hash))) else {
+        return Outcome::EncapFailure;
+    };
+    let (Some(primary), Some(secondary)) = (
+        DIR_BACKENDS.get(row.primary),
+        DIR_BACKENDS.get(row.secondary),
+    ) else {
+        return Outcome::EncapFailure;
+    };
+    let client_port = if ports { p.flow.sport } else { 0 };
+    let mut target = Target {
+        settings: *settings,
+        primary: *primary,
+        secondary: *secondary,
+        source_port: proto::flow::gue_source_port(hash, client_port),
+        vlan: p.l2_len == eth::VLAN_HLEN,
+        inner_v6: p.v6,
+        mac_fallback: false,
+    };
+    if director_encapsulate(ctx.ctx, &mut target) == 0 {
+        return Outcome::EncapFailure;
+    }
+    sent.mac_fallback = target.mac_fallback;
+    Outcome::Sent
 }
 
 // `no_std` needs a handler. A panic path that survives optimisation would

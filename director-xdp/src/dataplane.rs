@@ -1,0 +1,1091 @@
+//! [`Dataplane`]: the loaded director and the code that writes its maps from
+//! a [`Config`].
+//!
+//! An update never shows a packet a half-written table: each table has two
+//! row slots, the new rows and hash key go to the idle one, then the
+//! table's `active` flips (docs/director.md, "Hash and row"). Backend
+//! entries are shared by all tables through indexes, so the index allocator
+//! never rewrites, during an update, an index that a live slot still points
+//! at: indexes are kept per (table, backend address) across updates, new
+//! backends get indexes that the previous config did not use, and indexes
+//! of removed backends become free only once the update (and so every
+//! flip) is done. `MAX_BACKENDS` is twice what a config may hold, so there
+//! is always room.
+//!
+//! Writes are diffed against what this process last wrote (the maps are
+//! created by [`Dataplane::load`] and start zeroed), so an update that
+//! changes a few rows writes a few rows.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::net::IpAddr;
+
+use aya::{
+    Ebpf,
+    maps::{Array, LpmTrie, MapData, MapError, PerCpuArray, PerCpuValues, lpm_trie::Key},
+    programs::Xdp,
+};
+use proto::config::{Bind, Config, Prefix};
+use proto::maps::{
+    BACKEND_MAC_RESOLVED, BackendEntry, BindCounters, BindInfo, DirectorSettings, DirectorStat,
+    MAX_BACKENDS, MAX_BINDS, MAX_PORT_RANGES, MAX_TABLES, MAX_VIPS, PortRange, TABLE_ROWS,
+    TABLE_SLOTS, TableKeys, TableRow, TableSlot, VipEntry, VipKey, key_index, lpm_prefix_len,
+    names, row_index,
+};
+use proto::table::{Rendezvous, TableError};
+
+use crate::{DIRECTOR_PROGRAM, LoadError, load_director, load_xdp, xdp_program};
+
+/// Backends a config may hold in all: half the backend array, so that an
+/// update always finds indexes the live tables do not use.
+pub const MAX_CONFIG_BACKENDS: u32 = MAX_BACKENDS / 2;
+
+/// Why the data plane refused a config; nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// More tables than `DIR_TABLE_SLOT` holds.
+    #[error("{count} tables, the data plane holds at most {max}")]
+    TooManyTables {
+        /// Tables in the config.
+        count: usize,
+        /// [`MAX_TABLES`].
+        max: u32,
+    },
+    /// More binds than `DIR_BINDS` holds.
+    #[error("{count} binds in all, the data plane holds at most {max}")]
+    TooManyBinds {
+        /// Binds in the config, all tables together.
+        count: usize,
+        /// [`MAX_BINDS`].
+        max: u32,
+    },
+    /// The backends of the tables up to `table` do not fit.
+    #[error("table {table:?}: {count} backends{}, the data plane holds at most {max} in all",
+        if total == count { String::new() } else { format!(" ({total} with the tables before it)") })]
+    TooManyBackends {
+        /// The first table that does not fit.
+        table: String,
+        /// Its backends.
+        count: usize,
+        /// Backends of the tables up to and including it.
+        total: usize,
+        /// [`MAX_CONFIG_BACKENDS`].
+        max: u32,
+    },
+    /// A table's backends need an outer source address of their family.
+    #[error(
+        "table {table:?} has {family} backends, but director.{field} is not set (the outer source address of GUE packets to them)"
+    )]
+    MissingSource {
+        /// The table.
+        table: String,
+        /// "IPv4" or "IPv6".
+        family: &'static str,
+        /// "source_v4" or "source_v6".
+        field: &'static str,
+    },
+    /// A VIP prefix and protocol has more port ranges than a `VipEntry`.
+    #[error(
+        "VIP {vip} {proto}: {count} port ranges (its binds and those of the prefixes containing it), the data plane holds at most {max}"
+    )]
+    TooManyRanges {
+        /// The VIP prefix.
+        vip: Prefix,
+        /// "tcp" or "udp".
+        proto: &'static str,
+        /// Ranges after merging.
+        count: usize,
+        /// [`MAX_PORT_RANGES`].
+        max: usize,
+    },
+    /// More VIP prefix and protocol pairs than `DIR_VIPS` holds.
+    #[error("{count} VIP prefix and protocol pairs, the data plane holds at most {max}")]
+    TooManyVips {
+        /// Pairs in the config.
+        count: usize,
+        /// [`MAX_VIPS`].
+        max: u32,
+    },
+    /// The table builder refused a table.
+    #[error("building table {table:?}")]
+    Table {
+        /// The table.
+        table: String,
+        /// Why.
+        #[source]
+        source: TableError,
+    },
+}
+
+/// Why a data-plane operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DataplaneError {
+    /// The object or the director program could not be loaded.
+    #[error("loading the director")]
+    Load(#[from] LoadError),
+    /// The object lacks a map, or it has another type than expected.
+    #[error("opening map {name} of the director object")]
+    Map {
+        /// The map's name ([`proto::maps::names`]).
+        name: &'static str,
+        /// What aya reported.
+        #[source]
+        source: MapError,
+    },
+    /// The config does not fit the data plane; nothing was written.
+    #[error(transparent)]
+    Check(#[from] CheckError),
+    /// A map update failed; the maps may hold part of the update (the next
+    /// successful apply rewrites everything it is unsure of).
+    #[error("writing {what} to map {map}")]
+    Write {
+        /// The map's name.
+        map: &'static str,
+        /// Which entry.
+        what: String,
+        /// What the kernel reported.
+        #[source]
+        source: MapError,
+    },
+    /// A map read failed.
+    #[error("reading {what} from map {map}")]
+    Read {
+        /// The map's name.
+        map: &'static str,
+        /// Which entry.
+        what: String,
+        /// What the kernel reported.
+        #[source]
+        source: MapError,
+    },
+    /// The number of possible CPUs (for per-CPU values) is unknown.
+    #[error("reading the number of possible CPUs from {path}")]
+    Cpus {
+        /// The file read.
+        path: &'static str,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A bind's id in `DIR_BINDS`, `DIR_BIND_STATS` and the VIP entries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BindId {
+    /// The table's name.
+    pub table: String,
+    /// Position of the bind in the table's `binds`.
+    pub index: usize,
+    /// The id.
+    pub id: u32,
+}
+
+/// Bind ids of `config`: positions in the list of all binds, table by table
+/// in config order, each table's binds in order.
+pub fn bind_ids(config: &Config) -> Vec<BindId> {
+    let mut out = Vec::new();
+    for t in &config.tables {
+        for index in 0..t.binds.len() {
+            out.push(BindId {
+                table: t.name.clone(),
+                index,
+                id: out.len() as u32,
+            });
+        }
+    }
+    out
+}
+
+/// What [`Dataplane::apply`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// Every table of the config, in config order.
+    pub tables: Vec<TableReport>,
+    /// Binds written.
+    pub binds: usize,
+    /// VIP entries in the config.
+    pub vips: usize,
+    /// VIP entries deleted (no longer in the config).
+    pub vips_removed: usize,
+    /// Backend entries in the config (one per table and address).
+    pub backends: usize,
+    /// Backend entries written (new, or changed MAC).
+    pub backends_written: usize,
+    /// Backends without a known MAC (sent to the gateway MAC, or dropped
+    /// as `encap_failure` when there is none).
+    pub unresolved_macs: usize,
+}
+
+/// What happened to one table in [`Dataplane::apply`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableReport {
+    /// The table's name.
+    pub name: String,
+    /// Its id (index of `DIR_TABLE_SLOT`).
+    pub id: u32,
+    /// The slot the director reads after the update.
+    pub active: u32,
+    /// Whether the update wrote the idle slot and flipped to it (false: the
+    /// rows and key were unchanged).
+    pub flipped: bool,
+    /// Rows written into the idle slot.
+    pub rows_written: usize,
+}
+
+/// The director's counters, summed over CPUs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stats {
+    /// Every [`DirectorStat`] with its count, in index order.
+    pub outcomes: Vec<(DirectorStat, u64)>,
+    /// Traffic of every bind of the live config, by bind id.
+    pub per_bind: Vec<BindStats>,
+}
+
+impl Stats {
+    /// The count of `stat`.
+    pub fn get(&self, stat: DirectorStat) -> u64 {
+        self.outcomes
+            .iter()
+            .find(|(s, _)| *s == stat)
+            .map_or(0, |(_, n)| *n)
+    }
+}
+
+/// One bind's traffic.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BindStats {
+    /// The bind id (see [`bind_ids`]).
+    pub bind: u32,
+    /// Packets encapsulated.
+    pub packets: u64,
+    /// Their bytes as received.
+    pub bytes: u64,
+}
+
+/// What one row slot of a table holds, as far as this process knows.
+#[derive(Clone, Debug)]
+enum SlotRows {
+    /// Never written: zero, as the map was created.
+    Zero,
+    /// Exactly these rows.
+    Known(Box<[TableRow]>),
+    /// A write failed part-way: rewrite every row.
+    Unknown,
+}
+
+/// What this process has written for one table id.
+#[derive(Clone, Debug)]
+struct TableState {
+    active: u32,
+    rows: [SlotRows; TABLE_SLOTS as usize],
+    keys: [Option<[u8; 16]>; TABLE_SLOTS as usize],
+}
+
+impl Default for TableState {
+    fn default() -> Self {
+        TableState {
+            active: 0,
+            rows: [SlotRows::Zero, SlotRows::Zero],
+            keys: [Some([0; 16]), Some([0; 16])],
+        }
+    }
+}
+
+/// A VIP LPM key: prefix length (in key bits) and data.
+type VipMapKey = (u32, VipKey);
+
+/// Everything the maps hold, as last written by this process.
+#[derive(Debug, Default)]
+struct Written {
+    /// Table name -> table id, for the tables of the live config.
+    table_ids: HashMap<String, u32>,
+    /// By table id.
+    tables: Vec<TableState>,
+    /// (table name, backend address) -> backend index, for the live config.
+    backend_index: HashMap<(String, IpAddr), u32>,
+    /// Backend entries by index (only those of the live config are
+    /// meaningful).
+    backends: BTreeMap<u32, BackendEntry>,
+    /// VIP entries.
+    vips: HashMap<VipMapKey, VipEntry>,
+    /// By bind id: whose bind it is and its table id.
+    binds: Vec<(String, Bind, u32)>,
+    /// Bind ids written (at least the live ones).
+    bind_slots_used: u32,
+    settings: Option<DirectorSettings>,
+}
+
+/// The loaded director: its object, program and maps, and what this
+/// process wrote into them.
+pub struct Dataplane {
+    ebpf: Ebpf,
+    written: Written,
+}
+
+impl fmt::Debug for Dataplane {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Dataplane")
+            .field("tables", &self.written.table_ids)
+            .field("backends", &self.written.backend_index.len())
+            .field("vips", &self.written.vips.len())
+            .field("binds", &self.written.binds.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything an update writes, computed and checked before any write.
+struct Plan {
+    settings: DirectorSettings,
+    /// Tables in config order: name, id, rows, hash key.
+    tables: Vec<(String, u32, Vec<TableRow>, [u8; 16])>,
+    backend_index: HashMap<(String, IpAddr), u32>,
+    backends: BTreeMap<u32, BackendEntry>,
+    vips: HashMap<VipMapKey, VipEntry>,
+    binds: Vec<(String, Bind, u32)>,
+    table_ids: HashMap<String, u32>,
+    unresolved_macs: usize,
+}
+
+impl Dataplane {
+    /// Loads the object and the director program (not attached). Needs root.
+    pub fn load() -> Result<Self, DataplaneError> {
+        let ebpf = load_director()?;
+        let mut dp = Dataplane {
+            ebpf,
+            written: Written::default(),
+        };
+        dp.written.tables = vec![TableState::default(); MAX_TABLES as usize];
+        // Fail now, not at the first apply, if a map is missing or has
+        // another layout than `proto::maps` says.
+        dp.check_maps()?;
+        Ok(dp)
+    }
+
+    /// The director program, for attaching or `BPF_PROG_TEST_RUN`.
+    pub fn program_mut(&mut self) -> &mut Xdp {
+        self.ebpf
+            .program_mut(DIRECTOR_PROGRAM)
+            .and_then(|p| <&mut Xdp>::try_from(p).ok())
+            .expect("Dataplane::load checked that the object has the XDP program `director`")
+    }
+
+    /// The director program, for `BPF_PROG_TEST_RUN`.
+    pub fn program(&self) -> &Xdp {
+        xdp_program(&self.ebpf, DIRECTOR_PROGRAM)
+            .expect("Dataplane::load checked that the object has the XDP program `director`")
+    }
+
+    /// Loads another XDP program of the same object (the benchmark
+    /// references, [`crate::BENCH_FLOOR_PROGRAM`] and
+    /// [`crate::BENCH_MIN_ENCAP_PROGRAM`]) and returns it, attached to nothing.
+    pub fn load_program(&mut self, name: &str) -> Result<&mut Xdp, DataplaneError> {
+        Ok(load_xdp(&mut self.ebpf, name)?)
+    }
+
+    /// The loaded object, to read its maps directly.
+    pub fn ebpf(&self) -> &Ebpf {
+        &self.ebpf
+    }
+
+    /// The id (index of `DIR_TABLE_SLOT`) of the live config's table `name`.
+    pub fn table_id(&self, name: &str) -> Option<u32> {
+        self.written.table_ids.get(name).copied()
+    }
+
+    /// The backend index (in `DIR_BACKENDS`) of `addr` in table `table` of
+    /// the live config.
+    pub fn backend_index(&self, table: &str, addr: IpAddr) -> Option<u32> {
+        self.written
+            .backend_index
+            .get(&(table.to_string(), addr))
+            .copied()
+    }
+
+    /// Checks `config` for what the data plane needs and can hold, builds
+    /// every table, and writes all maps; each table's rows and hash key go
+    /// to the idle slot, then that table's active slot flips. Nothing is
+    /// written if the check fails. `mac_of(backend_ip)` gives the next-hop
+    /// MAC when known.
+    pub fn apply(
+        &mut self,
+        config: &Config,
+        mac_of: &dyn Fn(IpAddr) -> Option<[u8; 6]>,
+    ) -> Result<ApplyReport, DataplaneError> {
+        let plan = self.plan(config, mac_of)?;
+        self.write(plan)
+    }
+
+    /// Rewrites only the MACs of the backend entries (neighbour changes), no
+    /// table change. Returns the number of entries rewritten.
+    pub fn refresh_macs(
+        &mut self,
+        mac_of: &dyn Fn(IpAddr) -> Option<[u8; 6]>,
+    ) -> Result<usize, DataplaneError> {
+        let mut changed: Vec<(u32, BackendEntry)> = Vec::new();
+        let live: BTreeSet<u32> = self.written.backend_index.values().copied().collect();
+        for index in live {
+            let Some(old) = self.written.backends.get(&index) else {
+                continue;
+            };
+            let Some(addr) = old.ip() else { continue };
+            let new = backend_entry(addr, mac_of(addr));
+            if new != *old {
+                changed.push((index, new));
+            }
+        }
+        let mut map = array::<BackendEntry>(&mut self.ebpf, names::BACKENDS)?;
+        for (index, entry) in &changed {
+            set(&mut map, names::BACKENDS, *index, entry, || {
+                format!("backend {index}")
+            })?;
+        }
+        let n = changed.len();
+        self.written.backends.extend(changed);
+        Ok(n)
+    }
+
+    /// Sums the per-CPU counters.
+    pub fn stats(&self) -> Result<Stats, DataplaneError> {
+        let map = self
+            .ebpf
+            .map(names::STATS)
+            .ok_or_else(|| missing(names::STATS))?;
+        let stats: PerCpuArray<&MapData, u64> =
+            PerCpuArray::try_from(map).map_err(|source| DataplaneError::Map {
+                name: names::STATS,
+                source,
+            })?;
+        let mut outcomes = Vec::with_capacity(DirectorStat::COUNT);
+        for stat in DirectorStat::ALL {
+            let values = stats
+                .get(&stat.index(), 0)
+                .map_err(|source| DataplaneError::Read {
+                    map: names::STATS,
+                    what: format!("counter {}", stat.name()),
+                    source,
+                })?;
+            outcomes.push((stat, values.iter().sum()));
+        }
+        let map = self
+            .ebpf
+            .map(names::BIND_STATS)
+            .ok_or_else(|| missing(names::BIND_STATS))?;
+        let binds: PerCpuArray<&MapData, BindCounters> =
+            PerCpuArray::try_from(map).map_err(|source| DataplaneError::Map {
+                name: names::BIND_STATS,
+                source,
+            })?;
+        let mut per_bind = Vec::with_capacity(self.written.binds.len());
+        for bind in 0..self.written.binds.len() as u32 {
+            let values = binds.get(&bind, 0).map_err(|source| DataplaneError::Read {
+                map: names::BIND_STATS,
+                what: format!("bind {bind}"),
+                source,
+            })?;
+            let mut s = BindStats {
+                bind,
+                ..BindStats::default()
+            };
+            for v in values.iter() {
+                s.packets += v.packets;
+                s.bytes += v.bytes;
+            }
+            per_bind.push(s);
+        }
+        Ok(Stats { outcomes, per_bind })
+    }
+
+    fn check_maps(&mut self) -> Result<(), DataplaneError> {
+        array::<BindInfo>(&mut self.ebpf, names::BINDS)?;
+        array::<TableSlot>(&mut self.ebpf, names::TABLE_SLOT)?;
+        array::<TableKeys>(&mut self.ebpf, names::KEYS)?;
+        array::<TableRow>(&mut self.ebpf, names::TABLES)?;
+        array::<BackendEntry>(&mut self.ebpf, names::BACKENDS)?;
+        array::<DirectorSettings>(&mut self.ebpf, names::SETTINGS)?;
+        vip_map(&mut self.ebpf)?;
+        bind_stats_map(&mut self.ebpf)?;
+        self.stats()?;
+        Ok(())
+    }
+
+    /// Checks `config` and computes every map value; writes nothing.
+    fn plan(
+        &self,
+        config: &Config,
+        mac_of: &dyn Fn(IpAddr) -> Option<[u8; 6]>,
+    ) -> Result<Plan, DataplaneError> {
+        check_limits(config)?;
+        let vips = compile_vips(config)?;
+
+        // Table ids: a table keeps its id; a new one takes a free id, first
+        // one that no table used before this update (the ids of tables
+        // removed now are still referenced by binds until those are
+        // rewritten).
+        let mut table_ids = HashMap::new();
+        for t in &config.tables {
+            if let Some(&id) = self.written.table_ids.get(&t.name) {
+                table_ids.insert(t.name.clone(), id);
+            }
+        }
+        let previously_used: BTreeSet<u32> = self.written.table_ids.values().copied().collect();
+        let mut free: Vec<u32> = (0..MAX_TABLES)
+            .filter(|id| !previously_used.contains(id))
+            .chain(previously_used.iter().copied())
+            .filter(|id| !table_ids.values().any(|v| v == id))
+            .collect();
+        free.reverse();
+        for t in &config.tables {
+            if !table_ids.contains_key(&t.name) {
+                // `check_limits` allowed at most MAX_TABLES tables.
+                let id = free.pop().ok_or(CheckError::TooManyTables {
+                    count: config.tables.len(),
+                    max: MAX_TABLES,
+                })?;
+                table_ids.insert(t.name.clone(), id);
+            }
+        }
+
+        // Backend indexes: kept per (table, address); new ones from indexes
+        // the previous config did not use, which no live slot references.
+        let mut backend_index = HashMap::new();
+        for t in &config.tables {
+            for b in &t.backends {
+                let k = (t.name.clone(), b.backend.addr);
+                if let Some(&i) = self.written.backend_index.get(&k) {
+                    backend_index.insert(k, i);
+                }
+            }
+        }
+        let in_use: BTreeSet<u32> = self
+            .written
+            .backend_index
+            .values()
+            .chain(backend_index.values())
+            .copied()
+            .collect();
+        let mut free = (0..MAX_BACKENDS).filter(|i| !in_use.contains(i));
+        let mut backends = BTreeMap::new();
+        let mut unresolved_macs = 0;
+        let mut tables = Vec::with_capacity(config.tables.len());
+        for t in &config.tables {
+            let table = Rendezvous::build(t.seed, &t.builder_backends()).map_err(|source| {
+                CheckError::Table {
+                    table: t.name.clone(),
+                    source,
+                }
+            })?;
+            // Rendezvous index -> backend index.
+            let mut global = HashMap::new();
+            for (local, b) in table.backends() {
+                let k = (t.name.clone(), b.addr);
+                let index = match backend_index.get(&k) {
+                    Some(&i) => i,
+                    None => {
+                        // At most MAX_CONFIG_BACKENDS are live before and
+                        // after, so half the array is always free.
+                        let i = free.next().ok_or(CheckError::TooManyBackends {
+                            table: t.name.clone(),
+                            count: t.backends.len(),
+                            total: backend_index.len() + 1,
+                            max: MAX_CONFIG_BACKENDS,
+                        })?;
+                        backend_index.insert(k, i);
+                        i
+                    }
+                };
+                let mac = mac_of(b.addr);
+                if mac.is_none() {
+                    unresolved_macs += 1;
+                }
+                backends.insert(index, backend_entry(b.addr, mac));
+                global.insert(local, index);
+            }
+            let rows: Vec<TableRow> = table
+                .rows()
+                .iter()
+                .map(|&[p, s]| TableRow {
+                    primary: global.get(&p).copied().unwrap_or_default(),
+                    secondary: global.get(&s).copied().unwrap_or_default(),
+                })
+                .collect();
+            tables.push((t.name.clone(), table_ids[&t.name], rows, t.hash_key));
+        }
+
+        let d = &config.director;
+        let settings = DirectorSettings {
+            src_v4: d.source_v4.map_or([0; 4], |a| a.octets()),
+            src_v6: d.source_v6.map_or([0; 16], |a| a.octets()),
+            gateway_mac: d.gateway_mac.unwrap_or([0; 6]),
+            hash_fields: d.hash_fields.0,
+            _pad: [0; 5],
+        };
+        let binds = config
+            .tables
+            .iter()
+            .flat_map(|t| {
+                let id = table_ids[&t.name];
+                t.binds.iter().map(move |b| (t.name.clone(), *b, id))
+            })
+            .collect();
+        Ok(Plan {
+            settings,
+            tables,
+            backend_index,
+            backends,
+            vips,
+            binds,
+            table_ids,
+            unresolved_macs,
+        })
+    }
+
+    /// Writes `plan` in an order that keeps every packet on a consistent
+    /// path: what a table will point at exists before the table flips, and
+    /// what a VIP entry will point at exists before the entry.
+    fn write(&mut self, plan: Plan) -> Result<ApplyReport, DataplaneError> {
+        let mut report = ApplyReport {
+            binds: plan.binds.len(),
+            vips: plan.vips.len(),
+            backends: plan.backend_index.len(),
+            unresolved_macs: plan.unresolved_macs,
+            ..ApplyReport::default()
+        };
+
+        // 1. Settings. A source address the new config drops is kept until
+        //    the end: tables of that family may be live until they flip.
+        let mut first = plan.settings;
+        if let Some(old) = self.written.settings {
+            if first.src_v4 == [0; 4] {
+                first.src_v4 = old.src_v4;
+            }
+            if first.src_v6 == [0; 16] {
+                first.src_v6 = old.src_v6;
+            }
+        }
+        self.write_settings(first)?;
+
+        // 2. Backend entries: new indexes, and MACs that changed.
+        {
+            let mut map = array::<BackendEntry>(&mut self.ebpf, names::BACKENDS)?;
+            for (&index, entry) in &plan.backends {
+                if self.written.backends.get(&index) == Some(entry) {
+                    continue;
+                }
+                set(&mut map, names::BACKENDS, index, entry, || {
+                    format!("backend {index} ({:?})", entry.ip())
+                })?;
+                self.written.backends.insert(index, *entry);
+                report.backends_written += 1;
+            }
+        }
+
+        // 3. Tables: the idle slot, then the flip.
+        for (name, id, rows, key) in &plan.tables {
+            report.tables.push(self.write_table(name, *id, rows, *key)?);
+        }
+
+        // 4. Binds -> tables, and fresh counters for ids that now belong to
+        //    another bind.
+        {
+            let nr_cpus = nr_cpus()?;
+            let mut binds = array::<BindInfo>(&mut self.ebpf, names::BINDS)?;
+            for (id, (table, bind, table_id)) in plan.binds.iter().enumerate() {
+                let id = id as u32;
+                set(
+                    &mut binds,
+                    names::BINDS,
+                    id,
+                    &BindInfo {
+                        table: *table_id,
+                        _pad: 0,
+                    },
+                    || format!("bind {id} ({bind} of table {table:?})"),
+                )?;
+            }
+            let stale = plan.binds.len() as u32..self.written.bind_slots_used;
+            for id in stale.clone() {
+                set(&mut binds, names::BINDS, id, &BindInfo::default(), || {
+                    format!("unused bind {id}")
+                })?;
+            }
+            let mut counters = bind_stats_map(&mut self.ebpf)?;
+            let changed = plan.binds.iter().enumerate().filter(|(id, b)| {
+                self.written
+                    .binds
+                    .get(*id)
+                    .is_none_or(|old| old.0 != b.0 || old.1 != b.1)
+            });
+            for id in changed.map(|(id, _)| id as u32).chain(stale) {
+                let zero = PerCpuValues::try_from(vec![BindCounters::default(); nr_cpus]).map_err(
+                    |source| DataplaneError::Cpus {
+                        path: "/sys/devices/system/cpu/possible",
+                        source,
+                    },
+                )?;
+                counters
+                    .set(id, zero, 0)
+                    .map_err(|source| DataplaneError::Write {
+                        map: names::BIND_STATS,
+                        what: format!("zeroed counters of bind {id}"),
+                        source,
+                    })?;
+            }
+        }
+        self.written.bind_slots_used = self.written.bind_slots_used.max(plan.binds.len() as u32);
+        self.written.binds = plan.binds;
+
+        // 5. VIP entries: new and changed first, then the ones gone.
+        {
+            let mut vips = vip_map(&mut self.ebpf)?;
+            for (k, v) in &plan.vips {
+                if self.written.vips.get(k) == Some(v) {
+                    continue;
+                }
+                vips.insert(&Key::new(k.0, k.1), v, 0)
+                    .map_err(|source| DataplaneError::Write {
+                        map: names::VIPS,
+                        what: format!("VIP {}", show_vip(k)),
+                        source,
+                    })?;
+                self.written.vips.insert(*k, *v);
+            }
+            let gone: Vec<VipMapKey> = self
+                .written
+                .vips
+                .keys()
+                .filter(|k| !plan.vips.contains_key(k))
+                .copied()
+                .collect();
+            for k in gone {
+                vips.remove(&Key::new(k.0, k.1))
+                    .map_err(|source| DataplaneError::Write {
+                        map: names::VIPS,
+                        what: format!("deletion of VIP {}", show_vip(&k)),
+                        source,
+                    })?;
+                self.written.vips.remove(&k);
+                report.vips_removed += 1;
+            }
+        }
+
+        // 6. The final settings.
+        self.write_settings(plan.settings)?;
+
+        // 7. Only now are the indexes of removed backends free.
+        self.written
+            .backends
+            .retain(|i, _| plan.backends.contains_key(i));
+        self.written.backend_index = plan.backend_index;
+        self.written.table_ids = plan.table_ids;
+        Ok(report)
+    }
+
+    fn write_settings(&mut self, settings: DirectorSettings) -> Result<(), DataplaneError> {
+        if self.written.settings == Some(settings) {
+            return Ok(());
+        }
+        let mut map = array::<DirectorSettings>(&mut self.ebpf, names::SETTINGS)?;
+        set(&mut map, names::SETTINGS, 0, &settings, || {
+            "the settings".to_string()
+        })?;
+        self.written.settings = Some(settings);
+        Ok(())
+    }
+
+    /// Writes `rows` and `key` to table `id`'s idle slot and flips to it,
+    /// unless the active slot already holds them.
+    fn write_table(
+        &mut self,
+        name: &str,
+        id: u32,
+        rows: &[TableRow],
+        key: [u8; 16],
+    ) -> Result<TableReport, DataplaneError> {
+        let state = self.written.tables[id as usize].clone();
+        let active = state.active;
+        let idle = 1 - active;
+        let same = |slot: u32| {
+            state.keys[slot as usize] == Some(key)
+                && match &state.rows[slot as usize] {
+                    SlotRows::Known(known) => **known == *rows,
+                    SlotRows::Zero => rows.iter().all(|r| *r == TableRow::default()),
+                    SlotRows::Unknown => false,
+                }
+        };
+        if same(active) {
+            return Ok(TableReport {
+                name: name.to_string(),
+                id,
+                active,
+                flipped: false,
+                rows_written: 0,
+            });
+        }
+
+        let mut rows_written = 0;
+        {
+            // Until the slot is complete, nobody may trust its cache.
+            self.written.tables[id as usize].rows[idle as usize] = SlotRows::Unknown;
+            self.written.tables[id as usize].keys[idle as usize] = None;
+            let mut map = array::<TableRow>(&mut self.ebpf, names::TABLES)?;
+            for (row, want) in rows.iter().enumerate() {
+                let have = match &state.rows[idle as usize] {
+                    SlotRows::Known(known) => known.get(row).copied(),
+                    SlotRows::Zero => Some(TableRow::default()),
+                    SlotRows::Unknown => None,
+                };
+                if have == Some(*want) {
+                    continue;
+                }
+                let row = row as u32;
+                set(
+                    &mut map,
+                    names::TABLES,
+                    row_index(id, idle, row),
+                    want,
+                    || format!("row {row} of slot {idle} of table {name:?} (id {id})"),
+                )?;
+                rows_written += 1;
+            }
+            let mut keys = array::<TableKeys>(&mut self.ebpf, names::KEYS)?;
+            set(
+                &mut keys,
+                names::KEYS,
+                key_index(id, idle),
+                &TableKeys { hash_key: key },
+                || format!("hash key of slot {idle} of table {name:?} (id {id})"),
+            )?;
+        }
+        let t = &mut self.written.tables[id as usize];
+        t.rows[idle as usize] = SlotRows::Known(rows.into());
+        t.keys[idle as usize] = Some(key);
+
+        let mut slots = array::<TableSlot>(&mut self.ebpf, names::TABLE_SLOT)?;
+        set(
+            &mut slots,
+            names::TABLE_SLOT,
+            id,
+            &TableSlot {
+                active: idle,
+                _pad: 0,
+            },
+            || format!("active slot {idle} of table {name:?} (id {id})"),
+        )?;
+        self.written.tables[id as usize].active = idle;
+        Ok(TableReport {
+            name: name.to_string(),
+            id,
+            active: idle,
+            flipped: true,
+            rows_written,
+        })
+    }
+}
+
+// Free functions of the `Ebpf` rather than methods, so that a map can be
+// open while `Dataplane::written` is updated.
+fn array<'a, V: aya::Pod>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<Array<&'a mut MapData, V>, DataplaneError> {
+    let map = ebpf.map_mut(name).ok_or_else(|| missing(name))?;
+    Array::try_from(map).map_err(|source| DataplaneError::Map { name, source })
+}
+
+fn vip_map(ebpf: &mut Ebpf) -> Result<LpmTrie<&'_ mut MapData, VipKey, VipEntry>, DataplaneError> {
+    let map = ebpf
+        .map_mut(names::VIPS)
+        .ok_or_else(|| missing(names::VIPS))?;
+    LpmTrie::try_from(map).map_err(|source| DataplaneError::Map {
+        name: names::VIPS,
+        source,
+    })
+}
+
+fn bind_stats_map(
+    ebpf: &mut Ebpf,
+) -> Result<PerCpuArray<&'_ mut MapData, BindCounters>, DataplaneError> {
+    let map = ebpf
+        .map_mut(names::BIND_STATS)
+        .ok_or_else(|| missing(names::BIND_STATS))?;
+    PerCpuArray::try_from(map).map_err(|source| DataplaneError::Map {
+        name: names::BIND_STATS,
+        source,
+    })
+}
+
+fn missing(name: &'static str) -> DataplaneError {
+    DataplaneError::Map {
+        name,
+        source: MapError::InvalidName {
+            name: name.to_string(),
+        },
+    }
+}
+
+fn set<V: aya::Pod>(
+    map: &mut Array<&mut MapData, V>,
+    name: &'static str,
+    index: u32,
+    value: &V,
+    what: impl FnOnce() -> String,
+) -> Result<(), DataplaneError> {
+    map.set(index, value, 0)
+        .map_err(|source| DataplaneError::Write {
+            map: name,
+            what: what(),
+            source,
+        })
+}
+
+fn nr_cpus() -> Result<usize, DataplaneError> {
+    aya::util::nr_cpus()
+        .map(|n| n.get() as usize)
+        .map_err(|(path, source)| DataplaneError::Cpus { path, source })
+}
+
+fn backend_entry(addr: IpAddr, mac: Option<[u8; 6]>) -> BackendEntry {
+    let mut e = BackendEntry::new(addr);
+    if let Some(mac) = mac {
+        e.mac = mac;
+        e.flags = BACKEND_MAC_RESOLVED;
+    }
+    e
+}
+
+fn show_vip((len, key): &VipMapKey) -> String {
+    let addr = proto::maps::decode_addr(key.family, &key.addr)
+        .map_or_else(|| "?".to_string(), |a| a.to_string());
+    let proto = match key.proto {
+        6 => "tcp".to_string(),
+        17 => "udp".to_string(),
+        p => format!("protocol {p}"),
+    };
+    format!("{addr}/{} {proto}", len - proto::maps::LPM_KEY_HEADER_BITS)
+}
+
+/// Counts that do not depend on the maps' contents.
+fn check_limits(config: &Config) -> Result<(), CheckError> {
+    if config.tables.len() > MAX_TABLES as usize {
+        return Err(CheckError::TooManyTables {
+            count: config.tables.len(),
+            max: MAX_TABLES,
+        });
+    }
+    let binds: usize = config.tables.iter().map(|t| t.binds.len()).sum();
+    if binds > MAX_BINDS as usize {
+        return Err(CheckError::TooManyBinds {
+            count: binds,
+            max: MAX_BINDS,
+        });
+    }
+    let mut total = 0;
+    for t in &config.tables {
+        total += t.backends.len();
+        if total > MAX_CONFIG_BACKENDS as usize {
+            return Err(CheckError::TooManyBackends {
+                table: t.name.clone(),
+                count: t.backends.len(),
+                total,
+                max: MAX_CONFIG_BACKENDS,
+            });
+        }
+    }
+    for t in &config.tables {
+        let has = |v4: bool| t.backends.iter().any(|b| b.backend.addr.is_ipv4() == v4);
+        if has(true) && config.director.source_v4.is_none() {
+            return Err(CheckError::MissingSource {
+                table: t.name.clone(),
+                family: "IPv4",
+                field: "source_v4",
+            });
+        }
+        if has(false) && config.director.source_v6.is_none() {
+            return Err(CheckError::MissingSource {
+                table: t.name.clone(),
+                family: "IPv6",
+                field: "source_v6",
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The VIP LPM entries of `config`: one per (family, protocol, prefix),
+/// holding its own binds' ranges and those of every shorter configured
+/// prefix containing it (the longest match alone then decides), sorted by
+/// first port.
+fn compile_vips(config: &Config) -> Result<HashMap<VipMapKey, VipEntry>, CheckError> {
+    let ids = bind_ids(config);
+    let all: Vec<(&Bind, u32)> = config
+        .tables
+        .iter()
+        .flat_map(|t| t.binds.iter())
+        .zip(ids.iter().map(|b| b.id))
+        .collect();
+    let mut groups: BTreeMap<(u8, bool, Vec<u8>, u8), Prefix> = BTreeMap::new();
+    for (b, _) in &all {
+        groups.insert(group_key(b), b.prefix);
+    }
+    if groups.len() > MAX_VIPS as usize {
+        return Err(CheckError::TooManyVips {
+            count: groups.len(),
+            max: MAX_VIPS,
+        });
+    }
+    let mut out = HashMap::with_capacity(groups.len());
+    for ((proto, ..), prefix) in &groups {
+        let mut ranges: Vec<PortRange> = all
+            .iter()
+            .filter(|(b, _)| {
+                b.proto.number() == *proto
+                    && b.prefix.len <= prefix.len
+                    && b.prefix.contains(prefix.addr)
+            })
+            .map(|(b, id)| PortRange {
+                start: b.port_start,
+                end: b.port_end,
+                bind: *id,
+            })
+            .collect();
+        ranges.sort_by_key(|r| (r.start, r.end));
+        if ranges.len() > MAX_PORT_RANGES {
+            return Err(CheckError::TooManyRanges {
+                vip: *prefix,
+                proto: if *proto == 6 { "tcp" } else { "udp" },
+                count: ranges.len(),
+                max: MAX_PORT_RANGES,
+            });
+        }
+        let mut entry = VipEntry {
+            count: ranges.len() as u32,
+            ..VipEntry::default()
+        };
+        entry.ranges[..ranges.len()].copy_from_slice(&ranges);
+        let key = VipKey::new(*proto, prefix.addr);
+        out.insert((lpm_prefix_len(u32::from(prefix.len)), key), entry);
+    }
+    Ok(out)
+}
+
+/// Groups binds by (protocol, family, prefix).
+fn group_key(b: &Bind) -> (u8, bool, Vec<u8>, u8) {
+    let bytes = match b.prefix.addr {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    };
+    (
+        b.proto.number(),
+        b.prefix.addr.is_ipv6(),
+        bytes,
+        b.prefix.len,
+    )
+}
+
+const _: () = assert!(TABLE_ROWS as usize == proto::TABLE_ROWS);
+
+// The daemon moves the data plane between tasks and threads.
+const _: () = {
+    const fn assert_send<T: Send>() {}
+    assert_send::<Dataplane>();
+};

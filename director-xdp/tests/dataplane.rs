@@ -1,0 +1,554 @@
+//! [`Dataplane::apply`] and friends, checked by reading the maps back.
+//! Needs root (the maps are real kernel maps; nothing is attached).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr};
+
+use aya::maps::{Array, LpmTrie, MapData};
+use aya::programs::{TestRun as _, TestRunOptions};
+use director_xdp::dataplane::CheckError;
+use director_xdp::{Dataplane, DataplaneError, bind_ids};
+use proto::config::{BackendConfig, Bind, Config, Prefix, Proto, Table};
+use proto::maps::{
+    BACKEND_MAC_RESOLVED, BackendEntry, BindInfo, DirectorSettings, MAX_BACKENDS, PortRange,
+    TABLE_ROWS, TableKeys, TableRow, TableSlot, VipEntry, VipKey, key_index, lpm_prefix_len, names,
+    row_index,
+};
+use proto::table::{Backend, BackendState, Rendezvous};
+
+const MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xbe];
+
+fn example() -> Config {
+    Config::from_json(include_str!("../../examples/director.json"))
+        .expect("examples/director.json is a valid config")
+}
+
+fn load() -> Dataplane {
+    match Dataplane::load() {
+        Ok(dp) => dp,
+        Err(e) => panic!("loading the director (needs root): {e:?}"),
+    }
+}
+
+fn no_macs(_: IpAddr) -> Option<[u8; 6]> {
+    None
+}
+
+fn array<'a, V: aya::Pod>(dp: &'a Dataplane, name: &str) -> Array<&'a MapData, V> {
+    Array::try_from(dp.ebpf().map(name).expect("map in object")).expect("an Array")
+}
+
+fn get<V: aya::Pod>(dp: &Dataplane, name: &str, index: u32) -> V {
+    array::<V>(dp, name)
+        .get(&index, 0)
+        .expect("reading a map entry")
+}
+
+/// The VIP trie as (prefix length, key) -> entry.
+fn vips(dp: &Dataplane) -> BTreeMap<(u32, [u8; 20]), VipEntry> {
+    let trie: LpmTrie<&MapData, VipKey, VipEntry> =
+        LpmTrie::try_from(dp.ebpf().map(names::VIPS).expect("DIR_VIPS")).expect("an LpmTrie");
+    trie.iter()
+        .map(|kv| {
+            let (k, v) = kv.expect("reading DIR_VIPS");
+            ((k.prefix_len(), key_bytes(&k.data())), v)
+        })
+        .collect()
+}
+
+fn key_bytes(k: &VipKey) -> [u8; 20] {
+    let mut b = [0u8; 20];
+    b[0] = k.family;
+    b[1] = k.proto;
+    b[4..].copy_from_slice(&k.addr);
+    b
+}
+
+fn vip(prefix: &str, proto: u8, len: u32) -> (u32, [u8; 20]) {
+    let addr: IpAddr = prefix.parse().expect("address");
+    (lpm_prefix_len(len), key_bytes(&VipKey::new(proto, addr)))
+}
+
+fn entry(ranges: &[(u16, u16, u32)]) -> VipEntry {
+    let mut e = VipEntry {
+        count: ranges.len() as u32,
+        ..VipEntry::default()
+    };
+    for (slot, &(start, end, bind)) in e.ranges.iter_mut().zip(ranges) {
+        *slot = PortRange { start, end, bind };
+    }
+    e
+}
+
+fn active_slot(dp: &Dataplane, table: &str) -> u32 {
+    let id = dp.table_id(table).expect("table id");
+    get::<TableSlot>(dp, names::TABLE_SLOT, id).active
+}
+
+/// Every row of `table`'s `slot`.
+fn slot_rows(dp: &Dataplane, table: &str, slot: u32) -> Vec<TableRow> {
+    let id = dp.table_id(table).expect("table id");
+    let rows = array::<TableRow>(dp, names::TABLES);
+    (0..TABLE_ROWS)
+        .map(|r| rows.get(&row_index(id, slot, r), 0).expect("row"))
+        .collect()
+}
+
+/// Asserts that the live slot of every table of `config` is its
+/// `Rendezvous` table mapped through the loader's backend indexes, with the
+/// table's hash key, and that each index holds its backend.
+fn assert_tables_are_live(dp: &Dataplane, config: &Config) {
+    for t in &config.tables {
+        let built = Rendezvous::build(t.seed, &t.builder_backends()).expect("table builds");
+        let index = |addr: IpAddr| dp.backend_index(&t.name, addr).expect("backend index");
+        let slot = active_slot(dp, &t.name);
+        let rows = slot_rows(dp, &t.name, slot);
+        for (r, (got, [p, s])) in rows.iter().zip(built.row_addrs()).enumerate() {
+            let want = TableRow {
+                primary: index(p),
+                secondary: index(s),
+            };
+            assert_eq!(*got, want, "table {:?} row {r}", t.name);
+        }
+        let id = dp.table_id(&t.name).expect("table id");
+        let key: TableKeys = get(dp, names::KEYS, key_index(id, slot));
+        assert_eq!(key.hash_key, t.hash_key, "hash key of table {:?}", t.name);
+        for b in &t.backends {
+            let e: BackendEntry = get(dp, names::BACKENDS, index(b.backend.addr));
+            assert_eq!(
+                e.ip(),
+                Some(b.backend.addr),
+                "backend entry of {}",
+                b.backend.addr
+            );
+        }
+    }
+}
+
+/// Indexes referenced by the live slot of every table of `config`.
+fn live_indexes(dp: &Dataplane, config: &Config) -> BTreeSet<u32> {
+    config
+        .tables
+        .iter()
+        .flat_map(|t| slot_rows(dp, &t.name, active_slot(dp, &t.name)))
+        .flat_map(|r| [r.primary, r.secondary])
+        .collect()
+}
+
+fn backends_by_index(dp: &Dataplane) -> Vec<BackendEntry> {
+    array::<BackendEntry>(dp, names::BACKENDS)
+        .iter()
+        .map(|e| e.expect("backend entry"))
+        .collect()
+}
+
+fn backend(addr: &str, state: BackendState) -> BackendConfig {
+    BackendConfig {
+        backend: Backend {
+            addr: addr.parse().expect("address"),
+            state,
+            healthy: true,
+        },
+        healthchecks: None,
+    }
+}
+
+fn bind(prefix: &str, proto: Proto, ports: (u16, u16)) -> Bind {
+    let (addr, len) = match prefix.split_once('/') {
+        Some((a, l)) => (a.parse().expect("address"), l.parse().expect("length")),
+        None => {
+            let a: IpAddr = prefix.parse().expect("address");
+            (a, if a.is_ipv4() { 32 } else { 128 })
+        }
+    };
+    Bind {
+        prefix: Prefix { addr, len },
+        proto,
+        port_start: ports.0,
+        port_end: ports.1,
+    }
+}
+
+fn table(name: &str, binds: Vec<Bind>, backends: Vec<BackendConfig>) -> Table {
+    let mut seed = [0x5a; 16];
+    seed[..name.len().min(16)].copy_from_slice(&name.as_bytes()[..name.len().min(16)]);
+    Table {
+        name: name.to_string(),
+        hash_key: [0x11; 16],
+        seed,
+        binds,
+        backends,
+    }
+}
+
+/// Everything `apply` writes besides the rows, for "nothing changed" checks.
+fn snapshot(dp: &Dataplane) -> String {
+    let settings: DirectorSettings = get(dp, names::SETTINGS, 0);
+    let slots: Vec<TableSlot> = array::<TableSlot>(dp, names::TABLE_SLOT)
+        .iter()
+        .map(|s| s.expect("slot"))
+        .collect();
+    let keys: Vec<TableKeys> = array::<TableKeys>(dp, names::KEYS)
+        .iter()
+        .map(|k| k.expect("key"))
+        .collect();
+    let binds: Vec<BindInfo> = array::<BindInfo>(dp, names::BINDS)
+        .iter()
+        .map(|b| b.expect("bind"))
+        .collect();
+    let backends: Vec<BackendEntry> = backends_by_index(dp)
+        .into_iter()
+        .filter(|e| e.family != 0)
+        .collect();
+    format!(
+        "{settings:?}\n{slots:?}\n{keys:?}\n{binds:?}\n{backends:?}\n{:?}",
+        vips(dp)
+    )
+}
+
+#[test]
+fn example_config_fills_every_map() {
+    let config = example();
+    let mut dp = load();
+    let mac_of = |a: IpAddr| (a == IpAddr::V4(Ipv4Addr::new(198, 51, 100, 11))).then_some(MAC);
+
+    let report = dp.apply(&config, &mac_of).expect("applying the example");
+
+    let settings: DirectorSettings = get(&dp, names::SETTINGS, 0);
+    assert_eq!(settings.src_v4, [192, 0, 2, 1]);
+    assert_eq!(
+        settings.src_v6,
+        "2001:db8::1"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets()
+    );
+    assert_eq!(settings.gateway_mac, [0x02, 0x00, 0x5e, 0x00, 0x53, 0x01]);
+    assert_eq!(settings.hash_fields, proto::maps::HASH_SRC_ADDR);
+
+    // Bind ids: table order, then bind order.
+    let ids = bind_ids(&config);
+    assert_eq!(ids.len(), 6);
+    assert_eq!(
+        (ids[4].table.as_str(), ids[4].index, ids[4].id),
+        ("dns", 1, 4)
+    );
+    let want_vips: BTreeMap<_, _> = [
+        (
+            vip("203.0.113.10", 6, 32),
+            entry(&[(80, 80, 0), (443, 443, 1)]),
+        ),
+        (vip("2001:db8:10::10", 6, 128), entry(&[(443, 443, 2)])),
+        (vip("203.0.113.53", 17, 32), entry(&[(53, 53, 3)])),
+        (vip("203.0.113.53", 6, 32), entry(&[(53, 53, 4)])),
+        (vip("203.0.113.128", 17, 25), entry(&[(5000, 5999, 5)])),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(vips(&dp), want_vips);
+    for b in &ids {
+        let info: BindInfo = get(&dp, names::BINDS, b.id);
+        assert_eq!(Some(info.table), dp.table_id(&b.table), "bind {}", b.id);
+    }
+
+    // The first update writes slot 1 (the maps start on slot 0) and flips.
+    assert_eq!(report.tables.len(), 2);
+    for t in &report.tables {
+        assert!(t.flipped, "{t:?}");
+        assert_eq!(t.active, 1);
+        assert_eq!(active_slot(&dp, &t.name), 1);
+    }
+    assert_ne!(dp.table_id("web"), dp.table_id("dns"));
+    assert_tables_are_live(&dp, &config);
+
+    // Backends: one entry per (table, address), MAC only where known.
+    assert_eq!(report.backends, 9);
+    assert_eq!(report.unresolved_macs, 8);
+    let mut seen = BTreeSet::new();
+    for t in &config.tables {
+        for b in &t.backends {
+            let i = dp.backend_index(&t.name, b.backend.addr).expect("index");
+            assert!(seen.insert(i), "index {i} given twice");
+            let e: BackendEntry = get(&dp, names::BACKENDS, i);
+            match mac_of(b.backend.addr) {
+                Some(mac) => assert_eq!((e.flags, e.mac), (BACKEND_MAC_RESOLVED, mac)),
+                None => assert_eq!((e.flags, e.mac), (0, [0; 6])),
+            }
+        }
+    }
+}
+
+#[test]
+fn updates_flip_slots_and_never_rewrite_a_live_index() {
+    let first = example();
+    let mut dp = load();
+    dp.apply(&first, &no_macs).expect("first apply");
+
+    // Web loses .11 and gains .21 and .22; dns drains one backend; a new
+    // table appears.
+    let mut second = first.clone();
+    let web = &mut second.tables[0];
+    web.backends.remove(0);
+    web.backends
+        .push(backend("198.51.100.21", BackendState::Active));
+    web.backends
+        .push(backend("198.51.100.22", BackendState::Filling));
+    second.tables[1].backends[0].backend.state = BackendState::Draining;
+    second.tables.push(table(
+        "api",
+        vec![bind("203.0.113.80", Proto::Tcp, (8080, 8080))],
+        vec![
+            backend("198.51.100.31", BackendState::Active),
+            backend("198.51.100.32", BackendState::Active),
+        ],
+    ));
+    // ...and then back, which frees and reuses indexes.
+    let third = first.clone();
+
+    let mut before = first.clone();
+    for next in [second, third] {
+        let live = live_indexes(&dp, &before);
+        let entries = backends_by_index(&dp);
+        let slots: Vec<(String, u32)> = before
+            .tables
+            .iter()
+            .map(|t| (t.name.clone(), active_slot(&dp, &t.name)))
+            .collect();
+
+        let report = dp.apply(&next, &no_macs).expect("apply");
+
+        let after = backends_by_index(&dp);
+        for &i in &live {
+            assert_eq!(
+                after[i as usize].ip(),
+                entries[i as usize].ip(),
+                "index {i} was live and got rewritten for another backend"
+            );
+        }
+        for t in &report.tables {
+            if let Some((_, old)) = slots.iter().find(|(n, _)| *n == t.name) {
+                assert!(t.flipped, "table {:?} changed: {t:?}", t.name);
+                assert_eq!(t.active, 1 - old, "table {:?} flipped", t.name);
+            }
+        }
+        assert_tables_are_live(&dp, &next);
+        before = next;
+    }
+    // Every index ever used is inside the half the config may fill twice over.
+    assert!(live_indexes(&dp, &before).iter().all(|&i| i < MAX_BACKENDS));
+}
+
+#[test]
+fn unchanged_config_is_not_rewritten() {
+    let config = example();
+    let mut dp = load();
+    dp.apply(&config, &no_macs).expect("first apply");
+
+    let report = dp.apply(&config, &no_macs).expect("second apply");
+
+    assert!(
+        report
+            .tables
+            .iter()
+            .all(|t| !t.flipped && t.rows_written == 0),
+        "{report:?}"
+    );
+    assert_eq!(report.backends_written, 0);
+    assert_eq!(report.vips_removed, 0);
+    assert_eq!(active_slot(&dp, "web"), 1);
+}
+
+#[test]
+fn only_changed_rows_are_written_into_the_idle_slot() {
+    let config = example();
+    let mut dp = load();
+    dp.apply(&config, &no_macs).expect("first apply");
+    let mut drained = config.clone();
+    drained.tables[0].backends[0].backend.state = BackendState::Draining;
+
+    let report = dp.apply(&drained, &no_macs).expect("drain");
+
+    // Slot 0 was never written: every non-zero row is new there.
+    let web = &report.tables[0];
+    assert!(web.flipped && web.active == 0);
+    assert_tables_are_live(&dp, &drained);
+    // Back to slot 1, which still holds the first table: only the rows the
+    // drain changed differ.
+    let report = dp.apply(&config, &no_macs).expect("undrain");
+    let web = &report.tables[0];
+    assert_eq!(web.active, 1);
+    let changed = slot_rows(&dp, "web", 0)
+        .iter()
+        .zip(slot_rows(&dp, "web", 1))
+        .filter(|(a, b)| **a != *b)
+        .count();
+    assert_eq!(web.rows_written, 0, "slot 1 already held these rows");
+    assert!(
+        changed > 0 && changed < TABLE_ROWS as usize,
+        "{changed} rows differ"
+    );
+    assert_tables_are_live(&dp, &config);
+}
+
+#[test]
+fn prefix_entries_carry_the_ranges_of_the_prefixes_containing_them() {
+    let mut config = example();
+    config.tables = vec![
+        table(
+            "wide",
+            vec![bind("203.0.113.0/24", Proto::Udp, (5000, 5999))],
+            vec![backend("198.51.100.41", BackendState::Active)],
+        ),
+        table(
+            "narrow",
+            vec![
+                bind("203.0.113.53", Proto::Udp, (53, 53)),
+                bind("203.0.113.53", Proto::Tcp, (53, 53)),
+            ],
+            vec![backend("198.51.100.42", BackendState::Active)],
+        ),
+    ];
+    let mut dp = load();
+    dp.apply(&config, &no_macs).expect("apply");
+
+    let want: BTreeMap<_, _> = [
+        (vip("203.0.113.0", 17, 24), entry(&[(5000, 5999, 0)])),
+        (
+            vip("203.0.113.53", 17, 32),
+            entry(&[(53, 53, 1), (5000, 5999, 0)]),
+        ),
+        (vip("203.0.113.53", 6, 32), entry(&[(53, 53, 2)])),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(vips(&dp), want);
+
+    // The longest match alone decides: 203.0.113.53:5500/udp is the wide
+    // table's, sent to its one backend.
+    let mut frame = vec![0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00];
+    frame.extend_from_slice(&[0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0]);
+    frame.extend_from_slice(&[192, 0, 2, 7, 203, 0, 113, 53]);
+    frame.extend_from_slice(&[0x30, 0x39, 0x15, 0x7c, 0, 8, 0, 0]);
+    let mut out = vec![0u8; frame.len() + 128];
+    let result = dp
+        .program()
+        .test_run(TestRunOptions {
+            data_in: Some(&frame),
+            data_out: Some(&mut out),
+            ..Default::default()
+        })
+        .expect("BPF_PROG_TEST_RUN");
+    assert_eq!(result.return_value, 3, "XDP_TX");
+    assert_eq!(&out[30..34], &[198, 51, 100, 41], "outer destination");
+    let stats = dp.stats().expect("stats");
+    assert_eq!(stats.per_bind[0].packets, 1);
+}
+
+#[test]
+fn removed_tables_lose_their_vips_binds_and_counters() {
+    let config = example();
+    let mut dp = load();
+    dp.apply(&config, &no_macs).expect("first apply");
+    let mut web_only = config.clone();
+    web_only.tables.truncate(1);
+
+    let report = dp.apply(&web_only, &no_macs).expect("second apply");
+
+    assert_eq!(report.vips_removed, 3);
+    assert_eq!(vips(&dp).len(), 2);
+    for id in 3..6 {
+        let info: BindInfo = get(&dp, names::BINDS, id);
+        assert_eq!(info, BindInfo::default(), "bind {id}");
+    }
+    assert_eq!(dp.table_id("dns"), None);
+    assert_eq!(dp.stats().expect("stats").per_bind.len(), 3);
+}
+
+#[test]
+fn refresh_macs_rewrites_only_the_entries_whose_mac_changed() {
+    let config = example();
+    let mut dp = load();
+    dp.apply(&config, &no_macs).expect("apply");
+    let target = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 12));
+    let mac_of = |a: IpAddr| (a == target).then_some(MAC);
+    let rows_before = slot_rows(&dp, "web", 1);
+
+    assert_eq!(dp.refresh_macs(&mac_of).expect("refresh"), 1);
+    assert_eq!(dp.refresh_macs(&mac_of).expect("refresh again"), 0);
+
+    let e: BackendEntry = get(
+        &dp,
+        names::BACKENDS,
+        dp.backend_index("web", target).expect("index"),
+    );
+    assert_eq!(
+        (e.flags, e.mac, e.ip()),
+        (BACKEND_MAC_RESOLVED, MAC, Some(target))
+    );
+    assert_eq!(active_slot(&dp, "web"), 1, "no table change");
+    assert_eq!(slot_rows(&dp, "web", 1), rows_before);
+}
+
+#[test]
+fn configs_the_data_plane_cannot_hold_are_refused_and_nothing_is_written() {
+    let mut dp = load();
+    let empty = snapshot(&dp);
+
+    // IPv6 backends without an IPv6 source, on fresh maps.
+    let mut no_v6_source = example();
+    no_v6_source.director.source_v6 = None;
+    let err = dp.apply(&no_v6_source, &no_macs).expect_err("refused");
+    assert!(matches!(
+        err,
+        DataplaneError::Check(CheckError::MissingSource { .. })
+    ));
+    assert_eq!(
+        err.to_string(),
+        "table \"dns\" has IPv6 backends, but director.source_v6 is not set (the outer source address of GUE packets to them)"
+    );
+    assert_eq!(snapshot(&dp), empty, "nothing written on fresh maps");
+
+    dp.apply(&example(), &no_macs).expect("a good config");
+    let good = snapshot(&dp);
+
+    let mut too_many_backends = example();
+    too_many_backends.tables[0].backends = (0..5000u32)
+        .map(|i| {
+            let [_, _, c, d] = i.to_be_bytes();
+            backend(&format!("10.0.{c}.{d}"), BackendState::Active)
+        })
+        .collect();
+    let err = dp.apply(&too_many_backends, &no_macs).expect_err("refused");
+    assert_eq!(
+        err.to_string(),
+        "table \"web\": 5000 backends, the data plane holds at most 4096 in all"
+    );
+
+    let mut too_many_ranges = example();
+    too_many_ranges.tables[0].binds = (0..9)
+        .map(|i| bind("203.0.113.10", Proto::Tcp, (1000 + i, 1000 + i)))
+        .collect();
+    let err = dp.apply(&too_many_ranges, &no_macs).expect_err("refused");
+    assert_eq!(
+        err.to_string(),
+        "VIP 203.0.113.10 tcp: 9 port ranges (its binds and those of the prefixes containing it), the data plane holds at most 8"
+    );
+
+    let mut too_many_tables = example();
+    too_many_tables.tables = (0..17)
+        .map(|i| {
+            table(
+                &format!("t{i}"),
+                vec![],
+                vec![backend("198.51.100.50", BackendState::Active)],
+            )
+        })
+        .collect();
+    let err = dp.apply(&too_many_tables, &no_macs).expect_err("refused");
+    assert_eq!(
+        err.to_string(),
+        "17 tables, the data plane holds at most 16"
+    );
+
+    assert_eq!(snapshot(&dp), good, "refused configs wrote nothing");
+}

@@ -1,0 +1,507 @@
+//! Golden packets: the XDP director run with `BPF_PROG_TEST_RUN` on every
+//! case of `golden/cases.rs`, its verdict and output bytes compared with
+//! what `proto::director::Model` (the reference written from
+//! docs/director.md) says, its counters compared with the model's.
+//!
+//! Modelled on Katran's `lib/testing` fixtures (description, input, expected
+//! output, expected verdict) and aya's `prog_test_run` integration tests.
+//! Every failing case is reported, not only the first.
+//!
+//! `golden_packets` needs root (CAP_BPF + CAP_NET_ADMIN) and fails without
+//! it: a skipped proof is no proof. It attaches nothing to any interface.
+//! The other tests check the cases themselves and need no privilege.
+#![allow(clippy::unwrap_used)] // helpers of tests: a failure is the test failing
+
+// A test target's root is like a `mod.rs`: its modules sit beside it
+// unless told otherwise.
+#[path = "golden/cases.rs"]
+mod cases;
+#[path = "golden/packet.rs"]
+mod packet;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::ops::Range;
+
+use aya::programs::{TestRun as _, TestRunOptions};
+use director_xdp::dataplane::Dataplane;
+use proto::director::{Outcome, Verdict};
+use proto::maps::DirectorStat;
+
+use cases::{Case, Cfg, names};
+
+/// `BPF_PROG_TEST_RUN` refuses XDP input shorter than an Ethernet header
+/// (net/bpf/test_run.c), so such cases are checked against the model only.
+const MIN_TEST_RUN_FRAME: usize = 14;
+
+/// The director's counters at one moment, summed over CPUs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Counters {
+    stats: [u64; DirectorStat::COUNT],
+    /// Per bind id: (packets, bytes).
+    binds: BTreeMap<u32, (u64, u64)>,
+}
+
+impl Counters {
+    fn read(dp: &Dataplane) -> Counters {
+        let stats = dp.stats().expect("reading the director's counters");
+        let mut c = Counters::default();
+        for stat in DirectorStat::ALL {
+            c.stats[stat.index() as usize] = stats.get(stat);
+        }
+        for b in &stats.per_bind {
+            c.binds.insert(b.bind, (b.packets, b.bytes));
+        }
+        c
+    }
+
+    /// What the model says one case adds.
+    fn of(outcome: &Outcome) -> Counters {
+        let mut c = Counters::default();
+        for stat in &outcome.counted {
+            c.stats[stat.index() as usize] += 1;
+        }
+        if let Some((bind, b)) = outcome.bind_counters {
+            c.binds.insert(bind, (b.packets, b.bytes));
+        }
+        c
+    }
+
+    fn add(&mut self, other: &Counters) {
+        for (a, b) in self.stats.iter_mut().zip(other.stats) {
+            *a += b;
+        }
+        for (bind, (p, b)) in &other.binds {
+            let e = self.binds.entry(*bind).or_default();
+            e.0 += p;
+            e.1 += b;
+        }
+    }
+
+    /// `self - before`, dropping binds that did not move.
+    fn since(&self, before: &Counters) -> Counters {
+        let mut d = Counters::default();
+        for (i, v) in self.stats.iter().enumerate() {
+            d.stats[i] = v.wrapping_sub(before.stats[i]);
+        }
+        for (bind, (p, b)) in &self.binds {
+            let (p0, b0) = before.binds.get(bind).copied().unwrap_or_default();
+            if (*p, *b) != (p0, b0) {
+                d.binds
+                    .insert(*bind, (p.wrapping_sub(p0), b.wrapping_sub(b0)));
+            }
+        }
+        d
+    }
+
+    fn describe(&self) -> String {
+        let stats: Vec<String> = DirectorStat::ALL
+            .iter()
+            .filter(|s| self.stats[s.index() as usize] != 0)
+            .map(|s| format!("{}={}", s.name(), self.stats[s.index() as usize]))
+            .collect();
+        let binds: Vec<String> = self
+            .binds
+            .iter()
+            .map(|(id, (p, b))| format!("bind{id}={p}p/{b}B"))
+            .collect();
+        format!("[{}] [{}]", stats.join(" "), binds.join(" "))
+    }
+}
+
+/// Runs the director once on `frame`: the `xdp_action` and the frame as
+/// the program left it.
+fn run(dp: &Dataplane, frame: &[u8]) -> Result<(u32, Vec<u8>), String> {
+    // Room for the encapsulation headers and more, so that a program that
+    // grew the frame too much shows it instead of failing with ENOSPC.
+    let mut out = vec![0u8; frame.len() + 512];
+    let result = dp
+        .program()
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ..Default::default()
+        })
+        .map_err(|e| format!("BPF_PROG_TEST_RUN failed: {e}"))?;
+    out.truncate(result.data_size_out as usize);
+    Ok((result.return_value, out))
+}
+
+/// The headers of a frame as (name, byte range), to point a diff at one.
+fn layers(frame: &[u8], encapsulated: bool) -> Vec<(&'static str, Range<usize>)> {
+    let mut v = Vec::new();
+    let mut at = 14;
+    if frame.len() < at {
+        return vec![("truncated Ethernet", 0..frame.len())];
+    }
+    if frame[12..14] == [0x81, 0x00] {
+        at += 4;
+    }
+    v.push(("Ethernet", 0..at.min(frame.len())));
+    let ip_len = |at: usize| match frame.get(at).map(|b| b >> 4) {
+        Some(4) => usize::from(frame[at] & 0x0f).max(5) * 4,
+        Some(6) => 40,
+        _ => 0,
+    };
+    let mut push = |name: &'static str, len: usize, at: &mut usize| {
+        let end = (*at + len).min(frame.len());
+        v.push((name, *at..end));
+        *at = end;
+    };
+    if encapsulated {
+        let outer = ip_len(at);
+        push("outer IP", outer, &mut at);
+        push("UDP", 8, &mut at);
+        let hlen = frame.get(at).map_or(0, |b| usize::from(b & 0x1f));
+        push("GUE", 4, &mut at);
+        push("GLB private data", 4 * hlen, &mut at);
+    }
+    let inner = ip_len(at);
+    push(if encapsulated { "inner IP" } else { "IP" }, inner, &mut at);
+    push("rest", frame.len() - at, &mut at);
+    v
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A diff of the first header where `got` and `want` differ.
+fn diff(got: &[u8], want: &[u8], encapsulated: bool) -> String {
+    let first = got
+        .iter()
+        .zip(want)
+        .position(|(a, b)| a != b)
+        .unwrap_or(got.len().min(want.len()));
+    let mut s = format!(
+        "    {} bytes, want {}; first difference at byte {first}",
+        got.len(),
+        want.len()
+    );
+    let layer = layers(want, encapsulated)
+        .into_iter()
+        .find(|(_, r)| r.contains(&first))
+        .unwrap_or(("past the end", first..first + 16));
+    let (name, r) = layer;
+    // Long payloads: only the 32 bytes around the difference.
+    let r = if r.len() > 48 {
+        first.saturating_sub(16)..first + 16
+    } else {
+        r
+    };
+    let slice = |b: &[u8]| hex(&b[r.start.min(b.len())..r.end.min(b.len())]);
+    let _ = write!(
+        s,
+        " (in {name}, bytes {}..{})\n      got:  {}\n      want: {}",
+        r.start,
+        r.end,
+        slice(got),
+        slice(want)
+    );
+    s
+}
+
+#[test]
+fn golden_packets() {
+    let cases = cases::all();
+    let mut dp = Dataplane::load().expect("loading the director (needs root)");
+    let mut applied = None;
+    let mut failures = Vec::new();
+    let mut skipped = Vec::new();
+    let mut want_total = Counters::default();
+    let mut got_total = Counters::default();
+    for case in cases {
+        if applied != Some(case.config) {
+            let config = cases::config(case.config);
+            dp.apply(&config, &cases::mac_of)
+                .unwrap_or_else(|e| panic!("applying config {:?}: {e:?}", case.config));
+            applied = Some(case.config);
+        }
+        if case.input.len() < MIN_TEST_RUN_FRAME {
+            skipped.push(case.name.as_str());
+            continue;
+        }
+        let before = Counters::read(&dp);
+        let result = run(&dp, &case.input);
+        let got_counters = Counters::read(&dp).since(&before);
+        let want_counters = Counters::of(&case.outcome);
+        want_total.add(&want_counters);
+        got_total.add(&got_counters);
+
+        let mut problems = Vec::new();
+        match result {
+            Err(e) => problems.push(format!("    {e}")),
+            Ok((action, out)) => {
+                let got = Verdict::from_xdp_action(action);
+                if got != Some(case.verdict) {
+                    problems.push(format!(
+                        "    verdict {} ({got:?}), want {} ({:?})",
+                        action,
+                        case.verdict.xdp_action(),
+                        case.verdict
+                    ));
+                }
+                // A dropped frame never leaves: its bytes are not part of
+                // the contract.
+                if case.verdict != Verdict::Drop && out != case.output {
+                    problems.push(diff(&out, &case.output, case.verdict == Verdict::Tx));
+                }
+            }
+        }
+        if got_counters != want_counters {
+            problems.push(format!(
+                "    counters {}, want {}",
+                got_counters.describe(),
+                want_counters.describe()
+            ));
+        }
+        if !problems.is_empty() {
+            failures.push(format!(
+                "{} (config {:?}):\n{}",
+                case.name,
+                case.config,
+                problems.join("\n")
+            ));
+        }
+    }
+    let run = cases.len() - skipped.len();
+    eprintln!(
+        "golden: {run} cases run, {} failed; model-only (shorter than {MIN_TEST_RUN_FRAME} bytes): {skipped:?}",
+        failures.len()
+    );
+    eprintln!(
+        "golden: counters over all cases: got {}, want {}",
+        got_total.describe(),
+        want_total.describe()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {run} golden cases failed:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+    assert_eq!(got_total, want_total, "counters summed over all cases");
+}
+
+fn find(cases: &'static [Case], name: &str) -> &'static Case {
+    cases
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no case {name}"))
+}
+
+fn decision(cases: &'static [Case], name: &str) -> proto::director::Decision {
+    find(cases, name)
+        .outcome
+        .decision
+        .clone()
+        .unwrap_or_else(|| panic!("case {name} reads no row"))
+}
+
+#[test]
+fn there_are_enough_cases_and_every_counter_is_exercised() {
+    let cases = cases::all();
+    assert!(cases.len() >= 45, "{} cases", cases.len());
+    for stat in DirectorStat::ALL {
+        assert!(
+            cases.iter().any(|c| c.outcome.counts(stat)),
+            "no case counts {}",
+            stat.name()
+        );
+    }
+    for verdict in [Verdict::Pass, Verdict::Drop, Verdict::Tx] {
+        assert!(cases.iter().any(|c| c.verdict == verdict));
+    }
+    // Every config is used, and its cases run together.
+    let mut order: Vec<Cfg> = cases.iter().map(|c| c.config).collect();
+    order.dedup();
+    assert_eq!(
+        order,
+        [Cfg::Main, Cfg::Swapped, Cfg::PortHash, Cfg::NoFallback]
+    );
+}
+
+#[test]
+fn icmp_errors_land_on_the_backend_of_the_flow_they_quote() {
+    let cases = cases::all();
+    for (flow, error) in [
+        (names::V4_TCP, names::FRAG_NEEDED),
+        (names::V6_TCP_V6, names::TOO_BIG),
+        (names::PH_FLOW, names::PH_FRAG_NEEDED),
+        (names::PH_V6_FLOW, names::PH_TOO_BIG),
+    ] {
+        let (f, e) = (decision(cases, flow), decision(cases, error));
+        assert_eq!(e.flow, f.flow, "{error} hashes the flow of {flow}");
+        assert_eq!(
+            (e.table.as_str(), e.hash, e.primary, e.secondary),
+            (f.table.as_str(), f.hash, f.primary, f.secondary),
+            "{error} lands where {flow} does"
+        );
+        // Same destination MAC and same GUE source port.
+        let (fo, eo) = (&find(cases, flow).output, &find(cases, error).output);
+        let udp = if f.primary.is_ipv4() { 34 } else { 54 };
+        assert_eq!(fo[..6], eo[..6], "{error}");
+        assert_eq!(fo[udp..udp + 2], eo[udp..udp + 2], "{error}");
+    }
+    // With ports hashed the match is not a coincidence of the source address.
+    let ph = decision(cases, names::PH_FLOW);
+    assert_ne!(ph.flow.src_port, 0);
+    assert_eq!(ph.hash_fields, 0b1111);
+}
+
+#[test]
+fn fragments_of_a_datagram_share_a_backend_and_hash_addresses_only() {
+    let cases = cases::all();
+    let groups: [&[&str]; 4] = [
+        &[
+            "ipv4_first_fragment",
+            "ipv4_middle_fragment",
+            "ipv4_last_fragment",
+        ],
+        &["ipv6_first_fragment", "ipv6_last_fragment"],
+        &[
+            "port_hash_ipv4_first_fragment_hashes_addresses_only",
+            "port_hash_ipv4_last_fragment_hashes_addresses_only",
+        ],
+        &[
+            "port_hash_ipv6_first_fragment_hashes_addresses_only",
+            "port_hash_ipv6_last_fragment_hashes_addresses_only",
+        ],
+    ];
+    for group in groups {
+        let first = decision(cases, group[0]);
+        for name in group {
+            let d = decision(cases, name);
+            assert!(find(cases, name).outcome.counts(DirectorStat::Fragment));
+            assert_eq!((d.flow.src_port, d.flow.dst_port), (0, 0), "{name}");
+            assert_eq!(
+                (d.hash, d.primary, d.secondary),
+                (first.hash, first.primary, first.secondary),
+                "{name}"
+            );
+        }
+    }
+    // Hashed with every field configured, a fragment still hashes only the
+    // addresses: SipHash(key, src || dst).
+    let d = decision(cases, "port_hash_ipv4_first_fragment_hashes_addresses_only");
+    assert_eq!(d.hash_fields, 0b0011);
+    let key = cases::config(Cfg::PortHash).table("web4").unwrap().hash_key;
+    let msg = [192, 0, 2, 100, 203, 0, 113, 10];
+    assert_eq!(d.hash, proto::siphash::siphash24(&key, &msg));
+    assert!(
+        !find(cases, "ipv6_atomic_fragment_is_not_a_fragment")
+            .outcome
+            .counts(DirectorStat::Fragment)
+    );
+}
+
+#[test]
+fn table_swap_sends_the_same_packet_to_the_new_primary() {
+    let cases = cases::all();
+    let (before, after) = (
+        find(cases, names::SWAP_BEFORE),
+        find(cases, names::SWAP_AFTER),
+    );
+    assert_eq!(before.input, after.input);
+    let (b, a) = (
+        decision(cases, names::SWAP_BEFORE),
+        decision(cases, names::SWAP_AFTER),
+    );
+    assert_eq!(b.row, a.row, "same key, same row");
+    assert_ne!(b.primary, a.primary, "the drained primary is replaced");
+    assert_ne!(before.output, after.output);
+}
+
+#[test]
+fn binds_follow_the_longest_match_and_the_lowest_port() {
+    let cases = cases::all();
+    let bind = |name: &str| find(cases, name).outcome.bind;
+    assert_eq!(bind("exact_vip_inside_a_cidr_of_another_table"), Some(11));
+    assert_eq!(
+        bind("cidr_range_still_applies_to_an_exact_vip_inside_it"),
+        Some(5)
+    );
+    assert_eq!(
+        bind("icmp_echo_request_to_udp_only_vip_goes_to_the_lowest_udp_bind"),
+        Some(11)
+    );
+    assert_eq!(
+        bind("icmp_echo_request_goes_to_the_lowest_tcp_bind"),
+        Some(0)
+    );
+    assert_eq!(bind("port_range_first_port"), Some(2));
+    assert_eq!(bind("port_range_last_port"), Some(2));
+    assert_eq!(bind("ipv6_cidr_vip"), Some(10));
+    assert_eq!(bind("ipv4_middle_fragment"), Some(1));
+    assert_eq!(bind("ipv4_tcp_fragment_to_ipv6_backends"), Some(8));
+}
+
+#[test]
+fn macs_vlan_tags_and_hops_are_as_configured() {
+    let cases = cases::all();
+    let gateway = [0x02, 0x00, 0x5e, 0x00, 0x53, 0x01];
+    for name in [
+        "ipv4_backend_with_resolved_mac_gets_its_mac",
+        "ipv6_backend_with_resolved_mac_gets_its_mac",
+    ] {
+        let d = decision(cases, name);
+        assert_eq!(
+            find(cases, name).output[..6],
+            cases::mac_of(d.primary).unwrap()
+        );
+    }
+    for name in [
+        "ipv4_backend_without_mac_goes_to_the_gateway",
+        "ipv6_backend_without_mac_goes_to_the_gateway",
+    ] {
+        assert_eq!(find(cases, name).output[..6], gateway, "{name}");
+        assert!(find(cases, name).outcome.counts(DirectorStat::MacFallback));
+    }
+    for name in [
+        "vlan_tagged_ipv4_tcp_keeps_its_tag",
+        "vlan_tagged_ipv6_tcp_keeps_its_tag",
+    ] {
+        let c = find(cases, name);
+        assert_eq!(c.output[12..16], c.input[12..16], "{name}");
+    }
+    let d = decision(cases, "draining_backend_is_the_secondary_hop");
+    assert_eq!(d.secondary.to_string(), "198.51.100.14");
+}
+
+/// The one-backend table makes every encapsulation byte predictable: the
+/// model's output, checked by hand.
+#[test]
+fn one_backend_case_matches_hand_checked_bytes() {
+    let cases = cases::all();
+    let c = find(cases, "one_backend_table_hops_to_its_primary");
+    #[rustfmt::skip]
+    let headers: [u8; 54] = [
+        // Ethernet: to 198.51.100.99's MAC, from the director, IPv4
+        0x02, 0x00, 0x00, 0x00, 0x01, 0x99,  0x02, 0x00, 0x00, 0x00, 0x00, 0x0a,  0x08, 0x00,
+        // outer IPv4: total 20+8+12+40 = 80, DF, TTL 64, UDP, checksum 0x4e05
+        0x45, 0x00, 0x00, 0x50,  0x00, 0x00, 0x40, 0x00,  0x40, 0x11, 0x4e, 0x05,
+        192, 0, 2, 1,  198, 51, 100, 99,
+        // UDP: 0x8000 | ((0x44a2 ^ 40005) & 0x7fff) = 0xd8e7 -> 19523, length 60, checksum 0;
+        // 0x44a2 = SipHash-2-4(000102..0f, 192.0.2.100) & 0xffff
+        0xd8, 0xe7, 0x4c, 0x43,  0x00, 0x3c, 0x00, 0x00,
+        // GUE: hlen 2, IPv4, flags 0 | GLB: IPv4 hops, next 0, 1 hop: the primary itself
+        0x02, 0x04, 0x00, 0x00,  0x00, 0x00, 0x00, 0x01,  198, 51, 100, 99,
+    ];
+    assert_eq!(c.output[..54], headers);
+    assert_eq!(c.output[54..], c.input[14..]);
+    assert_eq!(c.input.len(), 14 + 40);
+}
+
+#[test]
+fn layers_point_at_the_right_header() {
+    let cases = cases::all();
+    let c = find(cases, names::V4_TCP);
+    let mut got = c.output.clone();
+    got[14 + 20 + 1] ^= 1; // UDP source port
+    let d = diff(&got, &c.output, true);
+    assert!(d.contains("in UDP"), "{d}");
+}
