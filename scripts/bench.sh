@@ -6,6 +6,7 @@ out=docs/benchmarks.md
 tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT
 cargo bench -q -p proto --bench table > "$tmp.table"
+cargo bench -q -p director-xdp --bench director > "$tmp.director"
 {
   echo "# Benchmarks"
   echo
@@ -19,7 +20,9 @@ cargo bench -q -p proto --bench table > "$tmp.table"
   echo
   echo "Targets (issue [1]): a full build of 65,536 rows x 256 backends under 100 ms;"
   echo "an update after one state or health change, or one added backend, under 5 ms."
+  echo
+  cat "$tmp.director"
 } > "$tmp"
-rm -f "$tmp.table"
+rm -f "$tmp.table" "$tmp.director"
 mv "$tmp" "$out"
 cat "$out"
