@@ -22,18 +22,16 @@ use std::net::IpAddr;
 
 use aya::{
     Ebpf,
-    maps::{
-        Array, HashMap as BpfHashMap, LpmTrie, MapData, MapError, PerCpuArray, PerCpuValues,
-        lpm_trie::Key,
-    },
+    maps::{Array, LpmTrie, MapData, MapError, PerCpuArray, PerCpuValues, lpm_trie::Key},
     programs::Xdp,
 };
 use proto::config::{Bind, Config, Prefix};
 use proto::maps::{
     BACKEND_MAC_RESOLVED, BackendEntry, BindCounters, BindInfo, DirectorSettings, DirectorStat,
     MAX_BACKENDS, MAX_BINDS, MAX_PORT_RANGES, MAX_TABLES, MAX_VIPS, PortRange, TABLE_ROWS,
-    TABLE_SLOTS, TableKeys, TableRow, TableSlot, VIP_PREFIXES_V4, VIP_PREFIXES_V6, VipEntry,
-    VipKey, key_index, lpm_prefix_len, names, row_index,
+    TABLE_SLOTS, TableKeys, TableRow, TableSlot, VIP_PREFIXES_V4, VIP_PREFIXES_V6,
+    VIP_TABLE_MAX_BITS, VIP_TABLE_PROBES, VIP_TABLE_STRIDE, VipEntry, VipKey, VipSlot, key_index,
+    lpm_prefix_len, names, row_index, vip_fold, vip_home,
 };
 use proto::table::{Rendezvous, TableError};
 
@@ -101,6 +99,13 @@ pub enum CheckError {
         count: usize,
         /// [`MAX_PORT_RANGES`].
         max: usize,
+    },
+    /// No host VIP table the director can search was found (not expected
+    /// below [`MAX_VIPS`] VIPs).
+    #[error("{count} single-address VIPs: no host VIP table found for them")]
+    VipTable {
+        /// Single-address VIPs in the config.
+        count: usize,
     },
     /// More VIP prefix and protocol pairs than `DIR_VIPS` holds.
     #[error("{count} VIP prefix and protocol pairs, the data plane holds at most {max}")]
@@ -296,10 +301,11 @@ impl Default for TableState {
 }
 
 /// A VIP key: prefix length (in LPM key bits) and data. Full-length
-/// prefixes (single addresses) go to `DIR_VIP_HOSTS`, others to `DIR_VIPS`.
+/// prefixes (single addresses) go to the host VIP table `DIR_VIP_TABLE`,
+/// others to `DIR_VIPS`.
 type VipMapKey = (u32, VipKey);
 
-/// Whether `k` is a single address (an entry of `DIR_VIP_HOSTS`).
+/// Whether `k` is a single address (an entry of `DIR_VIP_TABLE`).
 fn is_host((len, key): &VipMapKey) -> bool {
     let bits = if key.family == proto::maps::FAMILY_V4 {
         32
@@ -322,6 +328,103 @@ fn vip_prefix_families<'a>(keys: impl Iterator<Item = &'a VipMapKey>) -> u8 {
         .fold(0, |a, b| a | b)
 }
 
+/// One slot's worth of the host VIP table (see [`VipSlot`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct VipTableImage {
+    mult: u64,
+    bits: u8,
+    /// The entries from the slot's first on; the rest of the slot is
+    /// unreachable.
+    entries: Vec<VipSlot>,
+}
+
+/// Multipliers tried per table size.
+const VIP_MULT_TRIES: usize = 64;
+
+/// The host VIP table of the single-address VIPs of `vips`: the smallest
+/// table (at least twice the VIPs) and multiplier under which every VIP
+/// sits in its home entry, else, at the largest size, the multiplier that
+/// keeps the VIPs nearest their homes (within [`VIP_TABLE_PROBES`]).
+/// Deterministic: the same VIPs give the same table.
+fn build_vip_table(vips: &HashMap<VipMapKey, VipEntry>) -> Result<VipTableImage, CheckError> {
+    let mut hosts: Vec<(u64, [u64; 2], VipEntry)> = vips
+        .iter()
+        .filter(|(k, _)| is_host(k))
+        .map(|((_, k), v)| (u64::from(k.family), VipSlot::addr_words(&k.addr), *v))
+        .collect();
+    hosts.sort_by_key(|h| (h.0, h.1));
+    let min_bits = (2 * hosts.len())
+        .next_power_of_two()
+        .trailing_zeros()
+        .max(1) as u8;
+    // splitmix64, fixed seed.
+    let mut state: u64 = 0x243f_6a88_85a3_08d3;
+    let mut next = move || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    // (largest displacement, bits, multiplier) of the best so far.
+    let mut best: Option<(u32, u8, u64)> = None;
+    let place = |mult: u64, bits: u8, out: Option<&mut Vec<VipSlot>>| -> u32 {
+        let len = (1usize << bits) + VIP_TABLE_PROBES as usize;
+        let mut used = vec![false; len];
+        let mut worst = 0;
+        let mut out = out;
+        for (family, addr, entry) in &hosts {
+            let home = vip_home(vip_fold(*addr), mult, bits) as usize;
+            let Some(at) = (home..len).find(|&i| !used[i]) else {
+                return u32::MAX;
+            };
+            used[at] = true;
+            worst = worst.max((at - home) as u32);
+            if let Some(out) = out.as_deref_mut() {
+                out[at] = VipSlot {
+                    family: *family,
+                    addr: *addr,
+                    entry: *entry,
+                };
+            }
+        }
+        worst
+    };
+    'search: for bits in min_bits..=VIP_TABLE_MAX_BITS {
+        for _ in 0..VIP_MULT_TRIES {
+            let mult = next() | 1;
+            let worst = place(mult, bits, None);
+            if best.is_none_or(|(w, ..)| worst < w) {
+                best = Some((worst, bits, mult));
+            }
+            if worst == 0 {
+                break 'search;
+            }
+        }
+    }
+    let (worst, bits, mult) = best.unwrap_or((0, 1, 1));
+    if worst >= VIP_TABLE_PROBES {
+        return Err(CheckError::VipTable { count: hosts.len() });
+    }
+    let mut entries = vec![VipSlot::default(); (1usize << bits) + VIP_TABLE_PROBES as usize];
+    place(mult, bits, Some(&mut entries));
+    Ok(VipTableImage {
+        mult,
+        bits,
+        entries,
+    })
+}
+
+/// `settings` with the host VIP table fields of `from`.
+fn with_vip_table(settings: DirectorSettings, from: &DirectorSettings) -> DirectorSettings {
+    DirectorSettings {
+        vip_slot: from.vip_slot,
+        vip_bits: from.vip_bits,
+        vip_mult: from.vip_mult,
+        ..settings
+    }
+}
+
 /// Everything the maps hold, as last written by this process.
 #[derive(Debug, Default)]
 struct Written {
@@ -336,6 +439,8 @@ struct Written {
     backends: BTreeMap<u32, BackendEntry>,
     /// VIP entries.
     vips: HashMap<VipMapKey, VipEntry>,
+    /// The live slot of the host VIP table, if known.
+    vip_table: Option<VipTableImage>,
     /// By bind id: whose bind it is and its table id.
     binds: Vec<(String, Bind, u32)>,
     /// Bind ids written (at least the live ones).
@@ -369,6 +474,7 @@ struct Plan {
     backend_index: HashMap<(String, IpAddr), u32>,
     backends: BTreeMap<u32, BackendEntry>,
     vips: HashMap<VipMapKey, VipEntry>,
+    vip_table: VipTableImage,
     binds: Vec<(String, Bind, u32)>,
     table_ids: HashMap<String, u32>,
     unresolved_macs: usize,
@@ -531,7 +637,7 @@ impl Dataplane {
         array::<BackendEntry>(&mut self.ebpf, names::BACKENDS)?;
         array::<DirectorSettings>(&mut self.ebpf, names::SETTINGS)?;
         vip_map(&mut self.ebpf)?;
-        vip_hosts_map(&mut self.ebpf)?;
+        array::<VipSlot>(&mut self.ebpf, names::VIP_TABLE)?;
         bind_stats_map(&mut self.ebpf)?;
         self.stats()?;
         Ok(())
@@ -545,6 +651,7 @@ impl Dataplane {
     ) -> Result<Plan, DataplaneError> {
         check_limits(config)?;
         let vips = compile_vips(config)?;
+        let vip_table = build_vip_table(&vips)?;
 
         // Table ids: a table keeps its id; a new one takes a free id, first
         // one that no table used before this update (the ids of tables
@@ -647,7 +754,8 @@ impl Dataplane {
             gateway_mac: d.gateway_mac.unwrap_or([0; 6]),
             hash_fields: d.hash_fields.0,
             vip_prefixes: vip_prefix_families(vips.keys()),
-            _pad: [0; 4],
+            // The host VIP table's fields are the live ones (`write`).
+            ..DirectorSettings::default()
         };
         let binds = config
             .tables
@@ -663,6 +771,7 @@ impl Dataplane {
             backend_index,
             backends,
             vips,
+            vip_table,
             binds,
             table_ids,
             unresolved_macs,
@@ -687,6 +796,7 @@ impl Dataplane {
         let mut first = plan.settings;
         first.vip_prefixes |= vip_prefix_families(self.written.vips.keys());
         if let Some(old) = self.written.settings {
+            first = with_vip_table(first, &old);
             if first.src_v4 == [0; 4] {
                 first.src_v4 = old.src_v4;
             }
@@ -766,26 +876,33 @@ impl Dataplane {
         self.written.bind_slots_used = self.written.bind_slots_used.max(plan.binds.len() as u32);
         self.written.binds = plan.binds;
 
-        // 5. VIP entries: new and changed first, then the ones gone.
+        // 5. VIP entries: new and changed prefixes first, then the host
+        //    table (idle slot, then the flip), then the prefixes gone.
         {
             for (k, v) in &plan.vips {
-                if self.written.vips.get(k) == Some(v) {
+                if is_host(k) || self.written.vips.get(k) == Some(v) {
                     continue;
                 }
-                let (map, result) = if is_host(k) {
-                    let mut hosts = vip_hosts_map(&mut self.ebpf)?;
-                    (names::VIP_HOSTS, hosts.insert(&k.1, v, 0))
-                } else {
-                    let mut vips = vip_map(&mut self.ebpf)?;
-                    (names::VIPS, vips.insert(&Key::new(k.0, k.1), v, 0))
-                };
-                result.map_err(|source| DataplaneError::Write {
-                    map,
-                    what: format!("VIP {}", show_vip(k)),
-                    source,
-                })?;
+                let mut vips = vip_map(&mut self.ebpf)?;
+                vips.insert(&Key::new(k.0, k.1), v, 0)
+                    .map_err(|source| DataplaneError::Write {
+                        map: names::VIPS,
+                        what: format!("VIP {}", show_vip(k)),
+                        source,
+                    })?;
                 self.written.vips.insert(*k, *v);
             }
+            self.write_vip_table(&plan.vip_table)?;
+            report.vips_removed += self
+                .written
+                .vips
+                .keys()
+                .filter(|k| is_host(k) && !plan.vips.contains_key(k))
+                .count();
+            self.written.vips.retain(|k, _| !is_host(k));
+            self.written
+                .vips
+                .extend(plan.vips.iter().filter(|(k, _)| is_host(k)));
             let gone: Vec<VipMapKey> = self
                 .written
                 .vips
@@ -794,25 +911,21 @@ impl Dataplane {
                 .copied()
                 .collect();
             for k in gone {
-                let (map, result) = if is_host(&k) {
-                    let mut hosts = vip_hosts_map(&mut self.ebpf)?;
-                    (names::VIP_HOSTS, hosts.remove(&k.1))
-                } else {
-                    let mut vips = vip_map(&mut self.ebpf)?;
-                    (names::VIPS, vips.remove(&Key::new(k.0, k.1)))
-                };
-                result.map_err(|source| DataplaneError::Write {
-                    map,
-                    what: format!("deletion of VIP {}", show_vip(&k)),
-                    source,
-                })?;
+                let mut vips = vip_map(&mut self.ebpf)?;
+                vips.remove(&Key::new(k.0, k.1))
+                    .map_err(|source| DataplaneError::Write {
+                        map: names::VIPS,
+                        what: format!("deletion of VIP {}", show_vip(&k)),
+                        source,
+                    })?;
                 self.written.vips.remove(&k);
                 report.vips_removed += 1;
             }
         }
 
         // 6. The final settings.
-        self.write_settings(plan.settings)?;
+        let live = self.written.settings.unwrap_or_default();
+        self.write_settings(with_vip_table(plan.settings, &live))?;
 
         // 7. Only now are the indexes of removed backends free.
         self.written
@@ -821,6 +934,40 @@ impl Dataplane {
         self.written.backend_index = plan.backend_index;
         self.written.table_ids = plan.table_ids;
         Ok(report)
+    }
+
+    /// Writes `table` to the idle slot of the host VIP table and flips to
+    /// it, unless the live slot already holds it.
+    fn write_vip_table(&mut self, table: &VipTableImage) -> Result<(), DataplaneError> {
+        if self.written.vip_table.as_ref() == Some(table) {
+            return Ok(());
+        }
+        let live = self.written.settings.unwrap_or_default();
+        let idle = 1 - (live.vip_slot & 1);
+        {
+            let mut map = array::<VipSlot>(&mut self.ebpf, names::VIP_TABLE)?;
+            for (i, e) in table.entries.iter().enumerate() {
+                let i = i as u32;
+                set(
+                    &mut map,
+                    names::VIP_TABLE,
+                    u32::from(idle) * VIP_TABLE_STRIDE + i,
+                    e,
+                    || format!("entry {i} of slot {idle} of the host VIP table"),
+                )?;
+            }
+        }
+        // The idle slot's shape first (the live fields unchanged), then the
+        // flip: one byte.
+        let mut settings = live;
+        settings.vip_bits[usize::from(idle)] = table.bits;
+        settings.vip_mult[usize::from(idle)] = table.mult;
+        self.written.vip_table = None;
+        self.write_settings(settings)?;
+        settings.vip_slot = idle;
+        self.write_settings(settings)?;
+        self.written.vip_table = Some(table.clone());
+        Ok(())
     }
 
     fn write_settings(&mut self, settings: DirectorSettings) -> Result<(), DataplaneError> {
@@ -941,18 +1088,6 @@ fn vip_map(ebpf: &mut Ebpf) -> Result<LpmTrie<&'_ mut MapData, VipKey, VipEntry>
         .ok_or_else(|| missing(names::VIPS))?;
     LpmTrie::try_from(map).map_err(|source| DataplaneError::Map {
         name: names::VIPS,
-        source,
-    })
-}
-
-fn vip_hosts_map(
-    ebpf: &mut Ebpf,
-) -> Result<BpfHashMap<&'_ mut MapData, VipKey, VipEntry>, DataplaneError> {
-    let map = ebpf
-        .map_mut(names::VIP_HOSTS)
-        .ok_or_else(|| missing(names::VIP_HOSTS))?;
-    BpfHashMap::try_from(map).map_err(|source| DataplaneError::Map {
-        name: names::VIP_HOSTS,
         source,
     })
 }
@@ -1158,3 +1293,74 @@ const _: () = {
     const fn assert_send<T: Send>() {}
     assert_send::<Dataplane>();
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    fn hosts(n: u32) -> HashMap<VipMapKey, VipEntry> {
+        (0..n)
+            .map(|i| {
+                let addr = if i % 2 == 0 {
+                    IpAddr::V4(Ipv4Addr::from(0xcb00_7100 + i))
+                } else {
+                    IpAddr::V6(Ipv6Addr::from(0x2001_0db8_0010_u128 << 80 | u128::from(i)))
+                };
+                let bits = if addr.is_ipv4() { 32 } else { 128 };
+                let entry = VipEntry {
+                    count: i,
+                    ..VipEntry::default()
+                };
+                ((lpm_prefix_len(bits), VipKey::new(addr)), entry)
+            })
+            .collect()
+    }
+
+    /// Every host VIP is found by the director's probe, and a prefix is not
+    /// in the table.
+    fn check(vips: &HashMap<VipMapKey, VipEntry>, t: &VipTableImage) {
+        assert_eq!(t.entries.len(), (1 << t.bits) + VIP_TABLE_PROBES as usize);
+        for ((_, k), v) in vips.iter().filter(|(k, _)| is_host(k)) {
+            let addr = VipSlot::addr_words(&k.addr);
+            let home = vip_home(vip_fold(addr), t.mult, t.bits) as usize;
+            let found = (home..home + VIP_TABLE_PROBES as usize)
+                .map(|i| &t.entries[i])
+                .take_while(|e| e.family != 0)
+                .find(|e| e.family == u64::from(k.family) && e.addr == addr);
+            assert_eq!(found.map(|e| e.entry), Some(*v), "{k:?}");
+        }
+        let used = t.entries.iter().filter(|e| e.family != 0).count();
+        assert_eq!(used, vips.keys().filter(|k| is_host(k)).count());
+    }
+
+    #[test]
+    fn host_vip_tables_are_found_for_up_to_max_vips_and_are_deterministic() {
+        for n in [0, 1, 2, 3, 10, 100, 1000, MAX_VIPS] {
+            let vips = hosts(n);
+            let t = build_vip_table(&vips).expect("a host VIP table");
+            check(&vips, &t);
+            assert!(t.bits <= VIP_TABLE_MAX_BITS);
+            assert!(1usize << t.bits >= 2 * n as usize, "{n}: {} bits", t.bits);
+            assert_eq!(build_vip_table(&vips.clone()).ok(), Some(t));
+        }
+        // Few VIPs: collision-free, every VIP in its home entry.
+        let vips = hosts(10);
+        let t = build_vip_table(&vips).expect("a host VIP table");
+        for (i, e) in t.entries.iter().enumerate() {
+            if e.family != 0 {
+                assert_eq!(vip_home(vip_fold(e.addr), t.mult, t.bits) as usize, i);
+            }
+        }
+        // Prefixes stay out of it.
+        let mut vips = hosts(4);
+        vips.insert(
+            (
+                lpm_prefix_len(24),
+                VipKey::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 0))),
+            ),
+            VipEntry::default(),
+        );
+        check(&vips, &build_vip_table(&vips).expect("a host VIP table"));
+    }
+}

@@ -4,15 +4,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 
-use aya::maps::{Array, HashMap as BpfHashMap, LpmTrie, MapData};
+use aya::maps::{Array, LpmTrie, MapData};
 use aya::programs::{TestRun as _, TestRunOptions};
 use director_xdp::dataplane::CheckError;
 use director_xdp::{Dataplane, DataplaneError, bind_ids};
 use proto::config::{BackendConfig, Bind, Config, Prefix, Proto, Table};
 use proto::maps::{
     BACKEND_MAC_RESOLVED, BackendEntry, BindInfo, DirectorSettings, MAX_BACKENDS, PortRange,
-    TABLE_ROWS, TableKeys, TableRow, TableSlot, VipEntry, VipKey, key_index, lpm_prefix_len, names,
-    row_index,
+    TABLE_ROWS, TableKeys, TableRow, TableSlot, VIP_TABLE_PROBES, VIP_TABLE_STRIDE, VipEntry,
+    VipKey, VipSlot, key_index, lpm_prefix_len, names, row_index, vip_fold, vip_home,
 };
 use proto::table::{Backend, BackendState, Rendezvous};
 
@@ -44,14 +44,50 @@ fn get<V: aya::Pod>(dp: &Dataplane, name: &str, index: u32) -> V {
         .expect("reading a map entry")
 }
 
-/// The VIP maps as (prefix length, key) -> entry: the host VIPs (hash
-/// map, full-length prefixes) and the shorter prefixes (LPM trie).
+/// The host VIPs of the live slot of the host VIP table, each checked to be
+/// where the director's probe finds it.
+fn host_vips(dp: &Dataplane) -> Vec<(VipKey, VipEntry)> {
+    let settings: DirectorSettings = get(dp, names::SETTINGS, 0);
+    let slot = usize::from(settings.vip_slot);
+    assert!(slot < 2, "{settings:?}");
+    let (mult, bits) = (settings.vip_mult[slot], settings.vip_bits[slot]);
+    let table = array::<VipSlot>(dp, names::VIP_TABLE);
+    let base = slot as u32 * VIP_TABLE_STRIDE;
+    let mut out = Vec::new();
+    for i in 0..(1 << bits) + VIP_TABLE_PROBES {
+        let e = table.get(&(base + i), 0).expect("reading DIR_VIP_TABLE");
+        if e.family == 0 {
+            assert_eq!(e, VipSlot::default(), "empty entry {i}");
+            continue;
+        }
+        let home = vip_home(vip_fold(e.addr), mult, bits);
+        assert!(
+            home <= i && i - home < VIP_TABLE_PROBES,
+            "entry {i}, home {home}"
+        );
+        for j in home..i {
+            let before = table.get(&(base + j), 0).expect("reading DIR_VIP_TABLE");
+            assert_ne!(before.family, 0, "entry {i} behind an empty entry {j}");
+        }
+        let mut addr = [0u8; 16];
+        addr[..8].copy_from_slice(&e.addr[0].to_ne_bytes());
+        addr[8..].copy_from_slice(&e.addr[1].to_ne_bytes());
+        let key = VipKey {
+            family: e.family as u8,
+            _pad: [0; 3],
+            addr,
+        };
+        assert_eq!(u64::from(key.family), e.family);
+        out.push((key, e.entry));
+    }
+    out
+}
+
+/// The VIP maps as (prefix length, key) -> entry: the host VIPs (host VIP
+/// table, full-length prefixes) and the shorter prefixes (LPM trie).
 fn vips(dp: &Dataplane) -> BTreeMap<(u32, [u8; 20]), VipEntry> {
     let trie: LpmTrie<&MapData, VipKey, VipEntry> =
         LpmTrie::try_from(dp.ebpf().map(names::VIPS).expect("DIR_VIPS")).expect("an LpmTrie");
-    let hosts: BpfHashMap<&MapData, VipKey, VipEntry> =
-        BpfHashMap::try_from(dp.ebpf().map(names::VIP_HOSTS).expect("DIR_VIP_HOSTS"))
-            .expect("a HashMap");
     let mut out: BTreeMap<_, _> = trie
         .iter()
         .map(|kv| {
@@ -64,8 +100,7 @@ fn vips(dp: &Dataplane) -> BTreeMap<(u32, [u8; 20]), VipEntry> {
             ((len, key_bytes(&k.data())), v)
         })
         .collect();
-    for kv in hosts.iter() {
-        let (k, v) = kv.expect("reading DIR_VIP_HOSTS");
+    for (k, v) in host_vips(dp) {
         let key = (lpm_prefix_len(host_bits(&k)), key_bytes(&k));
         assert!(out.insert(key, v).is_none(), "VIP in both maps");
     }

@@ -43,6 +43,43 @@ pub const MAX_VIPS: u32 = 1024;
 /// Entries of the hash-key array: one per slot of every table.
 pub const KEY_MAP_ENTRIES: u32 = MAX_TABLES * TABLE_SLOTS;
 
+/// Most entries one slot of the host VIP table addresses (`1 << bits`,
+/// `bits` at most [`VIP_TABLE_MAX_BITS`]).
+pub const VIP_TABLE_MAX_BITS: u8 = 12;
+/// Entries a lookup of the host VIP table probes at most, from the
+/// address's home entry on: the loader places every host VIP within them.
+pub const VIP_TABLE_PROBES: u32 = 8;
+/// Entries of one slot of the host VIP table: the addressed ones, then room
+/// for the probes of the last (probing never wraps).
+pub const VIP_TABLE_STRIDE: u32 = (1 << VIP_TABLE_MAX_BITS) + VIP_TABLE_PROBES;
+/// Slots of the host VIP table: the live one and the one being rewritten.
+pub const VIP_TABLE_SLOTS: u32 = 2;
+/// Entries of the host VIP array.
+pub const VIP_TABLE_ENTRIES: u32 = VIP_TABLE_SLOTS * VIP_TABLE_STRIDE;
+
+/// The 64 bits of an address (as raw network-order bytes, read in host
+/// order) that the host VIP table hashes: IPv4 zero-extended, IPv6 its two
+/// halves XORed. `addr` is [`VipSlot::addr`].
+pub const fn vip_fold(addr: [u64; 2]) -> u64 {
+    addr[0] ^ addr[1]
+}
+
+/// Home entry (within its slot) of an address of fold `fold` in a host VIP
+/// table of `1 << bits` entries hashed by `mult`: the top `bits` bits of
+/// `fold * mult` (multiplicative hashing). `bits` above
+/// [`VIP_TABLE_MAX_BITS`] counts as that; 0 gives entry 0.
+#[inline(always)]
+pub const fn vip_home(fold: u64, mult: u64, bits: u8) -> u32 {
+    let bits = if bits > VIP_TABLE_MAX_BITS {
+        VIP_TABLE_MAX_BITS
+    } else {
+        bits
+    };
+    // Two shifts so that neither reaches 64 (bits = 0).
+    ((fold.wrapping_mul(mult) >> (64 - VIP_TABLE_MAX_BITS as u32))
+        >> (VIP_TABLE_MAX_BITS - bits) as u32) as u32
+}
+
 /// Index of a table slot's hash key in the key array: the key flips with the
 /// rows.
 pub const fn key_index(table: u32, slot: u32) -> u32 {
@@ -52,9 +89,10 @@ pub const fn key_index(table: u32, slot: u32) -> u32 {
 /// Names of the director's maps in the eBPF object, shared by the program
 /// and the loader.
 pub mod names {
-    /// `HashMap<VipKey, VipEntry>`, [`super::MAX_VIPS`] entries: the VIPs
-    /// that are single addresses (/32, /128).
-    pub const VIP_HOSTS: &str = "DIR_VIP_HOSTS";
+    /// `Array<VipSlot>`, [`super::VIP_TABLE_ENTRIES`] entries: the VIPs
+    /// that are single addresses (/32, /128), in two slots of
+    /// [`super::VIP_TABLE_STRIDE`] entries (see [`super::VipSlot`]).
+    pub const VIP_TABLE: &str = "DIR_VIP_TABLE";
     /// `LpmTrie<VipKey, VipEntry>`, [`super::MAX_VIPS`] entries: the VIP
     /// prefixes shorter than an address.
     pub const VIPS: &str = "DIR_VIPS";
@@ -212,6 +250,44 @@ impl VipEntry {
     }
 }
 
+/// Entry of the host VIP table (`DIR_VIP_TABLE`): an open-addressing
+/// table of the single-address VIPs, built by the loader.
+///
+/// Slot `s` (`DirectorSettings::vip_slot`) holds entries
+/// `s * VIP_TABLE_STRIDE..`; an address of fold `f` ([`vip_fold`]) has
+/// its home at [`vip_home`]`(f, vip_mult[s], vip_bits[s])` and is in one of
+/// the [`VIP_TABLE_PROBES`] entries from there on, before any empty one
+/// (`family` 0). The loader writes a new table into the idle slot, then
+/// flips `vip_slot`, so a packet never sees a half-written table.
+#[repr(C, align(8))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct VipSlot {
+    /// [`FAMILY_V4`] or [`FAMILY_V6`]; 0: empty.
+    pub family: u64,
+    /// The address: its raw network-order bytes read as two host-order
+    /// words; IPv4 in the first 4 bytes, the rest zero.
+    pub addr: [u64; 2],
+    /// The VIP's port ranges.
+    pub entry: VipEntry,
+}
+
+const _: () = assert!(core::mem::size_of::<VipSlot>() == 160);
+
+impl VipSlot {
+    /// `addr` as [`VipSlot::addr`] holds it.
+    pub const fn addr_words(addr: &[u8; 16]) -> [u64; 2] {
+        let mut lo = [0u8; 8];
+        let mut hi = [0u8; 8];
+        let mut i = 0;
+        while i < 8 {
+            lo[i] = addr[i];
+            hi[i] = addr[8 + i];
+            i += 1;
+        }
+        [u64::from_ne_bytes(lo), u64::from_ne_bytes(hi)]
+    }
+}
+
 /// Value of the bind array: which forwarding table serves the bind.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -319,7 +395,7 @@ pub const DEFAULT_HASH_FIELDS: u8 = HASH_SRC_ADDR;
 
 /// [`DirectorSettings::vip_prefixes`] bit: some IPv4 VIP is a prefix
 /// shorter than /32 (in `DIR_VIPS`), so an address missing from
-/// `DIR_VIP_HOSTS` must be looked up there too.
+/// the host VIP table (`DIR_VIP_TABLE`) must be looked up there too.
 pub const VIP_PREFIXES_V4: u8 = 1;
 /// [`DirectorSettings::vip_prefixes`] bit: the same for IPv6 (/128).
 pub const VIP_PREFIXES_V6: u8 = 2;
@@ -338,11 +414,17 @@ pub struct DirectorSettings {
     pub hash_fields: u8,
     /// `VIP_PREFIXES_*` bits: the families with VIP prefixes in `DIR_VIPS`.
     pub vip_prefixes: u8,
-    /// Zero; brings the size to a multiple of 8.
-    pub _pad: [u8; 4],
+    /// Active slot of the host VIP table (0 or 1; see [`VipSlot`]).
+    pub vip_slot: u8,
+    /// Per host VIP table slot: log2 of its addressed entries.
+    pub vip_bits: [u8; 2],
+    /// Zero.
+    pub _pad: u8,
+    /// Per host VIP table slot: its hash multiplier.
+    pub vip_mult: [u64; 2],
 }
 
-const _: () = assert!(core::mem::size_of::<DirectorSettings>() == 32);
+const _: () = assert!(core::mem::size_of::<DirectorSettings>() == 48);
 
 impl Default for DirectorSettings {
     // Not derived: an all-zero `hash_fields` would hash nothing and send
@@ -354,7 +436,10 @@ impl Default for DirectorSettings {
             gateway_mac: [0; 6],
             hash_fields: DEFAULT_HASH_FIELDS,
             vip_prefixes: 0,
-            _pad: [0; 4],
+            vip_slot: 0,
+            vip_bits: [0; 2],
+            _pad: 0,
+            vip_mult: [0; 2],
         }
     }
 }
@@ -534,6 +619,7 @@ mod pod {
     unsafe impl aya::Pod for VipKey {}
     unsafe impl aya::Pod for PortRange {}
     unsafe impl aya::Pod for VipEntry {}
+    unsafe impl aya::Pod for VipSlot {}
     unsafe impl aya::Pod for BindInfo {}
     unsafe impl aya::Pod for TableRow {}
     unsafe impl aya::Pod for TableSlot {}
@@ -573,6 +659,37 @@ mod tests {
     }
 
     #[test]
+    fn vip_slot_layout_and_home() {
+        assert_eq!(size_of::<VipSlot>(), 160);
+        assert_eq!(align_of::<VipSlot>(), 8);
+        assert_eq!(offset_of!(VipSlot, family), 0);
+        assert_eq!(offset_of!(VipSlot, addr), 8);
+        assert_eq!(offset_of!(VipSlot, entry), 24);
+        let v4 = VipKey::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10)));
+        let words = VipSlot::addr_words(&v4.addr);
+        assert_eq!(words[1], 0);
+        assert_eq!(words[0].to_ne_bytes(), [192, 0, 2, 10, 0, 0, 0, 0]);
+        assert_eq!(vip_fold(words), words[0]);
+        assert_eq!(vip_fold([3, 5]), 6);
+        // The top `bits` bits of the product, never past the table.
+        let m = 0x9e37_79b9_7f4a_7c15;
+        for bits in 0..=VIP_TABLE_MAX_BITS + 2 {
+            for fold in [0, 1, u64::MAX, 0xc000_0201, 0x1234_5678_9abc_def0] {
+                let home = vip_home(fold, m, bits);
+                let b = bits.min(VIP_TABLE_MAX_BITS);
+                assert!(home < 1 << b, "{bits} {fold:#x}");
+                if b > 0 {
+                    assert_eq!(u64::from(home), fold.wrapping_mul(m) >> (64 - u32::from(b)));
+                }
+            }
+        }
+        assert_eq!(
+            VIP_TABLE_ENTRIES,
+            2 * ((1 << VIP_TABLE_MAX_BITS) + VIP_TABLE_PROBES)
+        );
+    }
+
+    #[test]
     fn bind_info_table_row_and_slot_layout() {
         assert_eq!(size_of::<BindInfo>(), 8);
         assert_eq!(offset_of!(BindInfo, table), 0);
@@ -597,13 +714,16 @@ mod tests {
 
     #[test]
     fn director_settings_and_table_keys_layout() {
-        assert_eq!(size_of::<DirectorSettings>(), 32);
+        assert_eq!(size_of::<DirectorSettings>(), 48);
         assert_eq!(offset_of!(DirectorSettings, src_v4), 0);
         assert_eq!(offset_of!(DirectorSettings, src_v6), 4);
         assert_eq!(offset_of!(DirectorSettings, gateway_mac), 20);
         assert_eq!(offset_of!(DirectorSettings, hash_fields), 26);
         assert_eq!(offset_of!(DirectorSettings, vip_prefixes), 27);
-        assert_eq!(offset_of!(DirectorSettings, _pad), 28);
+        assert_eq!(offset_of!(DirectorSettings, vip_slot), 28);
+        assert_eq!(offset_of!(DirectorSettings, vip_bits), 29);
+        assert_eq!(offset_of!(DirectorSettings, _pad), 31);
+        assert_eq!(offset_of!(DirectorSettings, vip_mult), 32);
         assert_eq!(size_of::<TableKeys>(), 16);
         assert_eq!(offset_of!(TableKeys, hash_key), 0);
     }

@@ -143,7 +143,7 @@ impl HashArgs {
 /// Inlined into its one caller: as a global BPF function (checked once by
 /// the verifier) the call and the argument packing cost about 20 ns a
 /// packet; inlined, the verifier walks its paths once per path reaching it
-/// (about 330k instructions verified for the program, see
+/// (about 270k instructions verified for the program, see
 /// `director_verifies_well_within_the_kernel_complexity_limit`). The C ABI
 /// and packed arguments remain from the global form; they cost nothing once
 /// inlined.

@@ -16,7 +16,7 @@
 //! is inlined into `director` (BPF-to-BPF calls cost 10-20 ns each here),
 //! so the verifier walks the flow hash and the encapsulation once per parse
 //! path (`director_verifies_well_within_the_kernel_complexity_limit` in
-//! `tests/test_run.rs` watches the total, about 330k instructions).
+//! `tests/test_run.rs` watches the total, about 270k instructions).
 #![no_std]
 #![no_main]
 
@@ -27,14 +27,15 @@ mod packet;
 use aya_ebpf::{
     bindings::xdp_action,
     macros::{map, xdp},
-    maps::{Array, HashMap, LpmTrie, PerCpuArray, lpm_trie::Key},
+    maps::{Array, LpmTrie, PerCpuArray, lpm_trie::Key},
     programs::XdpContext,
 };
 use proto::maps::{
     BackendEntry, BindCounters, BindInfo, DirectorSettings, DirectorStat, FAMILY_V4, FAMILY_V6,
     KEY_MAP_ENTRIES, LPM_LOOKUP_PREFIX_LEN, MAX_BACKENDS, MAX_BINDS, MAX_TABLES, MAX_VIPS,
     TABLE_MAP_ROWS, TABLE_SLOTS, TableKeys, TableRow, TableSlot, VIP_PREFIXES_V4, VIP_PREFIXES_V6,
-    VipEntry, VipKey, key_index, row_index,
+    VIP_TABLE_ENTRIES, VIP_TABLE_PROBES, VIP_TABLE_STRIDE, VipEntry, VipKey, VipSlot, key_index,
+    row_index, vip_fold, vip_home,
 };
 
 use crate::encap::{Target, director_encapsulate};
@@ -44,9 +45,10 @@ use crate::packet::{View, eth, frame_len, icmp, ipv4, ipv6, proto as ipproto, tc
 // Map names are those of `proto::maps::names`; the loader opens them by
 // those names, so a rename here fails `Dataplane::load` (and its tests).
 
-/// VIPs that are single addresses: the port ranges and their binds.
+/// VIPs that are single addresses: the port ranges and their binds, in the
+/// loader's open-addressing table (see `VipSlot`).
 #[map]
-static DIR_VIP_HOSTS: HashMap<VipKey, VipEntry> = HashMap::with_max_entries(MAX_VIPS, 0);
+static DIR_VIP_TABLE: Array<VipSlot> = Array::with_max_entries(VIP_TABLE_ENTRIES, 0);
 /// VIP prefixes shorter than an address: the port ranges and their binds.
 #[map]
 static DIR_VIPS: LpmTrie<VipKey, VipEntry> = LpmTrie::with_max_entries(MAX_VIPS, 0);
@@ -244,9 +246,9 @@ struct Packet {
     /// The VIP entry of the destination, found by the "is it a VIP"
     /// check: it holds the ranges of both protocols.
     vip: Option<&'static VipEntry>,
-    /// `DIR_SETTINGS.vip_prefixes`: families whose VIP lookups go on to
-    /// the LPM trie when the address is not a host VIP.
-    vip_prefixes: u8,
+    /// How to look up an address: the live host VIP table, and the
+    /// families with prefixes.
+    vips: VipTable,
     /// The packet an ICMP error quotes (VIP -> client): protocol, address
     /// offsets and ports.
     quoted_proto: u8,
@@ -271,7 +273,12 @@ impl Packet {
             dport: 0,
         },
         vip: None,
-        vip_prefixes: 0,
+        vips: VipTable {
+            mult: 0,
+            bits: 0,
+            base: 0,
+            prefixes: 0,
+        },
         quoted_proto: 0,
         quoted_src: 0,
         quoted_dst: 0,
@@ -281,8 +288,7 @@ impl Packet {
 }
 
 /// A VIP lookup key as the LPM trie wants it (prefix length, then
-/// [`VipKey`]), 8-byte aligned so that it is built with three word stores;
-/// the hash map's key is the same bytes from offset 4.
+/// [`VipKey`]), 8-byte aligned so that it is built with three word stores.
 #[repr(C, align(8))]
 struct VipLookup {
     /// Prefix length, then family and pad (little-endian).
@@ -293,11 +299,39 @@ struct VipLookup {
 
 const _: () = assert!(size_of::<VipLookup>() == 4 + size_of::<VipKey>());
 
+/// The live host VIP table of `DIR_SETTINGS` (see `VipSlot`), and its
+/// `vip_prefixes`.
+#[derive(Clone, Copy)]
+struct VipTable {
+    mult: u64,
+    bits: u8,
+    /// First entry of the live slot.
+    base: u32,
+    /// `VIP_PREFIXES_*` bits: families whose lookups go on to the LPM trie
+    /// when the address is not a host VIP.
+    prefixes: u8,
+}
+
+impl VipTable {
+    #[inline(always)]
+    fn of(s: &DirectorSettings) -> VipTable {
+        let ([m0, m1], [b0, b1]) = (s.vip_mult, s.vip_bits);
+        let slot = s.vip_slot & 1;
+        let (mult, bits) = if slot == 0 { (m0, b0) } else { (m1, b1) };
+        VipTable {
+            mult,
+            bits,
+            base: u32::from(slot) * VIP_TABLE_STRIDE,
+            prefixes: s.vip_prefixes,
+        }
+    }
+}
+
 /// The VIP entry for the address at `at` in the frame: the host VIP of
-/// that address, else, if the family has VIP prefixes (`prefixes`, the
-/// `VIP_PREFIXES_*` bits), the longest prefix holding it.
+/// that address, else, if the family has VIP prefixes (`t.prefixes`), the
+/// longest prefix holding it.
 #[inline(always)]
-fn vip_lookup(ctx: &XdpContext, v6: bool, at: usize, prefixes: u8) -> Option<&'static VipEntry> {
+fn vip_lookup(ctx: &XdpContext, v6: bool, at: usize, t: &VipTable) -> Option<&'static VipEntry> {
     let (family, bit, addr) = if v6 {
         let a = View::<16>::at(ctx, at)?;
         (
@@ -309,24 +343,29 @@ fn vip_lookup(ctx: &XdpContext, v6: bool, at: usize, prefixes: u8) -> Option<&'s
         let a = View::<4>::at(ctx, at)?;
         (FAMILY_V4, VIP_PREFIXES_V4, [u64::from(a.u32_raw::<0>()), 0])
     };
+    // The host VIP table: array lookups, which the verifier inlines.
+    let home = t.base + vip_home(vip_fold(addr), t.mult, t.bits);
+    for i in 0..VIP_TABLE_PROBES {
+        let Some(e) = DIR_VIP_TABLE.get(home + i) else {
+            break;
+        };
+        if e.family == u64::from(family) && e.addr[0] == addr[0] && e.addr[1] == addr[1] {
+            return Some(&e.entry);
+        }
+        if e.family == 0 {
+            break;
+        }
+    }
+    if t.prefixes & bit == 0 {
+        return None;
+    }
     let key = VipLookup {
         head: u64::from(LPM_LOOKUP_PREFIX_LEN) | (u64::from(family) << 32),
         addr,
     };
-    let base = (&raw const key).cast::<u8>();
-    // SAFETY: `VipKey` is the 20 bytes from offset 4 of `key` (alignment
-    // 1), and `Key<VipKey>` all 24 (packed): both initialised plain bytes.
-    let host = unsafe { &*base.add(4).cast::<VipKey>() };
-    // SAFETY: the kernel returns a live value of the map or null; values
-    // change only by whole-entry updates from the loader.
-    if let Some(e) = unsafe { DIR_VIP_HOSTS.get(host) } {
-        return Some(e);
-    }
-    if prefixes & bit == 0 {
-        return None;
-    }
-    // SAFETY: as above.
-    DIR_VIPS.get(unsafe { &*base.cast::<Key<VipKey>>() })
+    // SAFETY: `Key<VipKey>` is the 24 bytes of `key` (packed): initialised
+    // plain bytes.
+    DIR_VIPS.get(unsafe { &*(&raw const key).cast::<Key<VipKey>>() })
 }
 
 /// "No bind": bind ids are below `MAX_BINDS`.
@@ -378,7 +417,7 @@ fn port_bind(entry: Option<&VipEntry>, proto: u8, port: u16) -> u32 {
 /// remembered for the bind.
 #[inline(always)]
 fn is_vip(ctx: &XdpContext, p: &mut Packet) -> bool {
-    p.vip = vip_lookup(ctx, p.v6, p.flow.dst, p.vip_prefixes);
+    p.vip = vip_lookup(ctx, p.v6, p.flow.dst, &p.vips);
     p.vip.is_some()
 }
 
@@ -387,7 +426,7 @@ fn process(ctx: &XdpContext, sent: &mut Sent) -> Outcome {
     let Some(settings) = DIR_SETTINGS.get(0) else {
         return Outcome::Pass;
     };
-    p.vip_prefixes = settings.vip_prefixes;
+    p.vips = VipTable::of(settings);
     match parse_ip(ctx, &mut p) {
         Step::Go => {}
         Step::Pass => return Outcome::Pass,
@@ -430,7 +469,7 @@ fn process(ctx: &XdpContext, sent: &mut Sent) -> Outcome {
                 dport: p.quoted_sport,
             };
             port_bind(
-                vip_lookup(ctx, p.v6, p.quoted_src, p.vip_prefixes),
+                vip_lookup(ctx, p.v6, p.quoted_src, &p.vips),
                 p.quoted_proto,
                 p.quoted_sport,
             )
