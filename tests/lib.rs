@@ -4,6 +4,8 @@
 //! interface, address, route and XDP program is created inside a namespace
 //! that the test owns.
 
+pub mod glb;
+
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
