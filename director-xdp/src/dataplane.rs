@@ -22,15 +22,18 @@ use std::net::IpAddr;
 
 use aya::{
     Ebpf,
-    maps::{Array, LpmTrie, MapData, MapError, PerCpuArray, PerCpuValues, lpm_trie::Key},
+    maps::{
+        Array, HashMap as BpfHashMap, LpmTrie, MapData, MapError, PerCpuArray, PerCpuValues,
+        lpm_trie::Key,
+    },
     programs::Xdp,
 };
 use proto::config::{Bind, Config, Prefix};
 use proto::maps::{
     BACKEND_MAC_RESOLVED, BackendEntry, BindCounters, BindInfo, DirectorSettings, DirectorStat,
     MAX_BACKENDS, MAX_BINDS, MAX_PORT_RANGES, MAX_TABLES, MAX_VIPS, PortRange, TABLE_ROWS,
-    TABLE_SLOTS, TableKeys, TableRow, TableSlot, VipEntry, VipKey, key_index, lpm_prefix_len,
-    names, row_index,
+    TABLE_SLOTS, TableKeys, TableRow, TableSlot, VIP_PREFIXES_V4, VIP_PREFIXES_V6, VipEntry,
+    VipKey, key_index, lpm_prefix_len, names, row_index,
 };
 use proto::table::{Rendezvous, TableError};
 
@@ -84,7 +87,8 @@ pub enum CheckError {
         /// "source_v4" or "source_v6".
         field: &'static str,
     },
-    /// A VIP prefix and protocol has more port ranges than a `VipEntry`.
+    /// A VIP prefix and protocol has more port ranges than a `VipEntry`
+    /// holds for one protocol.
     #[error(
         "VIP {vip} {proto}: {count} port ranges (its binds and those of the prefixes containing it), the data plane holds at most {max}"
     )]
@@ -294,8 +298,32 @@ impl Default for TableState {
     }
 }
 
-/// A VIP LPM key: prefix length (in key bits) and data.
+/// A VIP key: prefix length (in LPM key bits) and data. Full-length
+/// prefixes (single addresses) go to `DIR_VIP_HOSTS`, others to `DIR_VIPS`.
 type VipMapKey = (u32, VipKey);
+
+/// Whether `k` is a single address (an entry of `DIR_VIP_HOSTS`).
+fn is_host((len, key): &VipMapKey) -> bool {
+    let bits = if key.family == proto::maps::FAMILY_V4 {
+        32
+    } else {
+        128
+    };
+    *len == lpm_prefix_len(bits)
+}
+
+/// `VIP_PREFIXES_*` bits of the families with entries in `DIR_VIPS`.
+fn vip_prefix_families<'a>(keys: impl Iterator<Item = &'a VipMapKey>) -> u8 {
+    keys.filter(|k| !is_host(k))
+        .map(|(_, key)| {
+            if key.family == proto::maps::FAMILY_V4 {
+                VIP_PREFIXES_V4
+            } else {
+                VIP_PREFIXES_V6
+            }
+        })
+        .fold(0, |a, b| a | b)
+}
 
 /// Everything the maps hold, as last written by this process.
 #[derive(Debug, Default)]
@@ -506,6 +534,7 @@ impl Dataplane {
         array::<BackendEntry>(&mut self.ebpf, names::BACKENDS)?;
         array::<DirectorSettings>(&mut self.ebpf, names::SETTINGS)?;
         vip_map(&mut self.ebpf)?;
+        vip_hosts_map(&mut self.ebpf)?;
         bind_stats_map(&mut self.ebpf)?;
         self.stats()?;
         Ok(())
@@ -620,7 +649,8 @@ impl Dataplane {
             src_v6: d.source_v6.map_or([0; 16], |a| a.octets()),
             gateway_mac: d.gateway_mac.unwrap_or([0; 6]),
             hash_fields: d.hash_fields.0,
-            _pad: [0; 5],
+            vip_prefixes: vip_prefix_families(vips.keys()),
+            _pad: [0; 4],
         };
         let binds = config
             .tables
@@ -655,8 +685,10 @@ impl Dataplane {
         };
 
         // 1. Settings. A source address the new config drops is kept until
-        //    the end: tables of that family may be live until they flip.
+        //    the end: tables of that family may be live until they flip;
+        //    so is a family's VIP prefix flag, while its prefixes are.
         let mut first = plan.settings;
+        first.vip_prefixes |= vip_prefix_families(self.written.vips.keys());
         if let Some(old) = self.written.settings {
             if first.src_v4 == [0; 4] {
                 first.src_v4 = old.src_v4;
@@ -739,17 +771,22 @@ impl Dataplane {
 
         // 5. VIP entries: new and changed first, then the ones gone.
         {
-            let mut vips = vip_map(&mut self.ebpf)?;
             for (k, v) in &plan.vips {
                 if self.written.vips.get(k) == Some(v) {
                     continue;
                 }
-                vips.insert(&Key::new(k.0, k.1), v, 0)
-                    .map_err(|source| DataplaneError::Write {
-                        map: names::VIPS,
-                        what: format!("VIP {}", show_vip(k)),
-                        source,
-                    })?;
+                let (map, result) = if is_host(k) {
+                    let mut hosts = vip_hosts_map(&mut self.ebpf)?;
+                    (names::VIP_HOSTS, hosts.insert(&k.1, v, 0))
+                } else {
+                    let mut vips = vip_map(&mut self.ebpf)?;
+                    (names::VIPS, vips.insert(&Key::new(k.0, k.1), v, 0))
+                };
+                result.map_err(|source| DataplaneError::Write {
+                    map,
+                    what: format!("VIP {}", show_vip(k)),
+                    source,
+                })?;
                 self.written.vips.insert(*k, *v);
             }
             let gone: Vec<VipMapKey> = self
@@ -760,12 +797,18 @@ impl Dataplane {
                 .copied()
                 .collect();
             for k in gone {
-                vips.remove(&Key::new(k.0, k.1))
-                    .map_err(|source| DataplaneError::Write {
-                        map: names::VIPS,
-                        what: format!("deletion of VIP {}", show_vip(&k)),
-                        source,
-                    })?;
+                let (map, result) = if is_host(&k) {
+                    let mut hosts = vip_hosts_map(&mut self.ebpf)?;
+                    (names::VIP_HOSTS, hosts.remove(&k.1))
+                } else {
+                    let mut vips = vip_map(&mut self.ebpf)?;
+                    (names::VIPS, vips.remove(&Key::new(k.0, k.1)))
+                };
+                result.map_err(|source| DataplaneError::Write {
+                    map,
+                    what: format!("deletion of VIP {}", show_vip(&k)),
+                    source,
+                })?;
                 self.written.vips.remove(&k);
                 report.vips_removed += 1;
             }
@@ -905,6 +948,18 @@ fn vip_map(ebpf: &mut Ebpf) -> Result<LpmTrie<&'_ mut MapData, VipKey, VipEntry>
     })
 }
 
+fn vip_hosts_map(
+    ebpf: &mut Ebpf,
+) -> Result<BpfHashMap<&'_ mut MapData, VipKey, VipEntry>, DataplaneError> {
+    let map = ebpf
+        .map_mut(names::VIP_HOSTS)
+        .ok_or_else(|| missing(names::VIP_HOSTS))?;
+    BpfHashMap::try_from(map).map_err(|source| DataplaneError::Map {
+        name: names::VIP_HOSTS,
+        source,
+    })
+}
+
 fn bind_stats_map(
     ebpf: &mut Ebpf,
 ) -> Result<PerCpuArray<&'_ mut MapData, BindCounters>, DataplaneError> {
@@ -959,12 +1014,7 @@ fn backend_entry(addr: IpAddr, mac: Option<[u8; 6]>) -> BackendEntry {
 fn show_vip((len, key): &VipMapKey) -> String {
     let addr = proto::maps::decode_addr(key.family, &key.addr)
         .map_or_else(|| "?".to_string(), |a| a.to_string());
-    let proto = match key.proto {
-        6 => "tcp".to_string(),
-        17 => "udp".to_string(),
-        p => format!("protocol {p}"),
-    };
-    format!("{addr}/{} {proto}", len - proto::maps::LPM_KEY_HEADER_BITS)
+    format!("{addr}/{}", len - proto::maps::LPM_KEY_HEADER_BITS)
 }
 
 /// Counts that do not depend on the maps' contents.
@@ -1014,10 +1064,13 @@ fn check_limits(config: &Config) -> Result<(), CheckError> {
     Ok(())
 }
 
-/// The VIP LPM entries of `config`: one per (family, protocol, prefix),
-/// holding its own binds' ranges and those of every shorter configured
-/// prefix containing it (the longest match alone then decides), sorted by
-/// first port.
+/// The VIP entries of `config`: one per (family, prefix), holding the
+/// ranges of both protocols of its own binds and of every shorter
+/// configured prefix containing it (the longest match alone then decides),
+/// sorted by protocol then ports.
+///
+/// The limits are those of one entry per (protocol, prefix): at most
+/// [`MAX_PORT_RANGES`] ranges of each protocol, at most [`MAX_VIPS`] pairs.
 fn compile_vips(config: &Config) -> Result<HashMap<VipMapKey, VipEntry>, CheckError> {
     let ids = bind_ids(config);
     let all: Vec<(&Bind, u32)> = config
@@ -1036,37 +1089,53 @@ fn compile_vips(config: &Config) -> Result<HashMap<VipMapKey, VipEntry>, CheckEr
             max: MAX_VIPS,
         });
     }
-    let mut out = HashMap::with_capacity(groups.len());
     for ((proto, ..), prefix) in &groups {
-        let mut ranges: Vec<PortRange> = all
+        let count = all
             .iter()
             .filter(|(b, _)| {
                 b.proto.number() == *proto
                     && b.prefix.len <= prefix.len
                     && b.prefix.contains(prefix.addr)
             })
-            .map(|(b, id)| PortRange {
-                start: b.port_start,
-                end: b.port_end,
-                bind: *id,
-            })
-            .collect();
-        ranges.sort_by_key(|r| (r.start, r.end));
-        if ranges.len() > MAX_PORT_RANGES {
+            .count();
+        if count > MAX_PORT_RANGES {
             return Err(CheckError::TooManyRanges {
                 vip: *prefix,
                 proto: if *proto == 6 { "tcp" } else { "udp" },
-                count: ranges.len(),
+                count,
                 max: MAX_PORT_RANGES,
             });
         }
+    }
+    let mut out = HashMap::with_capacity(groups.len());
+    for prefix in groups.values() {
+        // One entry per prefix, whichever protocols it has binds of.
+        let key = (
+            lpm_prefix_len(u32::from(prefix.len)),
+            VipKey::new(prefix.addr),
+        );
+        if out.contains_key(&key) {
+            continue;
+        }
+        let mut ranges: Vec<PortRange> = all
+            .iter()
+            .filter(|(b, _)| b.prefix.len <= prefix.len && b.prefix.contains(prefix.addr))
+            .map(|(b, id)| PortRange {
+                start: b.port_start,
+                end: b.port_end,
+                // `check_limits` keeps ids below MAX_BINDS, which fits.
+                bind: *id as u16,
+                proto: b.proto.number(),
+                _pad: 0,
+            })
+            .collect();
+        ranges.sort_by_key(|r| (r.proto, r.start, r.end));
         let mut entry = VipEntry {
             count: ranges.len() as u32,
             ..VipEntry::default()
         };
         entry.ranges[..ranges.len()].copy_from_slice(&ranges);
-        let key = VipKey::new(*proto, prefix.addr);
-        out.insert((lpm_prefix_len(u32::from(prefix.len)), key), entry);
+        out.insert(key, entry);
     }
     Ok(out)
 }

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 
-use aya::maps::{Array, LpmTrie, MapData};
+use aya::maps::{Array, HashMap as BpfHashMap, LpmTrie, MapData};
 use aya::programs::{TestRun as _, TestRunOptions};
 use director_xdp::dataplane::CheckError;
 use director_xdp::{Dataplane, DataplaneError, bind_ids};
@@ -44,38 +44,69 @@ fn get<V: aya::Pod>(dp: &Dataplane, name: &str, index: u32) -> V {
         .expect("reading a map entry")
 }
 
-/// The VIP trie as (prefix length, key) -> entry.
+/// The VIP maps as (prefix length, key) -> entry: the host VIPs (hash
+/// map, full-length prefixes) and the shorter prefixes (LPM trie).
 fn vips(dp: &Dataplane) -> BTreeMap<(u32, [u8; 20]), VipEntry> {
     let trie: LpmTrie<&MapData, VipKey, VipEntry> =
         LpmTrie::try_from(dp.ebpf().map(names::VIPS).expect("DIR_VIPS")).expect("an LpmTrie");
-    trie.iter()
+    let hosts: BpfHashMap<&MapData, VipKey, VipEntry> =
+        BpfHashMap::try_from(dp.ebpf().map(names::VIP_HOSTS).expect("DIR_VIP_HOSTS"))
+            .expect("a HashMap");
+    let mut out: BTreeMap<_, _> = trie
+        .iter()
         .map(|kv| {
             let (k, v) = kv.expect("reading DIR_VIPS");
-            ((k.prefix_len(), key_bytes(&k.data())), v)
+            let len = k.prefix_len();
+            assert!(
+                len < lpm_prefix_len(host_bits(&k.data())),
+                "host VIP in the trie"
+            );
+            ((len, key_bytes(&k.data())), v)
         })
-        .collect()
+        .collect();
+    for kv in hosts.iter() {
+        let (k, v) = kv.expect("reading DIR_VIP_HOSTS");
+        let key = (lpm_prefix_len(host_bits(&k)), key_bytes(&k));
+        assert!(out.insert(key, v).is_none(), "VIP in both maps");
+    }
+    out
+}
+
+fn host_bits(k: &VipKey) -> u32 {
+    if k.family == proto::maps::FAMILY_V4 {
+        32
+    } else {
+        128
+    }
 }
 
 fn key_bytes(k: &VipKey) -> [u8; 20] {
     let mut b = [0u8; 20];
     b[0] = k.family;
-    b[1] = k.proto;
+    b[1..4].copy_from_slice(&k._pad);
     b[4..].copy_from_slice(&k.addr);
     b
 }
 
-fn vip(prefix: &str, proto: u8, len: u32) -> (u32, [u8; 20]) {
+fn vip(prefix: &str, len: u32) -> (u32, [u8; 20]) {
     let addr: IpAddr = prefix.parse().expect("address");
-    (lpm_prefix_len(len), key_bytes(&VipKey::new(proto, addr)))
+    (lpm_prefix_len(len), key_bytes(&VipKey::new(addr)))
 }
 
-fn entry(ranges: &[(u16, u16, u32)]) -> VipEntry {
+/// An entry of (protocol, first port, last port, bind) ranges.
+fn entry(ranges: &[(u8, u16, u16, u16)]) -> VipEntry {
     let mut e = VipEntry {
         count: ranges.len() as u32,
         ..VipEntry::default()
     };
-    for (slot, &(start, end, bind)) in e.ranges.iter_mut().zip(ranges) {
-        *slot = PortRange { start, end, bind };
+    for (slot, &(proto, start, end, bind)) in e.ranges.iter_mut().zip(ranges) {
+        *slot = PortRange {
+            start,
+            end,
+            bind,
+            proto,
+            _pad: 0,
+        };
     }
     e
 }
@@ -225,6 +256,8 @@ fn example_config_fills_every_map() {
     );
     assert_eq!(settings.gateway_mac, [0x02, 0x00, 0x5e, 0x00, 0x53, 0x01]);
     assert_eq!(settings.hash_fields, proto::maps::HASH_SRC_ADDR);
+    // 203.0.113.128/25 is the one prefix shorter than an address.
+    assert_eq!(settings.vip_prefixes, proto::maps::VIP_PREFIXES_V4);
 
     // Bind ids: table order, then bind order.
     let ids = bind_ids(&config);
@@ -235,13 +268,15 @@ fn example_config_fills_every_map() {
     );
     let want_vips: BTreeMap<_, _> = [
         (
-            vip("203.0.113.10", 6, 32),
-            entry(&[(80, 80, 0), (443, 443, 1)]),
+            vip("203.0.113.10", 32),
+            entry(&[(6, 80, 80, 0), (6, 443, 443, 1)]),
         ),
-        (vip("2001:db8:10::10", 6, 128), entry(&[(443, 443, 2)])),
-        (vip("203.0.113.53", 17, 32), entry(&[(53, 53, 3)])),
-        (vip("203.0.113.53", 6, 32), entry(&[(53, 53, 4)])),
-        (vip("203.0.113.128", 17, 25), entry(&[(5000, 5999, 5)])),
+        (vip("2001:db8:10::10", 128), entry(&[(6, 443, 443, 2)])),
+        (
+            vip("203.0.113.53", 32),
+            entry(&[(6, 53, 53, 4), (17, 53, 53, 3)]),
+        ),
+        (vip("203.0.113.128", 25), entry(&[(17, 5000, 5999, 5)])),
     ]
     .into_iter()
     .collect();
@@ -412,12 +447,11 @@ fn prefix_entries_carry_the_ranges_of_the_prefixes_containing_them() {
     dp.apply(&config, &no_macs).expect("apply");
 
     let want: BTreeMap<_, _> = [
-        (vip("203.0.113.0", 17, 24), entry(&[(5000, 5999, 0)])),
+        (vip("203.0.113.0", 24), entry(&[(17, 5000, 5999, 0)])),
         (
-            vip("203.0.113.53", 17, 32),
-            entry(&[(53, 53, 1), (5000, 5999, 0)]),
+            vip("203.0.113.53", 32),
+            entry(&[(6, 53, 53, 2), (17, 53, 53, 1), (17, 5000, 5999, 0)]),
         ),
-        (vip("203.0.113.53", 6, 32), entry(&[(53, 53, 2)])),
     ]
     .into_iter()
     .collect();
@@ -454,7 +488,8 @@ fn removed_tables_lose_their_vips_binds_and_counters() {
 
     let report = dp.apply(&web_only, &no_macs).expect("second apply");
 
-    assert_eq!(report.vips_removed, 3);
+    // 203.0.113.53 (both protocols in one entry) and 203.0.113.128/25.
+    assert_eq!(report.vips_removed, 2);
     assert_eq!(vips(&dp).len(), 2);
     for id in 3..6 {
         let info: BindInfo = get(&dp, names::BINDS, id);

@@ -19,8 +19,11 @@ pub const FAMILY_V4: u8 = 4;
 /// Address family tag for IPv6 (the IP version number).
 pub const FAMILY_V6: u8 = 6;
 
-/// Port ranges per VIP (one per bind of that VIP and protocol).
+/// Port ranges per VIP prefix and protocol (its binds and those of the
+/// prefixes containing it).
 pub const MAX_PORT_RANGES: usize = 8;
+/// Port ranges a [`VipEntry`] holds: those of both protocols.
+pub const VIP_ENTRY_RANGES: usize = 2 * MAX_PORT_RANGES;
 /// Entries of the bind array (bind ids are `0..MAX_BINDS`).
 pub const MAX_BINDS: u32 = 256;
 /// Forwarding tables a director holds at once.
@@ -35,7 +38,7 @@ pub const TABLE_MAP_ROWS: u32 = MAX_TABLES * TABLE_SLOTS * TABLE_ROWS;
 /// config may hold, so that an update never has to reuse an index that the
 /// live table still points at.
 pub const MAX_BACKENDS: u32 = 8192;
-/// Entries of the VIP LPM trie (VIP prefixes x protocols).
+/// Entries of each VIP map (VIP prefixes).
 pub const MAX_VIPS: u32 = 1024;
 /// Entries of the hash-key array: one per slot of every table.
 pub const KEY_MAP_ENTRIES: u32 = MAX_TABLES * TABLE_SLOTS;
@@ -49,7 +52,11 @@ pub const fn key_index(table: u32, slot: u32) -> u32 {
 /// Names of the director's maps in the eBPF object, shared by the program
 /// and the loader.
 pub mod names {
-    /// `LpmTrie<VipKey, VipEntry>`, [`super::MAX_VIPS`] entries.
+    /// `HashMap<VipKey, VipEntry>`, [`super::MAX_VIPS`] entries: the VIPs
+    /// that are single addresses (/32, /128).
+    pub const VIP_HOSTS: &str = "DIR_VIP_HOSTS";
+    /// `LpmTrie<VipKey, VipEntry>`, [`super::MAX_VIPS`] entries: the VIP
+    /// prefixes shorter than an address.
     pub const VIPS: &str = "DIR_VIPS";
     /// `Array<BindInfo>`, [`super::MAX_BINDS`] entries.
     pub const BINDS: &str = "DIR_BINDS";
@@ -116,8 +123,8 @@ const _: () = assert!(crate::TABLE_ROWS == TABLE_ROWS as usize);
 const _: () =
     assert!((MAX_TABLES as u64) * (TABLE_SLOTS as u64) * (TABLE_ROWS as u64) <= u32::MAX as u64);
 
-/// Bits of an LPM key's data before the address (family, proto or pad):
-/// always matched in full, so a lookup never crosses families or protocols.
+/// Bits of an LPM key's data before the address (family and pad): always
+/// matched in full, so a lookup never crosses families.
 pub const LPM_KEY_HEADER_BITS: u32 = 32;
 /// Prefix length for lookups of a single address, IPv4 or IPv6.
 ///
@@ -161,17 +168,16 @@ pub const fn decode_addr(family: u8, bytes: &[u8; 16]) -> Option<IpAddr> {
     }
 }
 
-/// Data part of a key of the VIP LPM trie (aya's `lpm_trie::Key` adds the
-/// `u32` prefix length).
+/// Key of the VIP hash map, and data part of a key of the VIP LPM trie
+/// (aya's `lpm_trie::Key` adds the `u32` prefix length). One entry serves
+/// both protocols.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct VipKey {
     /// [`FAMILY_V4`] or [`FAMILY_V6`].
     pub family: u8,
-    /// IP protocol of the bind (6 = TCP, 17 = UDP).
-    pub proto: u8,
     /// Zero; matched as part of the header bits.
-    pub _pad: [u8; 2],
+    pub _pad: [u8; 3],
     /// VIP address, network order; IPv4 in the first 4 bytes, rest zero.
     pub addr: [u8; 16],
 }
@@ -180,19 +186,19 @@ const _: () = assert!(core::mem::size_of::<VipKey>() == 20);
 const _: () = assert!(core::mem::offset_of!(VipKey, addr) * 8 == LPM_KEY_HEADER_BITS as usize);
 
 impl VipKey {
-    /// The key for `addr` and IP protocol `proto`.
-    pub const fn new(proto: u8, addr: IpAddr) -> Self {
+    /// The key for `addr`.
+    pub const fn new(addr: IpAddr) -> Self {
         let (family, addr) = encode_addr(addr);
         VipKey {
             family,
-            proto,
-            _pad: [0; 2],
+            _pad: [0; 3],
             addr,
         }
     }
 }
 
-/// An inclusive range of destination ports served by one bind.
+/// An inclusive range of destination ports of one protocol served by one
+/// bind.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct PortRange {
@@ -200,11 +206,16 @@ pub struct PortRange {
     pub start: u16,
     /// Last port (inclusive), host order.
     pub end: u16,
-    /// Index into the bind array.
-    pub bind: u32,
+    /// Index into the bind array (below [`MAX_BINDS`]).
+    pub bind: u16,
+    /// IP protocol of the bind (6 = TCP, 17 = UDP).
+    pub proto: u8,
+    /// Zero.
+    pub _pad: u8,
 }
 
 const _: () = assert!(core::mem::size_of::<PortRange>() == 8);
+const _: () = assert!(MAX_BINDS <= u16::MAX as u32 + 1);
 
 impl PortRange {
     /// Whether `port` (host order) is in the range.
@@ -213,7 +224,8 @@ impl PortRange {
     }
 }
 
-/// Value of the VIP LPM trie: the port ranges bound on that VIP and protocol.
+/// Value of the VIP maps: the port ranges bound on that VIP, of both
+/// protocols, sorted by (protocol, first port, last port).
 ///
 /// A fixed array rather than a map per VIP keeps the director to one
 /// lookup and a short bounded scan.
@@ -221,23 +233,24 @@ impl PortRange {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct VipEntry {
     /// The ranges; only the first `count` are used.
-    pub ranges: [PortRange; MAX_PORT_RANGES],
-    /// Used ranges (at most [`MAX_PORT_RANGES`]; more are ignored).
+    pub ranges: [PortRange; VIP_ENTRY_RANGES],
+    /// Used ranges (at most [`VIP_ENTRY_RANGES`]; more are ignored).
     pub count: u32,
     /// Zero; keeps the size a multiple of 8.
     pub _pad: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<VipEntry>() == 72);
+const _: () = assert!(core::mem::size_of::<VipEntry>() == 136);
 
 impl VipEntry {
-    /// The bind of the first used range that contains `port` (host order).
-    pub fn find_bind(&self, port: u16) -> Option<u32> {
+    /// The bind of the first used range of protocol `proto` that contains
+    /// `port` (host order).
+    pub fn find_bind(&self, proto: u8, port: u16) -> Option<u32> {
         self.ranges
             .iter()
             .take(self.count as usize)
-            .find(|r| r.contains(port))
-            .map(|r| r.bind)
+            .find(|r| r.proto == proto && r.contains(port))
+            .map(|r| u32::from(r.bind))
     }
 }
 
@@ -346,6 +359,13 @@ pub const HASH_DST_PORT: u8 = 8;
 /// GLB's default field set: source address only (SPEC.md section 1).
 pub const DEFAULT_HASH_FIELDS: u8 = HASH_SRC_ADDR;
 
+/// [`DirectorSettings::vip_prefixes`] bit: some IPv4 VIP is a prefix
+/// shorter than /32 (in `DIR_VIPS`), so an address missing from
+/// `DIR_VIP_HOSTS` must be looked up there too.
+pub const VIP_PREFIXES_V4: u8 = 1;
+/// [`DirectorSettings::vip_prefixes`] bit: the same for IPv6 (/128).
+pub const VIP_PREFIXES_V6: u8 = 2;
+
 /// The director's global settings (a one-entry array).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -358,8 +378,10 @@ pub struct DirectorSettings {
     pub gateway_mac: [u8; 6],
     /// `HASH_*` bits: the fields of the packet hash.
     pub hash_fields: u8,
+    /// `VIP_PREFIXES_*` bits: the families with VIP prefixes in `DIR_VIPS`.
+    pub vip_prefixes: u8,
     /// Zero; brings the size to a multiple of 8.
-    pub _pad: [u8; 5],
+    pub _pad: [u8; 4],
 }
 
 const _: () = assert!(core::mem::size_of::<DirectorSettings>() == 32);
@@ -373,7 +395,8 @@ impl Default for DirectorSettings {
             src_v6: [0; 16],
             gateway_mac: [0; 6],
             hash_fields: DEFAULT_HASH_FIELDS,
-            _pad: [0; 5],
+            vip_prefixes: 0,
+            _pad: [0; 4],
         }
     }
 }
@@ -584,8 +607,7 @@ mod tests {
         assert_eq!(size_of::<VipKey>(), 20);
         assert_eq!(align_of::<VipKey>(), 1);
         assert_eq!(offset_of!(VipKey, family), 0);
-        assert_eq!(offset_of!(VipKey, proto), 1);
-        assert_eq!(offset_of!(VipKey, _pad), 2);
+        assert_eq!(offset_of!(VipKey, _pad), 1);
         assert_eq!(offset_of!(VipKey, addr), 4);
     }
 
@@ -595,10 +617,12 @@ mod tests {
         assert_eq!(offset_of!(PortRange, start), 0);
         assert_eq!(offset_of!(PortRange, end), 2);
         assert_eq!(offset_of!(PortRange, bind), 4);
-        assert_eq!(size_of::<VipEntry>(), 72);
+        assert_eq!(offset_of!(PortRange, proto), 6);
+        assert_eq!(offset_of!(PortRange, _pad), 7);
+        assert_eq!(size_of::<VipEntry>(), 136);
         assert_eq!(offset_of!(VipEntry, ranges), 0);
-        assert_eq!(offset_of!(VipEntry, count), 64);
-        assert_eq!(offset_of!(VipEntry, _pad), 68);
+        assert_eq!(offset_of!(VipEntry, count), 128);
+        assert_eq!(offset_of!(VipEntry, _pad), 132);
     }
 
     #[test]
@@ -631,7 +655,8 @@ mod tests {
         assert_eq!(offset_of!(DirectorSettings, src_v6), 4);
         assert_eq!(offset_of!(DirectorSettings, gateway_mac), 20);
         assert_eq!(offset_of!(DirectorSettings, hash_fields), 26);
-        assert_eq!(offset_of!(DirectorSettings, _pad), 27);
+        assert_eq!(offset_of!(DirectorSettings, vip_prefixes), 27);
+        assert_eq!(offset_of!(DirectorSettings, _pad), 28);
         assert_eq!(size_of::<TableKeys>(), 16);
         assert_eq!(offset_of!(TableKeys, hash_key), 0);
     }
@@ -670,15 +695,15 @@ mod tests {
 
     #[test]
     fn keys_put_ipv4_in_the_first_four_bytes_with_zero_padding() {
-        let key = VipKey::new(6, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10)));
-        assert_eq!((key.family, key.proto, key._pad), (FAMILY_V4, 6, [0, 0]));
+        let key = VipKey::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10)));
+        assert_eq!((key.family, key._pad), (FAMILY_V4, [0, 0, 0]));
         assert_eq!(
             key.addr,
             [192, 0, 2, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
         );
         let v6 = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10);
-        let key = VipKey::new(17, IpAddr::V6(v6));
-        assert_eq!((key.family, key.proto), (FAMILY_V6, 17));
+        let key = VipKey::new(IpAddr::V6(v6));
+        assert_eq!(key.family, FAMILY_V6);
         assert_eq!(key.addr, v6.octets());
         let allow = AllowKey::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1)));
         assert_eq!((allow.family, allow._pad), (FAMILY_V4, [0; 3]));
@@ -699,33 +724,33 @@ mod tests {
     }
 
     #[test]
-    fn vip_entry_scans_only_used_inclusive_ranges() {
+    fn vip_entry_scans_only_used_inclusive_ranges_of_the_protocol() {
+        let range = |start, end, bind, proto| PortRange {
+            start,
+            end,
+            bind,
+            proto,
+            _pad: 0,
+        };
         let mut entry = VipEntry::default();
-        entry.ranges[0] = PortRange {
-            start: 80,
-            end: 80,
-            bind: 3,
-        };
-        entry.ranges[1] = PortRange {
-            start: 8000,
-            end: 8099,
-            bind: 4,
-        };
-        entry.ranges[2] = PortRange {
-            start: 0,
-            end: u16::MAX,
-            bind: 9,
-        };
+        entry.ranges[0] = range(80, 80, 3, 6);
+        entry.ranges[1] = range(8000, 8099, 4, 6);
+        entry.ranges[2] = range(0, u16::MAX, 9, 6);
+        entry.ranges[3] = range(0, u16::MAX, 7, 17);
         entry.count = 2;
-        assert_eq!(entry.find_bind(80), Some(3));
-        assert_eq!(entry.find_bind(8000), Some(4));
-        assert_eq!(entry.find_bind(8099), Some(4));
-        assert_eq!(entry.find_bind(8100), None);
-        assert_eq!(entry.find_bind(443), None);
+        assert_eq!(entry.find_bind(6, 80), Some(3));
+        assert_eq!(entry.find_bind(6, 8000), Some(4));
+        assert_eq!(entry.find_bind(6, 8099), Some(4));
+        assert_eq!(entry.find_bind(6, 8100), None);
+        assert_eq!(entry.find_bind(6, 443), None);
+        assert_eq!(entry.find_bind(17, 80), None);
         entry.count = 3;
-        assert_eq!(entry.find_bind(443), Some(9));
+        assert_eq!(entry.find_bind(6, 443), Some(9));
+        assert_eq!(entry.find_bind(17, 443), None);
+        entry.count = 4;
+        assert_eq!(entry.find_bind(17, 443), Some(7));
         entry.count = u32::MAX;
-        assert_eq!(entry.find_bind(443), Some(9));
+        assert_eq!(entry.find_bind(6, 443), Some(9));
     }
 
     #[test]

@@ -15,10 +15,11 @@
 //!
 //! Verifier notes, each explained where it applies: packet memory only
 //! through `packet::ptr_at` (windows of 2 bytes or more); no enum carrying
-//! data on the packet path; no lookup cache with "done" flags; the flow
-//! hash and the encapsulation are global BPF functions, checked once each
-//! rather than once per parse path (`director_verifies_well_within_the_kernel_complexity_limit`
-//! in `tests/test_run.rs` watches the total).
+//! data on the packet path; no lookup cache with "done" flags. Everything
+//! is inlined into `director` (BPF-to-BPF calls cost 10-20 ns each here),
+//! so the verifier walks the flow hash and the encapsulation once per parse
+//! path (`director_verifies_well_within_the_kernel_complexity_limit` in
+//! `tests/test_run.rs` watches the total, about 330k instructions).
 #![no_std]
 #![no_main]
 
@@ -30,24 +31,27 @@ mod redirect;
 use aya_ebpf::{
     bindings::xdp_action,
     macros::{map, xdp},
-    maps::{Array, LpmTrie, PerCpuArray, lpm_trie::Key},
+    maps::{Array, HashMap, LpmTrie, PerCpuArray, lpm_trie::Key},
     programs::XdpContext,
 };
 use proto::maps::{
     BackendEntry, BindCounters, BindInfo, DirectorSettings, DirectorStat, FAMILY_V4, FAMILY_V6,
     KEY_MAP_ENTRIES, LPM_LOOKUP_PREFIX_LEN, MAX_BACKENDS, MAX_BINDS, MAX_TABLES, MAX_VIPS,
-    TABLE_MAP_ROWS, TABLE_SLOTS, TableKeys, TableRow, TableSlot, VipEntry, VipKey, key_index,
-    row_index,
+    TABLE_MAP_ROWS, TABLE_SLOTS, TableKeys, TableRow, TableSlot, VIP_PREFIXES_V4, VIP_PREFIXES_V6,
+    VipEntry, VipKey, key_index, row_index,
 };
 
 use crate::encap::{Target, director_encapsulate};
-use crate::hash::{Flow, HashIo, director_flow_hash};
+use crate::hash::{Flow, HashArgs, director_flow_hash};
 use crate::packet::{View, eth, frame_len, icmp, ipv4, ipv6, proto as ipproto, tcp, udp};
 
 // Map names are those of `proto::maps::names`; the loader opens them by
 // those names, so a rename here fails `Dataplane::load` (and its tests).
 
-/// VIP prefixes per (family, protocol): the port ranges and their binds.
+/// VIPs that are single addresses: the port ranges and their binds.
+#[map]
+static DIR_VIP_HOSTS: HashMap<VipKey, VipEntry> = HashMap::with_max_entries(MAX_VIPS, 0);
+/// VIP prefixes shorter than an address: the port ranges and their binds.
 #[map]
 static DIR_VIPS: LpmTrie<VipKey, VipEntry> = LpmTrie::with_max_entries(MAX_VIPS, 0);
 /// Bind id -> table id.
@@ -241,16 +245,12 @@ struct Packet {
     frag_proto: u8,
     /// The packet's own flow: addresses, and ports for TCP and UDP.
     flow: Flow,
-    /// The one VIP lookup remembered: the entry of (family, `seen_proto`,
-    /// destination), made by the "is it a VIP" check. Its own protocol
-    /// first, so that it is usually the entry the bind needs.
-    ///
-    /// A single remembered pair rather than one "looked up yet?" flag per
-    /// protocol: when such a flag is spilled byte-wise the verifier can lose
-    /// its value, then walks the impossible path "looked up, but no entry
-    /// stored" and refuses the program.
-    seen_proto: u8,
-    seen: Option<&'static VipEntry>,
+    /// The VIP entry of the destination, found by the "is it a VIP"
+    /// check: it holds the ranges of both protocols.
+    vip: Option<&'static VipEntry>,
+    /// `DIR_SETTINGS.vip_prefixes`: families whose VIP lookups go on to
+    /// the LPM trie when the address is not a host VIP.
+    vip_prefixes: u8,
     /// The packet an ICMP error quotes (VIP -> client): protocol, address
     /// offsets and ports.
     quoted_proto: u8,
@@ -274,8 +274,8 @@ impl Packet {
             sport: 0,
             dport: 0,
         },
-        seen_proto: 0,
-        seen: None,
+        vip: None,
+        vip_prefixes: 0,
         quoted_proto: 0,
         quoted_src: 0,
         quoted_dst: 0,
@@ -284,82 +284,114 @@ impl Packet {
     };
 }
 
-/// The VIP entry for (family, `proto`, the address at `at` in the frame).
-// Not inlined: one copy of the 24-byte key on the stack, not one per caller.
-#[inline(never)]
-fn vip_lookup(ctx: &XdpContext, v6: bool, proto: u8, at: usize) -> Option<&'static VipEntry> {
-    let mut vip = VipKey {
-        family: FAMILY_V4,
-        proto,
-        _pad: [0; 2],
-        addr: [0; 16],
+/// A VIP lookup key as the LPM trie wants it (prefix length, then
+/// [`VipKey`]), 8-byte aligned so that it is built with three word stores;
+/// the hash map's key is the same bytes from offset 4.
+#[repr(C, align(8))]
+struct VipLookup {
+    /// Prefix length, then family and pad (little-endian).
+    head: u64,
+    /// The address, IPv4 in the first 4 bytes.
+    addr: [u64; 2],
+}
+
+const _: () = assert!(size_of::<VipLookup>() == 4 + size_of::<VipKey>());
+
+/// The VIP entry for the address at `at` in the frame: the host VIP of
+/// that address, else, if the family has VIP prefixes (`prefixes`, the
+/// `VIP_PREFIXES_*` bits), the longest prefix holding it.
+#[inline(always)]
+fn vip_lookup(ctx: &XdpContext, v6: bool, at: usize, prefixes: u8) -> Option<&'static VipEntry> {
+    let (family, bit, addr) = if v6 {
+        let a = View::<16>::at(ctx, at)?;
+        (
+            FAMILY_V6,
+            VIP_PREFIXES_V6,
+            [a.u64_raw::<0>(), a.u64_raw::<8>()],
+        )
+    } else {
+        let a = View::<4>::at(ctx, at)?;
+        (FAMILY_V4, VIP_PREFIXES_V4, [u64::from(a.u32_raw::<0>()), 0])
     };
-    if v6 {
-        vip.family = FAMILY_V6;
-        vip.addr = View::<16>::at(ctx, at)?.array::<0, 16>();
-    } else if let Some(a) = vip.addr.first_chunk_mut::<4>() {
-        *a = View::<4>::at(ctx, at)?.array::<0, 4>();
+    let key = VipLookup {
+        head: u64::from(LPM_LOOKUP_PREFIX_LEN) | (u64::from(family) << 32),
+        addr,
+    };
+    let base = (&raw const key).cast::<u8>();
+    // SAFETY: `VipKey` is the 20 bytes from offset 4 of `key` (alignment
+    // 1), and `Key<VipKey>` all 24 (packed): both initialised plain bytes.
+    let host = unsafe { &*base.add(4).cast::<VipKey>() };
+    // SAFETY: the kernel returns a live value of the map or null; values
+    // change only by whole-entry updates from the loader.
+    if let Some(e) = unsafe { DIR_VIP_HOSTS.get(host) } {
+        return Some(e);
     }
-    DIR_VIPS.get(&Key::new(LPM_LOOKUP_PREFIX_LEN, vip))
+    if prefixes & bit == 0 {
+        return None;
+    }
+    // SAFETY: as above.
+    DIR_VIPS.get(unsafe { &*base.cast::<Key<VipKey>>() })
 }
 
 /// "No bind": bind ids are below `MAX_BINDS`.
 const NO_BIND: u32 = u32::MAX;
 
-/// The bind of an entry's first range (the lowest ports): echo and fragments.
+/// The bind of the entry's first range of protocol `proto` (the lowest
+/// ports): fragments.
 #[inline(always)]
-fn first_bind(entry: Option<&VipEntry>) -> u32 {
-    match entry {
-        Some(e) if e.count > 0 => e.ranges.first().map_or(NO_BIND, |r| r.bind),
-        _ => NO_BIND,
-    }
-}
-
-/// The bind of the entry's range holding `port`.
-// `VipEntry::find_bind` returns an `Option<u32>`, whose `None` leaves the
-// value undefined (see `Outcome`); the same scan with a sentinel instead.
-#[inline(always)]
-fn port_bind(entry: Option<&VipEntry>, port: u16) -> u32 {
+fn first_bind(entry: Option<&VipEntry>, proto: u8) -> u32 {
     let Some(e) = entry else {
         return NO_BIND;
     };
     for r in e.ranges.iter().take(e.count as usize) {
-        if r.contains(port) {
-            return r.bind;
+        if r.proto == proto {
+            return u32::from(r.bind);
         }
     }
     NO_BIND
 }
 
-/// The VIP entry for (the packet's family, `proto`, its destination).
+/// The bind of an echo request: the entry's first TCP range, else its first
+/// UDP range. Ranges are sorted by protocol (TCP, 6, first) and binds are
+/// TCP or UDP only, so that is the first range.
 #[inline(always)]
-fn dst_vip(ctx: &XdpContext, p: &Packet, proto: u8) -> Option<&'static VipEntry> {
-    if proto == p.seen_proto {
-        p.seen
-    } else if proto == ipproto::TCP || proto == ipproto::UDP {
-        vip_lookup(ctx, p.v6, proto, p.flow.dst)
-    } else {
-        // Binds are TCP or UDP only.
-        None
+fn echo_bind(entry: Option<&VipEntry>) -> u32 {
+    match entry {
+        Some(e) if e.count > 0 => e.ranges.first().map_or(NO_BIND, |r| u32::from(r.bind)),
+        _ => NO_BIND,
     }
 }
 
-/// "Is it a VIP": an entry for TCP or for UDP. `own` (the packet's
-/// protocol, as far as known) is looked up first and remembered.
+/// The bind of the entry's range of protocol `proto` holding `port`.
+// `VipEntry::find_bind` returns an `Option<u32>`, whose `None` leaves the
+// value undefined (see `Outcome`); the same scan with a sentinel instead.
 #[inline(always)]
-fn is_vip(ctx: &XdpContext, p: &mut Packet, own: u8) -> bool {
-    let (first, second) = if own == ipproto::UDP {
-        (ipproto::UDP, ipproto::TCP)
-    } else {
-        (ipproto::TCP, ipproto::UDP)
+fn port_bind(entry: Option<&VipEntry>, proto: u8, port: u16) -> u32 {
+    let Some(e) = entry else {
+        return NO_BIND;
     };
-    p.seen_proto = first;
-    p.seen = vip_lookup(ctx, p.v6, first, p.flow.dst);
-    p.seen.is_some() || vip_lookup(ctx, p.v6, second, p.flow.dst).is_some()
+    for r in e.ranges.iter().take(e.count as usize) {
+        if r.proto == proto && r.contains(port) {
+            return u32::from(r.bind);
+        }
+    }
+    NO_BIND
+}
+
+/// "Is it a VIP": an entry for the destination (of either protocol),
+/// remembered for the bind.
+#[inline(always)]
+fn is_vip(ctx: &XdpContext, p: &mut Packet) -> bool {
+    p.vip = vip_lookup(ctx, p.v6, p.flow.dst, p.vip_prefixes);
+    p.vip.is_some()
 }
 
 fn process(ctx: &XdpContext, sent: &mut Sent) -> Outcome {
     let mut p = Packet::EMPTY;
+    let Some(settings) = DIR_SETTINGS.get(0) else {
+        return Outcome::Pass;
+    };
+    p.vip_prefixes = settings.vip_prefixes;
     match parse_ip(ctx, &mut p) {
         Step::Go => {}
         Step::Pass => return Outcome::Pass,
@@ -377,25 +409,19 @@ fn process(ctx: &XdpContext, sent: &mut Sent) -> Outcome {
     // Every fragment of a datagram, the first included, must reach the same
     // backend: the bind ignores the ports and so does the hash.
     if p.frag != Frag::No {
-        sent.bind = first_bind(dst_vip(ctx, &p, p.frag_proto));
+        sent.bind = first_bind(p.vip, p.frag_proto);
         if sent.bind == NO_BIND {
             return Outcome::Pass;
         }
         sent.fragment = true;
-        return forward(ctx, &p, false, sent);
+        return forward(ctx, &p, settings, false, sent);
     }
 
     sent.bind = match l4 {
-        L4::Ports => port_bind(dst_vip(ctx, &p, p.proto), p.flow.dport),
+        L4::Ports => port_bind(p.vip, p.proto, p.flow.dport),
         L4::Echo => {
             sent.icmp = true;
-            let tcp = dst_vip(ctx, &p, ipproto::TCP);
-            let entry = if tcp.is_some() {
-                tcp
-            } else {
-                dst_vip(ctx, &p, ipproto::UDP)
-            };
-            first_bind(entry)
+            echo_bind(p.vip)
         }
         L4::Quoted => {
             sent.icmp = true;
@@ -408,7 +434,8 @@ fn process(ctx: &XdpContext, sent: &mut Sent) -> Outcome {
                 dport: p.quoted_sport,
             };
             port_bind(
-                vip_lookup(ctx, p.v6, p.quoted_proto, p.quoted_src),
+                vip_lookup(ctx, p.v6, p.quoted_src, p.vip_prefixes),
+                p.quoted_proto,
                 p.quoted_sport,
             )
         }
@@ -417,7 +444,7 @@ fn process(ctx: &XdpContext, sent: &mut Sent) -> Outcome {
     if sent.bind == NO_BIND {
         return Outcome::Pass;
     }
-    forward(ctx, &p, true, sent)
+    forward(ctx, &p, settings, true, sent)
 }
 
 /// Ethernet, then IPv4 or IPv6 up to the L4 header.
@@ -452,7 +479,7 @@ fn parse_ipv4(ctx: &XdpContext, p: &mut Packet) -> Step {
     let proto = h.u8::<{ ipv4::PROTO }>();
     p.v6 = false;
     p.flow.dst = l2 + ipv4::DST;
-    if !is_vip(ctx, p, proto) {
+    if !is_vip(ctx, p) {
         return Step::Pass;
     }
 
@@ -486,9 +513,7 @@ fn parse_ipv6(ctx: &XdpContext, p: &mut Packet) -> Step {
     };
     p.v6 = true;
     p.flow.dst = l2 + ipv6::DST;
-    // The L4 protocol is known after the extension headers; without any,
-    // it is the next header.
-    if !is_vip(ctx, p, h.u8::<{ ipv6::NEXT_HEADER }>()) {
+    if !is_vip(ctx, p) {
         return Step::Pass;
     }
 
@@ -653,11 +678,23 @@ fn quoted_ipv6(ctx: &XdpContext, off: usize, p: &mut Packet) -> L4 {
     L4::Quoted
 }
 
+/// `offset` as 16 bits, saturating.
+#[inline(always)]
+fn offset16(offset: usize) -> u16 {
+    u16::try_from(offset).unwrap_or(u16::MAX)
+}
+
 /// Hash and row lookup for `sent.bind`, then the encapsulation. `ports`:
 /// whether the hash may include ports (not for fragments); the GUE source
 /// port mixes in the flow's source port (0 for echo and fragments).
 #[inline(always)]
-fn forward(ctx: &XdpContext, p: &Packet, ports: bool, sent: &mut Sent) -> Outcome {
+fn forward(
+    ctx: &XdpContext,
+    p: &Packet,
+    settings: &DirectorSettings,
+    ports: bool,
+    sent: &mut Sent,
+) -> Outcome {
     let Some(bind) = DIR_BINDS.get(sent.bind) else {
         return Outcome::EncapFailure;
     };
@@ -669,22 +706,24 @@ fn forward(ctx: &XdpContext, p: &Packet, ports: bool, sent: &mut Sent) -> Outcom
     if slot >= TABLE_SLOTS {
         return Outcome::EncapFailure;
     }
-    let (Some(keys), Some(settings)) = (DIR_KEYS.get(key_index(table, slot)), DIR_SETTINGS.get(0))
-    else {
+    let Some(keys) = DIR_KEYS.get(key_index(table, slot)) else {
         return Outcome::EncapFailure;
     };
-    let mut io = HashIo {
-        key: keys.hash_key,
-        flow: p.flow,
+    let flow = p.flow;
+    let mut hash = 0;
+    let args = HashArgs {
+        sport: flow.sport,
+        dport: flow.dport,
         fields: settings.hash_fields,
         v6: p.v6,
         ports,
-        hash: 0,
     };
-    if director_flow_hash(ctx.ctx, &mut io) == 0 {
+    // 16 bits per offset: real ones are below `packet::MAX_OFFSET`, and a
+    // larger one saturates to a value `packet::ptr_at` still refuses.
+    let offsets = u32::from(offset16(flow.src)) | (u32::from(offset16(flow.dst)) << 16);
+    if director_flow_hash(ctx.ctx, keys, offsets, args.pack(), &mut hash) == 0 {
         return Outcome::EncapFailure;
     }
-    let hash = io.hash;
     let Some(row) = DIR_TABLES.get(row_index(table, slot, proto::flow::row_of(hash))) else {
         return Outcome::EncapFailure;
     };
@@ -694,21 +733,20 @@ fn forward(ctx: &XdpContext, p: &Packet, ports: bool, sent: &mut Sent) -> Outcom
     ) else {
         return Outcome::EncapFailure;
     };
-    let client_port = if ports { p.flow.sport } else { 0 };
-    let mut target = Target {
-        settings: *settings,
-        primary: *primary,
-        secondary: *secondary,
+    let client_port = if ports { flow.sport } else { 0 };
+    let target = Target {
         source_port: proto::flow::gue_source_port(hash, client_port),
         vlan: p.l2_len == eth::VLAN_HLEN,
         inner_v6: p.v6,
-        mac_fallback: false,
     };
-    if director_encapsulate(ctx.ctx, &mut target) == 0 {
-        return Outcome::EncapFailure;
+    match director_encapsulate(ctx.ctx, settings, primary, secondary, target.pack()) {
+        encap::SENT => Outcome::Sent,
+        encap::SENT_MAC_FALLBACK => {
+            sent.mac_fallback = true;
+            Outcome::Sent
+        }
+        _ => Outcome::EncapFailure,
     }
-    sent.mac_fallback = target.mac_fallback;
-    Outcome::Sent
 }
 
 // `no_std` needs a handler. A panic path that survives optimisation would

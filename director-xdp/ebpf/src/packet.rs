@@ -65,12 +65,20 @@ impl<const N: usize> View<N> {
         unsafe { u16::from_be_bytes([*self.p.add(I), *self.p.add(I + 1)]) }
     }
 
-    /// The `M` bytes at `I`.
+    /// The `u32` at `I` as stored (little-endian load of network bytes).
     #[inline(always)]
-    pub fn array<const I: usize, const M: usize>(self) -> [u8; M] {
-        const { assert!(I + M <= N) };
-        // SAFETY: as in `u8`; a byte array has no alignment requirement.
-        unsafe { *self.p.add(I).cast::<[u8; M]>() }
+    pub fn u32_raw<const I: usize>(self) -> u32 {
+        const { assert!(I + 4 <= N) };
+        // SAFETY: as in `u8`, for bytes I..I + 4; unaligned read.
+        unsafe { self.p.add(I).cast::<u32>().read_unaligned() }
+    }
+
+    /// The `u64` at `I` as stored (little-endian load of network bytes).
+    #[inline(always)]
+    pub fn u64_raw<const I: usize>(self) -> u64 {
+        const { assert!(I + 8 <= N) };
+        // SAFETY: as in `u8`, for bytes I..I + 8; unaligned read.
+        unsafe { self.p.add(I).cast::<u64>().read_unaligned() }
     }
 }
 
@@ -86,6 +94,37 @@ pub fn write<const N: usize>(ctx: &XdpContext, offset: usize, value: [u8; N]) ->
             true
         }
         None => false,
+    }
+}
+
+/// `N` writable bytes of the frame at a checked offset: one bounds check
+/// for a whole block of headers, written as words at constant indexes.
+#[derive(Clone, Copy)]
+pub struct WriteView<const N: usize> {
+    p: *mut u8,
+}
+
+impl<const N: usize> WriteView<N> {
+    /// The `N` bytes at `offset`, if they are inside the frame.
+    #[inline(always)]
+    pub fn at(ctx: &XdpContext, offset: usize) -> Option<Self> {
+        // As in `View::at`.
+        const { assert!(N >= 2) };
+        ptr_at::<[u8; N]>(ctx, offset).map(|p| WriteView { p: p.cast() })
+    }
+
+    /// Stores `v` as it is in memory (little-endian) at `i`; `false` (and
+    /// nothing written) if that is not inside the window. Callers pass
+    /// constants, so the check folds away.
+    #[inline(always)]
+    pub fn put<T: Copy>(self, i: usize, v: T) -> bool {
+        if i + size_of::<T>() > N {
+            return false;
+        }
+        // SAFETY: `at` checked that N bytes from `p` are in the frame, and
+        // i + size_of::<T>() <= N; unaligned write.
+        unsafe { self.p.add(i).cast::<T>().write_unaligned(v) };
+        true
     }
 }
 
