@@ -7,8 +7,11 @@
 //!   client   198.51.100.2   2001:db8:1::2   routes the VIPs via the director
 //!   director 198.51.100.1   2001:db8:1::1
 //!   backend i 198.51.100.1i 2001:db8:1::1i  VIPs on lo, redirect on eth0
-//!   VIPs 203.0.113.10 and 2001:db8:10::10, TCP port 80
+//!   VIPs 203.0.113.10 and 2001:db8:10::10, TCP ports 80 and 8080
 //! ```
+//!
+//! Port 80 is the lab's own server (below); port 8080 is free for a real
+//! HTTP server that a user of the lab starts (the demo runs Python's).
 //!
 //! The server greets every connection with its backend's name and a
 //! newline, then echoes every line it reads: a client knows which backend
@@ -317,7 +320,8 @@ fn config(states: &[String]) -> String {
     format!(
         r#"{{"tables":[{{"name":"lab","hash_key":"6c61622d686173682d6b65792d303031",
             "seed":"6c61622d736565642d30303030303031",
-            "binds":[{{"ip":"{VIP4}","proto":"tcp","port":80}},{{"ip":"{VIP6}","proto":"tcp","port":80}}],
+            "binds":[{{"ip":"{VIP4}","proto":"tcp","port":80}},{{"ip":"{VIP6}","proto":"tcp","port":80}},
+                     {{"ip":"{VIP4}","proto":"tcp","port":8080}},{{"ip":"{VIP6}","proto":"tcp","port":8080}}],
             "backends":[{}]}}],
           "director":{{"interface":"eth0","source_v4":"{DIRECTOR4}",
             "hash_fields":["src_addr","src_port"],"gateway_mac":"02:00:00:00:03:fe"}}}}"#,
