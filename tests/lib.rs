@@ -4,6 +4,8 @@
 //! interface, address, route and XDP program is created inside a namespace
 //! that the test owns.
 
+pub mod glb;
+
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
@@ -451,22 +453,23 @@ impl Drop for XdpPass {
     }
 }
 
-/// Path of a binary of this workspace (built by `cargo test --workspace`
-/// next to the test executables' `deps/` folder).
+/// Path of a binary of this workspace: next to the running executable (a
+/// binary of this crate) or one level up (a test executable in `deps/`).
 pub fn workspace_bin(name: &str) -> io::Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    let dir = exe
+    let here = exe
         .parent()
-        .and_then(|deps| deps.parent())
         .ok_or_else(|| io::Error::other("no target directory"))?;
-    let bin = dir.join(name);
-    if !bin.exists() {
-        return Err(io::Error::other(format!(
-            "{} is missing: run `cargo build -p {name}` (or `cargo test --workspace`)",
-            bin.display()
-        )));
+    for dir in [Some(here), here.parent()].into_iter().flatten() {
+        let bin = dir.join(name);
+        if bin.exists() {
+            return Ok(bin);
+        }
     }
-    Ok(bin)
+    Err(io::Error::other(format!(
+        "{name} is missing next to {}: run `cargo build -p {name}` (or `cargo test --workspace`)",
+        exe.display()
+    )))
 }
 
 /// A scratch directory removed on drop.

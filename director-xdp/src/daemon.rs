@@ -344,7 +344,7 @@ fn backend_addrs(config: &Config) -> BTreeSet<IpAddr> {
 }
 
 /// The interface's index in this network namespace.
-fn interface_index(name: &str) -> anyhow::Result<u32> {
+pub(crate) fn interface_index(name: &str) -> anyhow::Result<u32> {
     let c_name = CString::new(name).with_context(|| format!("interface name {name:?}"))?;
     // SAFETY: `c_name` is a valid NUL-terminated string for the call.
     let index = unsafe { libc::if_nametoindex(c_name.as_ptr()) };

@@ -144,6 +144,9 @@ pub enum DataplaneError {
     /// The config does not fit the data plane; nothing was written.
     #[error(transparent)]
     Check(#[from] CheckError),
+    /// The redirect module's config does not fit; nothing was written.
+    #[error(transparent)]
+    RedirectCheck(#[from] crate::redirect::RedirectConfigError),
     /// A map update failed; the maps may hold part of the update (the next
     /// successful apply rewrites everything it is unsure of).
     #[error("writing {what} to map {map}")]

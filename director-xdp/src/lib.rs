@@ -14,11 +14,15 @@ use aya::{
 pub mod dataplane;
 pub mod neigh;
 pub mod pcap;
+pub mod redirect;
 
 pub use dataplane::{ApplyReport, BindId, BindStats, Dataplane, DataplaneError, Stats, bind_ids};
 
 /// Name of the director's XDP program in the object.
 pub const DIRECTOR_PROGRAM: &str = "director";
+
+/// Name of the backend-side redirect module's XDP program in the object.
+pub const REDIRECT_PROGRAM: &str = "redirect";
 
 /// Benchmark reference program: returns `XDP_TX` and does nothing else.
 pub const BENCH_FLOOR_PROGRAM: &str = "bench_floor";
@@ -32,8 +36,9 @@ pub const BENCH_MIN_ENCAP_PROGRAM: &str = "bench_min_encap";
 pub const PASS_PROGRAM: &str = "pass";
 
 /// Every XDP program of the object.
-pub const PROGRAMS: [&str; 4] = [
+pub const PROGRAMS: [&str; 5] = [
     DIRECTOR_PROGRAM,
+    REDIRECT_PROGRAM,
     BENCH_FLOOR_PROGRAM,
     BENCH_MIN_ENCAP_PROGRAM,
     PASS_PROGRAM,

@@ -5,6 +5,7 @@
 //! line, an unreadable or refused config, an unreadable capture), 1 for
 //! runtime errors (loading the program, attaching it, writing the output).
 
+mod agent;
 mod daemon;
 
 use std::fs::File;
@@ -67,6 +68,14 @@ enum Command {
     /// bytes are what runs, so a VIP packet cut short by the capture's snap
     /// length is dropped as malformed. Needs root (BPF); attaches nothing.
     Replay(ReplayArgs),
+    /// The backend-side redirect module: attach it to the interface GUE
+    /// arrives on, and accept (decapsulate for the local stack) or forward
+    /// (second chance) every GUE packet from an allowed director.
+    ///
+    /// SIGUSR1 prints the counters (one `counters: ...` line on stdout);
+    /// SIGINT and SIGTERM detach, print them and exit 0. Needs root. Host
+    /// setup (VIP on lo, rp_filter, forwarding): docs/backend.md.
+    Redirect(agent::RedirectArgs),
     /// Print the version.
     Version,
 }
@@ -122,6 +131,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => daemon::run(&args.config),
         Command::Replay(args) => replay(&args),
+        Command::Redirect(args) => agent::run(&args),
         Command::Version => {
             println!("{} {}", env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"));
             Ok(())

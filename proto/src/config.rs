@@ -683,6 +683,19 @@ fn parse_prefix(v: &Value) -> Result<Prefix, String> {
     let s = v
         .as_str()
         .ok_or_else(|| format!("{} is not an IP address or prefix", show(v)))?;
+    s.parse()
+}
+
+impl core::str::FromStr for Prefix {
+    type Err = String;
+
+    /// `ADDR` (a host prefix) or `ADDR/LEN` with the host bits zero.
+    fn from_str(s: &str) -> Result<Prefix, String> {
+        parse_prefix_str(s)
+    }
+}
+
+fn parse_prefix_str(s: &str) -> Result<Prefix, String> {
     let (addr_s, len_s) = match s.split_once('/') {
         Some((a, l)) => (a, Some(l)),
         None => (s, None),

@@ -114,6 +114,48 @@ pub mod names {
     pub const BIND_STATS: &str = "DIR_BIND_STATS";
 }
 
+/// Names of the backend-side redirect module's maps in the eBPF object.
+pub mod redirect_names {
+    /// `LpmTrie<AllowKey, u8>`, [`super::MAX_ALLOWED`] entries: director
+    /// source prefixes GUE is accepted from.
+    pub const ALLOW: &str = "RDR_ALLOW";
+    /// `HashMap<AllowKey, u8>`, [`super::MAX_SELF`] entries: this host's
+    /// addresses (full-length keys), for "the next hop is this host".
+    pub const SELF: &str = "RDR_SELF";
+    /// `Array<RedirectSettings>`, one entry.
+    pub const SETTINGS: &str = "RDR_SETTINGS";
+    /// `PerCpuArray<u64>`, [`super::RedirectStat::COUNT`] entries.
+    pub const STATS: &str = "RDR_STATS";
+}
+
+/// Entries of the redirect module's allowed-source trie.
+pub const MAX_ALLOWED: u32 = 256;
+/// Entries of the redirect module's own-address set.
+pub const MAX_SELF: u32 = 64;
+
+/// [`RedirectSettings::flags`] bit: also look sockets up in the network
+/// namespace [`RedirectSettings::netns_id`].
+pub const REDIRECT_NETNS: u8 = 1;
+
+/// The redirect module's settings (a one-entry array).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct RedirectSettings {
+    /// Outer IPv4 source of forwarded packets (this host); zero: none.
+    pub self_v4: [u8; 4],
+    /// Outer IPv6 source of forwarded packets (this host); zero: none.
+    pub self_v6: [u8; 16],
+    /// Network namespace id (the nsid of that namespace as seen from the
+    /// interface's namespace) where sockets are looked up as well.
+    pub netns_id: u32,
+    /// `REDIRECT_*` bits.
+    pub flags: u8,
+    /// Zero; brings the size to a multiple of 8.
+    pub _pad: [u8; 7],
+}
+
+const _: () = assert!(core::mem::size_of::<RedirectSettings>() == 32);
+
 const _: () = assert!(crate::TABLE_ROWS == TABLE_ROWS as usize);
 // The row index below must not overflow for any valid table, slot and row.
 const _: () =
@@ -531,11 +573,17 @@ pub enum RedirectStat {
     DroppedNotAllowed,
     /// Dropped: GUE that failed validation.
     DroppedInvalid,
+    /// Accepted: inner UDP, ICMP (other than errors quoting a TCP flow)
+    /// or other protocols, which have no second chance (not a GLB counter).
+    AcceptedOther,
+    /// Dropped: to be forwarded, but no route, neighbour or source address
+    /// for the next hop (not a GLB counter).
+    ForwardFailed,
 }
 
 impl RedirectStat {
     /// Number of counters (entries of the stats array).
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 11;
     /// Every counter, in index order.
     pub const ALL: [RedirectStat; Self::COUNT] = [
         RedirectStat::Total,
@@ -547,6 +595,8 @@ impl RedirectStat {
         RedirectStat::ForwardedToAlternate,
         RedirectStat::DroppedNotAllowed,
         RedirectStat::DroppedInvalid,
+        RedirectStat::AcceptedOther,
+        RedirectStat::ForwardFailed,
     ];
 
     /// Index into the stats array.
@@ -566,6 +616,8 @@ impl RedirectStat {
             RedirectStat::ForwardedToAlternate => "forwarded_to_alternate",
             RedirectStat::DroppedNotAllowed => "dropped_not_allowed",
             RedirectStat::DroppedInvalid => "dropped_invalid",
+            RedirectStat::AcceptedOther => "accepted_other",
+            RedirectStat::ForwardFailed => "forward_failed",
         }
     }
 }
@@ -628,6 +680,7 @@ mod pod {
     unsafe impl aya::Pod for TableKeys {}
     unsafe impl aya::Pod for BindCounters {}
     unsafe impl aya::Pod for AllowKey {}
+    unsafe impl aya::Pod for RedirectSettings {}
 }
 
 #[cfg(test)]
@@ -741,6 +794,16 @@ mod tests {
     }
 
     #[test]
+    fn redirect_settings_layout() {
+        assert_eq!(size_of::<RedirectSettings>(), 32);
+        assert_eq!(offset_of!(RedirectSettings, self_v4), 0);
+        assert_eq!(offset_of!(RedirectSettings, self_v6), 4);
+        assert_eq!(offset_of!(RedirectSettings, netns_id), 20);
+        assert_eq!(offset_of!(RedirectSettings, flags), 24);
+        assert_eq!(offset_of!(RedirectSettings, _pad), 25);
+    }
+
+    #[test]
     fn lpm_prefix_len_counts_the_header_bits() {
         assert_eq!(lpm_prefix_len(0), 32);
         assert_eq!(lpm_prefix_len(24), 56);
@@ -848,6 +911,8 @@ mod tests {
                 "forwarded_to_alternate",
                 "dropped_not_allowed",
                 "dropped_invalid",
+                "accepted_other",
+                "forward_failed",
             ]
         );
         for (i, stat) in RedirectStat::ALL.iter().enumerate() {

@@ -4,6 +4,9 @@
 //!   bind of each packet for a VIP, hashes the flow into that bind's table,
 //!   and sends the packet, wrapped in GUE with the row's secondary as the one
 //!   hop, to the row's primary (`XDP_TX`). Everything else passes untouched.
+//! - `redirect`: the backend-side redirect module (`redirect.rs`,
+//!   docs/backend.md): GUE from allowed directors is decapsulated for the
+//!   local stack or forwarded to its next hop (second chance).
 //! - `bench_floor` and `bench_min_encap`: references for the benchmark (the
 //!   cost of `XDP_TX` alone, and of the smallest possible encapsulation).
 //!
@@ -23,6 +26,7 @@
 mod encap;
 mod hash;
 mod packet;
+mod redirect;
 
 use aya_ebpf::{
     bindings::xdp_action,

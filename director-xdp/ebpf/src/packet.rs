@@ -80,6 +80,14 @@ impl<const N: usize> View<N> {
         // SAFETY: as in `u8`, for bytes I..I + 8; unaligned read.
         unsafe { self.p.add(I).cast::<u64>().read_unaligned() }
     }
+
+    /// The `M` bytes at `I` (the redirect module copies addresses out).
+    #[inline(always)]
+    pub fn array<const I: usize, const M: usize>(self) -> [u8; M] {
+        const { assert!(I + M <= N) };
+        // SAFETY: as in `u8`; a byte array has no alignment requirement.
+        unsafe { *self.p.add(I).cast::<[u8; M]>() }
+    }
 }
 
 /// Writes `value` at `offset`; `false` if it does not fit in the frame.

@@ -1,0 +1,748 @@
+//! The backend-side redirect module (SPEC.md section 3, docs/backend.md):
+//! GUE from an allowed director is either accepted (outer headers stripped,
+//! the inner packet handed to the local stack) or forwarded to the next hop
+//! of its hop list (second chance).
+//!
+//! Only untagged Ethernet with an outer IPv4 header without options and not
+//! fragmented, or an outer IPv6 header followed directly by UDP, is looked
+//! at; anything else passes untouched. The kernel has no GUE receiver on
+//! backends (no FOU), so GUE it gets is never decapsulated by it.
+
+use aya_ebpf::{
+    bindings::{BPF_F_CURRENT_NETNS, BPF_TCP_LISTEN, bpf_fib_lookup, bpf_sock_tuple, xdp_md},
+    helpers::generated::{
+        bpf_fib_lookup as fib_lookup, bpf_redirect, bpf_sk_release, bpf_skc_lookup_tcp,
+        bpf_tcp_check_syncookie, bpf_xdp_adjust_head, bpf_xdp_load_bytes,
+    },
+    macros::map,
+    maps::{Array, HashMap, LpmTrie, PerCpuArray, lpm_trie::Key},
+    programs::XdpContext,
+};
+use proto::GUE_PORT;
+use proto::maps::{
+    AllowKey, FAMILY_V4, FAMILY_V6, LPM_LOOKUP_PREFIX_LEN, MAX_ALLOWED, MAX_SELF, REDIRECT_NETNS,
+    RedirectSettings, RedirectStat,
+};
+use proto::wire::{GLB_HEADER_LEN, GUE_HEADER_LEN, HLEN_UNIT, field};
+
+use crate::packet::{View, eth, frame_len, icmp, ipv4, ipv6, proto as ipproto, tcp, udp, write};
+
+/// Director source prefixes GUE is accepted from.
+#[map]
+static RDR_ALLOW: LpmTrie<AllowKey, u8> = LpmTrie::with_max_entries(MAX_ALLOWED, 0);
+/// This host's addresses ("the next hop is this host").
+#[map]
+static RDR_SELF: HashMap<AllowKey, u8> = HashMap::with_max_entries(MAX_SELF, 0);
+/// The one entry of settings.
+#[map]
+static RDR_SETTINGS: Array<RedirectSettings> = Array::with_max_entries(1, 0);
+/// Counters, indexed by `RedirectStat`.
+#[map]
+static RDR_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(RedirectStat::COUNT as u32, 0);
+
+/// What happens to a frame. Fieldless, as on the director's path.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Not GUE: `XDP_PASS`, untouched, not counted.
+    NotGue,
+    NotAllowed,
+    Invalid,
+    AcceptSyn,
+    AcceptEstablished,
+    AcceptCookie,
+    AcceptLastResort,
+    AcceptSelf,
+    AcceptOther,
+    /// Judged "forward"; [`redirect_forward`] does it.
+    Forward,
+}
+
+/// The TCP flags the decision reads.
+const TCP_FLAGS: usize = 13;
+const TCP_SYN: u8 = 0x02;
+const TCP_RST: u8 = 0x04;
+const TCP_ACK: u8 = 0x10;
+/// Largest TCP header (data offset 15).
+const TCP_MAX_HLEN: usize = 60;
+/// TTL / hop limit of a forwarded packet's outer header, as the director's.
+const OUTER_TTL: u8 = 64;
+const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
+
+/// The redirect module.
+#[aya_ebpf::macros::xdp]
+pub fn redirect(ctx: XdpContext) -> u32 {
+    use aya_ebpf::bindings::xdp_action::{XDP_DROP, XDP_PASS};
+    let Some(e) = View::<{ eth::HLEN }>::at(&ctx, 0) else {
+        return XDP_PASS;
+    };
+    let mut g = Gue::EMPTY;
+    let outcome = match e.be16::<{ eth::TYPE }>() {
+        eth::P_IPV4 => process::<false>(&ctx, &mut g),
+        eth::P_IPV6 => process::<true>(&ctx, &mut g),
+        _ => Outcome::NotGue,
+    };
+    if outcome == Outcome::NotGue {
+        return XDP_PASS;
+    }
+    count(RedirectStat::Total);
+    let stat = match outcome {
+        Outcome::NotAllowed => {
+            count(RedirectStat::DroppedNotAllowed);
+            return XDP_DROP;
+        }
+        Outcome::Invalid | Outcome::NotGue => {
+            count(RedirectStat::DroppedInvalid);
+            return XDP_DROP;
+        }
+        Outcome::Forward => {
+            let action = redirect_forward(ctx.ctx, &mut g);
+            if action == XDP_DROP {
+                count(RedirectStat::ForwardFailed);
+            } else {
+                count(RedirectStat::ForwardedToAlternate);
+            }
+            return action;
+        }
+        Outcome::AcceptSyn => RedirectStat::AcceptedSyn,
+        Outcome::AcceptEstablished => RedirectStat::AcceptedEstablished,
+        Outcome::AcceptCookie => RedirectStat::AcceptedSynCookie,
+        Outcome::AcceptLastResort => RedirectStat::AcceptedLastResort,
+        Outcome::AcceptSelf => RedirectStat::ForwardedToSelf,
+        Outcome::AcceptOther => RedirectStat::AcceptedOther,
+    };
+    if !strip(&ctx, g.inner, g.inner_v6) {
+        // Only a failing head adjustment gets here, which the offsets
+        // checked above rule out.
+        count(RedirectStat::DroppedInvalid);
+        return XDP_DROP;
+    }
+    count(stat);
+    XDP_PASS
+}
+
+#[inline(always)]
+fn count(stat: RedirectStat) {
+    if let Some(c) = RDR_STATS.get_ptr_mut(stat.index()) {
+        // SAFETY: a live per-CPU value of this CPU.
+        unsafe { *c += 1 };
+    }
+}
+
+/// One GUE packet as parsed: offsets into the frame, and what forwarding
+/// needs. Plain memory, as [`redirect_forward`] is a global function.
+#[repr(C)]
+pub struct Gue {
+    /// Offset of the GUE header.
+    gue: u32,
+    /// Offset of the inner IP header.
+    inner: u32,
+    /// Offset of the hop list.
+    hops: u32,
+    next_hop: u8,
+    hop_count: u8,
+    outer_v6: u8,
+    inner_v6: bool,
+    /// The hop to forward to (IPv4 in the first 4 bytes).
+    hop: [u8; 16],
+}
+
+impl Gue {
+    const EMPTY: Gue = Gue {
+        gue: 0,
+        inner: 0,
+        hops: 0,
+        next_hop: 0,
+        hop_count: 0,
+        outer_v6: 0,
+        inner_v6: false,
+        hop: [0; 16],
+    };
+}
+
+/// Outer IP, UDP, allow list, GUE validation, then the decision.
+#[inline(always)]
+fn process<const V6: bool>(ctx: &XdpContext, g: &mut Gue) -> Outcome {
+    const L3: usize = eth::HLEN;
+    let (ip_len, src_off, family) = if V6 {
+        (ipv6::HLEN, L3 + ipv6::SRC, FAMILY_V6)
+    } else {
+        (ipv4::HLEN, L3 + ipv4::SRC, FAMILY_V4)
+    };
+    if V6 {
+        let Some(h) = View::<{ ipv6::HLEN }>::at(ctx, L3) else {
+            return Outcome::NotGue;
+        };
+        if h.u8::<{ ipv6::NEXT_HEADER }>() != ipproto::UDP {
+            return Outcome::NotGue;
+        }
+    } else {
+        let Some(h) = View::<{ ipv4::HLEN }>::at(ctx, L3) else {
+            return Outcome::NotGue;
+        };
+        // Options or fragments: not GUE as far as this module goes (the
+        // director sends neither).
+        if h.u8::<{ ipv4::VER_IHL }>() != 0x45
+            || h.u8::<{ ipv4::PROTO }>() != ipproto::UDP
+            || h.be16::<{ ipv4::FRAG }>() & (ipv4::MF | ipv4::OFFSET_MASK) != 0
+        {
+            return Outcome::NotGue;
+        }
+    }
+    let udp_off = L3 + ip_len;
+    let Some(u) = View::<{ udp::HLEN }>::at(ctx, udp_off) else {
+        return Outcome::NotGue;
+    };
+    if u.be16::<{ udp::DPORT }>() != GUE_PORT {
+        return Outcome::NotGue;
+    }
+
+    let mut allow = AllowKey {
+        family,
+        _pad: [0; 3],
+        addr: [0; 16],
+    };
+    if V6 {
+        let Some(a) = View::<16>::at(ctx, src_off) else {
+            return Outcome::Invalid;
+        };
+        allow.addr = a.array::<0, 16>();
+    } else {
+        let Some(a) = View::<4>::at(ctx, src_off) else {
+            return Outcome::Invalid;
+        };
+        if let Some(first) = allow.addr.first_chunk_mut::<4>() {
+            *first = a.array::<0, 4>();
+        }
+    }
+    if RDR_ALLOW
+        .get(&Key::new(LPM_LOOKUP_PREFIX_LEN, allow))
+        .is_none()
+    {
+        return Outcome::NotAllowed;
+    }
+
+    // GUE and the fixed GLB private data (proto::wire::GueRepr::parse).
+    let gue_off = udp_off + udp::HLEN;
+    let Some(h) = View::<{ GLB_HEADER_LEN }>::at(ctx, gue_off) else {
+        return Outcome::Invalid;
+    };
+    let b0 = h.u8::<{ field::VER_C_HLEN }>();
+    let inner_proto = h.u8::<{ field::INNER_PROTO }>();
+    let hlen = usize::from(b0 & field::HLEN_MASK);
+    let private_type = h.be16::<{ field::PRIVATE_TYPE.start }>();
+    let hop_count = h.u8::<{ field::HOP_COUNT }>();
+    if b0 & (field::VERSION_MASK | field::C_BIT) != 0 || h.be16::<{ field::FLAGS.start }>() != 0 {
+        return Outcome::Invalid;
+    }
+    let inner_v6 = match inner_proto {
+        4 => false,
+        41 => true,
+        _ => return Outcome::Invalid,
+    };
+    // hlen counts the 4 fixed bytes and the hops, in 32-bit words.
+    let hop_words = match private_type {
+        0 => 1,
+        1 => 4,
+        _ => return Outcome::Invalid,
+    };
+    if hlen != 1 + usize::from(hop_count) * hop_words {
+        return Outcome::Invalid;
+    }
+    let inner = gue_off + GUE_HEADER_LEN + hlen * HLEN_UNIT;
+    g.gue = gue_off as u32;
+    g.hops = (gue_off + GLB_HEADER_LEN) as u32;
+    g.inner = inner as u32;
+    g.next_hop = h.u8::<{ field::NEXT_HOP }>();
+    g.hop_count = hop_count;
+    g.outer_v6 = u8::from(V6);
+    g.inner_v6 = inner_v6;
+    // The hops of one packet share the outer family (SPEC.md section 4);
+    // a hop list of the other family has nowhere to go from here.
+    if (private_type == 1) != V6 {
+        return Outcome::Invalid;
+    }
+
+    if inner_v6 {
+        decide_inner::<true>(ctx, g, inner)
+    } else {
+        decide_inner::<false>(ctx, g, inner)
+    }
+}
+
+/// The inner packet: TCP and ICMP errors quoting TCP get the second-chance
+/// decision, the rest is accepted.
+#[inline(always)]
+fn decide_inner<const V6: bool>(ctx: &XdpContext, g: &mut Gue, inner: usize) -> Outcome {
+    let mut q = SockQuery::EMPTY;
+    q.v6 = u8::from(V6);
+    q.ip = inner as u32;
+    let (proto, l4) = if V6 {
+        let Some(h) = View::<{ ipv6::HLEN }>::at(ctx, inner) else {
+            return Outcome::Invalid;
+        };
+        if h.u8::<0>() >> 4 != 6 {
+            return Outcome::Invalid;
+        }
+        q.src = h.array::<{ ipv6::SRC }, 16>();
+        q.dst = h.array::<{ ipv6::DST }, 16>();
+        (h.u8::<{ ipv6::NEXT_HEADER }>(), inner + ipv6::HLEN)
+    } else {
+        let Some(h) = View::<{ ipv4::HLEN }>::at(ctx, inner) else {
+            return Outcome::Invalid;
+        };
+        let ver_ihl = h.u8::<{ ipv4::VER_IHL }>();
+        let hl = usize::from(ver_ihl & 0x0f) * 4;
+        if ver_ihl >> 4 != 4 || hl < ipv4::HLEN || inner + hl > frame_len(ctx) {
+            return Outcome::Invalid;
+        }
+        if h.be16::<{ ipv4::FRAG }>() & ipv4::OFFSET_MASK != 0 {
+            // A later fragment: no L4 header to judge by.
+            return Outcome::AcceptOther;
+        }
+        set_v4(&mut q.src, h.array::<{ ipv4::SRC }, 4>());
+        set_v4(&mut q.dst, h.array::<{ ipv4::DST }, 4>());
+        (h.u8::<{ ipv4::PROTO }>(), inner + hl)
+    };
+
+    let icmp_proto = if V6 { ipproto::ICMPV6 } else { ipproto::ICMP };
+    if proto == ipproto::TCP {
+        let Some(t) = View::<{ tcp::HLEN }>::at(ctx, l4) else {
+            return Outcome::Invalid;
+        };
+        let flags = t.u8::<TCP_FLAGS>();
+        if flags & TCP_SYN != 0 && flags & TCP_ACK == 0 {
+            return Outcome::AcceptSyn;
+        }
+        q.sport = t.be16::<{ tcp::SPORT }>();
+        q.dport = t.be16::<{ tcp::DPORT }>();
+        let doff = usize::from(t.u8::<{ tcp::DOFF }>() >> 4) * 4;
+        if flags & (TCP_SYN | TCP_RST) == 0
+            && flags & TCP_ACK != 0
+            && doff >= tcp::HLEN
+            && l4 + doff <= frame_len(ctx)
+        {
+            q.cookie = 1;
+            q.tcp = l4 as u32;
+            q.tcp_len = doff as u32;
+        }
+    } else if proto == icmp_proto {
+        let Some(i) = View::<{ icmp::HLEN }>::at(ctx, l4) else {
+            return Outcome::AcceptOther;
+        };
+        let (ty, code) = (i.u8::<{ icmp::TYPE }>(), i.u8::<{ icmp::CODE }>());
+        let quoted = l4 + icmp::HLEN;
+        // The quoted packet went from the VIP to the client: its reverse
+        // is the flow to judge.
+        if V6 && ty == icmp::V6_PACKET_TOO_BIG {
+            let Some(h) = View::<{ ipv6::HLEN }>::at(ctx, quoted) else {
+                return Outcome::AcceptOther;
+            };
+            let Some(p) = View::<4>::at(ctx, quoted + ipv6::HLEN) else {
+                return Outcome::AcceptOther;
+            };
+            if h.u8::<{ ipv6::NEXT_HEADER }>() != ipproto::TCP {
+                return Outcome::AcceptOther;
+            }
+            q.src = h.array::<{ ipv6::DST }, 16>();
+            q.dst = h.array::<{ ipv6::SRC }, 16>();
+            q.sport = p.be16::<{ tcp::DPORT }>();
+            q.dport = p.be16::<{ tcp::SPORT }>();
+        } else if !V6 && ty == icmp::V4_DEST_UNREACH && code == icmp::V4_FRAG_NEEDED {
+            let Some(h) = View::<{ ipv4::HLEN }>::at(ctx, quoted) else {
+                return Outcome::AcceptOther;
+            };
+            let hl = usize::from(h.u8::<{ ipv4::VER_IHL }>() & 0x0f) * 4;
+            if h.u8::<{ ipv4::PROTO }>() != ipproto::TCP || hl < ipv4::HLEN {
+                return Outcome::AcceptOther;
+            }
+            let Some(p) = View::<4>::at(ctx, quoted + hl) else {
+                return Outcome::AcceptOther;
+            };
+            set_v4(&mut q.src, h.array::<{ ipv4::DST }, 4>());
+            set_v4(&mut q.dst, h.array::<{ ipv4::SRC }, 4>());
+            q.sport = p.be16::<{ tcp::DPORT }>();
+            q.dport = p.be16::<{ tcp::SPORT }>();
+        } else {
+            return Outcome::AcceptOther;
+        }
+    } else {
+        return Outcome::AcceptOther;
+    }
+
+    match redirect_sock_check(ctx.ctx, &mut q) {
+        SOCK_ESTABLISHED => return Outcome::AcceptEstablished,
+        SOCK_COOKIE => return Outcome::AcceptCookie,
+        _ => {}
+    }
+    hop_decision(ctx, g)
+}
+
+#[inline(always)]
+fn set_v4(to: &mut [u8; 16], a: [u8; 4]) {
+    if let Some(first) = to.first_chunk_mut::<4>() {
+        *first = a;
+    }
+}
+
+/// Steps 4 to 6 of SPEC.md section 3.
+#[inline(always)]
+fn hop_decision(ctx: &XdpContext, g: &mut Gue) -> Outcome {
+    if g.next_hop >= g.hop_count {
+        return Outcome::AcceptLastResort;
+    }
+    let mut me = AllowKey::default();
+    let at = g.hops as usize;
+    let n = usize::from(g.next_hop);
+    if g.outer_v6 != 0 {
+        let Some(h) = View::<16>::at(ctx, at + n * 16) else {
+            return Outcome::Invalid;
+        };
+        me.family = FAMILY_V6;
+        me.addr = h.array::<0, 16>();
+    } else {
+        let Some(h) = View::<4>::at(ctx, at + n * 4) else {
+            return Outcome::Invalid;
+        };
+        me.family = FAMILY_V4;
+        set_v4(&mut me.addr, h.array::<0, 4>());
+    }
+    g.hop = me.addr;
+    // SAFETY: the value is not kept.
+    if unsafe { RDR_SELF.get(&me) }.is_some() {
+        return Outcome::AcceptSelf;
+    }
+    Outcome::Forward
+}
+
+/// Strips everything before the inner packet and writes a fresh Ethernet
+/// header for its family (same MACs, so the stack takes it as for this
+/// host).
+#[inline(always)]
+fn strip(ctx: &XdpContext, inner: u32, inner_v6: bool) -> bool {
+    let Some(old) = View::<12>::at(ctx, 0) else {
+        return false;
+    };
+    let macs = old.array::<0, 12>();
+    let delta = inner as i32 - eth::HLEN as i32;
+    // SAFETY: the helper checks that the new head stays inside the frame.
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, delta) } != 0 {
+        return false;
+    }
+    let [t0, t1] = if inner_v6 {
+        eth::P_IPV6.to_be_bytes()
+    } else {
+        eth::P_IPV4.to_be_bytes()
+    };
+    let [m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11] = macs;
+    write(
+        ctx,
+        0,
+        [m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11, t0, t1],
+    )
+}
+
+/// A socket query: the flow as the local stack sees it (client -> VIP).
+#[repr(C)]
+pub struct SockQuery {
+    src: [u8; 16],
+    dst: [u8; 16],
+    /// Ports, host order.
+    sport: u16,
+    dport: u16,
+    v6: u8,
+    /// Whether it is a pure ACK that may carry a SYN cookie (`tcp`,
+    /// `tcp_len` and `ip` are then set).
+    cookie: u8,
+    _pad: [u8; 2],
+    /// Offset of the inner IP header.
+    ip: u32,
+    /// Offset and length of the TCP header.
+    tcp: u32,
+    tcp_len: u32,
+}
+
+impl SockQuery {
+    const EMPTY: SockQuery = SockQuery {
+        src: [0; 16],
+        dst: [0; 16],
+        sport: 0,
+        dport: 0,
+        v6: 0,
+        cookie: 0,
+        _pad: [0; 2],
+        ip: 0,
+        tcp: 0,
+        tcp_len: 0,
+    };
+}
+
+const SOCK_NONE: u32 = 0;
+const SOCK_ESTABLISHED: u32 = 1;
+const SOCK_COOKIE: u32 = 2;
+
+/// Whether a local socket owns the flow of `q` (established, time-wait or
+/// request socket), or, for a pure ACK, a local listener validates its SYN
+/// cookie; in the interface's network namespace, then in the configured
+/// one. A listener alone means nothing: `bpf_skc_lookup_tcp` returns the
+/// listener for any ACK to a listening port.
+///
+/// A global function: verified once, and its socket references stay in it.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn redirect_sock_check(ctx: *mut xdp_md, q: *mut SockQuery) -> u32 {
+    // SAFETY: the verifier hands a global function null or a valid pointer.
+    let Some(q) = (unsafe { q.as_mut() }) else {
+        return SOCK_NONE;
+    };
+    // SAFETY: all-zero is a valid tuple.
+    let mut tuple: bpf_sock_tuple = unsafe { core::mem::zeroed() };
+    let size = if q.v6 != 0 {
+        // SAFETY: writing plain fields of a union of plain data.
+        unsafe {
+            let t = &mut tuple.__bindgen_anon_1.ipv6;
+            t.saddr = core::mem::transmute::<[u8; 16], [u32; 4]>(q.src);
+            t.daddr = core::mem::transmute::<[u8; 16], [u32; 4]>(q.dst);
+            t.sport = q.sport.to_be();
+            t.dport = q.dport.to_be();
+        }
+        36
+    } else {
+        // SAFETY: as above.
+        unsafe {
+            let t = &mut tuple.__bindgen_anon_1.ipv4;
+            let s = q.src.first_chunk::<4>().copied().unwrap_or([0; 4]);
+            let d = q.dst.first_chunk::<4>().copied().unwrap_or([0; 4]);
+            t.saddr = u32::from_ne_bytes(s);
+            t.daddr = u32::from_ne_bytes(d);
+            t.sport = q.sport.to_be();
+            t.dport = q.dport.to_be();
+        }
+        12
+    };
+
+    // The headers the cookie check reads, copied to the stack: the TCP
+    // header's length is only known at run time, which the verifier
+    // accepts for a helper's stack buffer, not for packet memory.
+    let mut ip = [0u8; ipv6::HLEN];
+    let mut th = [0u8; TCP_MAX_HLEN];
+    let ip_len: u32 = if q.v6 != 0 {
+        ipv6::HLEN as u32
+    } else {
+        ipv4::HLEN as u32
+    };
+    let mut cookie = q.cookie != 0;
+    if cookie {
+        let tcp_len = q.tcp_len & 0x3c;
+        // SAFETY: the helper bounds-checks the frame; the buffers are
+        // large enough for the lengths (<= 40 and <= 60).
+        let loaded = unsafe {
+            tcp_len >= 20
+                && bpf_xdp_load_bytes(ctx, q.ip, ip.as_mut_ptr().cast(), ip_len) == 0
+                && bpf_xdp_load_bytes(ctx, q.tcp, th.as_mut_ptr().cast(), tcp_len) == 0
+        };
+        cookie = loaded;
+    }
+
+    let settings = RDR_SETTINGS.get(0);
+    let other = match settings {
+        Some(s) if s.flags & REDIRECT_NETNS != 0 => Some(u64::from(s.netns_id)),
+        _ => None,
+    };
+    let tcp_len = q.tcp_len & 0x3c;
+    let found = lookup_in(
+        ctx,
+        &mut tuple,
+        size,
+        BPF_F_CURRENT_NETNS as u64,
+        cookie,
+        &mut ip,
+        ip_len,
+        &mut th,
+        tcp_len,
+    );
+    if found != SOCK_NONE {
+        return found;
+    }
+    match other {
+        Some(netns) => lookup_in(
+            ctx, &mut tuple, size, netns, cookie, &mut ip, ip_len, &mut th, tcp_len,
+        ),
+        None => SOCK_NONE,
+    }
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn lookup_in(
+    ctx: *mut xdp_md,
+    tuple: &mut bpf_sock_tuple,
+    size: u32,
+    netns: u64,
+    cookie: bool,
+    ip: &mut [u8; ipv6::HLEN],
+    ip_len: u32,
+    th: &mut [u8; TCP_MAX_HLEN],
+    tcp_len: u32,
+) -> u32 {
+    // SAFETY: a valid tuple of `size` bytes; the returned reference is
+    // released below on every path.
+    let sk = unsafe { bpf_skc_lookup_tcp(ctx.cast(), tuple, size, netns, 0) };
+    if sk.is_null() {
+        return SOCK_NONE;
+    }
+    // SAFETY: a live socket reference; `state` is readable on every socket.
+    let state = unsafe { (*sk).state };
+    let mut found = SOCK_NONE;
+    if state != BPF_TCP_LISTEN {
+        found = SOCK_ESTABLISHED;
+    } else if cookie
+        && tcp_len >= 20
+        // SAFETY: stack buffers of at least the lengths given.
+        && unsafe {
+            bpf_tcp_check_syncookie(
+                sk.cast(),
+                ip.as_mut_ptr().cast(),
+                ip_len,
+                th.as_mut_ptr().cast(),
+                tcp_len,
+            )
+        } == 0
+    {
+        found = SOCK_COOKIE;
+    }
+    // SAFETY: the reference from the lookup above, released once.
+    unsafe { bpf_sk_release(sk.cast()) };
+    found
+}
+
+/// Forwards the packet of `g` to `g.hop`: outer source = this host, outer
+/// destination = the hop, `next_hop + 1`, TTL 64, IPv4 checksum; next-hop
+/// MAC from the kernel's FIB. Returns the XDP action (`XDP_TX`, or
+/// `XDP_REDIRECT` when the route leaves by another interface), or
+/// `XDP_DROP` when there is no source address, route or neighbour.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn redirect_forward(ctx: *mut xdp_md, g: *mut Gue) -> u32 {
+    use aya_ebpf::bindings::xdp_action::{XDP_DROP, XDP_TX};
+    // SAFETY: as in `redirect_sock_check`.
+    let Some(g) = (unsafe { g.as_mut() }) else {
+        return XDP_DROP;
+    };
+    let ctx = XdpContext::new(ctx);
+    let Some(s) = RDR_SETTINGS.get(0) else {
+        return XDP_DROP;
+    };
+    const L3: usize = eth::HLEN;
+    // SAFETY: zeroed is a valid lookup request.
+    let mut fib: bpf_fib_lookup = unsafe { core::mem::zeroed() };
+    // SAFETY: the context of a running program.
+    let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
+    fib.ifindex = ifindex;
+    fib.l4_protocol = ipproto::UDP;
+    fib.dport = GUE_PORT.to_be();
+    let ok = if g.outer_v6 != 0 {
+        if s.self_v6 == [0; 16] {
+            return XDP_DROP;
+        }
+        let Some(h) = View::<{ ipv6::HLEN }>::at(&ctx, L3) else {
+            return XDP_DROP;
+        };
+        fib.family = AF_INET6;
+        fib.__bindgen_anon_1.tot_len = h.be16::<{ ipv6::PAYLOAD_LEN }>() + ipv6::HLEN as u16;
+        fib.__bindgen_anon_3.ipv6_src = u128_words(s.self_v6);
+        fib.__bindgen_anon_4.ipv6_dst = u128_words(g.hop);
+        write(&ctx, L3 + 6, [ipproto::UDP, OUTER_TTL])
+            && write(&ctx, L3 + ipv6::SRC, s.self_v6)
+            && write(&ctx, L3 + ipv6::DST, g.hop)
+    } else {
+        if s.self_v4 == [0; 4] {
+            return XDP_DROP;
+        }
+        let Some(h) = View::<{ ipv4::HLEN }>::at(&ctx, L3) else {
+            return XDP_DROP;
+        };
+        let hop = g.hop.first_chunk::<4>().copied().unwrap_or([0; 4]);
+        let [v, tos, l0, l1, i0, i1, f0, f1, _ttl, p, _c0, _c1, ..] =
+            h.array::<0, { ipv4::HLEN }>();
+        let [a0, a1, a2, a3] = s.self_v4;
+        let [b0, b1, b2, b3] = hop;
+        #[rustfmt::skip]
+        let mut header = [
+            v, tos, l0, l1, i0, i1, f0, f1, OUTER_TTL, p, 0, 0,
+            a0, a1, a2, a3, b0, b1, b2, b3,
+        ];
+        let [c0, c1] = ipv4_checksum(&header).to_be_bytes();
+        if let Some(c) = header.get_mut(10..12) {
+            c.copy_from_slice(&[c0, c1]);
+        }
+        fib.family = AF_INET;
+        fib.__bindgen_anon_1.tot_len = u16::from_be_bytes([l0, l1]);
+        fib.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes(s.self_v4);
+        fib.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes(hop);
+        write(&ctx, L3, header)
+    };
+    if !ok {
+        return XDP_DROP;
+    }
+    let Some(u) = View::<{ udp::HLEN }>::at(&ctx, L3 + if g.outer_v6 != 0 { 40 } else { 20 })
+    else {
+        return XDP_DROP;
+    };
+    fib.sport = u.be16::<{ udp::SPORT }>().to_be();
+    // next_hop and hop_count, rewritten together (2-byte windows only).
+    if !write(
+        &ctx,
+        g.gue as usize + field::NEXT_HOP,
+        [g.next_hop.wrapping_add(1), g.hop_count],
+    ) {
+        return XDP_DROP;
+    }
+    // SAFETY: a request of its own size on the stack.
+    let rc = unsafe {
+        fib_lookup(
+            ctx.ctx.cast(),
+            &mut fib,
+            size_of::<bpf_fib_lookup>() as i32,
+            0,
+        )
+    };
+    if rc != 0 {
+        return XDP_DROP;
+    }
+    // SAFETY: a successful lookup fills in both MACs.
+    let (smac, dmac) = unsafe {
+        (
+            fib.__bindgen_anon_6.__bindgen_anon_2.smac,
+            fib.__bindgen_anon_6.__bindgen_anon_2.dmac,
+        )
+    };
+    if !(write(&ctx, 0, dmac) && write(&ctx, 6, smac)) {
+        return XDP_DROP;
+    }
+    if fib.ifindex == ifindex {
+        XDP_TX
+    } else {
+        // SAFETY: plain helper call with an interface index.
+        unsafe { bpf_redirect(fib.ifindex, 0) as u32 }
+    }
+}
+
+#[inline(always)]
+fn u128_words(a: [u8; 16]) -> [u32; 4] {
+    // SAFETY: same size, plain data.
+    unsafe { core::mem::transmute::<[u8; 16], [u32; 4]>(a) }
+}
+
+#[inline(always)]
+fn ipv4_checksum(h: &[u8; ipv4::HLEN]) -> u16 {
+    let mut sum: u32 = h
+        .as_chunks::<2>()
+        .0
+        .iter()
+        .map(|w| u32::from(u16::from_be_bytes(*w)))
+        .sum();
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    !(sum as u16)
+}

@@ -1,0 +1,173 @@
+//! `director-xdp redirect`: the backend-side agent. Loads the redirect
+//! module, writes its maps, attaches it to one interface, then waits for:
+//!
+//! - SIGUSR1 (or every `--stats SECS`): print the counters to stdout, one
+//!   line `counters: total N accepted_syn N ...`;
+//! - SIGINT or SIGTERM: detach, print the counters, exit 0.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use aya::programs::XdpMode;
+use director_xdp::redirect::{self, Redirect, RedirectConfig};
+use proto::config::Prefix;
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{info, warn};
+
+use crate::Failure;
+
+/// Arguments of `director-xdp redirect`.
+#[derive(Debug, clap::Args)]
+pub struct RedirectArgs {
+    /// Interface the GUE packets arrive on.
+    #[arg(long, value_name = "IF")]
+    iface: String,
+    /// An address of this host (repeatable; one per family at least for
+    /// forwarding in that family). The first of each family is the outer
+    /// source of forwarded packets; all count as "the next hop is this host".
+    #[arg(long = "self", value_name = "ADDR", required = true)]
+    selves: Vec<IpAddr>,
+    /// Director source prefixes GUE is accepted from (one or more).
+    #[arg(long, value_name = "PREFIX", required = true, num_args = 1..)]
+    allow: Vec<Prefix>,
+    /// Also look sockets up in this network namespace (a /run/netns/NAME
+    /// path), for servers that run in a container's namespace.
+    #[arg(long, value_name = "PATH")]
+    netns: Option<PathBuf>,
+    /// Print the counters every SECS seconds as well as on SIGUSR1.
+    #[arg(long, value_name = "SECS")]
+    stats: Option<u64>,
+}
+
+/// Runs the agent until SIGINT or SIGTERM.
+pub fn run(args: &RedirectArgs) -> Result<(), Failure> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+        .map_err(Failure::runtime)?;
+    runtime.block_on(run_async(args))
+}
+
+fn signal_stream(kind: SignalKind) -> Result<tokio::signal::unix::Signal, Failure> {
+    signal(kind)
+        .with_context(|| format!("installing a handler for signal {}", kind.as_raw_value()))
+        .map_err(Failure::runtime)
+}
+
+async fn run_async(args: &RedirectArgs) -> Result<(), Failure> {
+    let mut usr1 = signal_stream(SignalKind::user_defined1())?;
+    let mut int = signal_stream(SignalKind::interrupt())?;
+    let mut term = signal_stream(SignalKind::terminate())?;
+
+    let netns_id = match &args.netns {
+        Some(path) => Some(
+            redirect::netns_id(path)
+                .with_context(|| {
+                    format!("finding the nsid of network namespace {}", path.display())
+                })
+                .map_err(Failure::usage)?,
+        ),
+        None => None,
+    };
+    let config = RedirectConfig {
+        selves: args.selves.clone(),
+        allow: args.allow.clone(),
+        netns_id,
+    };
+    redirect::check(&config).map_err(Failure::usage)?;
+    let ifindex = crate::daemon::interface_index(&args.iface).map_err(Failure::usage)?;
+    warn_forwarding(&args.iface);
+
+    let mut module = Redirect::load()
+        .context("loading the redirect program (needs root)")
+        .map_err(Failure::runtime)?;
+    module
+        .configure(&config)
+        .context("writing the redirect module's maps")
+        .map_err(Failure::runtime)?;
+    let program = module.program_mut();
+    let (link, mode) = match program.attach(ifindex, XdpMode::Driver) {
+        Ok(link) => (link, "native"),
+        Err(native) => {
+            warn!(
+                "native XDP on {} failed ({:#}); falling back to generic (SKB) mode",
+                args.iface,
+                anyhow::Error::from(native)
+            );
+            let link = program
+                .attach(ifindex, XdpMode::Skb)
+                .with_context(|| format!("attaching the redirect module to {}", args.iface))
+                .map_err(Failure::runtime)?;
+            (link, "generic")
+        }
+    };
+    let allow: Vec<String> = args.allow.iter().map(ToString::to_string).collect();
+    let selves: Vec<String> = args.selves.iter().map(ToString::to_string).collect();
+    info!(
+        "redirect attached to {} in {mode} mode; self {}; allow {}{}",
+        args.iface,
+        selves.join(" "),
+        allow.join(" "),
+        netns_id.map_or(String::new(), |id| format!(
+            "; sockets also looked up in nsid {id}"
+        ))
+    );
+
+    let period = Duration::from_secs(args.stats.unwrap_or(3600).max(1));
+    let mut tick = tokio::time::interval(period);
+    tick.tick().await;
+    let signal_name = loop {
+        tokio::select! {
+            _ = usr1.recv() => print_counters(&module),
+            _ = tick.tick(), if args.stats.is_some() => print_counters(&module),
+            _ = int.recv() => break "SIGINT",
+            _ = term.recv() => break "SIGTERM",
+        }
+    };
+    info!("{signal_name}: detaching from {}", args.iface);
+    module
+        .program_mut()
+        .detach(link)
+        .with_context(|| format!("detaching the redirect module from {}", args.iface))
+        .map_err(Failure::runtime)?;
+    print_counters(&module);
+    info!("redirect detached from {}; exiting", args.iface);
+    Ok(())
+}
+
+fn print_counters(module: &Redirect) {
+    match module.stats() {
+        Ok(stats) => {
+            let line: Vec<String> = stats
+                .iter()
+                .map(|(s, n)| format!("{} {n}", s.name()))
+                .collect();
+            println!("counters: {}", line.join(" "));
+        }
+        Err(e) => warn!("reading the counters: {:#}", anyhow::Error::from(e)),
+    }
+}
+
+/// `bpf_fib_lookup` (forwarding to the next hop) answers only when
+/// forwarding is on for the interface: say so at start.
+fn warn_forwarding(iface: &str) {
+    for (family, path) in [
+        (
+            "IPv4",
+            format!("/proc/sys/net/ipv4/conf/{iface}/forwarding"),
+        ),
+        (
+            "IPv6",
+            format!("/proc/sys/net/ipv6/conf/{iface}/forwarding"),
+        ),
+    ] {
+        if std::fs::read_to_string(&path).is_ok_and(|v| v.trim() == "0") {
+            warn!(
+                "{path} is 0: {family} packets for another backend (second chance) cannot be forwarded and are dropped (forward_failed); see docs/backend.md"
+            );
+        }
+    }
+}

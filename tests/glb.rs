@@ -1,0 +1,474 @@
+//! A whole GLB lab in namespaces: a client, a real `director-xdp run`, and
+//! backends running `director-xdp redirect` and a TCP server of ours, on
+//! one L2 segment (a bridge in namespace "sw"). Documentation addresses
+//! only (SPEC.md section 5):
+//!
+//! ```text
+//!   client   198.51.100.2   2001:db8:1::2   routes the VIPs via the director
+//!   director 198.51.100.1   2001:db8:1::1
+//!   backend i 198.51.100.1i 2001:db8:1::1i  VIPs on lo, redirect on eth0
+//!   VIPs 203.0.113.10 and 2001:db8:10::10, TCP ports 80 and 8080
+//! ```
+//!
+//! Port 80 is the lab's own server (below); port 8080 is free for a real
+//! HTTP server that a user of the lab starts (the demo runs Python's).
+//!
+//! The server greets every connection with its backend's name and a
+//! newline, then echoes every line it reads: a client knows which backend
+//! answered, and that its connection still works.
+
+use std::io::{self, BufRead as _, BufReader, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::{Daemon, Netns, Scratch, XdpPass, veth, workspace_bin};
+
+/// IPv4 VIP.
+pub const VIP4: &str = "203.0.113.10";
+/// IPv6 VIP.
+pub const VIP6: &str = "2001:db8:10::10";
+/// The director's addresses.
+pub const DIRECTOR4: &str = "198.51.100.1";
+/// The client's IPv4 address (and 2001:db8:1::2).
+pub const CLIENT4: &str = "198.51.100.2";
+
+/// Backend `i`'s IPv4 address.
+pub fn backend_ip(i: usize) -> String {
+    format!("198.51.100.{}", 11 + i)
+}
+
+fn backend_ip6(i: usize) -> String {
+    format!("2001:db8:1::{}", 11 + i)
+}
+
+fn backend_mac(i: usize) -> String {
+    format!("02:00:00:00:03:{:02x}", 0x11 + i)
+}
+
+/// One backend of the lab.
+#[derive(Debug)]
+pub struct Backend {
+    /// Its namespace.
+    pub ns: Netns,
+    /// The redirect agent.
+    pub agent: Daemon,
+    stop: Arc<AtomicBool>,
+    servers: Vec<JoinHandle<()>>,
+}
+
+impl Backend {
+    /// The agent's counters now (SIGUSR1, then the last `counters:` line).
+    pub fn counters(&mut self) -> io::Result<Vec<(String, u64)>> {
+        let before = self.agent.log().matches("counters:").count();
+        self.agent.signal(libc::SIGUSR1)?;
+        for _ in 0..100 {
+            let log = self.agent.log();
+            if log.matches("counters:").count() > before {
+                let line = log
+                    .lines()
+                    .rfind(|l| l.starts_with("counters:"))
+                    .unwrap_or_default();
+                let words: Vec<&str> = line["counters:".len()..].split_whitespace().collect();
+                return Ok(words
+                    .chunks(2)
+                    .filter_map(|c| Some((c[0].to_string(), c.get(1)?.parse().ok()?)))
+                    .collect());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(io::Error::other(format!(
+            "no counters after SIGUSR1:\n{}",
+            self.agent.log()
+        )))
+    }
+
+    /// One counter now.
+    pub fn counter(&mut self, name: &str) -> io::Result<u64> {
+        Ok(self
+            .counters()?
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map_or(0, |(_, v)| v))
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for s in self.servers.drain(..) {
+            let _ = s.join();
+        }
+    }
+}
+
+/// The lab. Fields drop in order: processes and XDP first, namespaces last.
+#[derive(Debug)]
+pub struct Lab {
+    /// The director daemon.
+    pub director: Daemon,
+    /// The backends.
+    pub backends: Vec<Backend>,
+    _peer_xdp: Vec<XdpPass>,
+    /// The client host.
+    pub client: Netns,
+    /// The director host.
+    pub director_ns: Netns,
+    _sw: Netns,
+    /// Config and logs.
+    pub scratch: Scratch,
+    states: Vec<String>,
+}
+
+impl Lab {
+    /// Builds the lab with one backend per entry of `states` (a GLB
+    /// state: "active", "draining", "inactive"...), all healthy.
+    pub fn new(states: &[&str]) -> io::Result<Lab> {
+        let scratch = Scratch::new("glb")?;
+        let sw = Netns::new("sw")?;
+        let client = Netns::new("cl")?;
+        let director_ns = Netns::new("dir")?;
+        sw.ip(&["link", "add", "br0", "type", "bridge"])?;
+        sw.ip(&["link", "set", "br0", "up"])?;
+        let mut port = 0;
+        let mut attach = |host: &Netns, mac: &str, v4: &str, v6: &str| -> io::Result<String> {
+            port += 1;
+            let p = format!("p{port}");
+            veth(
+                host,
+                "eth0",
+                mac,
+                &sw,
+                &p,
+                &format!("02:00:00:00:0f:{port:02x}"),
+            )?;
+            sw.ip(&["link", "set", &p, "master", "br0"])?;
+            host.ip(&["addr", "add", v4, "dev", "eth0"])?;
+            host.ip(&["addr", "add", v6, "dev", "eth0", "nodad"])?;
+            Ok(p)
+        };
+        let mut peer_xdp = Vec::new();
+        let p = attach(
+            &director_ns,
+            "02:00:00:00:03:01",
+            "198.51.100.1/24",
+            "2001:db8:1::1/64",
+        )?;
+        peer_xdp.push(XdpPass::attach(&sw, &p)?);
+        attach(
+            &client,
+            "02:00:00:00:03:02",
+            "198.51.100.2/24",
+            "2001:db8:1::2/64",
+        )?;
+        // A veth leaves TCP checksums to "the hardware" (CHECKSUM_PARTIAL);
+        // once the director's XDP has turned the frame into raw bytes,
+        // nothing completes them and the backend drops the packet. A real
+        // NIC sends complete checksums: do the same here.
+        client.exec("ethtool", &["-K", "eth0", "tx", "off"])?;
+        client.ip(&["route", "add", "203.0.113.10/32", "via", DIRECTOR4])?;
+        client.ip(&[
+            "-6",
+            "route",
+            "add",
+            "2001:db8:10::10/128",
+            "via",
+            "2001:db8:1::1",
+        ])?;
+
+        let bin = workspace_bin("director-xdp")?;
+        let bin = bin.to_str().ok_or_else(|| io::Error::other("path"))?;
+        let mut backends = Vec::new();
+        for i in 0..states.len() {
+            let ns = Netns::new("be")?;
+            let p = attach(
+                &ns,
+                &backend_mac(i),
+                &format!("{}/24", backend_ip(i)),
+                &format!("{}/64", backend_ip6(i)),
+            )?;
+            // Forwarded packets leave with XDP_TX: the bridge port must run XDP.
+            peer_xdp.push(XdpPass::attach(&sw, &p)?);
+            ns.ip(&["addr", "add", "203.0.113.10/32", "dev", "lo"])?;
+            ns.ip(&["addr", "add", "2001:db8:10::10/128", "dev", "lo"])?;
+            for key in [
+                "net.ipv4.conf.eth0.forwarding=1",
+                "net.ipv6.conf.eth0.forwarding=1",
+                "net.ipv4.conf.all.rp_filter=0",
+                "net.ipv4.conf.eth0.rp_filter=0",
+            ] {
+                ns.exec("sysctl", &["-qw", key])?;
+            }
+            // Second chance forwards to the other backends: their MACs.
+            for j in 0..states.len() {
+                if j != i {
+                    ns.ip(&[
+                        "neigh",
+                        "add",
+                        &backend_ip(j),
+                        "lladdr",
+                        &backend_mac(j),
+                        "dev",
+                        "eth0",
+                        "nud",
+                        "permanent",
+                    ])?;
+                }
+            }
+            let stop = Arc::new(AtomicBool::new(false));
+            let name = format!("backend-{}", backend_ip(i));
+            let mut servers = Vec::new();
+            for addr in ["0.0.0.0:80", "[::]:80"] {
+                let listener = ns.run_in(move || {
+                    let l = if addr.starts_with('[') {
+                        v6_only_listener()?
+                    } else {
+                        TcpListener::bind(addr)?
+                    };
+                    l.set_nonblocking(true)?;
+                    Ok(l)
+                })?;
+                servers.push(serve(listener, name.clone(), stop.clone()));
+            }
+            let log = scratch.file(&format!("redirect-{i}.log"));
+            let (me, me6) = (backend_ip(i), backend_ip6(i));
+            let mut args = vec!["redirect", "--iface", "eth0", "--self", &me, "--self", &me6];
+            // GUE comes from the director, and from the other backends
+            // (second chance): the client is not allowed.
+            let peers: Vec<String> = (0..states.len())
+                .filter(|j| *j != i)
+                .map(|j| format!("{}/32", backend_ip(j)))
+                .collect();
+            args.extend(["--allow", "198.51.100.1/32", "2001:db8:1::1/128"]);
+            args.extend(peers.iter().map(String::as_str));
+            let mut agent = ns.spawn(bin, &args, log)?;
+            agent.wait_for_log("redirect attached", Duration::from_secs(30))?;
+            backends.push(Backend {
+                ns,
+                agent,
+                stop,
+                servers,
+            });
+        }
+        for i in 0..states.len() {
+            director_ns.ip(&[
+                "neigh",
+                "add",
+                &backend_ip(i),
+                "lladdr",
+                &backend_mac(i),
+                "dev",
+                "eth0",
+                "nud",
+                "permanent",
+            ])?;
+        }
+        let states: Vec<String> = states.iter().map(ToString::to_string).collect();
+        let cfg = scratch.file("director.json");
+        std::fs::write(&cfg, config(&states))?;
+        let mut director = director_ns.spawn(
+            bin,
+            &["run", "--config", cfg.to_str().unwrap_or_default()],
+            scratch.file("director.log"),
+        )?;
+        director.wait_for_log("attached", Duration::from_secs(30))?;
+        Ok(Lab {
+            director,
+            backends,
+            _peer_xdp: peer_xdp,
+            client,
+            director_ns,
+            _sw: sw,
+            scratch,
+            states,
+        })
+    }
+
+    /// Rewrites the config with backend `i` in `state`, sends SIGHUP and
+    /// waits for the director to apply it.
+    pub fn set_state(&mut self, i: usize, state: &str) -> io::Result<()> {
+        self.states[i] = state.to_string();
+        let generation = self.director.log().matches("applied: generation").count() + 1;
+        std::fs::write(self.scratch.file("director.json"), config(&self.states))?;
+        self.director.signal(libc::SIGHUP)?;
+        self.director.wait_for_log(
+            &format!("applied: generation {generation}"),
+            Duration::from_secs(10),
+        )
+    }
+
+    /// The path of the director's config.
+    pub fn config_path(&self) -> PathBuf {
+        self.scratch.file("director.json")
+    }
+}
+
+fn config(states: &[String]) -> String {
+    let backends: Vec<String> = states
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            format!(
+                r#"{{"ip":"{}","state":"{s}","healthy":true}}"#,
+                backend_ip(i)
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"tables":[{{"name":"lab","hash_key":"6c61622d686173682d6b65792d303031",
+            "seed":"6c61622d736565642d30303030303031",
+            "binds":[{{"ip":"{VIP4}","proto":"tcp","port":80}},{{"ip":"{VIP6}","proto":"tcp","port":80}},
+                     {{"ip":"{VIP4}","proto":"tcp","port":8080}},{{"ip":"{VIP6}","proto":"tcp","port":8080}}],
+            "backends":[{}]}}],
+          "director":{{"interface":"eth0","source_v4":"{DIRECTOR4}",
+            "hash_fields":["src_addr","src_port"],"gateway_mac":"02:00:00:00:03:fe"}}}}"#,
+        backends.join(",")
+    )
+}
+
+fn v6_only_listener() -> io::Result<TcpListener> {
+    use std::os::fd::FromRawFd as _;
+    // SAFETY: plain socket calls on a fresh fd with a valid sockaddr.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET6, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let listener = TcpListener::from_raw_fd(fd);
+        let one: libc::c_int = 1;
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_IPV6,
+            libc::IPV6_V6ONLY,
+            (&one as *const libc::c_int).cast(),
+            4,
+        );
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            (&one as *const libc::c_int).cast(),
+            4,
+        );
+        let mut sa: libc::sockaddr_in6 = std::mem::zeroed();
+        sa.sin6_family = libc::AF_INET6 as u16;
+        sa.sin6_port = 80u16.to_be();
+        if libc::bind(
+            fd,
+            (&sa as *const libc::sockaddr_in6).cast(),
+            std::mem::size_of::<libc::sockaddr_in6>() as u32,
+        ) != 0
+            || libc::listen(fd, 1024) != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(listener)
+    }
+}
+
+/// Accepts until `stop`; each connection: greet with `name`, echo lines.
+fn serve(listener: TcpListener, name: String, stop: Arc<AtomicBool>) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut conns = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            match listener.accept() {
+                Ok((s, _)) => {
+                    let name = name.clone();
+                    let stop = stop.clone();
+                    conns.push(std::thread::spawn(move || {
+                        let _ = echo(s, &name, &stop);
+                    }));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+        for c in conns {
+            let _ = c.join();
+        }
+    })
+}
+
+fn echo(s: TcpStream, name: &str, stop: &AtomicBool) -> io::Result<()> {
+    s.set_nodelay(true)?;
+    s.set_read_timeout(Some(Duration::from_millis(200)))?;
+    let mut w = s.try_clone()?;
+    w.write_all(format!("{name}\n").as_bytes())?;
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    while !stop.load(Ordering::Relaxed) {
+        match r.read_line(&mut line) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {
+                w.write_all(line.as_bytes())?;
+                line.clear();
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// A client connection through the VIP: who answered, and the stream.
+#[derive(Debug)]
+pub struct Conn {
+    /// The greeting: `backend-ADDR`.
+    pub backend: String,
+    /// Line reader over the stream.
+    pub reader: BufReader<TcpStream>,
+    /// The stream, for writing.
+    pub writer: TcpStream,
+}
+
+/// Opens `n` connections to `vip` port 80 from the client namespace and
+/// reads each greeting.
+pub fn connect_many(client: &Netns, vip: &'static str, n: usize) -> io::Result<Vec<Conn>> {
+    client.run_in(move || {
+        let addr: std::net::SocketAddr = if vip.contains(':') {
+            format!("[{vip}]:80")
+        } else {
+            format!("{vip}:80")
+        }
+        .parse()
+        .map_err(io::Error::other)?;
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+            s.set_nodelay(true)?;
+            s.set_read_timeout(Some(Duration::from_secs(3)))?;
+            let writer = s.try_clone()?;
+            let mut reader = BufReader::new(s);
+            let mut backend = String::new();
+            reader.read_line(&mut backend)?;
+            out.push(Conn {
+                backend: backend.trim().to_string(),
+                reader,
+                writer,
+            });
+        }
+        Ok(out)
+    })
+}
+
+impl Conn {
+    /// Sends one line and checks that it comes back.
+    pub fn ping(&mut self, msg: &str) -> io::Result<()> {
+        self.writer.write_all(format!("{msg}\n").as_bytes())?;
+        let mut line = String::new();
+        self.reader.read_line(&mut line)?;
+        if line.trim_end() != msg {
+            return Err(io::Error::other(format!(
+                "sent {msg:?}, got {line:?} from {}",
+                self.backend
+            )));
+        }
+        Ok(())
+    }
+}
