@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# `make demo`: what the project does today, on the example config. The
-# director and the lab of namespaces come with later issues; until then the
-# demo walks through the offline table tools an operator uses before any
-# change: build, inspect, preview a drain, trace a packet.
+# `make demo`: first the real thing, a lab of network namespaces (client,
+# director, three backends with an HTTP server) where requests go through the
+# VIP and a backend is drained under open connections; then the offline tools
+# an operator uses before a change (build, inspect, preview, trace, replay).
+# Needs root; leaves nothing behind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q -p director-ctl -p director-xdp
+cargo build --release -q -p director-ctl -p director-xdp -p lab-tests
+target/release/lab-demo
 ctl=target/release/director-ctl
 director=target/release/director-xdp
 config=examples/director.json

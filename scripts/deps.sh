@@ -15,7 +15,7 @@ log() { printf '[deps] %s\n' "$*"; }
 APT_PACKAGES=(
   "llvm-${LLVM_MAJOR}-dev" "libpolly-${LLVM_MAJOR}-dev" # bpf-linker links LLVM
   zlib1g-dev libzstd-dev libxml2-dev pkg-config build-essential
-  iproute2 iputils-ping ethtool tcpdump python3 # namespace labs
+  iproute2 iputils-ping ethtool tcpdump python3 curl # namespace labs, demo HTTP
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -85,7 +85,9 @@ fn demo() -> io::Result<()> {
     title(
         "60 HTTP requests to http://203.0.113.10:8080/ and 30 to http://[2001:db8:10::10]:8080/ (curl, one connection each)",
     );
+    println!("  IPv4:");
     show(&http_requests(&lab, VIP4, 60)?);
+    println!("  IPv6:");
     show(&http_requests(&lab, VIP6, 30)?);
     println!("  replies go straight from the backends to the client (direct server return)");
 
