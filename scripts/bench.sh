@@ -4,9 +4,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=docs/benchmarks.md
 tmp=$(mktemp)
-trap 'rm -f "$tmp"' EXIT
+trap 'rm -f "$tmp" "$tmp.table" "$tmp.director" "$tmp.redirect"' EXIT
 cargo bench -q -p proto --bench table > "$tmp.table"
 cargo bench -q -p director-xdp --bench director > "$tmp.director"
+cargo bench -q -p lab-tests --bench redirect > "$tmp.redirect"
 {
   echo "# Benchmarks"
   echo
@@ -22,7 +23,9 @@ cargo bench -q -p director-xdp --bench director > "$tmp.director"
   echo "an update after one state or health change, or one added backend, under 5 ms."
   echo
   cat "$tmp.director"
+  echo
+  cat "$tmp.redirect"
 } > "$tmp"
-rm -f "$tmp.table" "$tmp.director"
+rm -f "$tmp.table" "$tmp.director" "$tmp.redirect"
 mv "$tmp" "$out"
 cat "$out"
