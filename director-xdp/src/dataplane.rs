@@ -583,26 +583,9 @@ impl Dataplane {
 
     /// Sums the per-CPU counters.
     pub fn stats(&self) -> Result<Stats, DataplaneError> {
-        let map = self
-            .ebpf
-            .map(names::STATS)
-            .ok_or_else(|| missing(names::STATS))?;
-        let stats: PerCpuArray<&MapData, u64> =
-            PerCpuArray::try_from(map).map_err(|source| DataplaneError::Map {
-                name: names::STATS,
-                source,
-            })?;
-        let mut outcomes = Vec::with_capacity(DirectorStat::COUNT);
-        for stat in DirectorStat::ALL {
-            let values = stats
-                .get(&stat.index(), 0)
-                .map_err(|source| DataplaneError::Read {
-                    map: names::STATS,
-                    what: format!("counter {}", stat.name()),
-                    source,
-                })?;
-            outcomes.push((stat, values.iter().sum()));
-        }
+        let outcomes = sum_counters(&self.ebpf, names::STATS, &DirectorStat::ALL, |s| {
+            (s.index(), s.name())
+        })?;
         let map = self
             .ebpf
             .map(names::BIND_STATS)
@@ -1296,6 +1279,33 @@ const _: () = {
     const fn assert_send<T: Send>() {}
     assert_send::<Dataplane>();
 };
+
+/// Sums over the CPUs the `u64` counters of the per-CPU array `name`, one
+/// for each of `stats` (`at` gives its index and name).
+pub(crate) fn sum_counters<S: Copy>(
+    ebpf: &Ebpf,
+    name: &'static str,
+    stats: &[S],
+    at: impl Fn(S) -> (u32, &'static str),
+) -> Result<Vec<(S, u64)>, DataplaneError> {
+    let map = ebpf.map(name).ok_or_else(|| missing(name))?;
+    let counters: PerCpuArray<&MapData, u64> =
+        PerCpuArray::try_from(map).map_err(|source| DataplaneError::Map { name, source })?;
+    stats
+        .iter()
+        .map(|&stat| {
+            let (index, what) = at(stat);
+            let values = counters
+                .get(&index, 0)
+                .map_err(|source| DataplaneError::Read {
+                    map: name,
+                    what: format!("counter {what}"),
+                    source,
+                })?;
+            Ok((stat, values.iter().sum()))
+        })
+        .collect()
+}
 
 #[cfg(test)]
 mod tests {

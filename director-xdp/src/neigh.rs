@@ -373,20 +373,21 @@ fn is_timeout(e: &io::Error) -> bool {
     )
 }
 
-/// A `NETLINK_ROUTE` socket.
+/// A `NETLINK_ROUTE` socket (also used for the redirect module's nsid
+/// requests).
 #[derive(Debug)]
-struct Socket {
+pub(crate) struct Socket {
     fd: OwnedFd,
     seq: u32,
 }
 
 /// A request's reply: the messages, or the errno the kernel refused it with.
-type Reply = Result<Vec<(u16, Vec<u8>)>, i32>;
+pub(crate) type Reply = Result<Vec<(u16, Vec<u8>)>, i32>;
 
 impl Socket {
     /// Opens a socket subscribed to the multicast `groups` (a bit mask of
     /// `RTMGRP_*`; 0 for requests only).
-    fn open(groups: u32) -> io::Result<Socket> {
+    pub(crate) fn open(groups: u32) -> io::Result<Socket> {
         // SAFETY: plain socket(2) call; the result is checked below.
         let raw = unsafe {
             libc::socket(
@@ -463,7 +464,7 @@ impl Socket {
 
     /// Sends one request and collects its reply: every message of a dump
     /// until `NLMSG_DONE`, or the single answer of a get.
-    fn transact(&mut self, ty: u16, flags: u16, body: &[u8]) -> io::Result<Reply> {
+    pub(crate) fn transact(&mut self, ty: u16, flags: u16, body: &[u8]) -> io::Result<Reply> {
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
         let request = encode_message(ty, NLM_F_REQUEST | flags, seq, body);

@@ -6,12 +6,12 @@
 //! setup and the counters.
 
 use std::net::IpAddr;
-use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+use std::os::fd::AsRawFd as _;
 use std::path::Path;
 
 use aya::{
     Ebpf,
-    maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray, lpm_trie::Key},
+    maps::{Array, HashMap, LpmTrie, MapData, lpm_trie::Key},
     programs::Xdp,
 };
 use proto::config::Prefix;
@@ -165,27 +165,9 @@ impl Redirect {
 
     /// Every counter, summed over the CPUs, in index order.
     pub fn stats(&self) -> Result<Vec<(RedirectStat, u64)>, DataplaneError> {
-        let map = self
-            .ebpf
-            .map(names::STATS)
-            .ok_or_else(|| missing(names::STATS))?;
-        let stats: PerCpuArray<&MapData, u64> =
-            PerCpuArray::try_from(map).map_err(|source| DataplaneError::Map {
-                name: names::STATS,
-                source,
-            })?;
-        let mut out = Vec::with_capacity(RedirectStat::COUNT);
-        for stat in RedirectStat::ALL {
-            let values = stats
-                .get(&stat.index(), 0)
-                .map_err(|source| DataplaneError::Read {
-                    map: names::STATS,
-                    what: format!("counter {}", stat.name()),
-                    source,
-                })?;
-            out.push((stat, values.iter().sum()));
-        }
-        Ok(out)
+        crate::dataplane::sum_counters(&self.ebpf, names::STATS, &RedirectStat::ALL, |s| {
+            (s.index(), s.name())
+        })
     }
 }
 
@@ -236,9 +218,7 @@ const RTM_NEWNSID: u16 = 88;
 const RTM_GETNSID: u16 = 90;
 const NETNSA_NSID: u16 = 1;
 const NETNSA_FD: u16 = 3;
-const NLM_F_REQUEST: u16 = 1;
 const NLM_F_ACK: u16 = 4;
-const NLMSG_ERROR: u16 = 2;
 
 /// The id (nsid) of the network namespace at `path` as seen from the
 /// caller's namespace, assigning one if it has none: the socket lookups
@@ -260,73 +240,41 @@ pub fn netns_id(path: &Path) -> std::io::Result<u32> {
 
 /// One rtnetlink nsid request; the id in the answer, if any.
 fn nsid_request(ty: u16, fd: u32, nsid: Option<i32>) -> std::io::Result<Option<u32>> {
-    // SAFETY: plain socket(2); the fd is owned right away.
-    let raw = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::NETLINK_ROUTE,
-        )
+    // rtgenmsg (family, padded to 4 bytes), then the attributes.
+    let mut body = vec![libc::AF_UNSPEC as u8, 0, 0, 0];
+    let mut attr = |ty: u16, value: [u8; 4]| {
+        body.extend_from_slice(&8u16.to_ne_bytes());
+        body.extend_from_slice(&ty.to_ne_bytes());
+        body.extend_from_slice(&value);
     };
-    if raw < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: a fresh descriptor nothing else owns.
-    let sock = unsafe { OwnedFd::from_raw_fd(raw) };
-    let mut msg = Vec::with_capacity(40);
-    msg.extend_from_slice(&0u32.to_ne_bytes()); // length, set below
-    msg.extend_from_slice(&ty.to_ne_bytes());
-    let flags = NLM_F_REQUEST | if nsid.is_some() { NLM_F_ACK } else { 0 };
-    msg.extend_from_slice(&flags.to_ne_bytes());
-    msg.extend_from_slice(&1u32.to_ne_bytes()); // seq
-    msg.extend_from_slice(&0u32.to_ne_bytes()); // pid
-    msg.extend_from_slice(&[libc::AF_UNSPEC as u8, 0, 0, 0]); // rtgenmsg, padded
-    msg.extend_from_slice(&8u16.to_ne_bytes());
-    msg.extend_from_slice(&NETNSA_FD.to_ne_bytes());
-    msg.extend_from_slice(&fd.to_ne_bytes());
+    attr(NETNSA_FD, fd.to_ne_bytes());
     if let Some(id) = nsid {
-        msg.extend_from_slice(&8u16.to_ne_bytes());
-        msg.extend_from_slice(&NETNSA_NSID.to_ne_bytes());
-        msg.extend_from_slice(&id.to_ne_bytes());
+        attr(NETNSA_NSID, id.to_ne_bytes());
     }
-    let len = msg.len() as u32;
-    msg[..4].copy_from_slice(&len.to_ne_bytes());
-    // SAFETY: a valid buffer of `msg.len()` bytes.
-    if unsafe { libc::send(sock.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let mut buf = [0u8; 1024];
-    // SAFETY: a valid buffer of its own size.
-    let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-    if n < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let reply = buf.get(..n as usize).unwrap_or_default();
+    let flags = if nsid.is_some() { NLM_F_ACK } else { 0 };
+    let messages = crate::neigh::Socket::open(0)?
+        .transact(ty, flags, &body)?
+        .map_err(std::io::Error::from_raw_os_error)?;
+    let Some((_, reply)) = messages.first() else {
+        return Ok(None);
+    };
     let u16_at = |at: usize| {
         reply
             .get(at..at + 2)
             .map(|b| u16::from_ne_bytes([b[0], b[1]]))
     };
-    let i32_at = |at: usize| {
-        reply
-            .get(at..at + 4)
-            .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-    };
-    if u16_at(4) == Some(NLMSG_ERROR) {
-        let code = i32_at(16).unwrap_or(0);
-        if code != 0 {
-            return Err(std::io::Error::from_raw_os_error(-code));
-        }
-        return Ok(None);
-    }
-    // Header (16) and rtgenmsg (4), then attributes.
-    let mut at = 20;
+    // rtgenmsg (4), then attributes.
+    let mut at = 4;
     while let (Some(alen), Some(aty)) = (u16_at(at), u16_at(at + 2)) {
         if alen < 4 {
             break;
         }
         if aty & 0x3fff == NETNSA_NSID {
-            return Ok(i32_at(at + 4).and_then(|id| u32::try_from(id).ok()));
+            let id = reply
+                .get(at + 4..at + 8)
+                .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+            // NETNSA_NSID_NOT_ASSIGNED (-1) is no id.
+            return Ok(id.and_then(|id| u32::try_from(id).ok()));
         }
         at += (usize::from(alen) + 3) & !3;
     }
