@@ -5,6 +5,8 @@
 //! that the test owns.
 
 pub mod glb;
+pub mod pkt;
+pub mod redirect_lab;
 
 use std::fs::File;
 use std::io;

@@ -24,36 +24,29 @@
 //! show that every measured run took the expected path. Needs root.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddrV4, TcpListener};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use aya::programs::{TestRun as _, TestRunOptions, Xdp};
+use aya::programs::Xdp;
 use director_xdp::redirect::{Redirect, RedirectConfig};
 use director_xdp::{BENCH_FLOOR_PROGRAM, REDIRECT_PROGRAM, load_xdp, xdp_program};
-use lab_tests::Netns;
+use lab_tests::pkt::{ACK, Macs, SYN, eth, gue, ipv4, tcp};
+use lab_tests::redirect_lab::{
+    CLIENT, DIRECTOR, Lab, LabSpec, ME, ME6, OTHER, VIP, XDP_PASS, XDP_TX, connect_from, ifindex,
+    run_once, try_load, xdp_ctx,
+};
 use proto::maps::RedirectStat;
 
 const BATCHES: usize = 31;
 const RUNS: usize = 2000;
 
-const XDP_PASS: u32 = 2;
-const XDP_TX: u32 = 3;
-
-const HOST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x02, 0x11];
-const PEER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x02, 0x12];
-const DIRECTOR_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x02, 0x01];
-const DIRECTOR: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
-const ME: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 11);
-const ME6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x11);
-const OTHER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 12);
-const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 7);
-const VIP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+const MACS: Macs = Macs {
+    host: [0x02, 0, 0, 0, 0x02, 0x11],
+    peer: [0x02, 0, 0, 0, 0x02, 0x12],
+    director: [0x02, 0, 0, 0, 0x02, 0x01],
+};
 const VIP_PORT: u16 = 80;
-const GUE_PORT: u16 = 19523;
-
-const SYN: u8 = 0x02;
-const ACK: u8 = 0x10;
 
 /// The lab namespace's name while it exists, for the signal thread.
 static LAB: Mutex<Option<String>> = Mutex::new(None);
@@ -96,47 +89,18 @@ fn remove_lab_on_signals() -> io::Result<()> {
 }
 
 /// The lab namespace (see the module documentation).
-fn lab() -> io::Result<Netns> {
-    let ns = Netns::new("rbench")?;
-    ns.ip(&[
-        "link",
-        "add",
-        "eth0",
-        "address",
-        "02:00:00:00:02:11",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth1",
-        "address",
-        "02:00:00:00:02:12",
-    ])?;
-    for dev in ["eth0", "eth1"] {
-        ns.ip(&["link", "set", dev, "up"])?;
-    }
-    ns.ip(&["addr", "add", "198.51.100.11/24", "dev", "eth0"])?;
-    ns.ip(&["addr", "add", "2001:db8:1::11/64", "dev", "eth0", "nodad"])?;
-    ns.ip(&[
-        "neigh",
-        "add",
-        "198.51.100.12",
-        "lladdr",
-        "02:00:00:00:02:12",
-        "dev",
-        "eth0",
-        "nud",
-        "permanent",
-    ])?;
-    ns.ip(&["addr", "add", "203.0.113.10/32", "dev", "lo"])?;
-    ns.ip(&["addr", "add", "192.0.2.7/32", "dev", "lo"])?;
-    for key in [
-        "net.ipv4.conf.eth0.forwarding=1",
-        "net.ipv6.conf.eth0.forwarding=1",
-    ] {
-        ns.exec("sysctl", &["-qw", key])?;
-    }
-    Ok(ns)
+fn lab() -> io::Result<Lab> {
+    let lab = Lab::new(&LabSpec {
+        role: "rbench",
+        peer_role: None,
+        macs: &MACS,
+        addrs: &[(IpAddr::V4(ME), 24), (IpAddr::V6(ME6), 64)],
+        neighbours: &[IpAddr::V4(OTHER)],
+    })?;
+    lab.host
+        .ip(&["addr", "add", "203.0.113.10/32", "dev", "lo"])?;
+    lab.host.ip(&["addr", "add", "192.0.2.7/32", "dev", "lo"])?;
+    Ok(lab)
 }
 
 fn config() -> RedirectConfig {
@@ -146,89 +110,6 @@ fn config() -> RedirectConfig {
         allow: vec![prefix("198.51.100.0/28"), prefix("2001:db8:1::/124")],
         netns_id: None,
     }
-}
-
-fn checksum(bytes: &[u8]) -> u16 {
-    let mut sum: u32 = bytes
-        .chunks(2)
-        .map(|w| u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, ttl: u8, payload: &[u8]) -> Vec<u8> {
-    let mut h = vec![0x45, 0];
-    h.extend_from_slice(&(20 + payload.len() as u16).to_be_bytes());
-    h.extend_from_slice(&[0, 0, 0x40, 0, ttl, proto, 0, 0]);
-    h.extend_from_slice(&src.octets());
-    h.extend_from_slice(&dst.octets());
-    let c = checksum(&h);
-    h[10..12].copy_from_slice(&c.to_be_bytes());
-    h.extend_from_slice(payload);
-    h
-}
-
-/// A 20-byte TCP header, no payload.
-fn tcp(sport: u16, dport: u16, flags: u8) -> Vec<u8> {
-    let mut h = Vec::new();
-    h.extend_from_slice(&sport.to_be_bytes());
-    h.extend_from_slice(&dport.to_be_bytes());
-    h.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
-    h
-}
-
-/// A UDP header (checksum 0) and its payload.
-fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let mut h = Vec::new();
-    h.extend_from_slice(&sport.to_be_bytes());
-    h.extend_from_slice(&dport.to_be_bytes());
-    h.extend_from_slice(&(8 + payload.len() as u16).to_be_bytes());
-    h.extend_from_slice(&[0, 0]);
-    h.extend_from_slice(payload);
-    h
-}
-
-fn eth(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8> {
-    let mut f = dst.to_vec();
-    f.extend_from_slice(&src);
-    f.extend_from_slice(&ethertype.to_be_bytes());
-    f.extend_from_slice(payload);
-    f
-}
-
-/// GUE + GLB private data (SPEC.md section 2) with IPv4 hops, then the
-/// inner IPv4 packet.
-fn gue(next_hop: u8, hops: &[Ipv4Addr], inner: &[u8]) -> Vec<u8> {
-    let mut g = vec![1 + hops.len() as u8, 4, 0, 0, 0, 0, next_hop];
-    g.push(hops.len() as u8);
-    for hop in hops {
-        g.extend_from_slice(&hop.octets());
-    }
-    g.extend_from_slice(inner);
-    g
-}
-
-/// `gue` in UDP in IPv4, from `src` to `dst`, in Ethernet.
-fn gue_frame(src: Ipv4Addr, dst: Ipv4Addr, gue: &[u8]) -> Vec<u8> {
-    let u = udp(0x8123, GUE_PORT, gue);
-    eth(HOST_MAC, DIRECTOR_MAC, 0x0800, &ipv4(src, dst, 17, 64, &u))
-}
-
-/// What an accepted packet becomes (SPEC.md section 3): the inner packet
-/// behind a fresh Ethernet header with the received MACs.
-fn stripped(inner: &[u8]) -> Vec<u8> {
-    eth(HOST_MAC, DIRECTOR_MAC, 0x0800, inner)
-}
-
-/// What a forwarded packet becomes (SPEC.md section 3 step 6).
-fn forwarded(received_gue: &[u8], next_hop_index: usize, to: Ipv4Addr) -> Vec<u8> {
-    let mut g = received_gue.to_vec();
-    g[6] = next_hop_index as u8 + 1;
-    let u = udp(0x8123, GUE_PORT, &g);
-    eth(PEER_MAC, HOST_MAC, 0x0800, &ipv4(ME, to, 17, 64, &u))
 }
 
 /// One packet measured: its frame, what the program must return and
@@ -248,33 +129,37 @@ fn cases(port: u16) -> Vec<Case> {
     let established = ipv4(CLIENT, VIP, 6, 61, &tcp(port, VIP_PORT, ACK));
     // Another client port: only the listener matches, which is no flow.
     let stranger = ipv4(CLIENT, VIP, 6, 61, &tcp(port ^ 1, VIP_PORT, ACK));
-    let forward_gue = gue(0, &[OTHER], &stranger);
+    let forward_gue = gue(0, &[OTHER.into()], &stranger);
     let not_gue = eth(
-        HOST_MAC,
-        DIRECTOR_MAC,
+        MACS.host,
+        MACS.director,
         0x0800,
         &ipv4(CLIENT, ME, 6, 64, &tcp(40000, 22, ACK)),
     );
     vec![
         Case {
             name: "GUE, inner SYN to the VIP",
-            frame: gue_frame(DIRECTOR, ME, &gue(0, &[OTHER], &syn)),
+            frame: MACS.gue_frame(DIRECTOR.into(), ME.into(), &gue(0, &[OTHER.into()], &syn)),
             verdict: XDP_PASS,
-            output: stripped(&syn),
+            output: MACS.stripped(&syn),
             stat: Some(RedirectStat::AcceptedSyn),
         },
         Case {
             name: "GUE, inner ACK of an established connection",
-            frame: gue_frame(DIRECTOR, ME, &gue(0, &[OTHER], &established)),
+            frame: MACS.gue_frame(
+                DIRECTOR.into(),
+                ME.into(),
+                &gue(0, &[OTHER.into()], &established),
+            ),
             verdict: XDP_PASS,
-            output: stripped(&established),
+            output: MACS.stripped(&established),
             stat: Some(RedirectStat::AcceptedEstablished),
         },
         Case {
             name: "GUE, inner ACK of no local flow, another backend next",
-            frame: gue_frame(DIRECTOR, ME, &forward_gue),
+            frame: MACS.gue_frame(DIRECTOR.into(), ME.into(), &forward_gue),
             verdict: XDP_TX,
-            output: forwarded(&forward_gue, 0, OTHER),
+            output: MACS.forwarded(&forward_gue, 0, ME.into(), OTHER.into()),
             stat: Some(RedirectStat::ForwardedToAlternate),
         },
         Case {
@@ -285,36 +170,6 @@ fn cases(port: u16) -> Vec<Case> {
             stat: None,
         },
     ]
-}
-
-fn ifindex(name: &str) -> io::Result<u32> {
-    let c = std::ffi::CString::new(name).map_err(io::Error::other)?;
-    // SAFETY: a valid NUL-terminated name.
-    match unsafe { libc::if_nametoindex(c.as_ptr()) } {
-        0 => Err(io::Error::last_os_error()),
-        i => Ok(i),
-    }
-}
-
-/// The `xdp_md` given to the kernel: the frame arrives on `ifindex`.
-fn xdp_ctx(frame: &[u8], ifindex: u32) -> [u8; 24] {
-    let mut ctx = [0u8; 24];
-    ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
-    ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
-    ctx
-}
-
-/// One repeat-1 run: kernel-reported duration, verdict, output bytes.
-fn run_once(prog: &Xdp, frame: &[u8], ctx: &[u8], out: &mut [u8]) -> (Duration, u32, usize) {
-    let r = prog
-        .test_run(TestRunOptions {
-            data_in: Some(frame),
-            data_out: Some(out),
-            ctx_in: Some(ctx),
-            ..Default::default()
-        })
-        .expect("BPF_PROG_TEST_RUN (root needed)");
-    (r.duration, r.return_value, r.data_size_out as usize)
 }
 
 /// Mean kernel-reported ns of one run of `prog` on `frame`; every run must
@@ -372,38 +227,6 @@ fn check_counters(case: &Case, before: &[u64], after: &[u64], runs: u64) {
     }
 }
 
-/// A TCP connection from `local` to `remote`.
-fn connect_from(local: SocketAddrV4, remote: SocketAddrV4) -> io::Result<TcpStream> {
-    use std::os::fd::{AsRawFd as _, FromRawFd as _, IntoRawFd as _, OwnedFd};
-    let sockaddr = |a: SocketAddrV4| libc::sockaddr_in {
-        sin_family: libc::AF_INET as u16,
-        sin_port: a.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from_ne_bytes(a.ip().octets()),
-        },
-        sin_zero: [0; 8],
-    };
-    let len = std::mem::size_of::<libc::sockaddr_in>() as u32;
-    // SAFETY: socket(2); the fd is owned right away.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a fresh, valid descriptor that nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let (l, r) = (sockaddr(local), sockaddr(remote));
-    // SAFETY: valid fd and sockaddrs of the length given.
-    unsafe {
-        if libc::bind(fd.as_raw_fd(), (&l as *const libc::sockaddr_in).cast(), len) != 0
-            || libc::connect(fd.as_raw_fd(), (&r as *const libc::sockaddr_in).cast(), len) != 0
-        {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    // SAFETY: ownership of the connected socket moves to the stream.
-    Ok(unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) })
-}
-
 /// One case's figures: medians of the batch means, ns per run.
 struct Figures {
     name: &'static str,
@@ -415,12 +238,7 @@ struct Figures {
 
 /// Runs inside the lab namespace: loads, configures, checks, measures.
 fn measure() -> io::Result<Vec<Figures>> {
-    let mut module = Redirect::load().map_err(|e| {
-        io::Error::other(format!("loading the redirect module (root needed): {e:?}"))
-    })?;
-    module
-        .configure(&config())
-        .map_err(|e| io::Error::other(format!("configuring the redirect module: {e:?}")))?;
+    let mut module = try_load(&config())?;
     load_xdp(module.ebpf_mut(), BENCH_FLOOR_PROGRAM)
         .map_err(|e| io::Error::other(format!("loading bench_floor: {e:?}")))?;
 
@@ -524,9 +342,9 @@ fn main() {
     let ns = {
         let mut name = LAB.lock().unwrap_or_else(|e| e.into_inner());
         match lab() {
-            Ok(ns) => {
-                *name = Some(ns.name().to_string());
-                ns
+            Ok(lab) => {
+                *name = Some(lab.host.name().to_string());
+                lab
             }
             Err(e) => {
                 eprintln!("redirect bench: building the lab namespace (root needed): {e}");
@@ -534,7 +352,7 @@ fn main() {
             }
         }
     };
-    let result = ns.run_in(measure);
+    let result = ns.host.run_in(measure);
     LAB.lock().unwrap_or_else(|e| e.into_inner()).take();
     drop(ns);
     let figures = match result {

@@ -12,68 +12,38 @@
 #![allow(clippy::unwrap_used)] // a test: a failure is the test failing
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4, TcpListener};
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use aya::programs::{TestRun as _, TestRunOptions, Xdp};
-use director_xdp::redirect::{self, Redirect, RedirectConfig};
-use lab_tests::{Netns, veth};
+use director_xdp::redirect::{self, RedirectConfig};
+use lab_tests::Netns;
+use lab_tests::pkt::{ACK, Macs, SYN, gue, ipv4, set_tcp4_checksum, tcp_header};
+use lab_tests::redirect_lab::{
+    CLIENT, DIRECTOR, Lab, LabSpec, ME, OTHER, VIP, XDP_PASS, XDP_TX, assert_only, connect_from,
+    load, run, sockaddr,
+};
 use proto::maps::RedirectStat;
 
-const XDP_PASS: u32 = 2;
-const XDP_TX: u32 = 3;
+const MACS: Macs = Macs {
+    host: [0x02, 0, 0, 0, 0x03, 0x11],
+    peer: [0x02, 0, 0, 0, 0x03, 0x12],
+    director: [0x02, 0, 0, 0, 0x03, 0x01],
+};
 
-const HOST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x03, 0x11];
-const PEER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x03, 0x12];
-const DIRECTOR_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x03, 0x01];
-const DIRECTOR: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
-const ME: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 11);
-const OTHER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 12);
-const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 7);
-const VIP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
-
-const SYN: u8 = 0x02;
-const ACK: u8 = 0x10;
-
-/// A backend host (`eth0` = `HOST_MAC`, address `ME`, forwarding on,
-/// `OTHER` a permanent neighbour at `PEER_MAC`) and the peer namespace
+/// A backend host (`eth0` = `MACS.host`, address `ME`, forwarding on,
+/// `OTHER` a permanent neighbour at `MACS.peer`) and the peer namespace
 /// holding the other end of its veth.
-struct Lab {
-    host: Netns,
-    _peer: Netns,
-}
-
 fn lab() -> Lab {
-    let host = Netns::new("rpb").unwrap();
-    let peer = Netns::new("rpp").unwrap();
-    veth(
-        &host,
-        "eth0",
-        "02:00:00:00:03:11",
-        &peer,
-        "eth0",
-        "02:00:00:00:03:12",
-    )
-    .unwrap();
-    host.ip(&["addr", "add", "198.51.100.11/24", "dev", "eth0"])
-        .unwrap();
-    host.ip(&[
-        "neigh",
-        "add",
-        "198.51.100.12",
-        "lladdr",
-        "02:00:00:00:03:12",
-        "dev",
-        "eth0",
-        "nud",
-        "permanent",
-    ])
-    .unwrap();
-    host.exec("sysctl", &["-qw", "net.ipv4.conf.eth0.forwarding=1"])
-        .unwrap();
-    Lab { host, _peer: peer }
+    Lab::new(&LabSpec {
+        role: "rpb",
+        peer_role: Some("rpp"),
+        macs: &MACS,
+        addrs: &[(IpAddr::V4(ME), 24)],
+        neighbours: &[IpAddr::V4(OTHER)],
+    })
+    .unwrap()
 }
 
 fn config(netns_id: Option<u32>) -> RedirectConfig {
@@ -82,61 +52,6 @@ fn config(netns_id: Option<u32>) -> RedirectConfig {
         allow: vec!["198.51.100.0/28".parse().unwrap()],
         netns_id,
     }
-}
-
-fn ifindex(name: &str) -> u32 {
-    let c = std::ffi::CString::new(name).unwrap();
-    // SAFETY: a valid NUL-terminated name.
-    unsafe { libc::if_nametoindex(c.as_ptr()) }
-}
-
-/// Runs the program once on `frame` as received on `eth0`.
-fn run(program: &Xdp, frame: &[u8]) -> (u32, Vec<u8>) {
-    let mut out = vec![0u8; frame.len() + 256];
-    let mut ctx = [0u8; 24];
-    ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
-    ctx[12..16].copy_from_slice(&ifindex("eth0").to_ne_bytes());
-    let result = program
-        .test_run(TestRunOptions {
-            data_in: Some(frame),
-            data_out: Some(&mut out),
-            ctx_in: Some(&ctx),
-            ..Default::default()
-        })
-        .expect("BPF_PROG_TEST_RUN");
-    out.truncate(result.data_size_out as usize);
-    (result.return_value, out)
-}
-
-/// A module loaded and configured in the calling thread's namespace.
-fn module(config: &RedirectConfig) -> Redirect {
-    let mut m = Redirect::load()
-        .unwrap_or_else(|e| panic!("loading the redirect module (needs root): {e:?}"));
-    m.configure(config).unwrap();
-    m
-}
-
-fn checksum(bytes: &[u8]) -> u16 {
-    let mut sum: u32 = bytes
-        .chunks(2)
-        .map(|w| u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, ttl: u8, payload: &[u8]) -> Vec<u8> {
-    let mut h = vec![0x45, 0];
-    h.extend_from_slice(&(20 + payload.len() as u16).to_be_bytes());
-    h.extend_from_slice(&[0, 0, 0x40, 0, ttl, proto, 0, 0]);
-    h.extend_from_slice(&src.octets());
-    h.extend_from_slice(&dst.octets());
-    let c = checksum(&h);
-    h[10..12].copy_from_slice(&c.to_be_bytes());
-    h.extend_from_slice(payload);
-    h
 }
 
 /// A TCP header without options (and no payload), its checksum computed
@@ -151,19 +66,8 @@ fn tcp(
     ack: u32,
     flags: u8,
 ) -> Vec<u8> {
-    let mut h = Vec::new();
-    h.extend_from_slice(&sport.to_be_bytes());
-    h.extend_from_slice(&dport.to_be_bytes());
-    h.extend_from_slice(&seq.to_be_bytes());
-    h.extend_from_slice(&ack.to_be_bytes());
-    h.extend_from_slice(&[0x50, flags, 0xfa, 0xf0, 0, 0, 0, 0]);
-    let mut pseudo = src.octets().to_vec();
-    pseudo.extend_from_slice(&dst.octets());
-    pseudo.extend_from_slice(&[0, 6]);
-    pseudo.extend_from_slice(&(h.len() as u16).to_be_bytes());
-    pseudo.extend_from_slice(&h);
-    let c = checksum(&pseudo);
-    h[16..18].copy_from_slice(&c.to_be_bytes());
+    let mut h = tcp_header(sport, dport, seq, ack, flags, 0xfaf0);
+    set_tcp4_checksum(src, dst, &mut h);
     h
 }
 
@@ -178,107 +82,15 @@ fn inner_tcp(sport: u16, dport: u16, seq: u32, ack: u32, flags: u8) -> Vec<u8> {
     )
 }
 
-fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let mut h = Vec::new();
-    h.extend_from_slice(&sport.to_be_bytes());
-    h.extend_from_slice(&dport.to_be_bytes());
-    h.extend_from_slice(&(8 + payload.len() as u16).to_be_bytes());
-    h.extend_from_slice(&[0, 0]);
-    h.extend_from_slice(payload);
-    h
-}
-
-fn eth(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8> {
-    let mut f = dst.to_vec();
-    f.extend_from_slice(&src);
-    f.extend_from_slice(&ethertype.to_be_bytes());
-    f.extend_from_slice(payload);
-    f
-}
-
-/// GUE + GLB private data (SPEC.md section 2, IPv4 hops) and the inner
-/// IPv4 packet.
-fn gue(next_hop: u8, hops: &[Ipv4Addr], inner: &[u8]) -> Vec<u8> {
-    let mut g = vec![1 + hops.len() as u8, 4, 0, 0, 0, 0, next_hop];
-    g.push(hops.len() as u8);
-    for h in hops {
-        g.extend_from_slice(&h.octets());
-    }
-    g.extend_from_slice(inner);
-    g
-}
-
 /// The GUE frame a director sends to this host.
 fn gue_frame(gue: &[u8]) -> Vec<u8> {
-    let mut u = udp(0x8123, 19523, gue);
-    u[6..8].copy_from_slice(&[0, 0]);
-    eth(
-        HOST_MAC,
-        DIRECTOR_MAC,
-        0x0800,
-        &ipv4(DIRECTOR, ME, 17, 64, &u),
-    )
-}
-
-/// What an accepted packet becomes: the inner packet behind a fresh
-/// Ethernet header with the received MACs.
-fn stripped(inner: &[u8]) -> Vec<u8> {
-    eth(HOST_MAC, DIRECTOR_MAC, 0x0800, inner)
+    MACS.gue_frame(DIRECTOR.into(), ME.into(), gue)
 }
 
 /// The frame forwarded to `hops[next_hop]` = `OTHER` (SPEC.md section 3
 /// step 6).
 fn forwarded(received_gue: &[u8], next_hop: u8) -> Vec<u8> {
-    let mut g = received_gue.to_vec();
-    g[6] = next_hop + 1;
-    let mut u = udp(0x8123, 19523, &g);
-    u[6..8].copy_from_slice(&[0, 0]);
-    eth(PEER_MAC, HOST_MAC, 0x0800, &ipv4(ME, OTHER, 17, 64, &u))
-}
-
-/// Every counter other than those listed is zero, and `total` is their sum.
-fn assert_only(stats: &[(RedirectStat, u64)], want: &[(RedirectStat, u64)]) {
-    for (stat, n) in stats {
-        let expected = if *stat == RedirectStat::Total {
-            want.iter().map(|(_, n)| n).sum()
-        } else {
-            want.iter().find(|(s, _)| s == stat).map_or(0, |(_, n)| *n)
-        };
-        assert_eq!(*n, expected, "counter {}: {stats:?}", stat.name());
-    }
-}
-
-/// A TCP connection from `local` to `remote`.
-fn socket_from(local: SocketAddrV4, remote: SocketAddrV4) -> TcpStream {
-    let len = std::mem::size_of::<libc::sockaddr_in>() as u32;
-    // SAFETY: plain socket calls on a fresh fd with valid sockaddrs.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
-        assert!(fd >= 0);
-        let stream = TcpStream::from_raw_fd(fd);
-        let l = sockaddr(local);
-        assert_eq!(
-            libc::bind(fd, (&l as *const libc::sockaddr_in).cast(), len),
-            0
-        );
-        let r = sockaddr(remote);
-        assert_eq!(
-            libc::connect(fd, (&r as *const libc::sockaddr_in).cast(), len),
-            0
-        );
-        stream
-    }
-}
-
-fn sockaddr(a: SocketAddrV4) -> libc::sockaddr_in {
-    libc::sockaddr_in {
-        sin_family: libc::AF_INET as u16,
-        sin_port: a.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from_ne_bytes(a.ip().octets()),
-        },
-        sin_zero: [0; 8],
-    }
+    MACS.forwarded(received_gue, next_hop.into(), ME.into(), OTHER.into())
 }
 
 #[test]
@@ -294,7 +106,8 @@ fn established_socket_in_the_configured_netns_is_accepted_and_not_without_it() {
     let (_listener, client, _server) = ctr
         .run_in(|| {
             let listener = TcpListener::bind(SocketAddrV4::new(VIP, 80))?;
-            let client = socket_from(SocketAddrV4::new(CLIENT, 0), SocketAddrV4::new(VIP, 80));
+            let client =
+                connect_from(SocketAddrV4::new(CLIENT, 0), SocketAddrV4::new(VIP, 80)).unwrap();
             let (server, _) = listener.accept()?;
             Ok((listener, client, server))
         })
@@ -315,19 +128,19 @@ fn established_socket_in_the_configured_netns_is_accepted_and_not_without_it() {
             assert_eq!(redirect::netns_id(&ctr_path)?, nsid, "a stable id");
 
             let inner = inner_tcp(port, 80, 1, 1, ACK);
-            let g = gue(0, &[OTHER], &inner);
+            let g = gue(0, &[OTHER.into()], &inner);
             let f = gue_frame(&g);
             // Another client port: only the container's listener matches.
             let other = inner_tcp(port ^ 1, 80, 1, 1, ACK);
-            let g_other = gue(0, &[OTHER], &other);
+            let g_other = gue(0, &[OTHER.into()], &other);
             let f_other = gue_frame(&g_other);
 
-            let m = module(&config(Some(nsid)));
-            assert_eq!(run(m.program(), &f), (XDP_PASS, stripped(&inner)));
+            let m = load(&config(Some(nsid)));
+            assert_eq!(run(m.program(), &f), (XDP_PASS, MACS.stripped(&inner)));
             assert_eq!(run(m.program(), &f_other), (XDP_TX, forwarded(&g_other, 0)));
             let with = m.stats().unwrap();
 
-            let m = module(&config(None));
+            let m = load(&config(None));
             assert_eq!(run(m.program(), &f), (XDP_TX, forwarded(&g, 0)));
             let without = m.stats().unwrap();
             Ok((nsid, with, without))
@@ -468,13 +281,13 @@ fn ack_carrying_a_valid_syn_cookie_is_accepted_and_a_wrong_cookie_forwarded() {
                 isn,
             )?;
 
-            let m = module(&config(None));
+            let m = load(&config(None));
             // The ACK completing that handshake.
             let inner = inner_tcp(cport, 80, isn.wrapping_add(1), cookie.wrapping_add(1), ACK);
-            let g = gue(0, &[OTHER], &inner);
+            let g = gue(0, &[OTHER.into()], &inner);
             assert_eq!(
                 run(m.program(), &gue_frame(&g)),
-                (XDP_PASS, stripped(&inner))
+                (XDP_PASS, MACS.stripped(&inner))
             );
             // The same ACK with another cookie: the top bits are the
             // cookie's minute counter, so flipping one makes it invalid
@@ -482,7 +295,7 @@ fn ack_carrying_a_valid_syn_cookie_is_accepted_and_a_wrong_cookie_forwarded() {
             // a valid MSS index). The listener alone does not keep it.
             let bad = cookie ^ 0x8000_0000;
             let inner = inner_tcp(cport, 80, isn.wrapping_add(1), bad.wrapping_add(1), ACK);
-            let g = gue(0, &[OTHER], &inner);
+            let g = gue(0, &[OTHER.into()], &inner);
             assert_eq!(run(m.program(), &gue_frame(&g)), (XDP_TX, forwarded(&g, 0)));
             Ok(m.stats().unwrap())
         })
