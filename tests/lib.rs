@@ -5,6 +5,7 @@
 //! that the test owns.
 
 pub mod glb;
+pub mod http;
 
 use std::fs::File;
 use std::io;
