@@ -600,3 +600,89 @@ fn acknowledged_changes_survive_sigkill_and_file_edits_go_through_sighup() {
     assert_eq!(s, 200, "{v}");
     assert_eq!(state_on_disk(&lab, BACKENDS[0]).0, BackendState::Draining);
 }
+
+#[test]
+fn director_ctl_drives_the_api_with_distinct_exit_codes() {
+    let lab = ApiLab::new();
+    let ctl = workspace_bin("director-ctl").expect("director-ctl binary");
+    let token = lab.scratch.file("token");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", lab.ns.name()])
+            .arg(&ctl)
+            .args(args)
+            .output()
+            .expect("running director-ctl");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let tf = token.to_str().expect("path");
+    let ip = BACKENDS[1];
+
+    let (code, out, err) = run(&["tables", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let v: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(v["tables"][0]["name"], "web");
+    let (code, out, _) = run(&["tables"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("table \"web\": 65536 rows"), "{out}");
+
+    let (code, out, err) = run(&["preview", "web", "drain", ip, "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let v: Value = serde_json::from_str(&out).expect("JSON");
+    assert!(v["rows_primary_changed"].as_u64().unwrap_or(0) > 0, "{v}");
+
+    let (code, _, err) = run(&["backends", "drain", "web", ip]);
+    assert_eq!(code, Some(3), "no token: an API error: {err}");
+    assert!(err.contains("401"), "{err}");
+    let (code, out, err) = run(&["--token-file", tf, "backends", "drain", "web", ip]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains(&format!("backend {ip} draining")), "{out}");
+    let (code, out, err) = run(&[
+        "--token-file",
+        tf,
+        "health",
+        "set",
+        "web",
+        BACKENDS[2],
+        "--healthy",
+        "false",
+        "--reason",
+        "tcp reset",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("unhealthy"), "{out}");
+    let (code, out, _) = run(&["backends", "list", "web"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("tcp reset"), "{out}");
+    let (code, _, err) = run(&["--token-file", tf, "backends", "remove", "web", ip]);
+    assert_eq!(code, Some(3), "draining, not forced: {err}");
+    assert!(err.contains("409") && err.contains("field ip"), "{err}");
+    let (code, _, err) = run(&[
+        "--token-file",
+        tf,
+        "backends",
+        "add",
+        "web",
+        "198.51.100.9",
+        "--state",
+        "filling",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, out, err) = run(&["stats", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(serde_json::from_str::<Value>(&out).expect("JSON")["outcomes"].is_object());
+
+    let (code, _, err) = run(&["backends", "list", "nope"]);
+    assert_eq!(code, Some(3), "{err}");
+    let (code, _, err) = run(&["--api", "http://127.0.0.1:1", "tables"]);
+    assert_eq!(code, Some(4), "nothing listens there: {err}");
+    let (code, _, err) = run(&["--api", "ftp://127.0.0.1:9610", "tables"]);
+    assert_eq!(code, Some(2), "{err}");
+    let (code, _, _) = run(&["backends", "explode"]);
+    assert_eq!(code, Some(2));
+    assert_eq!(state_on_disk(&lab, "198.51.100.9").0, BackendState::Filling);
+}
