@@ -5,6 +5,7 @@
 //! that the test owns.
 
 pub mod glb;
+pub mod http;
 pub mod pkt;
 pub mod redirect_lab;
 

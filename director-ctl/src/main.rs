@@ -2,8 +2,13 @@
 //!
 //! The table tools work offline on a config (no root, no director): build a
 //! forwarding table, summarise it, compare two of them before applying a
-//! change, and trace where one packet would go.
+//! change, and trace where one packet would go. The other commands talk to
+//! a director's HTTP API (`--api`, `--token-file`; docs/api.md).
+//!
+//! Exit status: 0 success, 1 a failed offline command, 2 usage, 3 an API
+//! error (the director refused or failed the call), 4 a network error.
 
+mod api;
 mod table;
 
 use std::net::IpAddr;
@@ -11,20 +16,61 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use serde_json::{Value, json};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "director-ctl",
     version,
-    about = "Operate GLB-compatible directors: offline table tools"
+    about = "Operate GLB-compatible directors: their HTTP API, and offline table tools",
+    after_help = "Exit status: 0 success, 1 a failed offline command, 2 usage, 3 API error, 4 network error."
 )]
 struct Cli {
+    /// The director's API.
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        default_value = "http://127.0.0.1:9610"
+    )]
+    api: String,
+    /// File whose first line is the API's bearer token (needed for changes).
+    #[arg(long, global = true, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Every table of the director: binds, backends, rows, content hash.
+    Tables,
+    /// List or change a table's backends.
+    #[command(subcommand)]
+    Backends(BackendsCommand),
+    /// Set a backend's health verdict (what the health checker does).
+    #[command(subcommand)]
+    Health(HealthCommand),
+    /// The rows a change would move, without applying it.
+    Preview {
+        /// The table.
+        table: String,
+        /// add, remove, drain, fill, activate, deactivate or health.
+        action: String,
+        /// The backend.
+        ip: String,
+        /// For `health`: the verdict; for `add`: the initial health.
+        #[arg(long)]
+        healthy: Option<bool>,
+        /// For `add`: the initial state.
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// The director's counters.
+    Stats,
     /// Build, summarise and compare forwarding tables from a config.
     #[command(subcommand)]
     Table(TableCommand),
@@ -38,9 +84,6 @@ enum Command {
         /// Destination: VIP:PORT/PROTO, e.g. 203.0.113.10:80/tcp or [2001:db8::10]:443/tcp.
         #[arg(long)]
         dst: String,
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
     },
 }
 
@@ -58,9 +101,6 @@ enum TableCommand {
     Show {
         /// Config file (GLB forwarding-table JSON).
         config: PathBuf,
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
     },
     /// Rows that change primary or secondary between two configs or built tables.
     Diff {
@@ -68,9 +108,51 @@ enum TableCommand {
         old: PathBuf,
         /// The proposed config, or a table built from it.
         new: PathBuf,
-        /// Print JSON instead of text.
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BackendsCommand {
+    /// The table's backends with state, health and rows.
+    List { table: String },
+    /// Add a backend (state active unless --state says otherwise).
+    Add {
+        table: String,
+        ip: String,
+        /// active, filling, draining or inactive.
         #[arg(long)]
-        json: bool,
+        state: Option<String>,
+        /// Add it as unhealthy.
+        #[arg(long)]
+        unhealthy: bool,
+    },
+    /// Remove a backend (refused unless inactive, or --force).
+    Remove {
+        table: String,
+        ip: String,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Drain a backend: no new flows, its established flows keep it.
+    Drain { table: String, ip: String },
+    /// Set a backend to filling (GLB's step of adding one).
+    Fill { table: String, ip: String },
+    /// Set a backend to active.
+    Activate { table: String, ip: String },
+    /// Take a backend out of the table.
+    Deactivate { table: String, ip: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum HealthCommand {
+    /// Set the verdict: --healthy true|false, with an optional reason.
+    Set {
+        table: String,
+        ip: String,
+        #[arg(long, action = clap::ArgAction::Set)]
+        healthy: bool,
+        #[arg(long)]
+        reason: Option<String>,
     },
 }
 
@@ -86,22 +168,22 @@ pub struct TraceArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(code) = api_command(&cli) {
+        return code;
+    }
     let result = match cli.command {
         Command::Table(TableCommand::Build { config, out }) => table::build(&config, &out),
-        Command::Table(TableCommand::Show { config, json }) => table::show(&config, json),
-        Command::Table(TableCommand::Diff { old, new, json }) => table::diff(&old, &new, json),
-        Command::Trace {
-            config,
-            src,
-            dst,
-            json,
-        } => match table::parse_trace_args(&src, &dst) {
-            Ok(args) => table::trace(&config, &args, json),
+        Command::Table(TableCommand::Show { config }) => table::show(&config, cli.json),
+        Command::Table(TableCommand::Diff { old, new }) => table::diff(&old, &new, cli.json),
+        Command::Trace { config, src, dst } => match table::parse_trace_args(&src, &dst) {
+            Ok(args) => table::trace(&config, &args, cli.json),
             Err(e) => {
                 eprintln!("director-ctl: {e:#}");
                 return ExitCode::from(2);
             }
         },
+        // Run by `api_command` above.
+        _ => return ExitCode::FAILURE,
     };
     match result {
         Ok(code) => code,
@@ -110,4 +192,87 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs the command if it talks to the API.
+fn api_command(cli: &Cli) -> Option<ExitCode> {
+    let run = |f: &dyn Fn(&api::Client) -> Result<(), api::Failure>| {
+        let result = api::Client::new(&cli.api, cli.token_file.as_deref()).and_then(|c| f(&c));
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => e.report(),
+        }
+    };
+    let json = cli.json;
+    let backend =
+        |table: &str, ip: &str, tail: &str| format!("/v1/tables/{table}/backends/{ip}{tail}");
+    Some(match &cli.command {
+        Command::Tables => run(&|c| api::tables(c, json)),
+        Command::Stats => run(&|c| api::stats(c, json)),
+        Command::Backends(BackendsCommand::List { table }) => {
+            run(&|c| api::backends_list(c, table, json))
+        }
+        Command::Backends(BackendsCommand::Add {
+            table,
+            ip,
+            state,
+            unhealthy,
+        }) => {
+            let mut body = json!({ "ip": ip, "healthy": !unhealthy });
+            if let Some(s) = state {
+                body["state"] = json!(s);
+            }
+            let path = format!("/v1/tables/{table}/backends");
+            run(&|c| api::change(c, "POST", &path, Some(&body), ip, json))
+        }
+        Command::Backends(BackendsCommand::Remove { table, ip, force }) => {
+            let path = backend(table, ip, if *force { "?force=true" } else { "" });
+            run(&|c| api::change(c, "DELETE", &path, None, ip, json))
+        }
+        Command::Backends(
+            BackendsCommand::Drain { table, ip }
+            | BackendsCommand::Fill { table, ip }
+            | BackendsCommand::Activate { table, ip }
+            | BackendsCommand::Deactivate { table, ip },
+        ) => {
+            let action = match &cli.command {
+                Command::Backends(BackendsCommand::Drain { .. }) => "drain",
+                Command::Backends(BackendsCommand::Fill { .. }) => "fill",
+                Command::Backends(BackendsCommand::Activate { .. }) => "activate",
+                _ => "deactivate",
+            };
+            let path = backend(table, ip, &format!("/{action}"));
+            run(&|c| api::change(c, "POST", &path, None, ip, json))
+        }
+        Command::Health(HealthCommand::Set {
+            table,
+            ip,
+            healthy,
+            reason,
+        }) => {
+            let mut body = json!({ "healthy": healthy });
+            if let Some(r) = reason {
+                body["reason"] = json!(r);
+            }
+            let path = backend(table, ip, "/health");
+            run(&|c| api::change(c, "PUT", &path, Some(&body), ip, json))
+        }
+        Command::Preview {
+            table,
+            action,
+            ip,
+            healthy,
+            state,
+        } => {
+            let mut body = json!({ "action": action, "ip": ip });
+            if let Some(h) = healthy {
+                body["healthy"] = json!(h);
+            }
+            if let Some(s) = state {
+                body["state"] = Value::String(s.clone());
+            }
+            run(&|c| api::preview(c, table, &body, json))
+        }
+        Command::Table(_) | Command::Trace { .. } => return None,
+    })
 }

@@ -310,15 +310,6 @@ pub fn show(config_path: &Path, as_json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Per-backend movement between two versions of one table.
-#[derive(Clone, Copy, Debug, Default)]
-struct Movement {
-    primary_before: usize,
-    primary_after: usize,
-    secondary_before: usize,
-    secondary_after: usize,
-}
-
 /// `table diff`.
 pub fn diff(old_path: &Path, new_path: &Path, as_json: bool) -> Result<ExitCode> {
     let old = load_tables(old_path)?;
@@ -329,47 +320,15 @@ pub fn diff(old_path: &Path, new_path: &Path, as_json: bool) -> Result<ExitCode>
             reports.push(json!({ "name": o.name, "status": "removed" }));
             continue;
         };
-        let mut primary_changed = 0;
-        let mut secondary_changed = 0;
-        let mut either = 0;
-        // Rows whose old primary is neither the new primary nor the new
-        // secondary: second chance cannot find their established flows.
-        let mut unreachable = 0;
-        let mut per: BTreeMap<IpAddr, Movement> = BTreeMap::new();
-        for (a, b) in o.rows.iter().zip(&n.rows) {
-            primary_changed += usize::from(a[0] != b[0]);
-            secondary_changed += usize::from(a[1] != b[1]);
-            either += usize::from(a != b);
-            unreachable += usize::from(a[0] != b[0] && a[0] != b[1]);
-            per.entry(a[0]).or_default().primary_before += 1;
-            per.entry(b[0]).or_default().primary_after += 1;
-            per.entry(a[1]).or_default().secondary_before += 1;
-            per.entry(b[1]).or_default().secondary_after += 1;
-        }
-        let backends: Vec<Value> = per
-            .iter()
-            .filter(|(_, m)| {
-                m.primary_before != m.primary_after || m.secondary_before != m.secondary_after
-            })
-            .map(|(addr, m)| {
-                json!({
-                    "ip": addr.to_string(),
-                    "primary_before": m.primary_before,
-                    "primary_after": m.primary_after,
-                    "secondary_before": m.secondary_before,
-                    "secondary_after": m.secondary_after,
-                })
-            })
-            .collect();
-        reports.push(json!({
+        let d = proto::table::diff_rows(&o.rows, &n.rows);
+        let mut report = json!({
             "name": o.name,
-            "status": if either == 0 { "unchanged" } else { "changed" },
-            "rows_changed": either,
-            "rows_primary_changed": primary_changed,
-            "rows_secondary_changed": secondary_changed,
-            "rows_old_primary_unreachable": unreachable,
-            "backends": backends,
-        }));
+            "status": if d.rows_changed == 0 { "unchanged" } else { "changed" },
+        });
+        if let (Value::Object(r), Value::Object(m)) = (&mut report, serde_json::to_value(&d)?) {
+            r.extend(m);
+        }
+        reports.push(report);
     }
     for n in &new {
         if !old.iter().any(|o| o.name == n.name) {

@@ -12,25 +12,33 @@
 //!   or the poll timer: resolve the next hops again and, when a MAC moved,
 //!   rewrite the backends' MACs. The timer is the safety net for lost
 //!   notifications and the moment unresolved next hops are probed again.
+//! - a call of the HTTP API ([`crate::api`]): answered here, so the config
+//!   and the data plane have one owner and calls are serialised. A change
+//!   is applied and written over the config file before it is answered.
 //! - SIGINT or SIGTERM: detach the program and exit 0.
 
 use std::collections::{BTreeSet, HashMap};
 use std::ffi::CString;
+use std::io::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context as _, anyhow};
+use axum::http::StatusCode;
 use aya::programs::XdpMode;
 use aya::programs::xdp::XdpLinkId;
 use director_xdp::dataplane::{ApplyReport, Dataplane, DataplaneError};
 use proto::config::Config;
+use proto::table::Rendezvous;
+use serde_json::{Value, json};
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 use tracing::{debug, error, info, warn};
 
-use crate::{Failure, load_config};
+use crate::api::{self, ApiError, Call, Change};
+use crate::{Failure, load_config_text};
 use director_xdp::neigh::{self, Resolver, Snapshot, Unresolved, Watcher};
 
 /// How often next hops are resolved without a notification, and how often
@@ -59,7 +67,8 @@ async fn run_async(config_path: &Path) -> Result<(), Failure> {
     let mut int = signal_stream(SignalKind::interrupt())?;
     let mut term = signal_stream(SignalKind::terminate())?;
 
-    let config = load_config(config_path).map_err(Failure::usage)?;
+    let (config, on_disk) = load_config_text(config_path).map_err(Failure::usage)?;
+    let token = read_token(&config).map_err(Failure::usage)?;
     let interface = config.director.interface.clone().ok_or_else(|| {
         Failure::usage(anyhow!(
             "config {}: director.interface is required to run a director",
@@ -81,15 +90,43 @@ async fn run_async(config_path: &Path) -> Result<(), Failure> {
         .context("watching route and neighbour changes")
         .map_err(Failure::runtime)?;
 
+    // Bound before the program is attached: a taken port fails the start
+    // while nothing has changed yet. Calls wait in the channel until the
+    // event loop runs.
+    let api_listen = config.director.api_listen;
+    let listener = tokio::net::TcpListener::bind(api_listen)
+        .await
+        .with_context(|| format!("listening on {api_listen} (director.api_listen)"))
+        .map_err(Failure::runtime)?;
+    let (call_tx, mut calls) = mpsc::channel::<Call>(64);
+    let router = api::router(call_tx);
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            error!("API server stopped: {e}");
+        }
+    });
+    info!(
+        "API listening on http://{api_listen}/ ({})",
+        match &config.director.api_token_file {
+            Some(p) => format!("changes need the bearer token of {}", p.display()),
+            None => "read-only: no director.api_token_file".to_string(),
+        }
+    );
+
     let mut daemon = Daemon {
         config_path: config_path.to_path_buf(),
         generation: 1,
         backends: backend_addrs(&config),
+        views: Vec::new(),
         config,
         dataplane,
         resolver,
         snapshot: Snapshot::default(),
         probed: HashMap::new(),
+        on_disk,
+        token,
+        health_reasons: HashMap::new(),
+        last_apply: None,
     };
     let snapshot = daemon
         .resolver
@@ -106,6 +143,8 @@ async fn run_async(config_path: &Path) -> Result<(), Failure> {
         config_path.display(),
         summary(1, &report)
     );
+    daemon.views = views(&daemon.config, &[]).map_err(Failure::runtime)?;
+    daemon.record("start", Ok(()));
     daemon.snapshot = snapshot;
     daemon.probe_unresolved();
 
@@ -124,6 +163,10 @@ async fn run_async(config_path: &Path) -> Result<(), Failure> {
     let signal_name = loop {
         tokio::select! {
             _ = hup.recv() => daemon.reload(),
+            Some(call) = calls.recv() => {
+                let reply = api::answer(&mut daemon, &call);
+                let _ = call.reply.send(reply);
+            }
             _ = int.recv() => break "SIGINT",
             _ = term.recv() => break "SIGTERM",
             () = changed.notified() => {
@@ -173,7 +216,7 @@ fn signal_stream(kind: SignalKind) -> Result<tokio::signal::unix::Signal, Failur
 }
 
 /// The running director's state.
-struct Daemon {
+pub(crate) struct Daemon {
     config_path: PathBuf,
     /// Configs applied since start, the first included: tells the log
     /// lines of successive reloads apart.
@@ -188,6 +231,151 @@ struct Daemon {
     snapshot: Snapshot,
     /// When each unresolved backend was last probed.
     probed: HashMap<IpAddr, Instant>,
+    /// The live tables' rows, row counts and content hashes, in config order.
+    views: Vec<TableView>,
+    /// The config file as last read or written: an API change is refused
+    /// when the file was edited since (the edit would be overwritten).
+    on_disk: String,
+    /// The API's bearer token (director.api_token_file), read at start and
+    /// at each reload.
+    token: Option<String>,
+    /// Reasons given with the last health verdicts (kept in memory only).
+    health_reasons: HashMap<(String, IpAddr), String>,
+    /// What the last apply did: (source, when, error if it failed).
+    last_apply: Option<(&'static str, SystemTime, Option<String>)>,
+}
+
+/// One live table as the API shows it.
+struct TableView {
+    /// What it was built from: the same inputs give the same rows.
+    key: ([u8; 16], Vec<proto::table::Backend>, [u8; 16]),
+    rows: Vec<[IpAddr; 2]>,
+    /// Rows per backend: (as primary, as secondary).
+    counts: HashMap<IpAddr, (usize, usize)>,
+    hash: String,
+}
+
+/// Builds the views of `config`'s tables, reusing those of `old` whose
+/// inputs did not change.
+fn views(config: &Config, old: &[TableView]) -> anyhow::Result<Vec<TableView>> {
+    config
+        .tables
+        .iter()
+        .map(|t| {
+            let key = (t.seed, t.builder_backends(), t.hash_key);
+            if let Some(v) = old.iter().find(|v| v.key == key) {
+                return Ok(TableView {
+                    key,
+                    rows: v.rows.clone(),
+                    counts: v.counts.clone(),
+                    hash: v.hash.clone(),
+                });
+            }
+            let r = Rendezvous::build(t.seed, &key.1)
+                .with_context(|| format!("building table \"{}\"", t.name))?;
+            Ok(view_of(key, &r))
+        })
+        .collect()
+}
+
+fn view_of(key: ([u8; 16], Vec<proto::table::Backend>, [u8; 16]), r: &Rendezvous) -> TableView {
+    let rows: Vec<[IpAddr; 2]> = r.row_addrs().collect();
+    let mut counts: HashMap<IpAddr, (usize, usize)> = HashMap::new();
+    for [p, s] in &rows {
+        counts.entry(*p).or_default().0 += 1;
+        counts.entry(*s).or_default().1 += 1;
+    }
+    let hash = proto::hex::encode(&proto::table::content_hash(&key.2, rows.iter().copied()));
+    TableView {
+        key,
+        rows,
+        counts,
+        hash,
+    }
+}
+
+/// Reads the API token named by the config: the file's first line, which
+/// must not be empty.
+fn read_token(config: &Config) -> anyhow::Result<Option<String>> {
+    let Some(path) = &config.director.api_token_file else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "reading the API token {} (director.api_token_file)",
+            path.display()
+        )
+    })?;
+    let token = text.lines().next().unwrap_or_default().trim().to_string();
+    if token.is_empty() {
+        return Err(anyhow!(
+            "the API token file {} (director.api_token_file) is empty",
+            path.display()
+        ));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        if let Ok(m) = std::fs::metadata(path)
+            && m.permissions().mode() & 0o077 != 0
+        {
+            warn!(
+                "the API token file {} is readable by other users than its owner (mode {:o}); chmod 600 it",
+                path.display(),
+                m.permissions().mode() & 0o777
+            );
+        }
+    }
+    Ok(Some(token))
+}
+
+/// Replaces `path` with `text` so that a crash at any moment leaves the
+/// old file or the new one: write a temporary file beside it, fsync it,
+/// rename it over `path`, fsync the directory. The old file's permissions
+/// are kept.
+fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        if let Ok(m) = std::fs::metadata(path) {
+            f.set_permissions(m.permissions())?;
+        }
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(&dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Why a config could not be applied.
+enum ApplyFailure {
+    /// Resolving next hops failed; nothing was written.
+    Resolve(anyhow::Error),
+    /// The data plane refused the config; nothing was written.
+    Refused(anyhow::Error),
+    /// A map write failed part-way.
+    Failed(anyhow::Error),
+}
+
+impl ApplyFailure {
+    fn message(self) -> String {
+        match self {
+            ApplyFailure::Resolve(e) => format!("resolving next hops: {e:#}"),
+            ApplyFailure::Refused(e) | ApplyFailure::Failed(e) => format!("{e:#}"),
+        }
+    }
 }
 
 impl Daemon {
@@ -195,7 +383,7 @@ impl Daemon {
     fn reload(&mut self) {
         let path = self.config_path.display().to_string();
         info!("SIGHUP: reloading config {path}");
-        let config = match load_config(&self.config_path) {
+        let (config, text) = match load_config_text(&self.config_path) {
             Ok(c) => c,
             Err(e) => {
                 error!("config refused, keeping the running tables: {e:#}");
@@ -209,43 +397,91 @@ impl Daemon {
             );
             return;
         }
-        let backends = backend_addrs(&config);
-        let snapshot = match self.resolver.resolve(&backends) {
-            Ok(s) => s,
+        if config.director.api_listen != self.config.director.api_listen {
+            error!(
+                "config refused, keeping the running tables: config {path}: director.api_listen changed from {} to {}; moving the API needs a restart",
+                self.config.director.api_listen, config.director.api_listen
+            );
+            return;
+        }
+        let token = match read_token(&config) {
+            Ok(t) => t,
             Err(e) => {
-                error!(
-                    "config refused, keeping the running tables: resolving the next hops of config {path}: {:#}",
-                    anyhow::Error::from(e)
-                );
+                error!("config refused, keeping the running tables: {e:#}");
                 return;
             }
         };
-        match self.dataplane.apply(&config, &|ip| snapshot.mac_of(ip)) {
+        match self.apply_config(config) {
             Ok(report) => {
-                self.generation += 1;
                 info!(
                     "config {path} applied: {}",
                     summary(self.generation, &report)
                 );
-                self.config = config;
-                self.backends = backends;
-                self.log_changes(&snapshot);
-                self.snapshot = snapshot;
-                self.probed.retain(|ip, _| self.backends.contains(ip));
-                self.probe_unresolved();
+                self.token = token;
+                self.on_disk = text;
+                self.record("sighup", Ok(()));
             }
-            Err(e) if is_refusal(&e) => error!(
-                "config refused, keeping the running tables: applying config {path}: {:#}",
-                anyhow::Error::from(e)
-            ),
-            // Past the checks, so some maps may hold part of the new
-            // config; the data plane rewrites what it is unsure of at the
-            // next apply, so a SIGHUP retries.
-            Err(e) => error!(
-                "applying config {path} failed part-way (send SIGHUP to retry): {:#}",
-                anyhow::Error::from(e)
-            ),
+            Err(e) => {
+                let refused = !matches!(e, ApplyFailure::Failed(_));
+                let message = e.message();
+                if refused {
+                    error!(
+                        "config refused, keeping the running tables: applying config {path}: {message}"
+                    );
+                } else {
+                    // Past the checks, so some maps may hold part of the new
+                    // config; the data plane rewrites what it is unsure of at
+                    // the next apply, so a SIGHUP retries.
+                    error!(
+                        "applying config {path} failed part-way (send SIGHUP to retry): {message}"
+                    );
+                }
+                self.record("sighup", Err(message));
+            }
         }
+    }
+
+    /// Resolves the next hops of `config`, applies it to the data plane
+    /// and makes it the live config.
+    fn apply_config(&mut self, config: Config) -> Result<ApplyReport, ApplyFailure> {
+        let backends = backend_addrs(&config);
+        let snapshot = self
+            .resolver
+            .resolve(&backends)
+            .map_err(|e| ApplyFailure::Resolve(anyhow::Error::from(e)))?;
+        let report = self
+            .dataplane
+            .apply(&config, &|ip| snapshot.mac_of(ip))
+            .map_err(|e| {
+                if is_refusal(&e) {
+                    ApplyFailure::Refused(e.into())
+                } else {
+                    ApplyFailure::Failed(e.into())
+                }
+            })?;
+        self.generation += 1;
+        // The rows are the builder's, as the data plane's are: a failure
+        // here would have failed the apply first.
+        match views(&config, &self.views) {
+            Ok(v) => self.views = v,
+            Err(e) => error!("building the API's view of the tables: {e:#}"),
+        }
+        self.health_reasons.retain(|(t, ip), _| {
+            config
+                .table(t)
+                .is_some_and(|t| t.backends.iter().any(|b| b.backend.addr == *ip))
+        });
+        self.config = config;
+        self.backends = backends;
+        self.log_changes(&snapshot);
+        self.snapshot = snapshot;
+        self.probed.retain(|ip, _| self.backends.contains(ip));
+        self.probe_unresolved();
+        Ok(report)
+    }
+
+    fn record(&mut self, source: &'static str, result: Result<(), String>) {
+        self.last_apply = Some((source, SystemTime::now(), result.err()));
     }
 
     /// Resolves the next hops again and rewrites the MACs that moved.
@@ -427,4 +663,370 @@ fn summary(generation: u64, report: &ApplyReport) -> String {
         report.backends_written,
         report.unresolved_macs
     )
+}
+
+/// What the API reads and changes; every method runs on the event loop.
+impl Daemon {
+    pub(crate) fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    pub(crate) fn api_is_loopback(&self) -> bool {
+        self.config.director.api_listen.ip().is_loopback()
+    }
+
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub(crate) fn set_health_reason(&mut self, ti: usize, ip: IpAddr, reason: Option<String>) {
+        let key = (self.config.tables[ti].name.clone(), ip);
+        match reason {
+            Some(r) => self.health_reasons.insert(key, r),
+            None => self.health_reasons.remove(&key),
+        };
+    }
+
+    fn stats(&self) -> Result<director_xdp::Stats, ApiError> {
+        self.dataplane.stats().map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("reading the counters: {:#}", anyhow::Error::from(e)),
+            )
+        })
+    }
+
+    /// Per bind of table `ti`: (bind, id, packets, bytes).
+    fn binds_of(
+        &self,
+        ti: usize,
+        stats: &director_xdp::Stats,
+    ) -> Vec<(proto::config::Bind, u32, u64, u64)> {
+        let t = &self.config.tables[ti];
+        director_xdp::bind_ids(&self.config)
+            .into_iter()
+            .filter(|b| b.table == t.name)
+            .map(|b| {
+                let s = stats
+                    .per_bind
+                    .iter()
+                    .find(|s| s.bind == b.id)
+                    .copied()
+                    .unwrap_or_default();
+                (t.binds[b.index], b.id, s.packets, s.bytes)
+            })
+            .collect()
+    }
+
+    fn table_value(&self, ti: usize, stats: &director_xdp::Stats) -> Value {
+        let t = &self.config.tables[ti];
+        let view = self.views.get(ti);
+        let binds: Vec<Value> = self
+            .binds_of(ti, stats)
+            .into_iter()
+            .map(|(b, id, packets, bytes)| {
+                json!({ "bind": b.to_string(), "id": id, "packets": packets, "bytes": bytes })
+            })
+            .collect();
+        let backends: Vec<Value> = t
+            .backends
+            .iter()
+            .map(|b| {
+                let ip = b.backend.addr;
+                let (p, s) = view
+                    .and_then(|v| v.counts.get(&ip).copied())
+                    .unwrap_or_default();
+                let mut o = json!({
+                    "ip": ip.to_string(),
+                    "state": b.backend.state.as_str(),
+                    "healthy": b.backend.healthy,
+                    "health_reason": self.health_reasons.get(&(t.name.clone(), ip)),
+                    "rows_primary": p,
+                    "rows_secondary": s,
+                });
+                if let Some(h) = &b.healthchecks {
+                    o["healthchecks"] = h.clone();
+                }
+                o
+            })
+            .collect();
+        json!({
+            "name": t.name,
+            "rows": view.map_or(0, |v| v.rows.len()),
+            "hash": view.map(|v| v.hash.clone()),
+            "binds": binds,
+            "backends": backends,
+        })
+    }
+
+    pub(crate) fn table_json(&self, ti: usize) -> Result<Value, ApiError> {
+        let stats = self.stats()?;
+        Ok(self.table_value(ti, &stats))
+    }
+
+    pub(crate) fn tables_json(&self) -> Result<Value, ApiError> {
+        let stats = self.stats()?;
+        let tables: Vec<Value> = (0..self.config.tables.len())
+            .map(|ti| self.table_value(ti, &stats))
+            .collect();
+        Ok(json!({ "generation": self.generation, "tables": tables }))
+    }
+
+    fn last_apply_json(&self) -> Value {
+        match &self.last_apply {
+            None => Value::Null,
+            Some((source, at, error)) => json!({
+                "source": source,
+                "ok": error.is_none(),
+                "error": error,
+                "unix_time": at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            }),
+        }
+    }
+
+    pub(crate) fn stats_json(&self) -> Result<Value, ApiError> {
+        let stats = self.stats()?;
+        let outcomes: serde_json::Map<String, Value> = stats
+            .outcomes
+            .iter()
+            .map(|(s, n)| (s.name().to_string(), json!(n)))
+            .collect();
+        let mut binds = Vec::new();
+        for (ti, t) in self.config.tables.iter().enumerate() {
+            for (b, id, packets, bytes) in self.binds_of(ti, &stats) {
+                binds.push(json!({
+                    "table": t.name, "bind": b.to_string(), "id": id,
+                    "packets": packets, "bytes": bytes,
+                }));
+            }
+        }
+        Ok(json!({
+            "generation": self.generation,
+            "outcomes": outcomes,
+            "binds": binds,
+            "last_apply": self.last_apply_json(),
+        }))
+    }
+
+    /// Prometheus text format (exposition format 0.0.4).
+    pub(crate) fn metrics(&self) -> Result<String, ApiError> {
+        use std::fmt::Write as _;
+        let stats = self.stats()?;
+        let mut m = String::new();
+        let family = |m: &mut String, name: &str, kind: &str, help: &str| {
+            let _ = writeln!(m, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        };
+        family(
+            &mut m,
+            "glb_director_packets_total",
+            "counter",
+            "Packets by outcome (icmp_handled, fragment and mac_fallback are subsets of encapsulated).",
+        );
+        for (s, n) in &stats.outcomes {
+            let _ = writeln!(
+                m,
+                "glb_director_packets_total{{outcome=\"{}\"}} {n}",
+                s.name()
+            );
+        }
+        let mut binds = Vec::new();
+        for (ti, t) in self.config.tables.iter().enumerate() {
+            for (b, _, packets, bytes) in self.binds_of(ti, &stats) {
+                let l = format!(
+                    "table=\"{}\",bind=\"{}\"",
+                    api::label(&t.name),
+                    api::label(&b.to_string())
+                );
+                binds.push((l, packets, bytes));
+            }
+        }
+        family(
+            &mut m,
+            "glb_bind_packets_total",
+            "counter",
+            "Packets encapsulated per bind.",
+        );
+        for (l, p, _) in &binds {
+            let _ = writeln!(m, "glb_bind_packets_total{{{l}}} {p}");
+        }
+        family(
+            &mut m,
+            "glb_bind_bytes_total",
+            "counter",
+            "Bytes (frames as received) encapsulated per bind.",
+        );
+        for (l, _, b) in &binds {
+            let _ = writeln!(m, "glb_bind_bytes_total{{{l}}} {b}");
+        }
+        let mut rows = String::new();
+        let mut health = String::new();
+        let mut state = String::new();
+        for (ti, t) in self.config.tables.iter().enumerate() {
+            for b in &t.backends {
+                let ip = b.backend.addr;
+                let l = format!("table=\"{}\",backend=\"{ip}\"", api::label(&t.name));
+                let (p, s) = self
+                    .views
+                    .get(ti)
+                    .and_then(|v| v.counts.get(&ip).copied())
+                    .unwrap_or_default();
+                let _ = writeln!(rows, "glb_backend_rows{{{l},role=\"primary\"}} {p}");
+                let _ = writeln!(rows, "glb_backend_rows{{{l},role=\"secondary\"}} {s}");
+                let _ = writeln!(
+                    health,
+                    "glb_backend_healthy{{{l}}} {}",
+                    u8::from(b.backend.healthy)
+                );
+                let _ = writeln!(
+                    state,
+                    "glb_backend_state{{{l},state=\"{}\"}} 1",
+                    b.backend.state.as_str()
+                );
+            }
+        }
+        family(
+            &mut m,
+            "glb_backend_rows",
+            "gauge",
+            "Rows of the table held by a backend, as primary or secondary.",
+        );
+        m.push_str(&rows);
+        family(
+            &mut m,
+            "glb_backend_healthy",
+            "gauge",
+            "1 if the backend's last health verdict is healthy.",
+        );
+        m.push_str(&health);
+        family(
+            &mut m,
+            "glb_backend_state",
+            "gauge",
+            "The backend's state (1 for the current one).",
+        );
+        m.push_str(&state);
+        family(
+            &mut m,
+            "glb_director_generation",
+            "gauge",
+            "Configs applied since the daemon started, the first included.",
+        );
+        let _ = writeln!(m, "glb_director_generation {}", self.generation);
+        if let Some((source, at, error)) = &self.last_apply {
+            family(
+                &mut m,
+                "glb_director_last_apply_success",
+                "gauge",
+                "1 if the last apply (start, SIGHUP or API) succeeded.",
+            );
+            let _ = writeln!(
+                m,
+                "glb_director_last_apply_success{{source=\"{source}\"}} {}",
+                u8::from(error.is_none())
+            );
+            family(
+                &mut m,
+                "glb_director_last_apply_timestamp_seconds",
+                "gauge",
+                "When the last apply was attempted (Unix time).",
+            );
+            let secs = at
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let _ = writeln!(m, "glb_director_last_apply_timestamp_seconds {secs}");
+        }
+        Ok(m)
+    }
+
+    /// The rows `change` would move in table `ti`; nothing is applied.
+    pub(crate) fn preview(&self, ti: usize, change: &Change) -> Result<Value, ApiError> {
+        let (new, _) = api::changed_config(&self.config, ti, change)?;
+        let new = api::check_whole(&new, change)?;
+        let t = &new.tables[ti];
+        let after = views(&new, &self.views)
+            .map_err(|e| ApiError::new(StatusCode::CONFLICT, format!("{e:#}")))?
+            .swap_remove(ti);
+        let before = self
+            .views
+            .get(ti)
+            .map(|v| v.rows.as_slice())
+            .unwrap_or_default();
+        let d = proto::table::diff_rows(before, &after.rows);
+        let mut v = serde_json::to_value(&d).unwrap_or_default();
+        v["table"] = json!(t.name);
+        v["hash_before"] = json!(self.views.get(ti).map(|v| v.hash.clone()));
+        v["hash_after"] = json!(after.hash);
+        Ok(v)
+    }
+
+    /// Makes `change` to table `ti`: checked whole, applied to the data
+    /// plane, written over the config file, in that order; an error leaves
+    /// the data plane and the file as they were. Returns whether anything
+    /// changed (a change to what already is changes nothing).
+    pub(crate) fn change(&mut self, ti: usize, change: &Change) -> Result<bool, ApiError> {
+        let (new, changed) = api::changed_config(&self.config, ti, change)?;
+        if !changed {
+            return Ok(false);
+        }
+        let path = self.config_path.display().to_string();
+        let internal = |m: String| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, m);
+        match std::fs::read_to_string(&self.config_path) {
+            Ok(text) if text == self.on_disk => {}
+            _ => {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    format!(
+                        "config {path} was changed on disk since the director read it; send SIGHUP to load it (or undo the edit) before changing it through the API"
+                    ),
+                )
+                .at("config", path));
+            }
+        }
+        let mut new = api::check_whole(&new, change)?;
+        // Warnings were reported when the file was read; the rendered
+        // config has none to add.
+        new.warnings.clear();
+        let text = format!("{:#}\n", proto::config::to_json(&new));
+        let old = self.config.clone();
+        match self.apply_config(new) {
+            Ok(report) => info!("API change applied: {}", summary(self.generation, &report)),
+            Err(e) => {
+                let refused = !matches!(e, ApplyFailure::Failed(_));
+                let message = e.message();
+                self.record("api", Err(message.clone()));
+                return Err(if refused {
+                    ApiError::new(
+                        StatusCode::CONFLICT,
+                        format!("the data plane refused the change: {message}"),
+                    )
+                } else {
+                    internal(format!(
+                        "writing the change to the data plane failed part-way: {message}"
+                    ))
+                });
+            }
+        }
+        if let Err(e) = write_atomically(&self.config_path, &text) {
+            // Nothing acknowledged may be lost: undo the change rather than
+            // answer for a state the file does not hold.
+            let undone = self
+                .apply_config(old)
+                .map(|_| ())
+                .map_err(ApplyFailure::message);
+            let message = format!("writing config {path}: {e}");
+            error!("API change not saved ({message}); rolled back: {undone:?}");
+            self.record("api", Err(message.clone()));
+            return Err(internal(match undone {
+                Ok(()) => format!("{message}; the change was rolled back"),
+                Err(u) => format!("{message}; rolling the change back failed too: {u}"),
+            }));
+        }
+        self.on_disk = text;
+        self.record("api", Ok(()));
+        Ok(true)
+    }
 }

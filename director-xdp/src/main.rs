@@ -6,6 +6,7 @@
 //! runtime errors (loading the program, attaching it, writing the output).
 
 mod agent;
+mod api;
 mod daemon;
 
 use std::fs::File;
@@ -159,6 +160,11 @@ fn init_logging() {
 
 /// Reads and checks a config, logging its warnings.
 pub(crate) fn load_config(path: &Path) -> anyhow::Result<Config> {
+    load_config_text(path).map(|(c, _)| c)
+}
+
+/// [`load_config`], and the file's text.
+pub(crate) fn load_config_text(path: &Path) -> anyhow::Result<(Config, String)> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading config {}", path.display()))?;
     let config =
@@ -166,7 +172,7 @@ pub(crate) fn load_config(path: &Path) -> anyhow::Result<Config> {
     for warning in &config.warnings {
         tracing::warn!("config {}: {warning}", path.display());
     }
-    Ok(config)
+    Ok((config, text))
 }
 
 /// `XDP_*` verdicts, as in `enum xdp_action` (include/uapi/linux/bpf.h).

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
 
 use serde_json::{Map, Value};
 
@@ -251,6 +252,9 @@ pub struct Director {
     pub gateway_mac: Option<[u8; 6]>,
     /// Where the HTTP API listens.
     pub api_listen: SocketAddr,
+    /// File holding the bearer token that API mutations must present
+    /// (absolute path); without one, the API is read-only.
+    pub api_token_file: Option<PathBuf>,
 }
 
 impl Default for Director {
@@ -262,6 +266,7 @@ impl Default for Director {
             hash_fields: HashFields::DEFAULT,
             gateway_mac: None,
             api_listen: DEFAULT_API_LISTEN,
+            api_token_file: None,
         }
     }
 }
@@ -551,6 +556,7 @@ impl Cx {
                 "hash_fields",
                 "gateway_mac",
                 "api_listen",
+                "api_token_file",
             ],
         )?;
         let mut d = Director::default();
@@ -607,6 +613,18 @@ impl Cx {
                     ),
                 )
             })?;
+        }
+        if let Some(s) = string("api_token_file")? {
+            let path = PathBuf::from(s);
+            // Relative to what? The daemon's working directory is an
+            // accident of how it was started: only absolute paths.
+            if !path.is_absolute() || s.contains('\0') {
+                return Err(invalid(
+                    field("api_token_file"),
+                    format!("\"{s}\" is not an absolute path"),
+                ));
+            }
+            d.api_token_file = Some(path);
         }
         if let Some(h) = o.get("hash_fields") {
             let a = array(h, &field("hash_fields"))?;
@@ -848,6 +866,12 @@ pub fn to_json(config: &Config) -> Value {
         dir.insert("gateway_mac", Value::String(s.join(":")));
     }
     dir.insert("api_listen", Value::String(d.api_listen.to_string()));
+    if let Some(p) = &d.api_token_file {
+        dir.insert(
+            "api_token_file",
+            Value::String(p.to_string_lossy().into_owned()),
+        );
+    }
     let dir: Map<String, Value> = dir.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
     let mut root = Map::new();
     root.insert("tables".into(), Value::Array(tables));

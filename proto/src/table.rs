@@ -901,6 +901,85 @@ pub fn check_backends(backends: &[Backend]) -> Result<(), TableError> {
     Ok(())
 }
 
+/// Rows held by one backend before and after a change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Movement {
+    /// The backend.
+    pub ip: IpAddr,
+    /// Rows it was the primary of.
+    pub primary_before: usize,
+    /// Rows it is the primary of.
+    pub primary_after: usize,
+    /// Rows it was the secondary of.
+    pub secondary_before: usize,
+    /// Rows it is the secondary of.
+    pub secondary_after: usize,
+}
+
+/// What a change does to a table's rows (`director-ctl table diff`, the
+/// API's preview).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RowDiff {
+    /// Rows whose primary or secondary changes.
+    pub rows_changed: usize,
+    /// Rows whose primary changes.
+    pub rows_primary_changed: usize,
+    /// Rows whose secondary changes.
+    pub rows_secondary_changed: usize,
+    /// Rows whose old primary is neither the new primary nor the new
+    /// secondary: second chance cannot find their established flows.
+    pub rows_old_primary_unreachable: usize,
+    /// Backends whose row counts change, by address.
+    pub backends: Vec<Movement>,
+}
+
+/// Compares two versions of a table, row by row (`[primary, secondary]`).
+pub fn diff_rows(old: &[[IpAddr; 2]], new: &[[IpAddr; 2]]) -> RowDiff {
+    let mut d = RowDiff::default();
+    let mut per: std::collections::BTreeMap<IpAddr, [usize; 4]> = Default::default();
+    for (a, b) in old.iter().zip(new) {
+        d.rows_primary_changed += usize::from(a[0] != b[0]);
+        d.rows_secondary_changed += usize::from(a[1] != b[1]);
+        d.rows_changed += usize::from(a != b);
+        d.rows_old_primary_unreachable += usize::from(a[0] != b[0] && a[0] != b[1]);
+        per.entry(a[0]).or_default()[0] += 1;
+        per.entry(b[0]).or_default()[1] += 1;
+        per.entry(a[1]).or_default()[2] += 1;
+        per.entry(b[1]).or_default()[3] += 1;
+    }
+    d.backends = per
+        .into_iter()
+        .filter(|(_, m)| m[0] != m[1] || m[2] != m[3])
+        .map(|(ip, m)| Movement {
+            ip,
+            primary_before: m[0],
+            primary_after: m[1],
+            secondary_before: m[2],
+            secondary_after: m[3],
+        })
+        .collect();
+    d
+}
+
+/// Content hash of a table as the director forwards with it: SipHash-2-4
+/// under the keys `"glb-table-hash-0"` and `"glb-table-hash-1"` (ASCII)
+/// of the hash key followed by every row's primary and secondary address
+/// as 16 bytes (IPv4 as IPv4-mapped IPv6); the two digests, big-endian,
+/// make 16 bytes. Two directors with the same hash send every flow to the
+/// same backends.
+pub fn content_hash(hash_key: &[u8; 16], rows: impl Iterator<Item = [IpAddr; 2]>) -> [u8; 16] {
+    let mut msg = Vec::with_capacity(16 + TABLE_ROWS * 32);
+    msg.extend_from_slice(hash_key);
+    for [p, s] in rows {
+        msg.extend_from_slice(&addr_key(p));
+        msg.extend_from_slice(&addr_key(s));
+    }
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&siphash24(b"glb-table-hash-0", &msg).to_be_bytes());
+    out[8..].copy_from_slice(&siphash24(b"glb-table-hash-1", &msg).to_be_bytes());
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

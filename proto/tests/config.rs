@@ -80,6 +80,7 @@ fn glb_config_without_names_or_director_section_is_read_as_is() {
     assert_eq!(c.tables[0].name, "0");
     assert_eq!(c.director.hash_fields, HashFields::DEFAULT);
     assert_eq!(c.director.api_listen, "127.0.0.1:9610".parse().unwrap());
+    assert_eq!(c.director.api_token_file, None, "no token: a read-only API");
     assert_eq!(
         c.tables[0].binds[1].to_string(),
         "203.0.113.1:8000-8010/udp"
@@ -117,6 +118,16 @@ fn round_trips_through_to_json() {
     let c = Config::from_json(EXAMPLE).unwrap();
     let again = Config::from_json(&to_json(&c).to_string()).unwrap();
     assert_eq!(c, again);
+    let with_token = EXAMPLE.replace(
+        r#""gateway_mac""#,
+        r#""api_token_file": "/etc/glb/api-token", "gateway_mac""#,
+    );
+    let c = Config::from_json(&with_token).unwrap();
+    assert_eq!(
+        c.director.api_token_file.as_deref(),
+        Some(std::path::Path::new("/etc/glb/api-token"))
+    );
+    assert_eq!(Config::from_json(&to_json(&c).to_string()).unwrap(), c);
 }
 
 #[test]
@@ -219,6 +230,14 @@ fn bad_values_are_refused_with_table_field_and_value() {
         (
             r#"{"tables":[],"director":{"source_v4":"2001:db8::1"}}"#.into(),
             "director.source_v4: \"2001:db8::1\" is not an IPv4 address",
+        ),
+        (
+            r#"{"tables":[],"director":{"api_token_file":"token"}}"#.into(),
+            "director.api_token_file: \"token\" is not an absolute path",
+        ),
+        (
+            r#"{"tables":[],"director":{"api_token_file":7}}"#.into(),
+            "director.api_token_file: expected a string, found 7",
         ),
         (
             r#"{"tables":[],"director":{"api_listen":"localhost"}}"#.into(),

@@ -1,0 +1,1078 @@
+//! The director's HTTP API (docs/api.md), served by `director-xdp run`.
+//!
+//! The HTTP side here only moves requests: every call (reads included) is
+//! sent to the daemon's event loop, the single owner of the config and the
+//! data plane, which answers it in [`Daemon::call`] between signals and
+//! next-hop refreshes. Calls are therefore serialised: two drains at once
+//! are two changes one after the other, each building on the table the
+//! previous one left.
+//!
+//! A change is answered only once it is live and on disk: the new config
+//! is built and checked whole (as if read from the file), applied to the
+//! data plane (each table flips atomically), then written over the config
+//! file (write, fsync, rename, fsync of the directory). A refused change
+//! writes nothing; a change whose file write fails is rolled back in the
+//! data plane.
+//!
+//! The routes, the router and the OpenAPI document all come from
+//! [`ROUTES`].
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{RawPathParams, RawQuery};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, MethodRouter};
+use proto::config::{BackendConfig, Config};
+use proto::table::{Backend, BackendState};
+use serde_json::{Map, Value, json};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::daemon::Daemon;
+
+/// What a route does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Op {
+    Healthz,
+    OpenApi,
+    Metrics,
+    Stats,
+    Tables,
+    Table,
+    AddBackend,
+    RemoveBackend,
+    SetState(BackendState),
+    SetHealth,
+    Preview,
+}
+
+/// One route: what the router serves and what the OpenAPI document says.
+#[derive(Debug)]
+pub(crate) struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub op: Op,
+    pub id: &'static str,
+    pub summary: &'static str,
+    /// Needs the bearer token.
+    pub mutation: bool,
+    /// Schema of the request body (components/schemas), if any.
+    pub request: Option<&'static str>,
+    /// Schema of the success response (components/schemas).
+    pub response: &'static str,
+    /// Status of the success response.
+    pub success: u16,
+}
+
+const fn route(
+    method: &'static str,
+    path: &'static str,
+    op: Op,
+    id: &'static str,
+    summary: &'static str,
+) -> Route {
+    Route {
+        method,
+        path,
+        op,
+        id,
+        summary,
+        mutation: false,
+        request: None,
+        response: "Error",
+        success: 200,
+    }
+}
+
+const fn change(
+    method: &'static str,
+    path: &'static str,
+    op: Op,
+    id: &'static str,
+    summary: &'static str,
+    request: Option<&'static str>,
+) -> Route {
+    Route {
+        mutation: true,
+        request,
+        response: "Change",
+        ..route(method, path, op, id, summary)
+    }
+}
+
+/// Every route of the API.
+pub(crate) const ROUTES: &[Route] = &[
+    Route {
+        response: "Healthz",
+        ..route(
+            "get",
+            "/healthz",
+            Op::Healthz,
+            "healthz",
+            "Liveness: the daemon's event loop answers",
+        )
+    },
+    Route {
+        response: "OpenApi",
+        ..route(
+            "get",
+            "/v1/openapi.json",
+            Op::OpenApi,
+            "openapi",
+            "This document",
+        )
+    },
+    Route {
+        response: "Metrics",
+        ..route(
+            "get",
+            "/metrics",
+            Op::Metrics,
+            "metrics",
+            "Prometheus text format: counters, rows, health, generation",
+        )
+    },
+    Route {
+        response: "Stats",
+        ..route(
+            "get",
+            "/v1/stats",
+            Op::Stats,
+            "stats",
+            "Director counters, per outcome and per bind",
+        )
+    },
+    Route {
+        response: "Tables",
+        ..route(
+            "get",
+            "/v1/tables",
+            Op::Tables,
+            "listTables",
+            "Every table: binds, backends, rows, content hash",
+        )
+    },
+    Route {
+        response: "Table",
+        ..route(
+            "get",
+            "/v1/tables/{name}",
+            Op::Table,
+            "getTable",
+            "One table: binds, backends, rows, content hash",
+        )
+    },
+    Route {
+        success: 201,
+        ..change(
+            "post",
+            "/v1/tables/{name}/backends",
+            Op::AddBackend,
+            "addBackend",
+            "Add a backend",
+            Some("AddBackend"),
+        )
+    },
+    change(
+        "delete",
+        "/v1/tables/{name}/backends/{ip}",
+        Op::RemoveBackend,
+        "removeBackend",
+        "Remove a backend (refused unless inactive, or ?force=true)",
+        None,
+    ),
+    change(
+        "post",
+        "/v1/tables/{name}/backends/{ip}/drain",
+        Op::SetState(BackendState::Draining),
+        "drainBackend",
+        "Set a backend's state to draining",
+        None,
+    ),
+    change(
+        "post",
+        "/v1/tables/{name}/backends/{ip}/fill",
+        Op::SetState(BackendState::Filling),
+        "fillBackend",
+        "Set a backend's state to filling",
+        None,
+    ),
+    change(
+        "post",
+        "/v1/tables/{name}/backends/{ip}/activate",
+        Op::SetState(BackendState::Active),
+        "activateBackend",
+        "Set a backend's state to active",
+        None,
+    ),
+    change(
+        "post",
+        "/v1/tables/{name}/backends/{ip}/deactivate",
+        Op::SetState(BackendState::Inactive),
+        "deactivateBackend",
+        "Set a backend's state to inactive",
+        None,
+    ),
+    change(
+        "put",
+        "/v1/tables/{name}/backends/{ip}/health",
+        Op::SetHealth,
+        "setHealth",
+        "Set a backend's health (the health checker's call)",
+        Some("Health"),
+    ),
+    Route {
+        mutation: false,
+        request: Some("Proposal"),
+        response: "Preview",
+        ..route(
+            "post",
+            "/v1/tables/{name}/preview",
+            Op::Preview,
+            "preview",
+            "The rows a change would move, without applying it",
+        )
+    },
+];
+
+/// A request as the event loop receives it.
+#[derive(Debug)]
+pub(crate) struct Call {
+    pub op: Op,
+    pub table: Option<String>,
+    pub ip: Option<String>,
+    pub query: Option<String>,
+    pub authorization: Option<String>,
+    pub body: Bytes,
+    pub reply: oneshot::Sender<Reply>,
+}
+
+/// An answer: status and a JSON or text body.
+#[derive(Debug)]
+pub(crate) struct Reply {
+    pub status: StatusCode,
+    pub body: ReplyBody,
+}
+
+#[derive(Debug)]
+pub(crate) enum ReplyBody {
+    Json(Value),
+    Text(String),
+}
+
+impl Reply {
+    pub(crate) fn json(status: StatusCode, v: Value) -> Reply {
+        Reply {
+            status,
+            body: ReplyBody::Json(v),
+        }
+    }
+}
+
+impl IntoResponse for Reply {
+    fn into_response(self) -> Response {
+        let unauthorized = self.status == StatusCode::UNAUTHORIZED;
+        let mut r = match self.body {
+            ReplyBody::Json(v) => (
+                self.status,
+                [(header::CONTENT_TYPE, "application/json")],
+                format!("{v:#}\n"),
+            )
+                .into_response(),
+            ReplyBody::Text(t) => (
+                self.status,
+                [(
+                    header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )],
+                t,
+            )
+                .into_response(),
+        };
+        if unauthorized {
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        r
+    }
+}
+
+/// A refused call: status, message, and the field and value at fault.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    pub status: StatusCode,
+    pub error: String,
+    pub field: Option<String>,
+    pub value: Option<Value>,
+}
+
+impl ApiError {
+    pub(crate) fn new(status: StatusCode, error: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            error: error.into(),
+            field: None,
+            value: None,
+        }
+    }
+
+    pub(crate) fn at(mut self, field: &str, value: impl Into<Value>) -> ApiError {
+        self.field = Some(field.to_string());
+        self.value = Some(value.into());
+        self
+    }
+
+    pub(crate) fn reply(self) -> Reply {
+        let mut o = Map::new();
+        o.insert("error".into(), Value::String(self.error));
+        if let Some(f) = self.field {
+            o.insert("field".into(), Value::String(f));
+            o.insert("value".into(), self.value.unwrap_or(Value::Null));
+        }
+        Reply::json(self.status, Value::Object(o))
+    }
+}
+
+fn bad(error: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, error)
+}
+
+fn conflict(error: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, error)
+}
+
+/// The router: every route of [`ROUTES`] forwards to the event loop.
+pub(crate) fn router(calls: mpsc::Sender<Call>) -> Router {
+    let mut by_path: BTreeMap<&str, MethodRouter> = BTreeMap::new();
+    for r in ROUTES {
+        let calls = calls.clone();
+        let op = r.op;
+        let handler =
+            move |params: RawPathParams,
+                  RawQuery(query): RawQuery,
+                  headers: HeaderMap,
+                  body: Bytes| { forward(calls, op, params, query, headers, body) };
+        let filter = match r.method {
+            "get" => MethodFilter::GET,
+            "post" => MethodFilter::POST,
+            "put" => MethodFilter::PUT,
+            _ => MethodFilter::DELETE,
+        };
+        let m = by_path.remove(r.path).unwrap_or_default();
+        by_path.insert(r.path, m.on(filter, handler));
+    }
+    let mut router = Router::new();
+    for (path, m) in by_path {
+        router = router.route(
+            path,
+            m.fallback(|| async {
+                ApiError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method not allowed on this path",
+                )
+                .reply()
+            }),
+        );
+    }
+    router.fallback(|| async {
+        ApiError::new(StatusCode::NOT_FOUND, "no such path (see /v1/openapi.json)").reply()
+    })
+}
+
+async fn forward(
+    calls: mpsc::Sender<Call>,
+    op: Op,
+    params: RawPathParams,
+    query: Option<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Reply {
+    let mut table = None;
+    let mut ip = None;
+    for (k, v) in &params {
+        match k {
+            "name" => table = Some(v.to_string()),
+            "ip" => ip = Some(v.to_string()),
+            _ => {}
+        }
+    }
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let (tx, rx) = oneshot::channel();
+    let call = Call {
+        op,
+        table,
+        ip,
+        query,
+        authorization,
+        body,
+        reply: tx,
+    };
+    let gone = || {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the director is shutting down",
+        )
+        .reply()
+    };
+    if calls.send(call).await.is_err() {
+        return gone();
+    }
+    rx.await.unwrap_or_else(|_| gone())
+}
+
+/// Checks the bearer token. `token` is the configured one (None: no
+/// token file, the API is read-only).
+pub(crate) fn authorize(
+    token: Option<&str>,
+    authorization: Option<&str>,
+    mutation: bool,
+    loopback: bool,
+) -> Result<(), ApiError> {
+    let Some(token) = token else {
+        if mutation {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "the API is read-only: director.api_token_file is not set",
+            ));
+        }
+        return Ok(());
+    };
+    if !mutation && loopback {
+        return Ok(());
+    }
+    let given = authorization.and_then(|h| h.strip_prefix("Bearer "));
+    match given {
+        None => Err(
+            ApiError::new(StatusCode::UNAUTHORIZED, "missing bearer token")
+                .at("Authorization", Value::Null),
+        ),
+        Some(g) if constant_time_eq(g.trim().as_bytes(), token.as_bytes()) => Ok(()),
+        Some(_) => Err(
+            ApiError::new(StatusCode::UNAUTHORIZED, "wrong bearer token")
+                .at("Authorization", "Bearer ..."),
+        ),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A change to one table.
+#[derive(Clone, Debug)]
+pub(crate) enum Change {
+    Add(BackendConfig),
+    Remove { ip: IpAddr, force: bool },
+    SetState { ip: IpAddr, state: BackendState },
+    SetHealth { ip: IpAddr, healthy: bool },
+}
+
+/// The body as a JSON object, or 400.
+fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(bad("the request needs a JSON object body").at("body", ""));
+    }
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| bad(format!("the body is not valid JSON: {e}")).at("body", Value::Null))?;
+    match v {
+        Value::Object(o) => Ok(o),
+        other => Err(bad("the body must be a JSON object").at("body", other)),
+    }
+}
+
+/// Refuses fields not in `known` (a typo must not be silently ignored).
+fn only(o: &Map<String, Value>, known: &[&str]) -> Result<(), ApiError> {
+    match o.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(k) => Err(bad(format!(
+            "unknown field \"{k}\" (known: {})",
+            known.join(", ")
+        ))
+        .at(k, o[k].clone())),
+        None => Ok(()),
+    }
+}
+
+pub(crate) fn parse_ip(field: &str, s: &str) -> Result<IpAddr, ApiError> {
+    s.parse()
+        .map_err(|_| bad(format!("\"{s}\" is not an IP address")).at(field, s))
+}
+
+fn ip_field(o: &Map<String, Value>) -> Result<IpAddr, ApiError> {
+    match o.get("ip") {
+        Some(Value::String(s)) => parse_ip("ip", s),
+        Some(v) => Err(bad("expected an IP address as a string").at("ip", v.clone())),
+        None => Err(bad("missing field \"ip\"").at("ip", Value::Null)),
+    }
+}
+
+fn state_field(o: &Map<String, Value>) -> Result<Option<BackendState>, ApiError> {
+    match o.get("state") {
+        None => Ok(None),
+        Some(v) => v
+            .as_str()
+            .and_then(|s| {
+                [
+                    BackendState::Active,
+                    BackendState::Filling,
+                    BackendState::Draining,
+                    BackendState::Inactive,
+                ]
+                .into_iter()
+                .find(|st| st.as_str() == s)
+            })
+            .map(Some)
+            .ok_or_else(|| {
+                bad("not one of \"active\", \"filling\", \"draining\", \"inactive\"")
+                    .at("state", v.clone())
+            }),
+    }
+}
+
+fn bool_field(o: &Map<String, Value>, k: &str) -> Result<Option<bool>, ApiError> {
+    match o.get(k) {
+        None => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(v) => Err(bad("expected true or false").at(k, v.clone())),
+    }
+}
+
+/// `POST .../backends` body.
+pub(crate) fn parse_add(body: &[u8]) -> Result<BackendConfig, ApiError> {
+    let o = object(body)?;
+    only(&o, &["ip", "state", "healthy", "healthchecks"])?;
+    let healthchecks = match o.get("healthchecks") {
+        None => None,
+        Some(h @ Value::Object(_)) => Some(h.clone()),
+        Some(v) => return Err(bad("expected an object").at("healthchecks", v.clone())),
+    };
+    Ok(BackendConfig {
+        backend: Backend {
+            addr: ip_field(&o)?,
+            state: state_field(&o)?.unwrap_or(BackendState::Active),
+            healthy: bool_field(&o, "healthy")?.unwrap_or(true),
+        },
+        healthchecks,
+    })
+}
+
+/// `PUT .../health` body: the verdict and an optional reason.
+pub(crate) fn parse_health(body: &[u8]) -> Result<(bool, Option<String>), ApiError> {
+    let o = object(body)?;
+    only(&o, &["healthy", "reason"])?;
+    let healthy = bool_field(&o, "healthy")?
+        .ok_or_else(|| bad("missing field \"healthy\"").at("healthy", Value::Null))?;
+    let reason = match o.get("reason") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.len() <= 1024 => Some(s.clone()),
+        Some(v) => {
+            return Err(bad("expected a string of at most 1024 bytes").at("reason", v.clone()));
+        }
+    };
+    Ok((healthy, reason))
+}
+
+/// `POST .../preview` body: `{"action": ..., "ip": ..., ...}`.
+pub(crate) fn parse_proposal(body: &[u8]) -> Result<Change, ApiError> {
+    let o = object(body)?;
+    let action = match o.get("action") {
+        Some(Value::String(s)) => s.as_str(),
+        Some(v) => return Err(bad("expected a string").at("action", v.clone())),
+        None => return Err(bad("missing field \"action\"").at("action", Value::Null)),
+    };
+    let state = |s| -> Result<Change, ApiError> {
+        only(&o, &["action", "ip"])?;
+        Ok(Change::SetState {
+            ip: ip_field(&o)?,
+            state: s,
+        })
+    };
+    match action {
+        "add" => {
+            let mut rest = o.clone();
+            rest.remove("action");
+            let body = serde_json::to_vec(&rest).unwrap_or_default();
+            Ok(Change::Add(parse_add(&body)?))
+        }
+        "remove" => {
+            only(&o, &["action", "ip"])?;
+            Ok(Change::Remove {
+                ip: ip_field(&o)?,
+                force: true,
+            })
+        }
+        "drain" => state(BackendState::Draining),
+        "fill" => state(BackendState::Filling),
+        "activate" => state(BackendState::Active),
+        "deactivate" => state(BackendState::Inactive),
+        "health" => {
+            only(&o, &["action", "ip", "healthy"])?;
+            Ok(Change::SetHealth {
+                ip: ip_field(&o)?,
+                healthy: bool_field(&o, "healthy")?
+                    .ok_or_else(|| bad("missing field \"healthy\"").at("healthy", Value::Null))?,
+            })
+        }
+        other => Err(bad(
+            "not one of \"add\", \"remove\", \"drain\", \"fill\", \"activate\", \"deactivate\", \"health\"",
+        )
+        .at("action", other)),
+    }
+}
+
+/// `?force=true|false`.
+pub(crate) fn parse_force(query: Option<&str>) -> Result<bool, ApiError> {
+    let mut force = false;
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match (k, v) {
+            ("force", "true" | "1") => force = true,
+            ("force", "false" | "0") => force = false,
+            ("force", v) => return Err(bad("expected true or false").at("force", v)),
+            (k, _) => return Err(bad(format!("unknown query parameter \"{k}\"")).at(k, v)),
+        }
+    }
+    Ok(force)
+}
+
+/// The config with `change` made to table `table` (index `ti`), not yet
+/// checked as a whole. Returns whether anything changed.
+pub(crate) fn changed_config(
+    config: &Config,
+    ti: usize,
+    change: &Change,
+) -> Result<(Config, bool), ApiError> {
+    let mut new = config.clone();
+    let t = &mut new.tables[ti];
+    let name = t.name.clone();
+    let find = |t: &proto::config::Table, ip: IpAddr| {
+        t.backends
+            .iter()
+            .position(|b| b.backend.addr == ip)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    format!("table \"{name}\" has no backend {ip}"),
+                )
+                .at("ip", ip.to_string())
+            })
+    };
+    let changed = match change {
+        Change::Add(b) => {
+            if t.backends.iter().any(|x| x.backend.addr == b.backend.addr) {
+                return Err(conflict(format!(
+                    "table \"{name}\" already has backend {}",
+                    b.backend.addr
+                ))
+                .at("ip", b.backend.addr.to_string()));
+            }
+            t.backends.push(b.clone());
+            true
+        }
+        Change::Remove { ip, force } => {
+            let i = find(t, *ip)?;
+            let state = t.backends[i].backend.state;
+            if state != BackendState::Inactive && !force {
+                return Err(conflict(format!(
+                    "backend {ip} is {state}: deactivate it first (drain it and wait for its flows to end), or remove it with ?force=true"
+                ))
+                .at("ip", ip.to_string()));
+            }
+            t.backends.remove(i);
+            true
+        }
+        Change::SetState { ip, state } => {
+            let i = find(t, *ip)?;
+            let b = &mut t.backends[i].backend;
+            let changed = b.state != *state;
+            b.state = *state;
+            changed
+        }
+        Change::SetHealth { ip, healthy } => {
+            let i = find(t, *ip)?;
+            let b = &mut t.backends[i].backend;
+            let changed = b.healthy != *healthy;
+            b.healthy = *healthy;
+            changed
+        }
+    };
+    Ok((new, changed))
+}
+
+/// Checks a changed config whole, exactly as if it were read from the file
+/// (so the file written next will load). A refusal is a 409: the request
+/// was well formed, but the table cannot take the change.
+pub(crate) fn check_whole(new: &Config, change: &Change) -> Result<Config, ApiError> {
+    let text = proto::config::to_json(new).to_string();
+    Config::from_json(&text).map_err(|e| {
+        let ip = match change {
+            Change::Add(b) => b.backend.addr,
+            Change::Remove { ip, .. }
+            | Change::SetState { ip, .. }
+            | Change::SetHealth { ip, .. } => *ip,
+        };
+        conflict(format!("the change is refused: {e}")).at("ip", ip.to_string())
+    })
+}
+
+/// Escapes a Prometheus label value.
+pub(crate) fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The OpenAPI 3.1 document, from [`ROUTES`].
+pub(crate) fn openapi() -> Value {
+    let mut paths = Map::new();
+    for r in ROUTES {
+        let mut params = Vec::new();
+        for p in ["name", "ip"] {
+            if r.path.contains(&format!("{{{p}}}")) {
+                params.push(json!({
+                    "name": p, "in": "path", "required": true,
+                    "schema": { "type": "string" },
+                    "description": if p == "name" { "the table's name" } else { "the backend's address" },
+                }));
+            }
+        }
+        if r.op == Op::RemoveBackend {
+            params.push(json!({
+                "name": "force", "in": "query", "required": false,
+                "schema": { "type": "boolean", "default": false },
+                "description": "remove a backend that is not inactive",
+            }));
+        }
+        let schema = |name: &str| json!({ "$ref": format!("#/components/schemas/{name}") });
+        let error = json!({ "description": "refused", "content": { "application/json": { "schema": schema("Error") } } });
+        let mut responses = Map::new();
+        let content_type = if r.op == Op::Metrics {
+            "text/plain"
+        } else {
+            "application/json"
+        };
+        responses.insert(
+            r.success.to_string(),
+            json!({ "description": "success", "content": { content_type: { "schema": schema(r.response) } } }),
+        );
+        let mut codes = vec!["500"];
+        if r.path.contains("{name}") {
+            codes.extend(["400", "404"]);
+        }
+        if r.mutation || r.op == Op::Preview {
+            codes.extend(["400", "409"]);
+        }
+        if r.mutation {
+            codes.extend(["401", "403"]);
+        }
+        codes.sort_unstable();
+        codes.dedup();
+        for c in codes {
+            responses.insert(c.to_string(), error.clone());
+        }
+        let mut op = json!({
+            "operationId": r.id,
+            "summary": r.summary,
+            "parameters": params,
+            "responses": responses,
+        });
+        if let Some(req) = r.request {
+            op["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": schema(req) } } });
+        }
+        if r.mutation {
+            op["security"] = json!([{ "bearer": [] }]);
+        }
+        let entry = paths
+            .entry(r.path.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
+        entry[r.method] = op;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "glb-rs director API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "docs/api.md. Mutations need `Authorization: Bearer <token>` (director.api_token_file); reads are open on a loopback address.",
+        },
+        "paths": paths,
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+            "schemas": schemas(),
+        },
+    })
+}
+
+fn schemas() -> Value {
+    let state = json!({ "type": "string", "enum": ["active", "filling", "draining", "inactive"] });
+    let count = json!({ "type": "integer", "minimum": 0 });
+    json!({
+        "Error": {
+            "type": "object", "required": ["error"],
+            "properties": {
+                "error": { "type": "string" },
+                "field": { "type": "string", "description": "the field, parameter or header at fault" },
+                "value": { "description": "the value found" },
+            },
+        },
+        "Healthz": { "type": "object", "properties": { "status": { "type": "string" }, "generation": count } },
+        "OpenApi": { "type": "object" },
+        "Metrics": { "type": "string" },
+        "Backend": {
+            "type": "object",
+            "properties": {
+                "ip": { "type": "string" }, "state": state, "healthy": { "type": "boolean" },
+                "health_reason": { "type": ["string", "null"] },
+                "rows_primary": count, "rows_secondary": count,
+                "healthchecks": { "type": "object" },
+            },
+        },
+        "Bind": {
+            "type": "object",
+            "properties": { "bind": { "type": "string" }, "id": count, "packets": count, "bytes": count },
+        },
+        "Table": {
+            "type": "object",
+            "properties": {
+                "name": { "type": "string" }, "rows": count,
+                "hash": { "type": "string", "description": "content hash, 32 hex digits (docs/api.md)" },
+                "binds": { "type": "array", "items": { "$ref": "#/components/schemas/Bind" } },
+                "backends": { "type": "array", "items": { "$ref": "#/components/schemas/Backend" } },
+            },
+        },
+        "Tables": {
+            "type": "object",
+            "properties": {
+                "generation": count,
+                "tables": { "type": "array", "items": { "$ref": "#/components/schemas/Table" } },
+            },
+        },
+        "Change": {
+            "type": "object",
+            "properties": {
+                "changed": { "type": "boolean" }, "generation": count,
+                "table": { "$ref": "#/components/schemas/Table" },
+            },
+        },
+        "AddBackend": {
+            "type": "object", "required": ["ip"], "additionalProperties": false,
+            "properties": {
+                "ip": { "type": "string" }, "state": state, "healthy": { "type": "boolean" },
+                "healthchecks": { "type": "object" },
+            },
+        },
+        "Health": {
+            "type": "object", "required": ["healthy"], "additionalProperties": false,
+            "properties": { "healthy": { "type": "boolean" }, "reason": { "type": "string" } },
+        },
+        "Proposal": {
+            "type": "object", "required": ["action", "ip"],
+            "properties": {
+                "action": { "type": "string", "enum": ["add", "remove", "drain", "fill", "activate", "deactivate", "health"] },
+                "ip": { "type": "string" }, "state": state, "healthy": { "type": "boolean" },
+                "healthchecks": { "type": "object" },
+            },
+        },
+        "Preview": {
+            "type": "object",
+            "properties": {
+                "table": { "type": "string" }, "rows_changed": count, "rows_primary_changed": count,
+                "rows_secondary_changed": count, "rows_old_primary_unreachable": count,
+                "backends": { "type": "array", "items": { "type": "object" } },
+            },
+        },
+        "Stats": {
+            "type": "object",
+            "properties": {
+                "generation": count,
+                "outcomes": { "type": "object", "additionalProperties": count },
+                "binds": { "type": "array", "items": { "type": "object" } },
+                "last_apply": { "type": "object" },
+            },
+        },
+    })
+}
+
+/// Answers one call; runs on the event loop, which owns `daemon`.
+pub(crate) fn answer(daemon: &mut Daemon, call: &Call) -> Reply {
+    let route = ROUTES.iter().find(|r| r.op == call.op);
+    let mutation = route.is_some_and(|r| r.mutation);
+    if let Err(e) = authorize(
+        daemon.token(),
+        call.authorization.as_deref(),
+        mutation,
+        daemon.api_is_loopback(),
+    ) {
+        return e.reply();
+    }
+    let result = match call.op {
+        Op::Healthz => Ok((
+            StatusCode::OK,
+            json!({ "status": "ok", "generation": daemon.generation() }),
+        )),
+        Op::OpenApi => Ok((StatusCode::OK, openapi())),
+        Op::Metrics => {
+            return match daemon.metrics() {
+                Ok(text) => Reply {
+                    status: StatusCode::OK,
+                    body: ReplyBody::Text(text),
+                },
+                Err(e) => e.reply(),
+            };
+        }
+        Op::Stats => daemon.stats_json().map(|v| (StatusCode::OK, v)),
+        Op::Tables => daemon.tables_json().map(|v| (StatusCode::OK, v)),
+        Op::Table => table_index(daemon, call)
+            .and_then(|ti| daemon.table_json(ti))
+            .map(|v| (StatusCode::OK, v)),
+        Op::Preview => table_index(daemon, call).and_then(|ti| {
+            let change = parse_proposal(&call.body)?;
+            daemon.preview(ti, &change).map(|v| (StatusCode::OK, v))
+        }),
+        Op::AddBackend | Op::RemoveBackend | Op::SetState(_) | Op::SetHealth => {
+            mutate(daemon, call, route.map_or(200, |r| r.success))
+        }
+    };
+    match result {
+        Ok((status, v)) => Reply::json(status, v),
+        Err(e) => e.reply(),
+    }
+}
+
+fn table_index(daemon: &Daemon, call: &Call) -> Result<usize, ApiError> {
+    let name = call.table.as_deref().unwrap_or_default();
+    daemon
+        .config()
+        .tables
+        .iter()
+        .position(|t| t.name == name)
+        .ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, format!("no table \"{name}\"")).at("table", name)
+        })
+}
+
+fn mutate(daemon: &mut Daemon, call: &Call, success: u16) -> Result<(StatusCode, Value), ApiError> {
+    let ti = table_index(daemon, call)?;
+    let ip = || parse_ip("ip", call.ip.as_deref().unwrap_or_default());
+    let mut reason = None;
+    let change = match call.op {
+        Op::AddBackend => Change::Add(parse_add(&call.body)?),
+        Op::RemoveBackend => Change::Remove {
+            ip: ip()?,
+            force: parse_force(call.query.as_deref())?,
+        },
+        Op::SetState(state) => Change::SetState { ip: ip()?, state },
+        _ => {
+            let (healthy, r) = parse_health(&call.body)?;
+            reason = Some(r);
+            Change::SetHealth { ip: ip()?, healthy }
+        }
+    };
+    let changed = daemon.change(ti, &change)?;
+    if let (Some(reason), Change::SetHealth { ip, .. }) = (reason, &change) {
+        daemon.set_health_reason(ti, *ip, reason);
+    }
+    let status = if changed {
+        StatusCode::from_u16(success).unwrap_or(StatusCode::OK)
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        json!({
+            "changed": changed,
+            "generation": daemon.generation(),
+            "table": daemon.table_json(ti)?,
+        }),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mutations_need_the_token_and_reads_are_open_on_loopback() {
+        assert!(authorize(Some("s3cret"), None, false, true).is_ok());
+        let e = authorize(Some("s3cret"), None, true, true).unwrap_err();
+        assert_eq!(e.status, StatusCode::UNAUTHORIZED);
+        let e = authorize(Some("s3cret"), Some("Bearer nope"), true, true).unwrap_err();
+        assert_eq!(e.status, StatusCode::UNAUTHORIZED);
+        assert!(authorize(Some("s3cret"), Some("Bearer s3cret"), true, true).is_ok());
+        let e = authorize(Some("s3cret"), None, false, false).unwrap_err();
+        assert_eq!(e.status, StatusCode::UNAUTHORIZED, "reads off loopback");
+        let e = authorize(None, Some("Bearer x"), true, true).unwrap_err();
+        assert_eq!(e.status, StatusCode::FORBIDDEN, "no token file: read-only");
+    }
+
+    #[test]
+    fn bodies_are_checked_field_by_field() {
+        let e = parse_add(br#"{"ip":"198.51.100.9","stat":"active"}"#).unwrap_err();
+        assert_eq!(
+            (e.field.as_deref(), e.value),
+            (Some("stat"), Some(json!("active")))
+        );
+        let e = parse_add(br#"{"ip":"198.51.100.300"}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("ip"));
+        let e = parse_add(br#"{"ip":"198.51.100.9","state":"drained"}"#).unwrap_err();
+        assert_eq!(
+            (e.field.as_deref(), e.value),
+            (Some("state"), Some(json!("drained")))
+        );
+        let e = parse_health(br#"{"healthy":"yes"}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("healthy"));
+        let e = parse_health(b"{").unwrap_err();
+        assert_eq!(
+            (e.status, e.field.as_deref()),
+            (StatusCode::BAD_REQUEST, Some("body"))
+        );
+        assert_eq!(
+            parse_health(br#"{"healthy":false,"reason":"http 503"}"#).unwrap(),
+            (false, Some("http 503".to_string()))
+        );
+        assert!(matches!(
+            parse_proposal(br#"{"action":"drain","ip":"198.51.100.9"}"#).unwrap(),
+            Change::SetState {
+                state: BackendState::Draining,
+                ..
+            }
+        ));
+        assert!(parse_force(Some("force=true")).unwrap());
+        assert_eq!(
+            parse_force(Some("force=yes")).unwrap_err().field.as_deref(),
+            Some("force")
+        );
+    }
+
+    #[test]
+    fn openapi_lists_every_route() {
+        let doc = openapi();
+        for r in ROUTES {
+            assert_eq!(
+                doc["paths"][r.path][r.method]["operationId"], r.id,
+                "{} {}",
+                r.method, r.path
+            );
+            if let Some(req) = r.request {
+                assert!(doc["components"]["schemas"][req].is_object(), "{req}");
+            }
+            assert!(
+                doc["components"]["schemas"][r.response].is_object(),
+                "{}",
+                r.response
+            );
+        }
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}
