@@ -211,13 +211,13 @@ fn print_table(t: &Value) {
         binds.join(", ")
     );
     println!(
-        "  {:<40} {:<9} {:<7} {:>8} {:>7} {:>9}  reason",
-        "backend", "state", "healthy", "primary", "share", "secondary"
+        "  {:<40} {:<9} {:<7} {:>8} {:>7} {:>9} {:>12}  reason",
+        "backend", "state", "healthy", "primary", "share", "secondary", "packets"
     );
     for b in t["backends"].as_array().into_iter().flatten() {
         let p = b["rows_primary"].as_u64().unwrap_or(0);
         println!(
-            "  {:<40} {:<9} {:<7} {:>8} {:>6.2}% {:>9}  {}",
+            "  {:<40} {:<9} {:<7} {:>8} {:>6.2}% {:>9} {:>12}  {}",
             b["ip"].as_str().unwrap_or("?"),
             b["state"].as_str().unwrap_or("-"),
             if b["healthy"].as_bool() == Some(true) {
@@ -228,6 +228,7 @@ fn print_table(t: &Value) {
             p,
             100.0 * p as f64 / TABLE_ROWS as f64,
             b["rows_secondary"].as_u64().unwrap_or(0),
+            b["packets"].as_u64().unwrap_or(0),
             b["health_reason"].as_str().unwrap_or(""),
         );
     }

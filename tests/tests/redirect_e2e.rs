@@ -284,6 +284,24 @@ fn draining_through_the_api_breaks_no_connection_and_sends_it_no_new_one() {
     assert_eq!(b["state"], "draining", "{b}");
     assert_eq!(b["rows_primary"], 0, "{b}");
     assert!(b["rows_secondary"].as_u64().unwrap() > 0, "{b}");
+    // Per-backend counters: every packet encapsulated went to one backend
+    // as primary (compared once the connections are closed and quiet).
+    drop(fresh);
+    std::thread::sleep(Duration::from_millis(500));
+    let r = lab.api("GET", "/v1/stats", false).unwrap();
+    let stats: Value = serde_json::from_str(&r.body).unwrap();
+    let to_backends: u64 = stats["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["packets"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        to_backends,
+        stats["outcomes"]["encapsulated"].as_u64().unwrap(),
+        "{stats}"
+    );
+    assert!(b["packets"].as_u64().unwrap() > 0, "{b}");
     // The drain is in the config file, for a restart.
     let on_disk = std::fs::read_to_string(lab.config_path()).unwrap();
     let c = proto::config::Config::from_json(&on_disk).unwrap();
