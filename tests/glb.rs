@@ -13,6 +13,10 @@
 //! Port 80 is the lab's own server (below); port 8080 is free for a real
 //! HTTP server that a user of the lab starts (the demo runs Python's).
 //!
+//! The director's API listens on [`API`] inside the director's namespace
+//! (its loopback), with the token of [`Lab::token_file`]: [`Lab::api`]
+//! and [`Lab::ctl`] reach it from there.
+//!
 //! The server greets every connection with its backend's name and a
 //! newline, then echoes every line it reads: a client knows which backend
 //! answered, and that its connection still works.
@@ -25,6 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::http::{Response, request};
 use crate::{Daemon, Netns, Scratch, XdpPass, veth, workspace_bin};
 
 /// IPv4 VIP.
@@ -35,6 +40,10 @@ pub const VIP6: &str = "2001:db8:10::10";
 pub const DIRECTOR4: &str = "198.51.100.1";
 /// The client's IPv4 address (and 2001:db8:1::2).
 pub const CLIENT4: &str = "198.51.100.2";
+/// The director's API, on the loopback of its namespace.
+pub const API: &str = "127.0.0.1:9610";
+/// The API's bearer token (in [`Lab::token_file`]).
+pub const TOKEN: &str = "glb-lab-token-7d21";
 
 /// Backend `i`'s IPv4 address.
 pub fn backend_ip(i: usize) -> String {
@@ -267,8 +276,11 @@ impl Lab {
             ])?;
         }
         let states: Vec<String> = states.iter().map(ToString::to_string).collect();
+        let token = scratch.file("api-token");
+        std::fs::write(&token, format!("{TOKEN}\n"))?;
+        std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         let cfg = scratch.file("director.json");
-        std::fs::write(&cfg, config(&states))?;
+        std::fs::write(&cfg, config(&states, &token))?;
         let mut director = director_ns.spawn(
             bin,
             &["run", "--config", cfg.to_str().unwrap_or_default()],
@@ -292,7 +304,10 @@ impl Lab {
     pub fn set_state(&mut self, i: usize, state: &str) -> io::Result<()> {
         self.states[i] = state.to_string();
         let generation = self.director.log().matches("applied: generation").count() + 1;
-        std::fs::write(self.scratch.file("director.json"), config(&self.states))?;
+        std::fs::write(
+            self.scratch.file("director.json"),
+            config(&self.states, &self.token_file()),
+        )?;
         self.director.signal(libc::SIGHUP)?;
         self.director.wait_for_log(
             &format!("applied: generation {generation}"),
@@ -304,9 +319,34 @@ impl Lab {
     pub fn config_path(&self) -> PathBuf {
         self.scratch.file("director.json")
     }
+
+    /// The file holding the API's bearer token ([`TOKEN`]).
+    pub fn token_file(&self) -> PathBuf {
+        self.scratch.file("api-token")
+    }
+
+    /// One call to the director's API from inside its namespace; `auth`
+    /// sends the token.
+    pub fn api(&self, method: &str, path: &str, auth: bool) -> io::Result<Response> {
+        let addr: std::net::SocketAddr = API.parse().map_err(io::Error::other)?;
+        let (m, p) = (method.to_string(), path.to_string());
+        self.director_ns
+            .run_in(move || request(addr, &m, &p, auth.then_some(TOKEN), None))
+    }
+
+    /// `director-ctl ARGS` inside the director's namespace (its `--api`
+    /// default is the lab's [`API`]).
+    pub fn ctl(&self, args: &[&str]) -> io::Result<std::process::Output> {
+        let ctl = workspace_bin("director-ctl")?;
+        std::process::Command::new("ip")
+            .args(["netns", "exec", self.director_ns.name()])
+            .arg(ctl)
+            .args(args)
+            .output()
+    }
 }
 
-fn config(states: &[String]) -> String {
+fn config(states: &[String], token_file: &std::path::Path) -> String {
     let backends: Vec<String> = states
         .iter()
         .enumerate()
@@ -324,8 +364,10 @@ fn config(states: &[String]) -> String {
                      {{"ip":"{VIP4}","proto":"tcp","port":8080}},{{"ip":"{VIP6}","proto":"tcp","port":8080}}],
             "backends":[{}]}}],
           "director":{{"interface":"eth0","source_v4":"{DIRECTOR4}",
-            "hash_fields":["src_addr","src_port"],"gateway_mac":"02:00:00:00:03:fe"}}}}"#,
-        backends.join(",")
+            "hash_fields":["src_addr","src_port"],"gateway_mac":"02:00:00:00:03:fe",
+            "api_listen":"{API}","api_token_file":"{}"}}}}"#,
+        backends.join(","),
+        token_file.display()
     )
 }
 

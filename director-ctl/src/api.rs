@@ -211,13 +211,13 @@ fn print_table(t: &Value) {
         binds.join(", ")
     );
     println!(
-        "  {:<40} {:<9} {:<7} {:>8} {:>7} {:>9}  reason",
-        "backend", "state", "healthy", "primary", "share", "secondary"
+        "  {:<40} {:<9} {:<7} {:>8} {:>7} {:>9} {:>12}  reason",
+        "backend", "state", "healthy", "primary", "share", "secondary", "packets"
     );
     for b in t["backends"].as_array().into_iter().flatten() {
         let p = b["rows_primary"].as_u64().unwrap_or(0);
         println!(
-            "  {:<40} {:<9} {:<7} {:>8} {:>6.2}% {:>9}  {}",
+            "  {:<40} {:<9} {:<7} {:>8} {:>6.2}% {:>9} {:>12}  {}",
             b["ip"].as_str().unwrap_or("?"),
             b["state"].as_str().unwrap_or("-"),
             if b["healthy"].as_bool() == Some(true) {
@@ -228,6 +228,7 @@ fn print_table(t: &Value) {
             p,
             100.0 * p as f64 / TABLE_ROWS as f64,
             b["rows_secondary"].as_u64().unwrap_or(0),
+            b["packets"].as_u64().unwrap_or(0),
             b["health_reason"].as_str().unwrap_or(""),
         );
     }
@@ -386,6 +387,191 @@ pub fn stats(c: &Client, json: bool) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Exit status of `fleet status` when some table differs between directors.
+pub const EXIT_DISAGREE: u8 = 1;
+
+/// What one director of a fleet answered.
+#[derive(Debug)]
+pub struct DirectorTables {
+    /// Its API, as given.
+    pub url: String,
+    /// Its generation, when reached.
+    pub generation: Option<u64>,
+    /// Table name -> content hash (`None`: a table without rows yet).
+    pub hashes: Vec<(String, Option<String>)>,
+    /// Why it could not be compared: `(exit status, message)`.
+    pub failure: Option<(u8, String)>,
+}
+
+/// One table across the fleet: its hash on each director (in the order
+/// given; `None` where the table is missing or the director failed).
+#[derive(Debug, PartialEq, Eq)]
+pub struct FleetRow {
+    /// The table's name.
+    pub table: String,
+    /// Hash per director.
+    pub hashes: Vec<Option<String>>,
+    /// Every director answered, every one has the table, all hashes equal.
+    pub agree: bool,
+}
+
+/// Compares the tables of every director: one row per table name found on
+/// any of them, in first-seen order. A table agrees when every director
+/// answered and holds it with the same hash.
+pub fn compare(directors: &[DirectorTables]) -> Vec<FleetRow> {
+    let mut names: Vec<&str> = Vec::new();
+    for d in directors {
+        for (n, _) in &d.hashes {
+            if !names.contains(&n.as_str()) {
+                names.push(n);
+            }
+        }
+    }
+    names
+        .into_iter()
+        .map(|name| {
+            let hashes: Vec<Option<String>> = directors
+                .iter()
+                .map(|d| {
+                    d.hashes
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .and_then(|(_, h)| h.clone())
+                })
+                .collect();
+            let agree = directors.iter().all(|d| d.failure.is_none())
+                && hashes.iter().all(Option::is_some)
+                && hashes.windows(2).all(|w| w[0] == w[1]);
+            FleetRow {
+                table: name.to_string(),
+                hashes,
+                agree,
+            }
+        })
+        .collect()
+}
+
+/// The exit status of `fleet status`: 4 if a director could not be
+/// reached, else 3 if one refused the call (or 2, a bad URL), else 1 if a
+/// table differs, else 0.
+pub fn fleet_exit(directors: &[DirectorTables], rows: &[FleetRow]) -> u8 {
+    let worst = |code: u8| {
+        directors
+            .iter()
+            .any(|d| d.failure.as_ref().is_some_and(|f| f.0 == code))
+    };
+    if worst(EXIT_NETWORK) {
+        EXIT_NETWORK
+    } else if worst(EXIT_API) {
+        EXIT_API
+    } else if worst(EXIT_USAGE) {
+        EXIT_USAGE
+    } else if rows.iter().any(|r| !r.agree) {
+        EXIT_DISAGREE
+    } else {
+        0
+    }
+}
+
+fn director_tables(url: &str, token_file: Option<&Path>) -> DirectorTables {
+    let mut d = DirectorTables {
+        url: url.to_string(),
+        generation: None,
+        hashes: Vec::new(),
+        failure: None,
+    };
+    let answer = Client::new(url, token_file).and_then(|c| c.call("GET", "/v1/tables", None));
+    match answer {
+        Ok(v) => {
+            d.generation = v["generation"].as_u64();
+            for t in v["tables"].as_array().into_iter().flatten() {
+                let name = t["name"].as_str().unwrap_or("?").to_string();
+                d.hashes
+                    .push((name, t["hash"].as_str().map(str::to_string)));
+            }
+        }
+        Err(Failure::Usage(m)) => d.failure = Some((EXIT_USAGE, m)),
+        Err(Failure::Network(m)) => d.failure = Some((EXIT_NETWORK, format!("unreachable: {m}"))),
+        Err(Failure::Api { status, body }) => {
+            let error = body["error"].as_str().unwrap_or("(no message)");
+            d.failure = Some((EXIT_API, format!("API error {status}: {error}")));
+        }
+    }
+    d
+}
+
+/// `fleet status URL...`: every director's tables and content hashes,
+/// side by side.
+pub fn fleet_status(urls: &[String], token_file: Option<&Path>, json: bool) -> ExitCode {
+    // One director at a time: a handful of small GETs, each bounded by
+    // the client's timeouts.
+    let directors: Vec<DirectorTables> = urls
+        .iter()
+        .map(|u| director_tables(u, token_file))
+        .collect();
+    let rows = compare(&directors);
+    let code = fleet_exit(&directors, &rows);
+    for d in &directors {
+        if let Some((_, m)) = &d.failure {
+            eprintln!("director-ctl: {}: {m}", d.url);
+        }
+    }
+    if json {
+        let ds: Vec<Value> = directors
+            .iter()
+            .map(|d| {
+                json!({
+                    "url": d.url,
+                    "reachable": d.failure.as_ref().is_none_or(|f| f.0 != EXIT_NETWORK),
+                    "generation": d.generation,
+                    "error": d.failure.as_ref().map(|f| f.1.clone()),
+                })
+            })
+            .collect();
+        let ts: Vec<Value> = rows
+            .iter()
+            .map(|r| json!({ "table": r.table, "hashes": r.hashes, "agree": r.agree }))
+            .collect();
+        print_json(&json!({
+            "directors": ds,
+            "tables": ts,
+            "agree": code == 0,
+        }));
+        return ExitCode::from(code);
+    }
+    let width = rows.iter().map(|r| r.table.len()).max().unwrap_or(0).max(5);
+    let cell = |d: &DirectorTables, h: &Option<String>| match (&d.failure, h) {
+        (Some((EXIT_NETWORK, _)), _) => "unreachable".to_string(),
+        (Some(_), _) => "error".to_string(),
+        (None, Some(h)) => h.clone(),
+        (None, None) => "missing".to_string(),
+    };
+    let mut head = format!("{:<width$}", "table");
+    for d in &directors {
+        head.push_str(&format!("  {:<32}", d.url));
+    }
+    println!("{head}  verdict");
+    for r in &rows {
+        let mut line = format!("{:<width$}", r.table);
+        for (d, h) in directors.iter().zip(&r.hashes) {
+            line.push_str(&format!("  {:<32}", cell(d, h)));
+        }
+        let verdict = if r.agree { "AGREE" } else { "DISAGREE" };
+        println!("{line}  {verdict}");
+    }
+    let (agree, total) = (rows.iter().filter(|r| r.agree).count(), rows.len());
+    println!(
+        "{agree} of {total} tables agree across {} directors{}",
+        directors.len(),
+        match code {
+            EXIT_NETWORK => "; some directors could not be reached",
+            EXIT_API | EXIT_USAGE => "; some directors could not be asked",
+            _ => "",
+        }
+    );
+    ExitCode::from(code)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -415,5 +601,46 @@ mod tests {
             dechunk(b"3\r\n{\"a\r\n4\r\n\":1}\r\n0\r\n\r\n").as_deref(),
             Some(b"{\"a\":1}".as_slice())
         );
+    }
+    fn director(url: &str, tables: &[(&str, &str)], failure: Option<u8>) -> DirectorTables {
+        DirectorTables {
+            url: url.to_string(),
+            generation: Some(1),
+            hashes: tables
+                .iter()
+                .map(|(n, h)| (n.to_string(), Some(h.to_string())))
+                .collect(),
+            failure: failure.map(|c| (c, "x".to_string())),
+        }
+    }
+
+    #[test]
+    fn fleet_tables_agree_only_when_every_director_has_the_same_hash() {
+        let a = director("a", &[("web", "h1"), ("api", "h2")], None);
+        let b = director("b", &[("web", "h1"), ("api", "h2")], None);
+        let rows = compare(&[a, b]);
+        assert!(rows.iter().all(|r| r.agree));
+        let a = director("a", &[("web", "h1"), ("api", "h2")], None);
+        let b = director("b", &[("web", "h1"), ("api", "h3")], None);
+        let c = director("c", &[("web", "h1")], None);
+        let ds = [a, b, c];
+        let rows = compare(&ds);
+        assert_eq!(
+            rows.iter()
+                .map(|r| (r.table.as_str(), r.agree))
+                .collect::<Vec<_>>(),
+            [("web", true), ("api", false)]
+        );
+        assert_eq!(rows[1].hashes[2], None, "missing on c");
+        assert_eq!(fleet_exit(&ds, &rows), EXIT_DISAGREE);
+        let ds = [
+            director("a", &[("web", "h1")], None),
+            director("b", &[], Some(EXIT_NETWORK)),
+        ];
+        let rows = compare(&ds);
+        assert!(!rows[0].agree, "an unreachable director is no agreement");
+        assert_eq!(fleet_exit(&ds, &rows), EXIT_NETWORK);
+        let ds = [director("a", &[("web", "h1")], None)];
+        assert_eq!(fleet_exit(&ds, &compare(&ds)), 0);
     }
 }

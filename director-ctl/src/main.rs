@@ -5,8 +5,9 @@
 //! change, and trace where one packet would go. The other commands talk to
 //! a director's HTTP API (`--api`, `--token-file`; docs/api.md).
 //!
-//! Exit status: 0 success, 1 a failed offline command, 2 usage, 3 an API
-//! error (the director refused or failed the call), 4 a network error.
+//! Exit status: 0 success, 1 a failed offline command (or, for `fleet
+//! status`, tables that differ between directors), 2 usage, 3 an API error
+//! (the director refused or failed the call), 4 a network error.
 
 mod api;
 mod table;
@@ -23,7 +24,7 @@ use serde_json::{Value, json};
     name = "director-ctl",
     version,
     about = "Operate GLB-compatible directors: their HTTP API, and offline table tools",
-    after_help = "Exit status: 0 success, 1 a failed offline command, 2 usage, 3 API error, 4 network error."
+    after_help = "Exit status: 0 success, 1 a failed offline command or directors that disagree, 2 usage, 3 API error, 4 network error."
 )]
 struct Cli {
     /// The director's API.
@@ -71,6 +72,9 @@ enum Command {
     },
     /// The director's counters.
     Stats,
+    /// Compare several directors.
+    #[command(subcommand)]
+    Fleet(FleetCommand),
     /// Build, summarise and compare forwarding tables from a config.
     #[command(subcommand)]
     Table(TableCommand),
@@ -108,6 +112,18 @@ enum TableCommand {
         old: PathBuf,
         /// The proposed config, or a table built from it.
         new: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum FleetCommand {
+    /// Each director's tables and content hashes side by side (`GET
+    /// /v1/tables`). Exit 0 all agree, 1 some table differs, 3 a director
+    /// refused the call, 4 a director could not be reached.
+    Status {
+        /// The directors' APIs, http://HOST:PORT each (`--api` is not used).
+        #[arg(required = true, num_args = 1..)]
+        urls: Vec<String>,
     },
 }
 
@@ -209,6 +225,9 @@ fn api_command(cli: &Cli) -> Option<ExitCode> {
     Some(match &cli.command {
         Command::Tables => run(&|c| api::tables(c, json)),
         Command::Stats => run(&|c| api::stats(c, json)),
+        Command::Fleet(FleetCommand::Status { urls }) => {
+            api::fleet_status(urls, cli.token_file.as_deref(), json)
+        }
         Command::Backends(BackendsCommand::List { table }) => {
             run(&|c| api::backends_list(c, table, json))
         }

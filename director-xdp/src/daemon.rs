@@ -722,6 +722,16 @@ impl Daemon {
             .collect()
     }
 
+    /// Traffic to backend `ip` of table `ti` as primary: (packets, bytes).
+    fn backend_traffic(&self, ti: usize, ip: IpAddr, stats: &director_xdp::Stats) -> (u64, u64) {
+        let name = &self.config.tables[ti].name;
+        stats
+            .per_backend
+            .iter()
+            .find(|b| b.addr == ip && &b.table == name)
+            .map_or((0, 0), |b| (b.packets, b.bytes))
+    }
+
     fn table_value(&self, ti: usize, stats: &director_xdp::Stats) -> Value {
         let t = &self.config.tables[ti];
         let view = self.views.get(ti);
@@ -740,6 +750,7 @@ impl Daemon {
                 let (p, s) = view
                     .and_then(|v| v.counts.get(&ip).copied())
                     .unwrap_or_default();
+                let (packets, bytes) = self.backend_traffic(ti, ip, stats);
                 let mut o = json!({
                     "ip": ip.to_string(),
                     "state": b.backend.state.as_str(),
@@ -747,6 +758,8 @@ impl Daemon {
                     "health_reason": self.health_reasons.get(&(t.name.clone(), ip)),
                     "rows_primary": p,
                     "rows_secondary": s,
+                    "packets": packets,
+                    "bytes": bytes,
                 });
                 if let Some(h) = &b.healthchecks {
                     o["healthchecks"] = h.clone();
@@ -804,10 +817,22 @@ impl Daemon {
                 }));
             }
         }
+        let mut backends = Vec::new();
+        for (ti, t) in self.config.tables.iter().enumerate() {
+            for b in &t.backends {
+                let ip = b.backend.addr;
+                let (packets, bytes) = self.backend_traffic(ti, ip, &stats);
+                backends.push(json!({
+                    "table": t.name, "backend": ip.to_string(),
+                    "packets": packets, "bytes": bytes,
+                }));
+            }
+        }
         Ok(json!({
             "generation": self.generation,
             "outcomes": outcomes,
             "binds": binds,
+            "backends": backends,
             "last_apply": self.last_apply_json(),
         }))
     }
@@ -865,6 +890,8 @@ impl Daemon {
         let mut rows = String::new();
         let mut health = String::new();
         let mut state = String::new();
+        let mut packets = String::new();
+        let mut bytes = String::new();
         for (ti, t) in self.config.tables.iter().enumerate() {
             for b in &t.backends {
                 let ip = b.backend.addr;
@@ -886,8 +913,25 @@ impl Daemon {
                     "glb_backend_state{{{l},state=\"{}\"}} 1",
                     b.backend.state.as_str()
                 );
+                let (p, by) = self.backend_traffic(ti, ip, &stats);
+                let _ = writeln!(packets, "glb_backend_packets_total{{{l}}} {p}");
+                let _ = writeln!(bytes, "glb_backend_bytes_total{{{l}}} {by}");
             }
         }
+        family(
+            &mut m,
+            "glb_backend_packets_total",
+            "counter",
+            "Packets encapsulated to a backend as the row's primary.",
+        );
+        m.push_str(&packets);
+        family(
+            &mut m,
+            "glb_backend_bytes_total",
+            "counter",
+            "Bytes (frames as received) encapsulated to a backend as the row's primary.",
+        );
+        m.push_str(&bytes);
         family(
             &mut m,
             "glb_backend_rows",

@@ -27,9 +27,9 @@ use aya::{
 };
 use proto::config::{Bind, Config, Prefix};
 use proto::maps::{
-    BACKEND_MAC_RESOLVED, BackendEntry, BindCounters, BindInfo, DirectorSettings, DirectorStat,
-    MAX_BACKENDS, MAX_BINDS, MAX_PORT_RANGES, MAX_TABLES, MAX_VIPS, PortRange, TABLE_ROWS,
-    TABLE_SLOTS, TableKeys, TableRow, TableSlot, VIP_PREFIXES_V4, VIP_PREFIXES_V6,
+    BACKEND_MAC_RESOLVED, BackendCounters, BackendEntry, BindCounters, BindInfo, DirectorSettings,
+    DirectorStat, MAX_BACKENDS, MAX_BINDS, MAX_PORT_RANGES, MAX_TABLES, MAX_VIPS, PortRange,
+    TABLE_ROWS, TABLE_SLOTS, TableKeys, TableRow, TableSlot, VIP_PREFIXES_V4, VIP_PREFIXES_V6,
     VIP_TABLE_MAX_BITS, VIP_TABLE_PROBES, VIP_TABLE_STRIDE, VipEntry, VipKey, VipSlot, key_index,
     lpm_prefix_len, names, row_index, vip_fold, vip_home,
 };
@@ -251,6 +251,9 @@ pub struct Stats {
     pub outcomes: Vec<(DirectorStat, u64)>,
     /// Traffic of every bind of the live config, by bind id.
     pub per_bind: Vec<BindStats>,
+    /// Traffic to every backend of the live config as primary, by table
+    /// name, then address.
+    pub per_backend: Vec<BackendStats>,
 }
 
 impl Stats {
@@ -269,6 +272,22 @@ pub struct BindStats {
     /// The bind id (see [`bind_ids`]).
     pub bind: u32,
     /// Packets encapsulated.
+    pub packets: u64,
+    /// Their bytes as received.
+    pub bytes: u64,
+}
+
+/// One backend's traffic: what was encapsulated to it as the primary of
+/// its table's rows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackendStats {
+    /// The table's name.
+    pub table: String,
+    /// The backend's address.
+    pub addr: IpAddr,
+    /// Its index in `DIR_BACKENDS` and `DIR_BACKEND_STATS`.
+    pub index: u32,
+    /// Packets encapsulated to it.
     pub packets: u64,
     /// Their bytes as received.
     pub bytes: u64,
@@ -612,7 +631,44 @@ impl Dataplane {
             }
             per_bind.push(s);
         }
-        Ok(Stats { outcomes, per_bind })
+        let map = self
+            .ebpf
+            .map(names::BACKEND_STATS)
+            .ok_or_else(|| missing(names::BACKEND_STATS))?;
+        let counters: PerCpuArray<&MapData, BackendCounters> =
+            PerCpuArray::try_from(map).map_err(|source| DataplaneError::Map {
+                name: names::BACKEND_STATS,
+                source,
+            })?;
+        let mut live: Vec<(&(String, IpAddr), &u32)> = self.written.backend_index.iter().collect();
+        live.sort();
+        let mut per_backend = Vec::with_capacity(live.len());
+        for ((table, addr), &index) in live {
+            let values = counters
+                .get(&index, 0)
+                .map_err(|source| DataplaneError::Read {
+                    map: names::BACKEND_STATS,
+                    what: format!("backend {index} ({addr} of table {table:?})"),
+                    source,
+                })?;
+            let mut s = BackendStats {
+                table: table.clone(),
+                addr: *addr,
+                index,
+                packets: 0,
+                bytes: 0,
+            };
+            for v in values.iter() {
+                s.packets += v.packets;
+                s.bytes += v.bytes;
+            }
+            per_backend.push(s);
+        }
+        Ok(Stats {
+            outcomes,
+            per_bind,
+            per_backend,
+        })
     }
 
     fn check_maps(&mut self) -> Result<(), DataplaneError> {
@@ -625,6 +681,7 @@ impl Dataplane {
         vip_map(&mut self.ebpf)?;
         array::<VipSlot>(&mut self.ebpf, names::VIP_TABLE)?;
         bind_stats_map(&mut self.ebpf)?;
+        backend_stats_map(&mut self.ebpf)?;
         self.stats()?;
         Ok(())
     }
@@ -804,6 +861,37 @@ impl Dataplane {
                 })?;
                 self.written.backends.insert(index, *entry);
                 report.backends_written += 1;
+            }
+        }
+
+        // 2b. Fresh counters for indexes new to the live config (an index
+        //     freed by a removed backend may be given to another), before
+        //     any table points at them.
+        {
+            let live: BTreeSet<u32> = self.written.backend_index.values().copied().collect();
+            let fresh: BTreeSet<u32> = plan
+                .backend_index
+                .values()
+                .copied()
+                .filter(|i| !live.contains(i))
+                .collect();
+            if !fresh.is_empty() {
+                let nr_cpus = nr_cpus()?;
+                let mut counters = backend_stats_map(&mut self.ebpf)?;
+                for index in fresh {
+                    let zero = PerCpuValues::try_from(vec![BackendCounters::default(); nr_cpus])
+                        .map_err(|source| DataplaneError::Cpus {
+                            path: "/sys/devices/system/cpu/possible",
+                            source,
+                        })?;
+                    counters
+                        .set(index, zero, 0)
+                        .map_err(|source| DataplaneError::Write {
+                            map: names::BACKEND_STATS,
+                            what: format!("zeroed counters of backend {index}"),
+                            source,
+                        })?;
+                }
             }
         }
 
@@ -1086,6 +1174,18 @@ fn bind_stats_map(
         .ok_or_else(|| missing(names::BIND_STATS))?;
     PerCpuArray::try_from(map).map_err(|source| DataplaneError::Map {
         name: names::BIND_STATS,
+        source,
+    })
+}
+
+fn backend_stats_map(
+    ebpf: &mut Ebpf,
+) -> Result<PerCpuArray<&'_ mut MapData, BackendCounters>, DataplaneError> {
+    let map = ebpf
+        .map_mut(names::BACKEND_STATS)
+        .ok_or_else(|| missing(names::BACKEND_STATS))?;
+    PerCpuArray::try_from(map).map_err(|source| DataplaneError::Map {
+        name: names::BACKEND_STATS,
         source,
     })
 }

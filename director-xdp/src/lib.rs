@@ -16,7 +16,9 @@ pub mod neigh;
 pub mod pcap;
 pub mod redirect;
 
-pub use dataplane::{ApplyReport, BindId, BindStats, Dataplane, DataplaneError, Stats, bind_ids};
+pub use dataplane::{
+    ApplyReport, BackendStats, BindId, BindStats, Dataplane, DataplaneError, Stats, bind_ids,
+};
 
 /// Name of the director's XDP program in the object.
 pub const DIRECTOR_PROGRAM: &str = "director";

@@ -288,6 +288,26 @@ fn ipv4_tcp_to_a_vip_is_encapsulated_to_the_rows_primary() {
         (per_bind.packets, per_bind.bytes),
         (1, received.len() as u64)
     );
+    // Per backend: the primary the packet went to, and no other.
+    let primary = IpAddr::from(<[u8; 4]>::try_from(&out[30..34]).expect("4 bytes"));
+    let backends = config.table("web").expect("web").backends.len();
+    assert_eq!(
+        stats
+            .per_backend
+            .iter()
+            .filter(|b| b.table == "web")
+            .count(),
+        backends
+    );
+    for b in &stats.per_backend {
+        let want = if b.table == "web" && b.addr == primary {
+            (1, received.len() as u64)
+        } else {
+            (0, 0)
+        };
+        assert_eq!((b.packets, b.bytes), want, "{b:?}");
+        assert_eq!(dp.backend_index(&b.table, b.addr), Some(b.index));
+    }
 }
 
 #[test]

@@ -112,6 +112,25 @@ pub mod names {
     pub const STATS: &str = "DIR_STATS";
     /// `PerCpuArray<BindCounters>`, [`super::MAX_BINDS`] entries.
     pub const BIND_STATS: &str = "DIR_BIND_STATS";
+    /// `PerCpuArray<BackendCounters>`, [`super::MAX_BACKENDS`] entries,
+    /// indexed like [`BACKENDS`]: the traffic encapsulated to each backend
+    /// index as primary.
+    pub const BACKEND_STATS: &str = "DIR_BACKEND_STATS";
+
+    /// Every name above.
+    pub const ALL: [&str; 11] = [
+        VIP_TABLE,
+        VIPS,
+        BINDS,
+        TABLE_SLOT,
+        KEYS,
+        TABLES,
+        BACKENDS,
+        SETTINGS,
+        STATS,
+        BIND_STATS,
+        BACKEND_STATS,
+    ];
 }
 
 /// Names of the backend-side redirect module's maps in the eBPF object.
@@ -634,6 +653,21 @@ pub struct BindCounters {
 
 const _: () = assert!(core::mem::size_of::<BindCounters>() == 16);
 
+/// Per-CPU traffic counters of one backend index (array indexed like
+/// `DIR_BACKENDS`): what the director encapsulated to it as the row's
+/// primary. An index is shared by no two (table, backend) pairs of a live
+/// config; the loader zeroes it before giving it to another.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct BackendCounters {
+    /// Packets encapsulated to the backend.
+    pub packets: u64,
+    /// Bytes of those packets as received (before encapsulation).
+    pub bytes: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<BackendCounters>() == 16);
+
 /// Data part of a key of the redirect module's LPM trie of director source
 /// addresses it accepts GUE from.
 #[repr(C)]
@@ -679,6 +713,7 @@ mod pod {
     unsafe impl aya::Pod for DirectorSettings {}
     unsafe impl aya::Pod for TableKeys {}
     unsafe impl aya::Pod for BindCounters {}
+    unsafe impl aya::Pod for BackendCounters {}
     unsafe impl aya::Pod for AllowKey {}
     unsafe impl aya::Pod for RedirectSettings {}
 }
@@ -787,6 +822,10 @@ mod tests {
         assert_eq!(align_of::<BindCounters>(), 8);
         assert_eq!(offset_of!(BindCounters, packets), 0);
         assert_eq!(offset_of!(BindCounters, bytes), 8);
+        assert_eq!(size_of::<BackendCounters>(), 16);
+        assert_eq!(align_of::<BackendCounters>(), 8);
+        assert_eq!(offset_of!(BackendCounters, packets), 0);
+        assert_eq!(offset_of!(BackendCounters, bytes), 8);
         assert_eq!(size_of::<AllowKey>(), 20);
         assert_eq!(offset_of!(AllowKey, family), 0);
         assert_eq!(offset_of!(AllowKey, _pad), 1);
@@ -879,6 +918,15 @@ mod tests {
         assert_eq!(settings.hash_fields, HASH_SRC_ADDR);
         let all = HASH_SRC_ADDR | HASH_DST_ADDR | HASH_SRC_PORT | HASH_DST_PORT;
         assert_eq!(all.count_ones(), 4);
+    }
+
+    #[test]
+    fn director_map_names_are_unique_and_prefixed() {
+        for (i, n) in names::ALL.iter().enumerate() {
+            assert!(n.starts_with("DIR_"), "{n}");
+            assert!(!names::ALL[i + 1..].contains(n), "{n} twice");
+        }
+        assert_eq!(names::BACKEND_STATS, "DIR_BACKEND_STATS");
     }
 
     #[test]

@@ -215,6 +215,8 @@ fn reads_show_tables_counters_metrics_and_the_openapi_document() {
         .sum();
     assert_eq!(primaries, 65536, "every row has one primary: {t}");
     assert_eq!(backend(t, BACKENDS[0])["healthchecks"], json!({"http": 80}));
+    assert_eq!(backend(t, BACKENDS[0])["packets"], 0, "no traffic yet");
+    assert_eq!(backend(t, BACKENDS[0])["bytes"], 0);
     assert_eq!(t["hash"], expected_hash(&on_disk(&lab)), "content hash");
     assert_eq!(lab.table(), *t, "GET /v1/tables/web is the same table");
 
@@ -222,6 +224,9 @@ fn reads_show_tables_counters_metrics_and_the_openapi_document() {
     assert_eq!(s, 200, "{v}");
     assert!(v["outcomes"]["encapsulated"].is_u64(), "{v}");
     assert_eq!(v["binds"][0]["table"], "web");
+    assert_eq!(v["backends"].as_array().map(Vec::len), Some(4), "{v}");
+    assert_eq!(v["backends"][0]["table"], "web");
+    assert_eq!(v["backends"][0]["packets"], 0);
     assert_eq!(v["last_apply"]["source"], "start");
 
     let r = lab.call("GET", "/metrics", None, None);
@@ -231,6 +236,9 @@ fn reads_show_tables_counters_metrics_and_the_openapi_document() {
         "glb_director_packets_total{outcome=\"encapsulated\"} ",
         "glb_bind_packets_total{table=\"web\",bind=\"203.0.113.10:80/tcp\"} 0",
         "glb_backend_healthy{table=\"web\",backend=\"198.51.100.2\"} 1",
+        "# TYPE glb_backend_packets_total counter",
+        "glb_backend_packets_total{table=\"web\",backend=\"198.51.100.2\"} 0",
+        "glb_backend_bytes_total{table=\"web\",backend=\"198.51.100.5\"} 0",
         "glb_backend_state{table=\"web\",backend=\"198.51.100.2\",state=\"active\"} 1",
         "glb_director_generation 1",
         "glb_director_last_apply_success{source=\"start\"} 1",

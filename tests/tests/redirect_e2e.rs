@@ -1,9 +1,10 @@
 //! End to end with the real kernel TCP stack: a client, a real director and
 //! three backends running the redirect agent and a TCP server of ours (see
 //! `lab_tests::glb`). Direct server return over IPv4 and IPv6, connection
-//! survival while a backend is drained or added (200 live connections
-//! exchanging a line every ~50 ms), and GUE from the wrong source or
-//! malformed GUE dropped and counted.
+//! survival while a backend is drained (by SIGHUP, and through the API
+//! with `director-ctl`) or added (200 live connections exchanging a line
+//! every ~50 ms), and GUE from the wrong source or malformed GUE dropped
+//! and counted.
 //!
 //! The labs run one at a time (a lock): two cores, and timing-sensitive
 //! assertions (a 3 s read timeout is a stalled connection).
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use lab_tests::glb::{Conn, Lab, VIP4, VIP6, backend_ip, connect_many};
 use lab_tests::{Capture, Netns};
+use serde_json::Value;
 
 static ONE_LAB_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -210,6 +212,112 @@ fn draining_a_backend_breaks_no_connection_and_sends_it_no_new_one() {
     for b in &mut lab.backends[1..] {
         let forwarded = b.counter("forwarded_to_alternate").unwrap();
         assert!(forwarded > 0, "the new primaries forward the old flows");
+        assert_eq!(b.counter("forward_failed").unwrap(), 0);
+    }
+}
+
+#[test]
+fn draining_through_the_api_breaks_no_connection_and_sends_it_no_new_one() {
+    let _one = ONE_LAB_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut lab = Lab::new(&["active", "active", "active"]).unwrap();
+    let ip = backend_ip(1);
+    let drained = format!("backend-{ip}");
+    let conns = open_200(&lab.client);
+    let before = spread(&conns);
+    assert!(
+        before.get(&drained).copied().unwrap_or(0) > 20,
+        "{before:?}"
+    );
+
+    let token = lab.token_file();
+    let tf = token.to_str().unwrap();
+    let lab_ref = &lab;
+    let mut drain = None;
+    let (failures, fewest, conns) = exchange(
+        conns,
+        Duration::from_secs(6),
+        Duration::from_secs(2),
+        || {
+            drain = Some(
+                lab_ref
+                    .ctl(&["--token-file", tf, "backends", "drain", "lab", &ip])
+                    .unwrap(),
+            );
+        },
+    );
+    let drain = drain.unwrap();
+    assert!(
+        drain.status.success(),
+        "director-ctl backends drain: {}",
+        String::from_utf8_lossy(&drain.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&drain.stdout).contains(&format!("backend {ip} draining")),
+        "{}",
+        String::from_utf8_lossy(&drain.stdout)
+    );
+    assert_eq!(failures, vec![], "connections broken during the drain");
+    assert!(fewest >= 60, "a connection stalled: only {fewest} echoes");
+    assert_eq!(spread(&conns), before, "connections stay where they were");
+    drop(conns);
+
+    let fresh = connect_many(&lab.client, VIP4, 90).unwrap();
+    let after = spread(&fresh);
+    assert_eq!(
+        after.get(&drained),
+        None,
+        "new connections on the drained backend: {after:?}"
+    );
+    assert_eq!(after.values().sum::<usize>(), 90);
+
+    // The API: draining, no row as primary; every row still has it as
+    // primary or secondary somewhere (second chance finds its flows).
+    let r = lab.api("GET", "/v1/tables/lab", false).unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let table: Value = serde_json::from_str(&r.body).unwrap();
+    let b = table["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["ip"] == ip.as_str())
+        .unwrap();
+    assert_eq!(b["state"], "draining", "{b}");
+    assert_eq!(b["rows_primary"], 0, "{b}");
+    assert!(b["rows_secondary"].as_u64().unwrap() > 0, "{b}");
+    // Per-backend counters: every packet encapsulated went to one backend
+    // as primary (compared once the connections are closed and quiet).
+    drop(fresh);
+    std::thread::sleep(Duration::from_millis(500));
+    let r = lab.api("GET", "/v1/stats", false).unwrap();
+    let stats: Value = serde_json::from_str(&r.body).unwrap();
+    let to_backends: u64 = stats["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["packets"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        to_backends,
+        stats["outcomes"]["encapsulated"].as_u64().unwrap(),
+        "{stats}"
+    );
+    assert!(b["packets"].as_u64().unwrap() > 0, "{b}");
+    // The drain is in the config file, for a restart.
+    let on_disk = std::fs::read_to_string(lab.config_path()).unwrap();
+    let c = proto::config::Config::from_json(&on_disk).unwrap();
+    let addr: std::net::IpAddr = ip.parse().unwrap();
+    let on_file = c.table("lab").unwrap().backends.iter();
+    let state = on_file
+        .map(|b| &b.backend)
+        .find(|b| b.addr == addr)
+        .unwrap()
+        .state;
+    assert_eq!(state, proto::table::BackendState::Draining);
+
+    assert!(lab.backends[1].counter("accepted_established").unwrap() > 0);
+    for i in [0, 2] {
+        let b = &mut lab.backends[i];
+        assert!(b.counter("forwarded_to_alternate").unwrap() > 0);
         assert_eq!(b.counter("forward_failed").unwrap(), 0);
     }
 }

@@ -35,11 +35,11 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use proto::maps::{
-    BackendEntry, BindCounters, BindInfo, DirectorSettings, DirectorStat, FAMILY_V4, FAMILY_V6,
-    KEY_MAP_ENTRIES, LPM_LOOKUP_PREFIX_LEN, MAX_BACKENDS, MAX_BINDS, MAX_TABLES, MAX_VIPS,
-    TABLE_MAP_ROWS, TABLE_SLOTS, TableKeys, TableRow, TableSlot, VIP_PREFIXES_V4, VIP_PREFIXES_V6,
-    VIP_TABLE_ENTRIES, VIP_TABLE_PROBES, VIP_TABLE_STRIDE, VipEntry, VipKey, VipSlot, key_index,
-    row_index, vip_fold, vip_home,
+    BackendCounters, BackendEntry, BindCounters, BindInfo, DirectorSettings, DirectorStat,
+    FAMILY_V4, FAMILY_V6, KEY_MAP_ENTRIES, LPM_LOOKUP_PREFIX_LEN, MAX_BACKENDS, MAX_BINDS,
+    MAX_TABLES, MAX_VIPS, TABLE_MAP_ROWS, TABLE_SLOTS, TableKeys, TableRow, TableSlot,
+    VIP_PREFIXES_V4, VIP_PREFIXES_V6, VIP_TABLE_ENTRIES, VIP_TABLE_PROBES, VIP_TABLE_STRIDE,
+    VipEntry, VipKey, VipSlot, key_index, row_index, vip_fold, vip_home,
 };
 
 use crate::encap::{Target, director_encapsulate};
@@ -80,6 +80,11 @@ static DIR_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(DirectorStat:
 /// Per-bind traffic counters, indexed by bind id.
 #[map]
 static DIR_BIND_STATS: PerCpuArray<BindCounters> = PerCpuArray::with_max_entries(MAX_BINDS, 0);
+/// Per-backend traffic counters, indexed like `DIR_BACKENDS` (the primary
+/// a packet was encapsulated to).
+#[map]
+static DIR_BACKEND_STATS: PerCpuArray<BackendCounters> =
+    PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
 
 /// What happens to a packet.
 ///
@@ -103,6 +108,8 @@ enum Outcome {
 /// How an encapsulated packet is counted.
 struct Sent {
     bind: u32,
+    /// The primary's backend index.
+    backend: u32,
     icmp: bool,
     fragment: bool,
     mac_fallback: bool,
@@ -115,6 +122,7 @@ pub fn director(ctx: XdpContext) -> u32 {
     let received = frame_len(&ctx) as u64;
     let mut sent = Sent {
         bind: 0,
+        backend: 0,
         icmp: false,
         fragment: false,
         mac_fallback: false,
@@ -146,6 +154,14 @@ pub fn director(ctx: XdpContext) -> u32 {
             if let Some(c) = DIR_BIND_STATS.get_ptr_mut(sent.bind) {
                 // SAFETY: a live per-CPU value of this CPU; nothing else
                 // writes it while this program runs.
+                unsafe {
+                    (*c).packets += 1;
+                    (*c).bytes += received;
+                }
+            }
+            // One more per-CPU array lookup: the primary's counters.
+            if let Some(c) = DIR_BACKEND_STATS.get_ptr_mut(sent.backend) {
+                // SAFETY: as for the bind counters.
                 unsafe {
                     (*c).packets += 1;
                     (*c).bytes += received;
@@ -772,6 +788,7 @@ fn forward(
     ) else {
         return Outcome::EncapFailure;
     };
+    sent.backend = row.primary;
     let client_port = if ports { flow.sport } else { 0 };
     let target = Target {
         source_port: proto::flow::gue_source_port(hash, client_port),
