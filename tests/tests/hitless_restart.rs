@@ -4,7 +4,10 @@
 //! directory. Every packet must arrive encapsulated, exactly once (zero
 //! lost), the XDP program must stay attached while no daemon runs, the new
 //! daemon must say it adopted the pins, and a config change sent to it
-//! (SIGHUP: a new bind) must apply. On SIGTERM the pins are removed.
+//! (SIGHUP: a new bind) must apply. On SIGTERM the pins are removed; with
+//! `--keep-on-exit` they stay and the program stays attached, for the next
+//! daemon to adopt; pins of another map layout are removed with a warning
+//! and the start is fresh.
 //!
 //! Lab (documentation addresses only, one L2 segment through a bridge):
 //!
@@ -154,16 +157,14 @@ fn a_killed_director_restarts_without_losing_a_packet() {
     }
 
     let bin = workspace_bin("director-xdp").unwrap();
-    let start = |log: &str| {
+    let start_with = |log: &str, extra: &[&str]| {
+        let mut args = vec!["run", "--config", cfg_path.to_str().unwrap()];
+        args.extend_from_slice(extra);
         director
-            .spawn_in_mount(
-                &mnt,
-                bin.to_str().unwrap(),
-                &["run", "--config", cfg_path.to_str().unwrap()],
-                scratch.file(log),
-            )
+            .spawn_in_mount(&mnt, bin.to_str().unwrap(), &args, scratch.file(log))
             .unwrap()
     };
+    let start = |log: &str| start_with(log, &[]);
     let mut first = start("first.log");
     first.wait_for_log("attached", START_TIMEOUT).unwrap();
     assert!(
@@ -281,11 +282,65 @@ fn a_killed_director_restarts_without_losing_a_packet() {
     let status = second.stop().unwrap();
     assert!(status.success(), "director exit: {status}");
     assert_eq!(xdp_prog(&director), None, "XDP program left attached");
-    let left = mnt.exec("ls", &[pins.0.to_str().unwrap()]).unwrap();
+    let pinned = |what: &str| {
+        mnt.exec("ls", &[pins.0.join(what).to_str().unwrap()])
+            .unwrap()
+            .status
+            .success()
+    };
     assert!(
-        !left.status.success(),
-        "pins left in {} after SIGTERM: {}",
-        pins.0.display(),
-        String::from_utf8_lossy(&left.stdout)
+        !pinned(""),
+        "pins left in {} after SIGTERM",
+        pins.0.display()
     );
+
+    // --keep-on-exit: SIGTERM leaves the program attached and pinned, and
+    // the next daemon adopts it.
+    let mut third = start_with("third.log", &["--keep-on-exit"]);
+    third.wait_for_log("pinned in", START_TIMEOUT).unwrap();
+    let prog = xdp_prog(&director).expect("attached");
+    assert!(third.stop().unwrap().success());
+    assert_eq!(
+        xdp_prog(&director),
+        Some(prog),
+        "--keep-on-exit left the program attached"
+    );
+    assert!(pinned("link"), "--keep-on-exit left the link pinned");
+    let mut fourth = start("fourth.log");
+    fourth
+        .wait_for_log("adopted the pinned link", START_TIMEOUT)
+        .unwrap();
+
+    // Pins of another layout (an upgrade changed a map): removed with a
+    // warning, and the start is fresh.
+    let marker = mnt.exec("ls", &[pins.0.to_str().unwrap()]).unwrap();
+    let marker = String::from_utf8(marker.stdout)
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("layout-"))
+        .expect("a layout marker beside the pins")
+        .to_string();
+    let from = pins.0.join(&marker);
+    let to = pins.0.join("layout-v0-0000000000000000");
+    let moved = mnt
+        .exec("mv", &[from.to_str().unwrap(), to.to_str().unwrap()])
+        .unwrap();
+    assert!(moved.status.success(), "{moved:?}");
+    fourth.signal(libc::SIGKILL).unwrap();
+    drop(fourth);
+    let mut fifth = start("fifth.log");
+    fifth.wait_for_log("attached", START_TIMEOUT).unwrap();
+    let log = fifth.log();
+    assert!(
+        log.contains("another map layout") && log.contains("NOT hitless"),
+        "no clear warning about incompatible pins:\n{log}"
+    );
+    assert!(
+        !log.contains("adopted"),
+        "incompatible pins adopted:\n{log}"
+    );
+    assert!(pinned(&marker), "fresh pins carry this build's marker");
+    assert!(fifth.stop().unwrap().success());
+    assert_eq!(xdp_prog(&director), None, "XDP program left attached");
+    assert!(!pinned(""), "pins left after SIGTERM");
 }
