@@ -86,6 +86,30 @@ impl Netns {
         Ok(Daemon { child, log })
     }
 
+    /// Like [`Netns::spawn`], but in the mount namespace `mnt` (entered
+    /// with `nsenter`, which execs: the pid is the program's) rather than
+    /// in the private one `ip netns exec` makes, whose fresh /sys hides any
+    /// bpffs: pins made there do not outlive the process.
+    pub fn spawn_in_mount(
+        &self,
+        mnt: &MountNs,
+        cmd: &str,
+        args: &[&str],
+        log: PathBuf,
+    ) -> io::Result<Daemon> {
+        let file = File::create(&log)?;
+        let net = format!("--net={}", self.path().display());
+        let target = mnt.pid().to_string();
+        let child = Command::new("nsenter")
+            .args(["--target", &target, "--mount", &net, "--", cmd])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .spawn()?;
+        Ok(Daemon { child, log })
+    }
+
     /// Runs `f` on a thread that has entered the namespace (sockets it opens
     /// live there) and returns its result.
     pub fn run_in<T: Send + 'static>(
@@ -101,6 +125,19 @@ impl Netns {
         .map_err(|_| io::Error::other("thread inside the namespace panicked"))?
     }
 
+    /// Like [`Netns::run_in`], without waiting: `f` runs on a thread inside
+    /// the namespace; join the handle for its result.
+    pub fn spawn_in<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> io::Result<T> + Send + 'static,
+    ) -> JoinHandle<io::Result<T>> {
+        let path = self.path();
+        std::thread::spawn(move || {
+            enter(&path)?;
+            f()
+        })
+    }
+
     fn path(&self) -> PathBuf {
         PathBuf::from("/run/netns").join(&self.name)
     }
@@ -111,6 +148,59 @@ impl Drop for Netns {
         let _ = Command::new("ip")
             .args(["netns", "delete", &self.name])
             .output();
+    }
+}
+
+/// A private mount namespace held by a sleeping process, killed on drop:
+/// whatever is mounted inside (a bpffs and its pins) goes with it, on every
+/// exit path. Outlives the processes started in it, so pins survive them.
+#[derive(Debug)]
+pub struct MountNs {
+    holder: Child,
+}
+
+impl MountNs {
+    /// Starts the holder (`unshare --mount --propagation private`).
+    pub fn new() -> io::Result<MountNs> {
+        let holder = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sleep", "100000"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let ns = MountNs { holder };
+        // Wait until `unshare` has exec'd `sleep`, i.e. the namespace exists.
+        let mine = std::fs::read_link("/proc/self/ns/mnt")?;
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if let Ok(theirs) = std::fs::read_link(format!("/proc/{}/ns/mnt", ns.pid()))
+                && theirs != mine
+            {
+                return Ok(ns);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Err(io::Error::other("unshare --mount did not start"))
+    }
+
+    /// The holder's pid (for `nsenter --target`).
+    pub fn pid(&self) -> u32 {
+        self.holder.id()
+    }
+
+    /// Runs a command inside the mount namespace and returns its output.
+    pub fn exec(&self, cmd: &str, args: &[&str]) -> io::Result<Output> {
+        let target = self.pid().to_string();
+        let mut all = vec!["--target", &target, "--mount", "--", cmd];
+        all.extend_from_slice(args);
+        Command::new("nsenter").args(&all).output()
+    }
+}
+
+impl Drop for MountNs {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
     }
 }
 

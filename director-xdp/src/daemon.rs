@@ -15,7 +15,13 @@
 //! - a call of the HTTP API ([`crate::api`]): answered here, so the config
 //!   and the data plane have one owner and calls are serialised. A change
 //!   is applied and written over the config file before it is answered.
-//! - SIGINT or SIGTERM: detach the program and exit 0.
+//! - SIGINT or SIGTERM: detach the program, remove the pins and exit 0;
+//!   with `--keep-on-exit`, leave both for a restart to adopt.
+//!
+//! The maps and the XDP link are pinned in `director.pin_dir`
+//! ([`crate::pins`]): a daemon started while they are pinned (after a
+//! crash, a SIGKILL or `--keep-on-exit`) adopts them instead of attaching
+//! anew, so the interface never goes without a director.
 
 use std::collections::{BTreeSet, HashMap};
 use std::ffi::CString;
@@ -28,7 +34,8 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context as _, anyhow};
 use axum::http::StatusCode;
 use aya::programs::XdpMode;
-use aya::programs::xdp::XdpLinkId;
+use aya::programs::links::FdLink;
+use aya::programs::xdp::{XdpLink, XdpLinkId};
 use director_xdp::dataplane::{ApplyReport, Dataplane, DataplaneError};
 use proto::config::Config;
 use proto::table::Rendezvous;
@@ -38,6 +45,7 @@ use tokio::sync::{Notify, mpsc};
 use tracing::{debug, error, info, warn};
 
 use crate::api::{self, ApiError, Call, Change};
+use crate::pins;
 use crate::{Failure, load_config_text};
 use director_xdp::neigh::{self, Resolver, Snapshot, Unresolved, Watcher};
 
@@ -49,7 +57,7 @@ const POLL_INTERVAL: Duration = Duration::from_secs(5);
 const SETTLE: Duration = Duration::from_millis(200);
 
 /// Runs the daemon until SIGINT or SIGTERM.
-pub fn run(config_path: &Path) -> Result<(), Failure> {
+pub fn run(config_path: &Path, keep_on_exit: bool) -> Result<(), Failure> {
     // One thread is enough: the daemon waits on signals and timers, and
     // every map update is a short sequence of syscalls.
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -57,10 +65,27 @@ pub fn run(config_path: &Path) -> Result<(), Failure> {
         .build()
         .context("starting the async runtime")
         .map_err(Failure::runtime)?;
-    runtime.block_on(run_async(config_path))
+    runtime.block_on(run_async(config_path, keep_on_exit))
 }
 
-async fn run_async(config_path: &Path) -> Result<(), Failure> {
+/// Removes fresh pins if the start fails before the link is pinned (pins
+/// being adopted stay: the old program still serves through them).
+struct PinGuard {
+    dir: PathBuf,
+    armed: bool,
+}
+
+impl Drop for PinGuard {
+    fn drop(&mut self) {
+        if self.armed
+            && let Err(e) = pins::remove(&self.dir)
+        {
+            warn!("removing the pins in {}: {e:#}", self.dir.display());
+        }
+    }
+}
+
+async fn run_async(config_path: &Path, keep_on_exit: bool) -> Result<(), Failure> {
     // Handlers first: a SIGTERM that arrives during start-up waits in the
     // stream and ends the loop as soon as it starts, after a clean attach.
     let mut hup = signal_stream(SignalKind::hangup())?;
@@ -77,9 +102,42 @@ async fn run_async(config_path: &Path) -> Result<(), Failure> {
     })?;
     let ifindex = interface_index(&interface).map_err(Failure::runtime)?;
 
-    let dataplane = Dataplane::load()
-        .context("loading the director program (needs root)")
-        .map_err(Failure::runtime)?;
+    pins::ensure_bpffs().map_err(Failure::runtime)?;
+    let pin_dir = pins::pin_dir(&config, &interface);
+    let mut found = pins::inspect(&pin_dir, &interface, ifindex).map_err(Failure::runtime)?;
+    let dataplane = match Dataplane::load_pinned(&pin_dir) {
+        Ok((dp, _)) => dp,
+        Err(e) if matches!(found, pins::Found::Adopt(_)) => {
+            warn!(
+                "the pinned maps in {} do not fit this build ({:#}): an upgrade changed the maps; removing the pins and starting fresh: NOT hitless, {interface} has no director until it is attached again",
+                pin_dir.display(),
+                anyhow::Error::from(e)
+            );
+            found = pins::Found::Fresh;
+            pins::reset(&pin_dir).map_err(Failure::runtime)?;
+            Dataplane::load_pinned(&pin_dir)
+                .map(|(dp, _)| dp)
+                .context("loading the director program (needs root)")
+                .map_err(Failure::runtime)?
+        }
+        Err(e) => {
+            let _ = pins::remove(&pin_dir);
+            return Err(Failure::runtime(
+                anyhow::Error::from(e).context("loading the director program (needs root)"),
+            ));
+        }
+    };
+    let adopting = matches!(found, pins::Found::Adopt(_));
+    let mut guard = PinGuard {
+        dir: pin_dir.clone(),
+        armed: !adopting,
+    };
+    if adopting {
+        info!(
+            "adopting the pinned maps and XDP link in {}: the running director keeps forwarding while this one takes over",
+            pin_dir.display()
+        );
+    }
     let resolver = Resolver::new(ifindex)
         .with_context(|| format!("resolving next hops on {interface}"))
         .map_err(Failure::runtime)?;
@@ -148,14 +206,38 @@ async fn run_async(config_path: &Path) -> Result<(), Failure> {
     daemon.snapshot = snapshot;
     daemon.probe_unresolved();
 
-    let (link, mode) =
-        attach(&mut daemon.dataplane, &interface, ifindex).map_err(Failure::runtime)?;
-    info!(
-        interface = %interface,
-        ifindex,
-        mode,
-        "director attached to {interface} in {mode} mode"
-    );
+    let link_path = pin_dir.join(pins::LINK);
+    let (link, pinned) = match found {
+        pins::Found::Adopt(fd) => {
+            let link = adopt(&mut daemon.dataplane, fd).map_err(Failure::runtime)?;
+            info!(
+                interface = %interface,
+                ifindex,
+                "director attached to {interface}: adopted the pinned link {} (program replaced in place, no packet missed)",
+                link_path.display()
+            );
+            (link, true)
+        }
+        pins::Found::Fresh => {
+            let (link, mode) =
+                attach(&mut daemon.dataplane, &interface, ifindex).map_err(Failure::runtime)?;
+            let (link, pinned) = pin_link(&mut daemon.dataplane, link, &link_path, ifindex, mode)
+                .map_err(Failure::runtime)?;
+            info!(
+                interface = %interface,
+                ifindex,
+                mode,
+                "director attached to {interface} in {mode} mode{}",
+                if pinned {
+                    format!("; maps and link pinned in {}", pin_dir.display())
+                } else {
+                    String::new()
+                }
+            );
+            (link, pinned)
+        }
+    };
+    guard.armed = false;
 
     let mut poll = tokio::time::interval(POLL_INTERVAL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -179,13 +261,24 @@ async fn run_async(config_path: &Path) -> Result<(), Failure> {
             }
         }
     };
-    info!("{signal_name}: detaching from {interface}");
-    daemon
-        .dataplane
-        .program_mut()
-        .detach(link)
-        .with_context(|| format!("detaching the director from {interface}"))
-        .map_err(Failure::runtime)?;
+    if keep_on_exit && pinned {
+        info!(
+            "{signal_name}: leaving the director attached to {interface}, pinned in {} (--keep-on-exit)",
+            pin_dir.display()
+        );
+        // Closing the link's descriptor leaves it attached: the pin holds it.
+        drop(link);
+    } else {
+        if keep_on_exit {
+            warn!("{signal_name}: the link is not pinned, --keep-on-exit cannot keep it");
+        }
+        info!("{signal_name}: detaching from {interface}");
+        // The pin first: then dropping the last descriptor detaches.
+        if let Err(e) = pins::remove(&pin_dir) {
+            warn!("removing the pins in {}: {e:#}", pin_dir.display());
+        }
+        drop(link);
+    }
     match daemon.dataplane.stats() {
         Ok(stats) => {
             let counts: Vec<String> = stats
@@ -205,7 +298,11 @@ async fn run_async(config_path: &Path) -> Result<(), Failure> {
         }
         Err(e) => warn!("reading the final counters: {:#}", anyhow::Error::from(e)),
     }
-    info!("director detached from {interface}; exiting");
+    if keep_on_exit && pinned {
+        info!("director left attached to {interface}; exiting");
+    } else {
+        info!("director detached from {interface}; exiting");
+    }
     Ok(())
 }
 
@@ -394,6 +491,13 @@ impl Daemon {
             error!(
                 "config refused, keeping the running tables: config {path}: director.interface changed from {:?} to {:?}; moving the director to another interface needs a restart",
                 self.config.director.interface, config.director.interface
+            );
+            return;
+        }
+        if config.director.pin_dir != self.config.director.pin_dir {
+            error!(
+                "config refused, keeping the running tables: config {path}: director.pin_dir changed from {:?} to {:?}; moving the pins needs a restart (stop with SIGTERM, without --keep-on-exit, then start)",
+                self.config.director.pin_dir, config.director.pin_dir
             );
             return;
         }
@@ -589,6 +693,53 @@ pub(crate) fn interface_index(name: &str) -> anyhow::Result<u32> {
             .with_context(|| format!("looking up interface {name} (director.interface)"));
     }
     Ok(index)
+}
+
+/// Swaps this process's program into the adopted link (one
+/// `BPF_LINK_UPDATE`: the interface always runs one program or the other)
+/// and returns the link, owned by this process.
+fn adopt(dataplane: &mut Dataplane, fd: FdLink) -> anyhow::Result<XdpLink> {
+    let link = XdpLink::try_from(fd).context("the pinned link is not an XDP link")?;
+    let program = dataplane.program_mut();
+    let id = program
+        .attach_to_link(link)
+        .context("replacing the program of the pinned link")?;
+    Ok(program.take_link(id)?)
+}
+
+/// Pins `link` at `path`; returns it, owned by this process, and whether
+/// it is pinned. A link made through netlink (kernels without XDP
+/// `bpf_link`) cannot be pinned: it is attached again, unpinned, with a
+/// warning (a restart then detaches it).
+fn pin_link(
+    dataplane: &mut Dataplane,
+    id: XdpLinkId,
+    path: &Path,
+    ifindex: u32,
+    mode: &'static str,
+) -> anyhow::Result<(XdpLink, bool)> {
+    let program = dataplane.program_mut();
+    let link = program.take_link(id)?;
+    match FdLink::try_from(link) {
+        Ok(fd) => {
+            let pinned = fd
+                .pin(path)
+                .with_context(|| format!("pinning the XDP link at {}", path.display()))?;
+            Ok((XdpLink::try_from(FdLink::from(pinned))?, true))
+        }
+        Err(_) => {
+            warn!(
+                "the XDP attachment is not a bpf_link (old kernel): it cannot be pinned, and a restart detaches the director"
+            );
+            let m = if mode == "native" {
+                XdpMode::Driver
+            } else {
+                XdpMode::Skb
+            };
+            let id = program.attach(ifindex, m)?;
+            Ok((program.take_link(id)?, false))
+        }
+    }
 }
 
 /// Attaches in native mode, else in generic mode with a warning; returns the

@@ -19,9 +19,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::IpAddr;
+use std::path::Path;
 
 use aya::{
-    Ebpf,
+    Ebpf, EbpfLoader,
     maps::{Array, LpmTrie, MapData, MapError, PerCpuArray, PerCpuValues, lpm_trie::Key},
     programs::Xdp,
 };
@@ -36,6 +37,65 @@ use proto::maps::{
 use proto::table::{Rendezvous, TableError};
 
 use crate::{DIRECTOR_PROGRAM, LoadError, load_director, load_xdp, xdp_program};
+
+/// The director's maps, pinned by [`Dataplane::load_pinned`] under their
+/// names.
+pub const PINNED_MAPS: [&str; 10] = [
+    names::VIP_TABLE,
+    names::VIPS,
+    names::BINDS,
+    names::TABLE_SLOT,
+    names::KEYS,
+    names::TABLES,
+    names::BACKENDS,
+    names::SETTINGS,
+    names::STATS,
+    names::BIND_STATS,
+];
+
+/// Bump when a map's value changes meaning without changing size (aya
+/// checks sizes, entries and flags of pinned maps itself).
+pub const MAP_LAYOUT_VERSION: u32 = 1;
+
+/// Name of the marker directory written beside the pins: the layout
+/// version and the sizes of every map value, so that pins of a build with
+/// another layout are recognised before anything is loaded.
+pub fn layout_marker() -> String {
+    use std::mem::size_of;
+    let sizes = [
+        size_of::<VipSlot>(),
+        size_of::<VipKey>(),
+        size_of::<VipEntry>(),
+        size_of::<BindInfo>(),
+        size_of::<TableSlot>(),
+        size_of::<TableKeys>(),
+        size_of::<TableRow>(),
+        size_of::<BackendEntry>(),
+        size_of::<DirectorSettings>(),
+        size_of::<BindCounters>(),
+    ];
+    // FNV-1a over the version, the sizes and the limits.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let words = [
+        MAP_LAYOUT_VERSION as usize,
+        MAX_TABLES as usize,
+        MAX_BINDS as usize,
+    ]
+    .into_iter()
+    .chain([
+        MAX_BACKENDS as usize,
+        MAX_VIPS as usize,
+        TABLE_ROWS as usize,
+    ])
+    .chain(sizes);
+    for w in words {
+        for b in (w as u64).to_le_bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("layout-v{MAP_LAYOUT_VERSION}-{h:016x}")
+}
 
 /// Backends a config may hold in all: half the backend array, so that an
 /// update always finds indexes the live tables do not use.
@@ -468,6 +528,11 @@ struct Written {
     /// Bind ids written (at least the live ones).
     bind_slots_used: u32,
     settings: Option<DirectorSettings>,
+    /// After adopting pinned maps: table ids and backend indexes that the
+    /// live slots (written by an earlier process) may reference. Not
+    /// reused for another table or backend until the first update is done.
+    reserved_tables: BTreeSet<u32>,
+    reserved_backends: BTreeSet<u32>,
 }
 
 /// The loaded director: its object, program and maps, and what this
@@ -515,6 +580,99 @@ impl Dataplane {
         // another layout than `proto::maps` says.
         dp.check_maps()?;
         Ok(dp)
+    }
+
+    /// Loads the object with the director's maps pinned in `dir` (a
+    /// directory on bpffs, which must exist): maps pinned there already are
+    /// reused, if their type, key and value sizes, entries and flags are
+    /// those of this build (else the load fails), and the others are
+    /// created and pinned. Returns whether maps were reused; if so, what
+    /// they hold is read back ([`Dataplane::apply`] then writes idle slots
+    /// only and never reuses what the live slots point at).
+    pub fn load_pinned(dir: &Path) -> Result<(Self, bool), DataplaneError> {
+        let reused = PINNED_MAPS.iter().any(|n| dir.join(n).exists());
+        let mut loader = EbpfLoader::new();
+        for name in PINNED_MAPS {
+            loader.map_pin_path(name, dir.join(name));
+        }
+        let mut ebpf = loader
+            .load(crate::director_object())
+            .map_err(|e| DataplaneError::Load(LoadError::Object(e)))?;
+        load_xdp(&mut ebpf, DIRECTOR_PROGRAM)?;
+        let mut dp = Dataplane {
+            ebpf,
+            written: Written::default(),
+        };
+        dp.written.tables = vec![TableState::default(); MAX_TABLES as usize];
+        dp.check_maps()?;
+        if reused {
+            dp.read_back()?;
+        }
+        Ok((dp, reused))
+    }
+
+    /// Rebuilds what `written` knows from maps an earlier process wrote.
+    fn read_back(&mut self) -> Result<(), DataplaneError> {
+        let read = |map: &'static str, what: String| {
+            move |source| DataplaneError::Read { map, what, source }
+        };
+        let settings = array::<DirectorSettings>(&mut self.ebpf, names::SETTINGS)?
+            .get(&0, 0)
+            .map_err(read(names::SETTINGS, "the settings".into()))?;
+        self.written.settings = Some(settings);
+        // Tables the binds point at (an unused bind reads as table 0).
+        let mut live_tables = BTreeSet::new();
+        {
+            let binds = array::<BindInfo>(&mut self.ebpf, names::BINDS)?;
+            for id in 0..MAX_BINDS {
+                let b = binds
+                    .get(&id, 0)
+                    .map_err(read(names::BINDS, format!("bind {id}")))?;
+                if b.table < MAX_TABLES {
+                    live_tables.insert(b.table);
+                }
+            }
+        }
+        // Unused bind ids are rewritten (zeroed) by the first update.
+        self.written.bind_slots_used = MAX_BINDS;
+        {
+            let slots = array::<TableSlot>(&mut self.ebpf, names::TABLE_SLOT)?;
+            for id in 0..MAX_TABLES {
+                let s = slots
+                    .get(&id, 0)
+                    .map_err(read(names::TABLE_SLOT, format!("table {id}")))?;
+                self.written.tables[id as usize] = TableState {
+                    active: s.active & 1,
+                    rows: [SlotRows::Unknown, SlotRows::Unknown],
+                    keys: [None, None],
+                };
+            }
+        }
+        let mut reserved = BTreeSet::new();
+        {
+            let rows = array::<TableRow>(&mut self.ebpf, names::TABLES)?;
+            for &id in &live_tables {
+                let active = self.written.tables[id as usize].active;
+                for row in 0..TABLE_ROWS {
+                    let r = rows.get(&row_index(id, active, row), 0).map_err(read(
+                        names::TABLES,
+                        format!("row {row} of slot {active} of table {id}"),
+                    ))?;
+                    reserved.insert(r.primary);
+                    reserved.insert(r.secondary);
+                }
+            }
+        }
+        {
+            let vips = vip_map(&mut self.ebpf)?;
+            for item in vips.iter() {
+                let (k, v) = item.map_err(read(names::VIPS, "the VIP prefixes".into()))?;
+                self.written.vips.insert((k.prefix_len(), k.data()), v);
+            }
+        }
+        self.written.reserved_tables = live_tables;
+        self.written.reserved_backends = reserved;
+        Ok(())
     }
 
     /// The director program, for attaching or `BPF_PROG_TEST_RUN`.
@@ -706,7 +864,13 @@ impl Dataplane {
                 table_ids.insert(t.name.clone(), id);
             }
         }
-        let previously_used: BTreeSet<u32> = self.written.table_ids.values().copied().collect();
+        let previously_used: BTreeSet<u32> = self
+            .written
+            .table_ids
+            .values()
+            .chain(&self.written.reserved_tables)
+            .copied()
+            .collect();
         let mut free: Vec<u32> = (0..MAX_TABLES)
             .filter(|id| !previously_used.contains(id))
             .chain(previously_used.iter().copied())
@@ -740,6 +904,7 @@ impl Dataplane {
             .backend_index
             .values()
             .chain(backend_index.values())
+            .chain(&self.written.reserved_backends)
             .copied()
             .collect();
         let mut free = (0..MAX_BACKENDS).filter(|i| !in_use.contains(i));
@@ -1007,6 +1172,10 @@ impl Dataplane {
             .retain(|i, _| plan.backends.contains_key(i));
         self.written.backend_index = plan.backend_index;
         self.written.table_ids = plan.table_ids;
+        // Every table flipped and every bind was rewritten: what an
+        // earlier process left is no longer referenced.
+        self.written.reserved_tables.clear();
+        self.written.reserved_backends.clear();
         Ok(report)
     }
 

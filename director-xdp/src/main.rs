@@ -8,6 +8,7 @@
 mod agent;
 mod api;
 mod daemon;
+mod pins;
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, IsTerminal as _, Write as _};
@@ -53,7 +54,11 @@ enum Command {
     /// datagram to the backend's discard port (9), every 5 s until it
     /// answers, and meanwhile its packets go to `director.gateway_mac`.
     /// SIGHUP re-reads the config (a refused config changes nothing);
-    /// SIGINT and SIGTERM detach and exit 0. Logs go to stderr; RUST_LOG
+    /// SIGINT and SIGTERM detach, remove the pins and exit 0 (with
+    /// --keep-on-exit: leave the program attached and pinned for a
+    /// restart). The maps and the XDP link are pinned in `director.pin_dir`;
+    /// a daemon started while they are pinned adopts them, so packets keep
+    /// flowing across a restart or a crash. Logs go to stderr; RUST_LOG
     /// sets the filter (default: info). Needs root.
     Run(RunArgs),
     /// Run every packet of a capture through the director program with
@@ -86,6 +91,11 @@ struct RunArgs {
     /// The director's config (GLB tables plus the `director` section).
     #[arg(long, value_name = "PATH")]
     config: PathBuf,
+    /// On SIGINT or SIGTERM, leave the program attached and its maps and
+    /// link pinned, for a restart (upgrade) to adopt; without it they are
+    /// detached and unpinned.
+    #[arg(long)]
+    keep_on_exit: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -130,7 +140,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     let result = match cli.command {
-        Command::Run(args) => daemon::run(&args.config),
+        Command::Run(args) => daemon::run(&args.config, args.keep_on_exit),
         Command::Replay(args) => replay(&args),
         Command::Redirect(args) => agent::run(&args),
         Command::Version => {

@@ -513,6 +513,39 @@ impl Socket {
     }
 }
 
+/// The id of the XDP program attached to interface `ifindex` of this
+/// network namespace (`IFLA_XDP_PROG_ID`), if any.
+pub fn xdp_prog_id(ifindex: u32) -> io::Result<Option<u32>> {
+    const RTM_GETLINK: u16 = 18;
+    const RTM_NEWLINK: u16 = 16;
+    const IFINFOMSG_LEN: usize = 16;
+    const IFLA_XDP: u16 = 43;
+    const IFLA_XDP_PROG_ID: u16 = 4;
+    let mut body = vec![0u8; IFINFOMSG_LEN];
+    body[4..8].copy_from_slice(&(ifindex as i32).to_ne_bytes());
+    let mut socket = Socket::open(0)?;
+    socket.set_recv_timeout(Duration::from_secs(2))?;
+    let reply = socket
+        .transact(RTM_GETLINK, 0, &body)?
+        .map_err(io::Error::from_raw_os_error)?;
+    for (ty, msg) in reply {
+        if ty != RTM_NEWLINK || msg.len() < IFINFOMSG_LEN {
+            continue;
+        }
+        for (a, payload) in attributes(&msg[IFINFOMSG_LEN..]) {
+            if a != IFLA_XDP {
+                continue;
+            }
+            for (x, v) in attributes(payload) {
+                if x == IFLA_XDP_PROG_ID {
+                    return Ok(u32_at(v, 0).filter(|id| *id != 0));
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
 fn kernel_address() -> libc::sockaddr_nl {
     // SAFETY: sockaddr_nl is plain data; all-zero is the kernel's address.
     let mut addr: libc::sockaddr_nl = unsafe { mem::zeroed() };

@@ -622,3 +622,103 @@ fn configs_the_data_plane_cannot_hold_are_refused_and_nothing_is_written() {
 
     assert_eq!(snapshot(&dp), good, "refused configs wrote nothing");
 }
+
+/// A bpffs mounted on a fresh directory for as long as this value lives.
+struct BpfFs(std::path::PathBuf);
+
+impl BpfFs {
+    fn mount() -> BpfFs {
+        let dir = std::env::temp_dir().join(format!("glbt-bpffs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("creating the mount point");
+        let status = std::process::Command::new("mount")
+            .args(["-t", "bpf", "bpf"])
+            .arg(&dir)
+            .status()
+            .expect("running mount");
+        let fs = BpfFs(dir);
+        assert!(status.success(), "mounting bpffs (needs root)");
+        fs
+    }
+}
+
+impl Drop for BpfFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// Rows of every slot of every table id.
+fn all_slots(dp: &Dataplane) -> Vec<Vec<TableRow>> {
+    let rows = array::<TableRow>(dp, names::TABLES);
+    (0..proto::maps::MAX_TABLES)
+        .flat_map(|id| (0..2).map(move |slot| (id, slot)))
+        .map(|(id, slot)| {
+            (0..TABLE_ROWS)
+                .map(|r| rows.get(&row_index(id, slot, r), 0).expect("row"))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn pinned_maps_are_adopted_without_touching_what_the_live_slots_use() {
+    let fs = BpfFs::mount();
+    let first = example();
+    let (mut dp, reused) = Dataplane::load_pinned(&fs.0).expect("loading with pins");
+    assert!(!reused, "nothing was pinned yet");
+    dp.apply(&first, &no_macs).expect("first apply");
+    let live = live_indexes(&dp, &first);
+    let entries = backends_by_index(&dp);
+    let old_ids: Vec<u32> = first
+        .tables
+        .iter()
+        .map(|t| dp.table_id(&t.name).expect("table id"))
+        .collect();
+    let old_slots: Vec<u32> = old_ids
+        .iter()
+        .map(|&id| get::<TableSlot>(&dp, names::TABLE_SLOT, id).active)
+        .collect();
+    // The process dies: only the pins hold the maps.
+    drop(dp);
+
+    let (mut dp, reused) = Dataplane::load_pinned(&fs.0).expect("adopting the pins");
+    assert!(reused, "the pinned maps are reused");
+    assert_eq!(
+        backends_by_index(&dp),
+        entries,
+        "the pinned maps hold what the first process wrote"
+    );
+    let before = all_slots(&dp);
+    let mut second = first.clone();
+    second.tables[0].backends.remove(0);
+    second.tables[0]
+        .backends
+        .push(backend("198.51.100.21", BackendState::Active));
+    dp.apply(&second, &no_macs).expect("apply after adoption");
+
+    let after = backends_by_index(&dp);
+    for &i in &live {
+        assert_eq!(
+            after[i as usize], entries[i as usize],
+            "index {i} was live before the adoption and got rewritten"
+        );
+    }
+    let after_slots = all_slots(&dp);
+    for (id, slot) in old_ids.iter().zip(&old_slots) {
+        let at = (*id * 2 + slot) as usize;
+        assert!(
+            before[at] == after_slots[at],
+            "the slot table {id} was reading from was written"
+        );
+    }
+    assert_tables_are_live(&dp, &second);
+    // And a second update after the adoption, back to the first config.
+    dp.apply(&first, &no_macs)
+        .expect("second apply after adoption");
+    assert_tables_are_live(&dp, &first);
+    drop(dp);
+}

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
@@ -255,6 +255,25 @@ pub struct Director {
     /// File holding the bearer token that API mutations must present
     /// (absolute path); without one, the API is read-only.
     pub api_token_file: Option<PathBuf>,
+    /// Directory on bpffs where the director's maps and XDP link are
+    /// pinned, so that a restarted daemon adopts them (absolute path);
+    /// `None`: [`Director::default_pin_dir`].
+    pub pin_dir: Option<PathBuf>,
+}
+
+impl Director {
+    /// The default pin directory of a director on `interface`:
+    /// `/sys/fs/bpf/glb-director/<interface>`, or, when the daemon runs in
+    /// another network namespace than the host's (`netns` is that
+    /// namespace's inode), `/sys/fs/bpf/glb-director/netns-<inode>/<interface>`:
+    /// network namespaces share bpffs, and interface names repeat across them.
+    pub fn default_pin_dir(interface: &str, netns: Option<u64>) -> PathBuf {
+        let base = PathBuf::from("/sys/fs/bpf/glb-director");
+        match netns {
+            None => base.join(interface),
+            Some(inode) => base.join(format!("netns-{inode}")).join(interface),
+        }
+    }
 }
 
 impl Default for Director {
@@ -267,6 +286,7 @@ impl Default for Director {
             gateway_mac: None,
             api_listen: DEFAULT_API_LISTEN,
             api_token_file: None,
+            pin_dir: None,
         }
     }
 }
@@ -557,6 +577,7 @@ impl Cx {
                 "gateway_mac",
                 "api_listen",
                 "api_token_file",
+                "pin_dir",
             ],
         )?;
         let mut d = Director::default();
@@ -625,6 +646,28 @@ impl Cx {
                 ));
             }
             d.api_token_file = Some(path);
+        }
+        if let Some(s) = string("pin_dir")? {
+            let path = PathBuf::from(s);
+            // Pinned objects live on bpffs, mounted at /sys/fs/bpf; a
+            // relative path or `..` could leave it.
+            let escapes = path
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir));
+            if !path.is_absolute()
+                || s.contains('\0')
+                || escapes
+                || !path.starts_with("/sys/fs/bpf/")
+                || path == Path::new("/sys/fs/bpf/")
+            {
+                return Err(invalid(
+                    field("pin_dir"),
+                    format!(
+                        "\"{s}\" is not a directory under /sys/fs/bpf (an absolute path on bpffs, without \"..\")"
+                    ),
+                ));
+            }
+            d.pin_dir = Some(path);
         }
         if let Some(h) = o.get("hash_fields") {
             let a = array(h, &field("hash_fields"))?;
@@ -871,6 +914,9 @@ pub fn to_json(config: &Config) -> Value {
             "api_token_file",
             Value::String(p.to_string_lossy().into_owned()),
         );
+    }
+    if let Some(p) = &d.pin_dir {
+        dir.insert("pin_dir", Value::String(p.to_string_lossy().into_owned()));
     }
     let dir: Map<String, Value> = dir.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
     let mut root = Map::new();

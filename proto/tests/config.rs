@@ -128,6 +128,17 @@ fn round_trips_through_to_json() {
         Some(std::path::Path::new("/etc/glb/api-token"))
     );
     assert_eq!(Config::from_json(&to_json(&c).to_string()).unwrap(), c);
+    assert_eq!(c.director.pin_dir, None);
+    let with_pins = EXAMPLE.replace(
+        r#""gateway_mac""#,
+        r#""pin_dir": "/sys/fs/bpf/lb/eth0", "gateway_mac""#,
+    );
+    let c = Config::from_json(&with_pins).unwrap();
+    assert_eq!(
+        c.director.pin_dir.as_deref(),
+        Some(std::path::Path::new("/sys/fs/bpf/lb/eth0"))
+    );
+    assert_eq!(Config::from_json(&to_json(&c).to_string()).unwrap(), c);
 }
 
 #[test]
@@ -234,6 +245,14 @@ fn bad_values_are_refused_with_table_field_and_value() {
         (
             r#"{"tables":[],"director":{"api_token_file":"token"}}"#.into(),
             "director.api_token_file: \"token\" is not an absolute path",
+        ),
+        (
+            r#"{"tables":[],"director":{"pin_dir":"/tmp/pins"}}"#.into(),
+            "director.pin_dir: \"/tmp/pins\" is not a directory under /sys/fs/bpf (an absolute path on bpffs, without \"..\")",
+        ),
+        (
+            r#"{"tables":[],"director":{"pin_dir":"/sys/fs/bpf/../x"}}"#.into(),
+            "director.pin_dir: \"/sys/fs/bpf/../x\" is not a directory under /sys/fs/bpf (an absolute path on bpffs, without \"..\")",
         ),
         (
             r#"{"tables":[],"director":{"api_token_file":7}}"#.into(),
