@@ -12,7 +12,9 @@ cargo bench -q -p lab-tests --bench redirect > "$tmp.redirect"
   echo "# Benchmarks"
   echo
   echo "Written by \`make bench\`; rerun it to refresh. Targets come from the issues;"
-  echo "timed tests are never used for them."
+  echo "timed tests are never used for them. On this shared 2-core VM, absolute"
+  echo "figures move by 20-50% from run to run (compare the floor columns); each table"
+  echo "measures its programs in interleaved batches, so compare within a table."
   echo
   echo "Machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores,"
   echo "kernel $(uname -r), $(rustc --version | cut -d' ' -f1-2), $(date -u +%Y-%m-%d)."
