@@ -321,32 +321,7 @@ pub fn preview(c: &Client, table: &str, proposal: &Value, json: bool) -> Result<
         print_json(&v);
         return Ok(());
     }
-    let g = |k: &str| v[k].as_u64().unwrap_or(0);
-    let pct = |n: u64| 100.0 * n as f64 / TABLE_ROWS as f64;
-    println!(
-        "table \"{table}\": {} rows would change ({:.2}%); primary {} ({:.2}%), secondary {}; old primary neither primary nor secondary: {}",
-        g("rows_changed"),
-        pct(g("rows_changed")),
-        g("rows_primary_changed"),
-        pct(g("rows_primary_changed")),
-        g("rows_secondary_changed"),
-        g("rows_old_primary_unreachable"),
-    );
-    println!(
-        "  {:<40} {:>16} {:>18}",
-        "backend", "rows as primary", "rows as secondary"
-    );
-    for b in v["backends"].as_array().into_iter().flatten() {
-        let g = |k: &str| b[k].as_u64().unwrap_or(0);
-        println!(
-            "  {:<40} {:>7} -> {:<6} {:>8} -> {:<7}",
-            b["ip"].as_str().unwrap_or("?"),
-            g("primary_before"),
-            g("primary_after"),
-            g("secondary_before"),
-            g("secondary_after"),
-        );
-    }
+    crate::table::print_movement(table, &v, "would change");
     Ok(())
 }
 

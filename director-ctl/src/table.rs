@@ -122,7 +122,7 @@ fn parse_built(t: &Value) -> Result<Built> {
                 .as_str()
                 .and_then(|s| s.parse().ok())
                 .ok_or_else(|| anyhow!("table \"{name}\": backend {b} has no valid \"ip\""))?;
-            let state = b["state"].as_str().and_then(parse_state);
+            let state = b["state"].as_str().and_then(BackendState::from_name);
             backends.push(BackendInfo {
                 addr,
                 state,
@@ -147,17 +147,6 @@ fn parse_built(t: &Value) -> Result<Built> {
         backends,
         rows,
     })
-}
-
-fn parse_state(s: &str) -> Option<BackendState> {
-    [
-        BackendState::Active,
-        BackendState::Filling,
-        BackendState::Draining,
-        BackendState::Inactive,
-    ]
-    .into_iter()
-    .find(|st| st.as_str() == s)
 }
 
 /// `table build`: one row per line, so that text tools can diff two files.
@@ -342,59 +331,63 @@ pub fn diff(old_path: &Path, new_path: &Path, as_json: bool) -> Result<ExitCode>
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let pct = |n: u64| 100.0 * n as f64 / TABLE_ROWS as f64;
     for r in &reports {
         let name = r["name"].as_str().unwrap_or("?");
         match r["status"].as_str() {
             Some("removed") => println!("table \"{name}\": removed"),
             Some("added") => println!("table \"{name}\": added"),
             Some("unchanged") => println!("table \"{name}\": unchanged"),
-            _ => {
-                let g = |k: &str| r[k].as_u64().unwrap_or(0);
-                println!(
-                    "table \"{name}\": {} rows change ({:.2}%)",
-                    g("rows_changed"),
-                    pct(g("rows_changed"))
-                );
-                println!(
-                    "  primary changes:   {:>6} rows ({:.2}%)",
-                    g("rows_primary_changed"),
-                    pct(g("rows_primary_changed"))
-                );
-                println!(
-                    "  secondary changes: {:>6} rows ({:.2}%)",
-                    g("rows_secondary_changed"),
-                    pct(g("rows_secondary_changed"))
-                );
-                println!(
-                    "  old primary neither primary nor secondary: {} rows ({:.2}%){}",
-                    g("rows_old_primary_unreachable"),
-                    pct(g("rows_old_primary_unreachable")),
-                    if g("rows_old_primary_unreachable") > 0 {
-                        ": second chance cannot find the established flows of these rows"
-                    } else {
-                        ""
-                    }
-                );
-                println!(
-                    "  {:<40} {:>16} {:>18}",
-                    "backend", "rows as primary", "rows as secondary"
-                );
-                for b in r["backends"].as_array().into_iter().flatten() {
-                    let g = |k: &str| b[k].as_u64().unwrap_or(0);
-                    println!(
-                        "  {:<40} {:>7} -> {:<6} {:>8} -> {:<7}",
-                        b["ip"].as_str().unwrap_or("?"),
-                        g("primary_before"),
-                        g("primary_after"),
-                        g("secondary_before"),
-                        g("secondary_after"),
-                    );
-                }
-            }
+            _ => print_movement(name, r, "change"),
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a table's row movement (a `table diff` report, or the API's
+/// preview): counts, then rows as primary and secondary per backend.
+pub(crate) fn print_movement(name: &str, r: &Value, verb: &str) {
+    let pct = |n: u64| 100.0 * n as f64 / TABLE_ROWS as f64;
+    let g = |k: &str| r[k].as_u64().unwrap_or(0);
+    println!(
+        "table \"{name}\": {} rows {verb} ({:.2}%)",
+        g("rows_changed"),
+        pct(g("rows_changed"))
+    );
+    println!(
+        "  primary changes:   {:>6} rows ({:.2}%)",
+        g("rows_primary_changed"),
+        pct(g("rows_primary_changed"))
+    );
+    println!(
+        "  secondary changes: {:>6} rows ({:.2}%)",
+        g("rows_secondary_changed"),
+        pct(g("rows_secondary_changed"))
+    );
+    let lost = g("rows_old_primary_unreachable");
+    println!(
+        "  old primary neither primary nor secondary: {lost} rows ({:.2}%){}",
+        pct(lost),
+        if lost > 0 {
+            ": second chance cannot find the established flows of these rows"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "  {:<40} {:>16} {:>18}",
+        "backend", "rows as primary", "rows as secondary"
+    );
+    for b in r["backends"].as_array().into_iter().flatten() {
+        let g = |k: &str| b[k].as_u64().unwrap_or(0);
+        println!(
+            "  {:<40} {:>7} -> {:<6} {:>8} -> {:<7}",
+            b["ip"].as_str().unwrap_or("?"),
+            g("primary_before"),
+            g("primary_after"),
+            g("secondary_before"),
+            g("secondary_after"),
+        );
+    }
 }
 
 /// Parses `--src IP[:PORT]` and `--dst IP:PORT/PROTO`.

@@ -515,16 +515,7 @@ fn state_field(o: &Map<String, Value>) -> Result<Option<BackendState>, ApiError>
         None => Ok(None),
         Some(v) => v
             .as_str()
-            .and_then(|s| {
-                [
-                    BackendState::Active,
-                    BackendState::Filling,
-                    BackendState::Draining,
-                    BackendState::Inactive,
-                ]
-                .into_iter()
-                .find(|st| st.as_str() == s)
-            })
+            .and_then(BackendState::from_name)
             .map(Some)
             .ok_or_else(|| {
                 bad("not one of \"active\", \"filling\", \"draining\", \"inactive\"")

@@ -525,12 +525,9 @@ impl Cx {
         let path = format!("{path} ({addr})");
         let state = match o.get("state") {
             None => BackendState::Active,
-            Some(Value::String(s)) => match s.as_str() {
-                "active" => BackendState::Active,
-                "filling" => BackendState::Filling,
-                "draining" => BackendState::Draining,
-                "inactive" => BackendState::Inactive,
-                _ => return Err(state_error(&path, o.get("state"))),
+            Some(Value::String(s)) => match BackendState::from_name(s) {
+                Some(state) => state,
+                None => return Err(state_error(&path, o.get("state"))),
             },
             other => return Err(state_error(&path, other)),
         };

@@ -41,6 +41,19 @@ pub enum BackendState {
 }
 
 impl BackendState {
+    /// Every state.
+    pub const ALL: [BackendState; 4] = [
+        BackendState::Active,
+        BackendState::Filling,
+        BackendState::Draining,
+        BackendState::Inactive,
+    ];
+
+    /// The state of that name (as in configs and the API).
+    pub fn from_name(name: &str) -> Option<BackendState> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
     /// The name used in configs and the API.
     pub fn as_str(self) -> &'static str {
         match self {
