@@ -30,7 +30,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::http::{Response, request};
-use crate::{Daemon, Netns, Scratch, XdpPass, veth, workspace_bin};
+use crate::{Daemon, Netns, Scratch, Switch, XdpPass, workspace_bin};
 
 /// IPv4 VIP.
 pub const VIP4: &str = "203.0.113.10";
@@ -126,7 +126,7 @@ pub struct Lab {
     pub client: Netns,
     /// The director host.
     pub director_ns: Netns,
-    _sw: Netns,
+    _sw: Switch,
     /// Config and logs.
     pub scratch: Scratch,
     states: Vec<String>,
@@ -137,41 +137,20 @@ impl Lab {
     /// state: "active", "draining", "inactive"...), all healthy.
     pub fn new(states: &[&str]) -> io::Result<Lab> {
         let scratch = Scratch::new("glb")?;
-        let sw = Netns::new("sw")?;
+        let mut sw = Switch::new()?;
         let client = Netns::new("cl")?;
         let director_ns = Netns::new("dir")?;
-        sw.ip(&["link", "add", "br0", "type", "bridge"])?;
-        sw.ip(&["link", "set", "br0", "up"])?;
-        let mut port = 0;
-        let mut attach = |host: &Netns, mac: &str, v4: &str, v6: &str| -> io::Result<String> {
-            port += 1;
-            let p = format!("p{port}");
-            veth(
-                host,
-                "eth0",
-                mac,
-                &sw,
-                &p,
-                &format!("02:00:00:00:0f:{port:02x}"),
-            )?;
-            sw.ip(&["link", "set", &p, "master", "br0"])?;
-            host.ip(&["addr", "add", v4, "dev", "eth0"])?;
-            host.ip(&["addr", "add", v6, "dev", "eth0", "nodad"])?;
-            Ok(p)
-        };
         let mut peer_xdp = Vec::new();
-        let p = attach(
+        let p = sw.plug(
             &director_ns,
             "02:00:00:00:03:01",
-            "198.51.100.1/24",
-            "2001:db8:1::1/64",
+            &["198.51.100.1/24", "2001:db8:1::1/64"],
         )?;
-        peer_xdp.push(XdpPass::attach(&sw, &p)?);
-        attach(
+        peer_xdp.push(XdpPass::attach(sw.ns(), &p)?);
+        sw.plug(
             &client,
             "02:00:00:00:03:02",
-            "198.51.100.2/24",
-            "2001:db8:1::2/64",
+            &["198.51.100.2/24", "2001:db8:1::2/64"],
         )?;
         // A veth leaves TCP checksums to "the hardware" (CHECKSUM_PARTIAL);
         // once the director's XDP has turned the frame into raw bytes,
@@ -193,14 +172,16 @@ impl Lab {
         let mut backends = Vec::new();
         for i in 0..states.len() {
             let ns = Netns::new("be")?;
-            let p = attach(
+            let p = sw.plug(
                 &ns,
                 &backend_mac(i),
-                &format!("{}/24", backend_ip(i)),
-                &format!("{}/64", backend_ip6(i)),
+                &[
+                    &format!("{}/24", backend_ip(i)),
+                    &format!("{}/64", backend_ip6(i)),
+                ],
             )?;
             // Forwarded packets leave with XDP_TX: the bridge port must run XDP.
-            peer_xdp.push(XdpPass::attach(&sw, &p)?);
+            peer_xdp.push(XdpPass::attach(sw.ns(), &p)?);
             ns.ip(&["addr", "add", "203.0.113.10/32", "dev", "lo"])?;
             ns.ip(&["addr", "add", "2001:db8:10::10/128", "dev", "lo"])?;
             for key in [

@@ -251,6 +251,54 @@ pub fn veth(
     Ok(())
 }
 
+/// One L2 segment: a bridge in a namespace of its own, to which hosts are
+/// plugged with a veth each (`eth0` on the host side).
+#[derive(Debug)]
+pub struct Switch {
+    ns: Netns,
+    ports: u32,
+}
+
+impl Switch {
+    /// A namespace holding bridge `br0`, up.
+    pub fn new() -> io::Result<Switch> {
+        let ns = Netns::new("sw")?;
+        ns.ip(&["link", "add", "br0", "type", "bridge"])?;
+        ns.ip(&["link", "set", "br0", "up"])?;
+        Ok(Switch { ns, ports: 0 })
+    }
+
+    /// The switch's namespace (where the bridge ports live).
+    pub fn ns(&self) -> &Netns {
+        &self.ns
+    }
+
+    /// Plugs `host` in: its `eth0` (with `mac` and `addrs`, IPv6 ones
+    /// without duplicate address detection) to a new bridge port, whose
+    /// name is returned.
+    pub fn plug(&mut self, host: &Netns, mac: &str, addrs: &[&str]) -> io::Result<String> {
+        self.ports += 1;
+        let port = format!("p{}", self.ports);
+        veth(
+            host,
+            "eth0",
+            mac,
+            &self.ns,
+            &port,
+            &format!("02:00:00:00:0f:{:02x}", self.ports),
+        )?;
+        self.ns.ip(&["link", "set", &port, "master", "br0"])?;
+        for addr in addrs {
+            if addr.contains(':') {
+                host.ip(&["addr", "add", addr, "dev", "eth0", "nodad"])?;
+            } else {
+                host.ip(&["addr", "add", addr, "dev", "eth0"])?;
+            }
+        }
+        Ok(port)
+    }
+}
+
 /// A process started in a namespace, killed (SIGTERM, then SIGKILL) on drop.
 #[derive(Debug)]
 pub struct Daemon {

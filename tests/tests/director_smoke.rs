@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use lab_tests::{Capture, Netns, Scratch, XdpPass, veth, workspace_bin};
+use lab_tests::{Capture, Netns, Scratch, Switch, XdpPass, workspace_bin};
 use proto::config::Config;
 use proto::flow::{Flow, flow_hash};
 use proto::maps::{HASH_SRC_ADDR, HASH_SRC_PORT};
@@ -65,31 +65,13 @@ fn director_sends_every_flow_to_its_primary_with_its_secondary_as_hop() {
 
     // Hosts. Declared before the daemon and captures, so those are dropped
     // (stopped) first and the namespaces deleted last.
-    let sw = Netns::new("sw").unwrap();
+    let mut sw = Switch::new().unwrap();
     let client = Netns::new("cl").unwrap();
     let director = Netns::new("dir").unwrap();
     let backends: Vec<Netns> = (0..BACKENDS.len())
         .map(|_| Netns::new("be").unwrap())
         .collect();
-    sw.ip(&["link", "add", "br0", "type", "bridge"]).unwrap();
-    sw.ip(&["link", "set", "br0", "up"]).unwrap();
-    let mut port = 0;
-    let mut attach = |host: &Netns, mac: &str, addr: &str| {
-        port += 1;
-        let p = format!("p{port}");
-        veth(
-            host,
-            "eth0",
-            mac,
-            &sw,
-            &p,
-            &format!("02:00:00:00:0f:{port:02x}"),
-        )
-        .unwrap();
-        sw.ip(&["link", "set", &p, "master", "br0"]).unwrap();
-        host.ip(&["addr", "add", addr, "dev", "eth0"]).unwrap();
-        p
-    };
+    let mut attach = |host: &Netns, mac: &str, addr: &str| sw.plug(host, mac, &[addr]).unwrap();
     let director_port = attach(&director, DIRECTOR_MAC, "198.51.100.1/24");
     attach(&client, "02:00:00:00:01:02", "198.51.100.2/24");
     for (ns, (ip, mac)) in backends.iter().zip(BACKENDS) {
@@ -97,7 +79,7 @@ fn director_sends_every_flow_to_its_primary_with_its_secondary_as_hop() {
     }
     // Frames the director sends back out with XDP_TX arrive at its peer in
     // the switch; a veth delivers them only if that end runs XDP.
-    let _peer_xdp = XdpPass::attach(&sw, &director_port).unwrap();
+    let _peer_xdp = XdpPass::attach(sw.ns(), &director_port).unwrap();
     client
         .ip(&["route", "add", "203.0.113.10/32", "via", "198.51.100.1"])
         .unwrap();

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use lab_tests::{Capture, MountNs, Netns, Scratch, XdpPass, veth, workspace_bin};
+use lab_tests::{Capture, MountNs, Netns, Scratch, Switch, XdpPass, workspace_bin};
 
 const BACKEND: (&str, &str) = ("198.51.100.11", "02:00:00:00:01:11");
 const DIRECTOR_MAC: &str = "02:00:00:00:01:01";
@@ -108,33 +108,15 @@ fn a_killed_director_restarts_without_losing_a_packet() {
     std::fs::write(&cfg_path, config(&pins.0, &[53])).unwrap();
 
     // Hosts first, so that daemons and captures are dropped before them.
-    let sw = Netns::new("sw").unwrap();
+    let mut sw = Switch::new().unwrap();
     let client = Netns::new("cl").unwrap();
     let director = Netns::new("dir").unwrap();
     let backend = Netns::new("be").unwrap();
-    sw.ip(&["link", "add", "br0", "type", "bridge"]).unwrap();
-    sw.ip(&["link", "set", "br0", "up"]).unwrap();
-    let mut port = 0;
-    let mut attach = |host: &Netns, mac: &str, addr: &str| {
-        port += 1;
-        let p = format!("p{port}");
-        veth(
-            host,
-            "eth0",
-            mac,
-            &sw,
-            &p,
-            &format!("02:00:00:00:0f:{port:02x}"),
-        )
-        .unwrap();
-        sw.ip(&["link", "set", &p, "master", "br0"]).unwrap();
-        host.ip(&["addr", "add", addr, "dev", "eth0"]).unwrap();
-        p
-    };
+    let mut attach = |host: &Netns, mac: &str, addr: &str| sw.plug(host, mac, &[addr]).unwrap();
     let director_port = attach(&director, DIRECTOR_MAC, "198.51.100.1/24");
     attach(&client, "02:00:00:00:01:02", "198.51.100.2/24");
     attach(&backend, BACKEND.1, &format!("{}/24", BACKEND.0));
-    let _peer_xdp = XdpPass::attach(&sw, &director_port).unwrap();
+    let _peer_xdp = XdpPass::attach(sw.ns(), &director_port).unwrap();
     client
         .ip(&["route", "add", "203.0.113.10/32", "via", "198.51.100.1"])
         .unwrap();
