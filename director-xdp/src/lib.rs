@@ -23,10 +23,11 @@ pub use dataplane::{
 /// Name of the director's XDP program in the object.
 pub const DIRECTOR_PROGRAM: &str = "director";
 
-/// Name of the backend-side redirect module's XDP program in the object.
+/// Name of the backend-side redirect module's XDP program in its object.
 pub const REDIRECT_PROGRAM: &str = "redirect";
 
-/// Benchmark reference program: returns `XDP_TX` and does nothing else.
+/// Benchmark reference program: returns `XDP_TX` and does nothing else (in
+/// both objects).
 pub const BENCH_FLOOR_PROGRAM: &str = "bench_floor";
 
 /// Benchmark reference program: grows the head by 40 bytes, writes a
@@ -37,23 +38,32 @@ pub const BENCH_MIN_ENCAP_PROGRAM: &str = "bench_min_encap";
 /// frames sent with `XDP_TX` to reach it (labs, and backends on veths).
 pub const PASS_PROGRAM: &str = "pass";
 
-/// Every XDP program of the object.
-pub const PROGRAMS: [&str; 5] = [
+/// Every XDP program of the director's object.
+pub const PROGRAMS: [&str; 4] = [
     DIRECTOR_PROGRAM,
-    REDIRECT_PROGRAM,
     BENCH_FLOOR_PROGRAM,
     BENCH_MIN_ENCAP_PROGRAM,
     PASS_PROGRAM,
 ];
 
-/// The ELF object built from `ebpf/` by `build.rs`; its binary target is
-/// named `director-xdp`, hence the file name.
+/// The director's ELF object, built from `ebpf/` by `build.rs`; its binary
+/// target is named `director-xdp`, hence the file name.
 static DIRECTOR_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/director-xdp"));
+
+/// The redirect module's ELF object (binary target `redirect` of `ebpf/`),
+/// built apart from the director's for its code generation flags.
+static REDIRECT_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/redirect"));
 
 /// The embedded eBPF object (ELF, with BTF) holding the director's programs.
 pub fn director_object() -> &'static [u8] {
     DIRECTOR_OBJECT
+}
+
+/// The embedded eBPF object holding the redirect module (and a
+/// `bench_floor` to measure it against).
+pub fn redirect_object() -> &'static [u8] {
+    REDIRECT_OBJECT
 }
 
 /// Why a program of the object could not be loaded.

@@ -65,7 +65,7 @@ pub struct Redirect {
 impl Redirect {
     /// Loads the object and its `redirect` program, attached to nothing.
     pub fn load() -> Result<Self, DataplaneError> {
-        let mut ebpf = Ebpf::load(crate::director_object())
+        let mut ebpf = Ebpf::load(crate::redirect_object())
             .map_err(|e| DataplaneError::Load(LoadError::Object(e)))?;
         load_xdp(&mut ebpf, REDIRECT_PROGRAM)?;
         Ok(Redirect { ebpf })

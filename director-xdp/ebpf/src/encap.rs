@@ -7,7 +7,9 @@ use proto::GUE_PORT;
 use proto::maps::{BACKEND_MAC_RESOLVED, BackendEntry, DirectorSettings, FAMILY_V4, FAMILY_V6};
 use proto::wire::{GLB_HEADER_LEN, GUE_HEADER_LEN, InnerProto, PrivateType, field};
 
-use crate::packet::{View, WriteView, eth, frame_len, ipv4, ipv6, proto as ipproto, udp, write};
+use director_xdp_ebpf::packet::{
+    View, WriteView, eth, frame_len, ipv4, ipv6, proto as ipproto, udp, write,
+};
 
 // The GUE + GLB block below is written as one literal; it must agree with
 // the offsets `proto::wire` parses.

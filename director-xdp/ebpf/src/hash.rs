@@ -9,7 +9,7 @@ use aya_ebpf::{bindings::xdp_md, programs::XdpContext};
 use proto::maps::{HASH_DST_ADDR, HASH_DST_PORT, HASH_SRC_ADDR, HASH_SRC_PORT, TableKeys};
 use proto::siphash::SipHasher24;
 
-use crate::packet::View;
+use director_xdp_ebpf::packet::View;
 
 /// One flow as the director hashes it. The addresses stay in the frame
 /// (copies would cost stack); ports are host order.

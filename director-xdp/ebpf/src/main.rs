@@ -4,9 +4,6 @@
 //!   bind of each packet for a VIP, hashes the flow into that bind's table,
 //!   and sends the packet, wrapped in GUE with the row's secondary as the one
 //!   hop, to the row's primary (`XDP_TX`). Everything else passes untouched.
-//! - `redirect`: the backend-side redirect module (`redirect.rs`,
-//!   docs/backend.md): GUE from allowed directors is decapsulated for the
-//!   local stack or forwarded to its next hop (second chance).
 //! - `bench_floor` and `bench_min_encap`: references for the benchmark (the
 //!   cost of `XDP_TX` alone, and of the smallest possible encapsulation).
 //!
@@ -25,8 +22,6 @@
 
 mod encap;
 mod hash;
-mod packet;
-mod redirect;
 
 use aya_ebpf::{
     bindings::xdp_action,
@@ -44,7 +39,9 @@ use proto::maps::{
 
 use crate::encap::{Target, director_encapsulate};
 use crate::hash::{Flow, HashArgs, director_flow_hash};
-use crate::packet::{View, eth, frame_len, icmp, ipv4, ipv6, proto as ipproto, tcp, udp};
+use director_xdp_ebpf::packet::{
+    View, eth, frame_len, icmp, ipv4, ipv6, proto as ipproto, tcp, udp,
+};
 
 // Map names are those of `proto::maps::names`; the loader opens them by
 // those names, so a rename here fails `Dataplane::load` (and its tests).
