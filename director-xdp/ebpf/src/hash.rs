@@ -140,13 +140,12 @@ impl HashArgs {
 /// table slot's key (the map value itself), `offsets` the source address
 /// offset in its low 16 bits and the destination's in its high ones.
 ///
-/// Inlined into its one caller: as a global BPF function (checked once by
+/// Inlined into its callers: as a global BPF function (checked once by
 /// the verifier) the call and the argument packing cost about 20 ns a
 /// packet; inlined, the verifier walks its paths once per path reaching it
-/// (about 270k instructions verified for the program, see
-/// `director_verifies_well_within_the_kernel_complexity_limit`). The C ABI
-/// and packed arguments remain from the global form; they cost nothing once
-/// inlined.
+/// (see `director_verifies_well_within_the_kernel_complexity_limit`). The C
+/// ABI and packed arguments remain from the global form; they cost nothing
+/// once inlined.
 #[inline(always)]
 pub extern "C" fn director_flow_hash(
     ctx: *mut xdp_md,
@@ -160,19 +159,39 @@ pub extern "C" fn director_flow_hash(
     let (Some(key), Some(out)) = (unsafe { key.as_ref() }, unsafe { out.as_mut() }) else {
         return 0;
     };
-    let ctx = XdpContext::new(ctx);
+    // Through the stack: otherwise LLVM tests `offsets` itself against
+    // the bound `packet::ptr_at` puts on each offset, and the verifier,
+    // which does not relate the two, finds the packet access unbounded.
+    let src = core::hint::black_box(usize::from(offsets as u16));
+    let dst = core::hint::black_box(usize::from((offsets >> 16) as u16));
+    match flow_hash(&XdpContext::new(ctx), key, src, dst, HashArgs::unpack(args)) {
+        Some(h) => {
+            *out = h;
+            1
+        }
+        None => 0,
+    }
+}
+
+/// The flow hash of the addresses at `src` and `dst` in the frame and the
+/// ports and fields of `args`; `None` if an address is not in the frame.
+/// Offsets that are constants (the fast path) need no detour through the
+/// stack.
+#[inline(always)]
+pub fn flow_hash(
+    ctx: &XdpContext,
+    key: &TableKeys,
+    src: usize,
+    dst: usize,
+    args: HashArgs,
+) -> Option<u64> {
     let HashArgs {
         sport,
         dport,
         fields,
         v6,
         ports,
-    } = HashArgs::unpack(args);
-    // Through the stack: otherwise LLVM tests `offsets` itself against
-    // the bound `packet::ptr_at` puts on each offset, and the verifier,
-    // which does not relate the two, finds the packet access unbounded.
-    let src = core::hint::black_box(usize::from(offsets as u16));
-    let dst = core::hint::black_box(usize::from((offsets >> 16) as u16));
+    } = args;
     let mut h = SipHasher24::new(&key.hash_key);
     let port_fields = if ports {
         fields & (HASH_SRC_PORT | HASH_DST_PORT)
@@ -181,20 +200,15 @@ pub extern "C" fn director_flow_hash(
     };
     // GLB's default, the source address alone: straight-line code.
     if fields & (HASH_SRC_ADDR | HASH_DST_ADDR) == HASH_SRC_ADDR && port_fields == 0 {
-        *out = if v6 {
-            let Some(a) = View::<16>::at(&ctx, src) else {
-                return 0;
-            };
+        return Some(if v6 {
+            let a = View::<16>::at(ctx, src)?;
             h.write_word(a.u64_raw::<0>());
             h.write_word(a.u64_raw::<8>());
             h.finish(0, 16)
         } else {
-            let Some(a) = View::<4>::at(&ctx, src) else {
-                return 0;
-            };
+            let a = View::<4>::at(ctx, src)?;
             h.finish(u64::from(a.u32_raw::<0>()), 4)
-        };
-        return 1;
+        });
     }
     let mut a = Absorber {
         h,
@@ -202,11 +216,11 @@ pub extern "C" fn director_flow_hash(
         pending: 0,
         total: 0,
     };
-    if fields & HASH_SRC_ADDR != 0 && !a.push_addr(&ctx, v6, src) {
-        return 0;
+    if fields & HASH_SRC_ADDR != 0 && !a.push_addr(ctx, v6, src) {
+        return None;
     }
-    if fields & HASH_DST_ADDR != 0 && !a.push_addr(&ctx, v6, dst) {
-        return 0;
+    if fields & HASH_DST_ADDR != 0 && !a.push_addr(ctx, v6, dst) {
+        return None;
     }
     if port_fields & HASH_SRC_PORT != 0 {
         a.push_port(sport);
@@ -214,6 +228,5 @@ pub extern "C" fn director_flow_hash(
     if port_fields & HASH_DST_PORT != 0 {
         a.push_port(dport);
     }
-    *out = a.finish();
-    1
+    Some(a.finish())
 }
