@@ -571,7 +571,9 @@ fn director_verifies_well_within_the_kernel_complexity_limit() {
         .expect("the kernel reports verified instructions (5.16+)");
     let translated = info.size_translated().unwrap_or_default();
     eprintln!("director: {verified} instructions verified, {translated} bytes translated");
-    // The kernel stops at 1,000,000; half leaves room to grow and tells
-    // when a change makes the verifier's walk explode.
-    assert!(verified < 500_000, "{verified} instructions verified");
+    // The kernel stops at 1,000,000. About 450,000 since the fast paths
+    // (each with its own inlined hash and encapsulation; ~270,000 before);
+    // 600,000 leaves room to grow and tells when a change makes the
+    // verifier's walk explode.
+    assert!(verified < 600_000, "{verified} instructions verified");
 }
