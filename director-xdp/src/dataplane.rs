@@ -1285,7 +1285,7 @@ impl Dataplane {
                 &mut keys,
                 names::KEYS,
                 key_index(id, idle),
-                &TableKeys { hash_key: key },
+                &TableKeys::new(&key),
                 || format!("hash key of slot {idle} of table {name:?} (id {id})"),
             )?;
         }

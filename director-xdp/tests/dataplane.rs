@@ -178,7 +178,12 @@ fn assert_tables_are_live(dp: &Dataplane, config: &Config) {
         }
         let id = dp.table_id(&t.name).expect("table id");
         let key: TableKeys = get(dp, names::KEYS, key_index(id, slot));
-        assert_eq!(key.hash_key, t.hash_key, "hash key of table {:?}", t.name);
+        assert_eq!(
+            key,
+            TableKeys::new(&t.hash_key),
+            "hash key of table {:?}",
+            t.name
+        );
         for b in &t.backends {
             let e: BackendEntry = get(dp, names::BACKENDS, index(b.backend.addr));
             assert_eq!(

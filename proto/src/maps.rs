@@ -505,15 +505,33 @@ impl Default for DirectorSettings {
     }
 }
 
-/// Value of the per-table key array: the packet hash key of each table.
+/// Value of the per-table key array: the packet hash key of each table, as
+/// the SipHash state it starts from (v0..v3), so that the director does
+/// not derive it for every packet.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct TableKeys {
-    /// SipHash key for the packet hash (SPEC.md section 1).
-    pub hash_key: [u8; 16],
+    /// `SipHasher24::new(hash_key).state()` for the table's `hash_key`
+    /// (SPEC.md section 1).
+    pub state: [u64; 4],
 }
 
-const _: () = assert!(core::mem::size_of::<TableKeys>() == 16);
+const _: () = assert!(core::mem::size_of::<TableKeys>() == 32);
+
+impl TableKeys {
+    /// The value for the SipHash key `hash_key`.
+    pub const fn new(hash_key: &[u8; 16]) -> Self {
+        TableKeys {
+            state: crate::siphash::SipHasher24::new(hash_key).state(),
+        }
+    }
+
+    /// A fresh hasher keyed with this key.
+    #[inline(always)]
+    pub const fn hasher(&self) -> crate::siphash::SipHasher24 {
+        crate::siphash::SipHasher24::from_state(self.state)
+    }
+}
 
 /// Per-CPU counters of the director, indexed by the stat's value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -812,8 +830,14 @@ mod tests {
         assert_eq!(offset_of!(DirectorSettings, vip_bits), 29);
         assert_eq!(offset_of!(DirectorSettings, _pad), 31);
         assert_eq!(offset_of!(DirectorSettings, vip_mult), 32);
-        assert_eq!(size_of::<TableKeys>(), 16);
-        assert_eq!(offset_of!(TableKeys, hash_key), 0);
+        assert_eq!(size_of::<TableKeys>(), 32);
+        assert_eq!(offset_of!(TableKeys, state), 0);
+        let key = *b"0123456789abcdef";
+        assert_eq!(
+            TableKeys::new(&key).hasher().finish(0, 0),
+            crate::siphash::siphash24(&key, &[]),
+            "the stored state hashes as the key does"
+        );
     }
 
     #[test]

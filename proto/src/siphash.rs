@@ -53,10 +53,17 @@ impl SipHasher24 {
     }
 
     /// The four state words (v0..v3), for vectorised implementations that
-    /// continue from this state.
+    /// continue from this state, and for the director's key map.
     #[inline(always)]
-    pub fn state(&self) -> [u64; 4] {
+    pub const fn state(&self) -> [u64; 4] {
         [self.v0, self.v1, self.v2, self.v3]
+    }
+
+    /// The state whose words are `v` (as [`SipHasher24::state`] gives them).
+    #[inline(always)]
+    pub const fn from_state(v: [u64; 4]) -> Self {
+        let [v0, v1, v2, v3] = v;
+        Self { v0, v1, v2, v3 }
     }
 
     /// Absorbs one whole 8-byte block, given as its little-endian value.

@@ -192,7 +192,7 @@ pub fn flow_hash(
         v6,
         ports,
     } = args;
-    let mut h = SipHasher24::new(&key.hash_key);
+    let mut h = key.hasher();
     let port_fields = if ports {
         fields & (HASH_SRC_PORT | HASH_DST_PORT)
     } else {
