@@ -594,20 +594,8 @@ fn fast_v4(
     {
         return None;
     }
-    let flow = Flow {
-        src: IP + ipv4::SRC,
-        dst: IP + ipv4::DST,
-        sport: h.be16::<{ AT_L4 + tcp::SPORT }>(),
-        dport: h.be16::<{ AT_L4 + tcp::DPORT }>(),
-    };
-    fast_forward::<AT_L4, false>(
-        ctx,
-        settings,
-        vip,
-        h.u8::<{ IP + ipv4::PROTO }>(),
-        flow,
-        sent,
-    )
+    let proto = h.u8::<{ IP + ipv4::PROTO }>();
+    fast_forward::<{ IP + ipv4::SRC }, AT_L4, false>(ctx, settings, vip, proto, sent)
 }
 
 /// [`fast_v4`] for untagged IPv6 whose next header is TCP or UDP (no
@@ -632,31 +620,19 @@ fn fast_v6(
     if AT_L4 + usize::from(h.be16::<{ IP + ipv6::PAYLOAD_LEN }>()) > frame_len(ctx) {
         return None;
     }
-    let flow = Flow {
-        src: IP + ipv6::SRC,
-        dst: IP + ipv6::DST,
-        sport: h.be16::<{ AT_L4 + tcp::SPORT }>(),
-        dport: h.be16::<{ AT_L4 + tcp::DPORT }>(),
-    };
-    fast_forward::<AT_L4, true>(
-        ctx,
-        settings,
-        vip,
-        h.u8::<{ IP + ipv6::NEXT_HEADER }>(),
-        flow,
-        sent,
-    )
+    let proto = h.u8::<{ IP + ipv6::NEXT_HEADER }>();
+    fast_forward::<{ IP + ipv6::SRC }, AT_L4, true>(ctx, settings, vip, proto, sent)
 }
 
-/// The rest of the fast paths: a TCP or UDP header at `AT_L4` (else `None`),
-/// its bind on `vip`, then [`forward`].
+/// The rest of the fast paths: a TCP or UDP header at `AT_L4` (else
+/// `None`), its bind on `vip`, then [`forward`] of the flow whose source
+/// address is at `SRC` (the destination follows it).
 #[inline(always)]
-fn fast_forward<const AT_L4: usize, const V6: bool>(
+fn fast_forward<const SRC: usize, const AT_L4: usize, const V6: bool>(
     ctx: &XdpContext,
     settings: &DirectorSettings,
     vip: Option<&VipEntry>,
     proto: u8,
-    flow: Flow,
     sent: &mut Sent,
 ) -> Option<Outcome> {
     if proto == ipproto::TCP {
@@ -668,8 +644,17 @@ fn fast_forward<const AT_L4: usize, const V6: bool>(
     } else if proto != ipproto::UDP {
         return None;
     }
-    // The callers read the ports at the same offsets for both.
+    // The ports are at the same offsets in both.
     const { assert!(tcp::SPORT == udp::SPORT && tcp::DPORT == udp::DPORT) };
+    let ports = View::<{ udp::HLEN }>::at(ctx, AT_L4)?;
+    const { assert!(ipv4::DST == ipv4::SRC + 4 && ipv6::DST == ipv6::SRC + 16) };
+    let addr_len = if V6 { 16 } else { 4 };
+    let flow = Flow {
+        src: SRC,
+        dst: SRC + addr_len,
+        sport: ports.be16::<{ udp::SPORT }>(),
+        dport: ports.be16::<{ udp::DPORT }>(),
+    };
     sent.bind = port_bind(vip, proto, flow.dport);
     if sent.bind == NO_BIND {
         return Some(Outcome::Pass);
