@@ -964,7 +964,9 @@ fn forward<const CONST_OFFSETS: bool>(
     sent.backend = row.primary;
     // Counted before the frame is touched: the same counter updates cost
     // about 10 ns more each after the header stores than before them
-    // (measured: docs/benchmarks.md). The rare failure takes them back.
+    // (measured with variants of this program in one benchmark run; see
+    // docs/director.md, "How the program spends its time"). The rare
+    // failure takes them back.
     let received = frame_len(ctx) as u64;
     count_sent::<false>(sent.bind, sent.backend, received);
     let client_port = if ports { flow.sport } else { 0 };
