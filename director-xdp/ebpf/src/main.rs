@@ -636,9 +636,7 @@ fn fast_forward<const SRC: usize, const AT_L4: usize, const V6: bool>(
     sent: &mut Sent,
 ) -> Option<Outcome> {
     if proto == ipproto::TCP {
-        let t = View::<{ tcp::HLEN }>::at(ctx, AT_L4)?;
-        let doff = usize::from(t.u8::<{ tcp::DOFF }>() >> 4) * 4;
-        if doff < tcp::HLEN || AT_L4 + doff > frame_len(ctx) {
+        if !tcp_header_ok(ctx, AT_L4) {
             return None;
         }
     } else if proto != ipproto::UDP {
@@ -812,13 +810,10 @@ fn parse_l4(ctx: &XdpContext, p: &mut Packet) -> L4 {
     let l4 = p.l4;
     match p.proto {
         ipproto::TCP => {
-            let Some(h) = View::<{ tcp::HLEN }>::at(ctx, l4) else {
+            let (true, Some(h)) = (tcp_header_ok(ctx, l4), View::<{ tcp::HLEN }>::at(ctx, l4))
+            else {
                 return L4::Malformed;
             };
-            let doff = usize::from(h.u8::<{ tcp::DOFF }>() >> 4) * 4;
-            if doff < tcp::HLEN || l4 + doff > frame_len(ctx) {
-                return L4::Malformed;
-            }
             p.flow.sport = h.be16::<{ tcp::SPORT }>();
             p.flow.dport = h.be16::<{ tcp::DPORT }>();
             L4::Ports
@@ -865,15 +860,7 @@ fn quoted_ipv4(ctx: &XdpContext, off: usize, p: &mut Packet) -> L4 {
     if proto != ipproto::TCP && proto != ipproto::UDP {
         return L4::Other;
     }
-    let Some(ports) = View::<4>::at(ctx, off + hl) else {
-        return L4::Malformed;
-    };
-    p.quoted_proto = proto;
-    p.quoted_src = off + ipv4::SRC;
-    p.quoted_dst = off + ipv4::DST;
-    p.quoted_sport = ports.be16::<{ tcp::SPORT }>();
-    p.quoted_dport = ports.be16::<{ tcp::DPORT }>();
-    L4::Quoted
+    quote(ctx, p, proto, off + ipv4::SRC, off + ipv4::DST, off + hl)
 }
 
 /// The IPv6 header and ports quoted by a packet-too-big at `off`.
@@ -886,15 +873,40 @@ fn quoted_ipv6(ctx: &XdpContext, off: usize, p: &mut Packet) -> L4 {
     if proto != ipproto::TCP && proto != ipproto::UDP {
         return L4::Other;
     }
-    let Some(ports) = View::<4>::at(ctx, off + ipv6::HLEN) else {
+    quote(
+        ctx,
+        p,
+        proto,
+        off + ipv6::SRC,
+        off + ipv6::DST,
+        off + ipv6::HLEN,
+    )
+}
+
+/// Records the quoted packet (protocol, address offsets, and the ports at
+/// `l4`): `L4::Quoted`, or `L4::Malformed` if the ports are not there.
+#[inline(always)]
+fn quote(ctx: &XdpContext, p: &mut Packet, proto: u8, src: usize, dst: usize, l4: usize) -> L4 {
+    let Some(ports) = View::<4>::at(ctx, l4) else {
         return L4::Malformed;
     };
     p.quoted_proto = proto;
-    p.quoted_src = off + ipv6::SRC;
-    p.quoted_dst = off + ipv6::DST;
+    p.quoted_src = src;
+    p.quoted_dst = dst;
     p.quoted_sport = ports.be16::<{ tcp::SPORT }>();
     p.quoted_dport = ports.be16::<{ tcp::DPORT }>();
     L4::Quoted
+}
+
+/// Whether a TCP header at `l4` is in the frame with a data offset of at
+/// least 5 words, all of them present.
+#[inline(always)]
+fn tcp_header_ok(ctx: &XdpContext, l4: usize) -> bool {
+    let Some(h) = View::<{ tcp::HLEN }>::at(ctx, l4) else {
+        return false;
+    };
+    let doff = usize::from(h.u8::<{ tcp::DOFF }>() >> 4) * 4;
+    doff >= tcp::HLEN && l4 + doff <= frame_len(ctx)
 }
 
 /// `offset` as 16 bits, saturating.
