@@ -108,13 +108,28 @@ enum Outcome {
 }
 
 /// How an encapsulated packet is counted besides its bind and backend.
+///
+/// Words, no `bool`s: with an 11-byte struct LLVM zeroed it through a call
+/// to `memset`, a byte loop, at the start of every packet. Aligned to 8,
+/// because LLVM merges the zero stores into 8-byte ones (this object allows
+/// misaligned access, see `build.rs`) and the verifier refuses misaligned
+/// stack access.
+#[repr(C, align(8))]
 struct Sent {
     bind: u32,
     /// The primary's backend index.
     backend: u32,
-    icmp: bool,
-    fragment: bool,
-    mac_fallback: bool,
+    /// `Sent::ICMP`, `Sent::FRAGMENT`, `Sent::MAC_FALLBACK`.
+    flags: u32,
+}
+
+impl Sent {
+    /// An ICMP packet (echo, or an error quoting a VIP flow).
+    const ICMP: u32 = 1;
+    /// A fragment.
+    const FRAGMENT: u32 = 2;
+    /// Sent to the gateway MAC: the primary's is not resolved.
+    const MAC_FALLBACK: u32 = 4;
 }
 
 /// The director.
@@ -123,9 +138,7 @@ pub fn director(ctx: XdpContext) -> u32 {
     let mut sent = Sent {
         bind: 0,
         backend: 0,
-        icmp: false,
-        fragment: false,
-        mac_fallback: false,
+        flags: 0,
     };
     match process(&ctx, &mut sent) {
         Outcome::Pass => {
@@ -143,13 +156,13 @@ pub fn director(ctx: XdpContext) -> u32 {
         Outcome::Sent => {
             // Encapsulated and the bind and backend counted (`forward`);
             // the rarer outcomes here.
-            if sent.icmp {
+            if sent.flags & Sent::ICMP != 0 {
                 count(DirectorStat::IcmpHandled);
             }
-            if sent.fragment {
+            if sent.flags & Sent::FRAGMENT != 0 {
                 count(DirectorStat::Fragment);
             }
-            if sent.mac_fallback {
+            if sent.flags & Sent::MAC_FALLBACK != 0 {
                 count(DirectorStat::MacFallback);
             }
             xdp_action::XDP_TX
@@ -527,18 +540,18 @@ fn general(
         if sent.bind == NO_BIND {
             return Outcome::Pass;
         }
-        sent.fragment = true;
+        sent.flags |= Sent::FRAGMENT;
         return forward::<false>(ctx, &p, settings, false, sent);
     }
 
     sent.bind = match l4 {
         L4::Ports => port_bind(p.vip, p.proto, p.flow.dport),
         L4::Echo => {
-            sent.icmp = true;
+            sent.flags |= Sent::ICMP;
             echo_bind(p.vip)
         }
         L4::Quoted => {
-            sent.icmp = true;
+            sent.flags |= Sent::ICMP;
             // A router answers the packet's source, so the quoted source is
             // usually the VIP the packet is addressed to, looked up already.
             let quoted_vip = if same_addr(ctx, p.v6, p.quoted_src, p.flow.dst) {
@@ -990,7 +1003,7 @@ fn forward<const CONST_OFFSETS: bool>(
     match director_encapsulate(ctx.ctx, settings, primary, secondary, target.pack()) {
         encap::SENT => Outcome::Sent,
         encap::SENT_MAC_FALLBACK => {
-            sent.mac_fallback = true;
+            sent.flags |= Sent::MAC_FALLBACK;
             Outcome::Sent
         }
         _ => {
