@@ -30,8 +30,8 @@ use proto::config::{Bind, Config, Prefix};
 use proto::maps::{
     BACKEND_MAC_RESOLVED, BackendCounters, BackendEntry, BindCounters, BindInfo, DirectorSettings,
     DirectorStat, MAX_BACKENDS, MAX_BINDS, MAX_PORT_RANGES, MAX_TABLES, MAX_VIPS, PortRange,
-    TABLE_ROWS, TABLE_SLOTS, TableKeys, TableRow, TableSlot, VIP_PREFIXES_V4, VIP_PREFIXES_V6,
-    VIP_TABLE_MAX_BITS, VIP_TABLE_PROBES, VIP_TABLE_STRIDE, VipEntry, VipKey, VipSlot, key_index,
+    TABLE_ROWS, TABLE_SLOTS, TableHead, TableKeys, TableRow, VIP_PREFIXES_V4, VIP_PREFIXES_V6,
+    VIP_TABLE_MAX_BITS, VIP_TABLE_PROBES, VIP_TABLE_STRIDE, VipEntry, VipKey, VipSlot,
     lpm_prefix_len, names, row_index, vip_fold, vip_home,
 };
 use proto::table::{Rendezvous, TableError};
@@ -40,12 +40,11 @@ use crate::{DIRECTOR_PROGRAM, LoadError, load_director, load_xdp, xdp_program};
 
 /// The director's maps, pinned by [`Dataplane::load_pinned`] under their
 /// names.
-pub const PINNED_MAPS: [&str; 10] = [
+pub const PINNED_MAPS: [&str; 9] = [
     names::VIP_TABLE,
     names::VIPS,
     names::BINDS,
-    names::TABLE_SLOT,
-    names::KEYS,
+    names::TABLE_HEADS,
     names::TABLES,
     names::BACKENDS,
     names::SETTINGS,
@@ -54,8 +53,9 @@ pub const PINNED_MAPS: [&str; 10] = [
 ];
 
 /// Bump when a map's value changes meaning without changing size (aya
-/// checks sizes, entries and flags of pinned maps itself).
-pub const MAP_LAYOUT_VERSION: u32 = 1;
+/// checks sizes, entries and flags of pinned maps itself). 2: the port
+/// ranges carry their bind's table id, and a VIP entry's count comes first.
+pub const MAP_LAYOUT_VERSION: u32 = 2;
 
 /// Name of the marker directory written beside the pins: the layout
 /// version and the sizes of every map value, so that pins of a build with
@@ -67,8 +67,7 @@ pub fn layout_marker() -> String {
         size_of::<VipKey>(),
         size_of::<VipEntry>(),
         size_of::<BindInfo>(),
-        size_of::<TableSlot>(),
-        size_of::<TableKeys>(),
+        size_of::<TableHead>(),
         size_of::<TableRow>(),
         size_of::<BackendEntry>(),
         size_of::<DirectorSettings>(),
@@ -293,7 +292,7 @@ pub struct ApplyReport {
 pub struct TableReport {
     /// The table's name.
     pub name: String,
-    /// Its id (index of `DIR_TABLE_SLOT`).
+    /// Its id (index of `DIR_TABLE_HEADS`).
     pub id: u32,
     /// The slot the director reads after the update.
     pub active: u32,
@@ -636,13 +635,13 @@ impl Dataplane {
         // Unused bind ids are rewritten (zeroed) by the first update.
         self.written.bind_slots_used = MAX_BINDS;
         {
-            let slots = array::<TableSlot>(&mut self.ebpf, names::TABLE_SLOT)?;
+            let heads = array::<TableHead>(&mut self.ebpf, names::TABLE_HEADS)?;
             for id in 0..MAX_TABLES {
-                let s = slots
+                let h = heads
                     .get(&id, 0)
-                    .map_err(read(names::TABLE_SLOT, format!("table {id}")))?;
+                    .map_err(read(names::TABLE_HEADS, format!("table {id}")))?;
                 self.written.tables[id as usize] = TableState {
-                    active: s.active & 1,
+                    active: h.active & 1,
                     rows: [SlotRows::Unknown, SlotRows::Unknown],
                     keys: [None, None],
                 };
@@ -701,7 +700,7 @@ impl Dataplane {
         &self.ebpf
     }
 
-    /// The id (index of `DIR_TABLE_SLOT`) of the live config's table `name`.
+    /// The id (index of `DIR_TABLE_HEADS`) of the live config's table `name`.
     pub fn table_id(&self, name: &str) -> Option<u32> {
         self.written.table_ids.get(name).copied()
     }
@@ -831,8 +830,7 @@ impl Dataplane {
 
     fn check_maps(&mut self) -> Result<(), DataplaneError> {
         array::<BindInfo>(&mut self.ebpf, names::BINDS)?;
-        array::<TableSlot>(&mut self.ebpf, names::TABLE_SLOT)?;
-        array::<TableKeys>(&mut self.ebpf, names::KEYS)?;
+        array::<TableHead>(&mut self.ebpf, names::TABLE_HEADS)?;
         array::<TableRow>(&mut self.ebpf, names::TABLES)?;
         array::<BackendEntry>(&mut self.ebpf, names::BACKENDS)?;
         array::<DirectorSettings>(&mut self.ebpf, names::SETTINGS)?;
@@ -851,8 +849,6 @@ impl Dataplane {
         mac_of: &dyn Fn(IpAddr) -> Option<[u8; 6]>,
     ) -> Result<Plan, DataplaneError> {
         check_limits(config)?;
-        let vips = compile_vips(config)?;
-        let vip_table = build_vip_table(&vips)?;
 
         // Table ids: a table keeps its id; a new one takes a free id, first
         // one that no table used before this update (the ids of tables
@@ -887,6 +883,8 @@ impl Dataplane {
                 table_ids.insert(t.name.clone(), id);
             }
         }
+        let vips = compile_vips(config, &table_ids)?;
+        let vip_table = build_vip_table(&vips)?;
 
         // Backend indexes: kept per (table, address); new ones from indexes
         // the previous config did not use, which no live slot references.
@@ -1280,30 +1278,29 @@ impl Dataplane {
                 )?;
                 rows_written += 1;
             }
-            let mut keys = array::<TableKeys>(&mut self.ebpf, names::KEYS)?;
-            set(
-                &mut keys,
-                names::KEYS,
-                key_index(id, idle),
-                &TableKeys::new(&key),
-                || format!("hash key of slot {idle} of table {name:?} (id {id})"),
-            )?;
         }
+        // The head as it is in the map (what an earlier process wrote
+        // included): its live fields are written back unchanged, the idle
+        // slot's key first, then the flip.
+        let mut heads = array::<TableHead>(&mut self.ebpf, names::TABLE_HEADS)?;
+        let mut head = heads.get(&id, 0).map_err(|source| DataplaneError::Read {
+            map: names::TABLE_HEADS,
+            what: format!("table {name:?} (id {id})"),
+            source,
+        })?;
+        head._pad = 0;
+        head.keys[idle as usize] = TableKeys::new(&key);
+        set(&mut heads, names::TABLE_HEADS, id, &head, || {
+            format!("hash key of slot {idle} of table {name:?} (id {id})")
+        })?;
         let t = &mut self.written.tables[id as usize];
         t.rows[idle as usize] = SlotRows::Known(rows.into());
         t.keys[idle as usize] = Some(key);
 
-        let mut slots = array::<TableSlot>(&mut self.ebpf, names::TABLE_SLOT)?;
-        set(
-            &mut slots,
-            names::TABLE_SLOT,
-            id,
-            &TableSlot {
-                active: idle,
-                _pad: 0,
-            },
-            || format!("active slot {idle} of table {name:?} (id {id})"),
-        )?;
+        head.active = idle;
+        set(&mut heads, names::TABLE_HEADS, id, &head, || {
+            format!("active slot {idle} of table {name:?} (id {id})")
+        })?;
         self.written.tables[id as usize].active = idle;
         Ok(TableReport {
             name: name.to_string(),
@@ -1458,16 +1455,24 @@ fn check_limits(config: &Config) -> Result<(), CheckError> {
 ///
 /// The limits are those of one entry per (protocol, prefix): at most
 /// [`MAX_PORT_RANGES`] ranges of each protocol, at most [`MAX_VIPS`] pairs.
-fn compile_vips(config: &Config) -> Result<HashMap<VipMapKey, VipEntry>, CheckError> {
+fn compile_vips(
+    config: &Config,
+    table_ids: &HashMap<String, u32>,
+) -> Result<HashMap<VipMapKey, VipEntry>, CheckError> {
     let ids = bind_ids(config);
-    let all: Vec<(&Bind, u32)> = config
+    // (bind, bind id, table id)
+    let all: Vec<(&Bind, u32, u32)> = config
         .tables
         .iter()
-        .flat_map(|t| t.binds.iter())
+        .flat_map(|t| {
+            let table = table_ids.get(&t.name).copied().unwrap_or_default();
+            t.binds.iter().map(move |b| (b, table))
+        })
         .zip(ids.iter().map(|b| b.id))
+        .map(|((b, table), id)| (b, id, table))
         .collect();
     let mut groups: BTreeMap<(u8, bool, Vec<u8>, u8), Prefix> = BTreeMap::new();
-    for (b, _) in &all {
+    for (b, ..) in &all {
         groups.insert(group_key(b), b.prefix);
     }
     if groups.len() > MAX_VIPS as usize {
@@ -1479,7 +1484,7 @@ fn compile_vips(config: &Config) -> Result<HashMap<VipMapKey, VipEntry>, CheckEr
     for ((proto, ..), prefix) in &groups {
         let count = all
             .iter()
-            .filter(|(b, _)| {
+            .filter(|(b, ..)| {
                 b.proto.number() == *proto
                     && b.prefix.len <= prefix.len
                     && b.prefix.contains(prefix.addr)
@@ -1506,14 +1511,15 @@ fn compile_vips(config: &Config) -> Result<HashMap<VipMapKey, VipEntry>, CheckEr
         }
         let mut ranges: Vec<PortRange> = all
             .iter()
-            .filter(|(b, _)| b.prefix.len <= prefix.len && b.prefix.contains(prefix.addr))
-            .map(|(b, id)| PortRange {
+            .filter(|(b, ..)| b.prefix.len <= prefix.len && b.prefix.contains(prefix.addr))
+            .map(|(b, id, table)| PortRange {
                 start: b.port_start,
                 end: b.port_end,
-                // `check_limits` keeps ids below MAX_BINDS, which fits.
+                // `check_limits` keeps ids below MAX_BINDS, and `plan` table
+                // ids below MAX_TABLES: both fit.
                 bind: *id as u16,
                 proto: b.proto.number(),
-                _pad: 0,
+                table: *table as u8,
             })
             .collect();
         ranges.sort_by_key(|r| (r.proto, r.start, r.end));

@@ -11,8 +11,8 @@ use director_xdp::{Dataplane, DataplaneError, bind_ids};
 use proto::config::{BackendConfig, Bind, Config, Prefix, Proto, Table};
 use proto::maps::{
     BACKEND_MAC_RESOLVED, BackendEntry, BindInfo, DirectorSettings, MAX_BACKENDS, PortRange,
-    TABLE_ROWS, TableKeys, TableRow, TableSlot, VIP_TABLE_PROBES, VIP_TABLE_STRIDE, VipEntry,
-    VipKey, VipSlot, key_index, lpm_prefix_len, names, row_index, vip_fold, vip_home,
+    TABLE_ROWS, TableHead, TableKeys, TableRow, VIP_TABLE_PROBES, VIP_TABLE_STRIDE, VipEntry,
+    VipKey, VipSlot, lpm_prefix_len, names, row_index, vip_fold, vip_home,
 };
 use proto::table::{Backend, BackendState, Rendezvous};
 
@@ -128,19 +128,19 @@ fn vip(prefix: &str, len: u32) -> (u32, [u8; 20]) {
     (lpm_prefix_len(len), key_bytes(&VipKey::new(addr)))
 }
 
-/// An entry of (protocol, first port, last port, bind) ranges.
-fn entry(ranges: &[(u8, u16, u16, u16)]) -> VipEntry {
+/// An entry of (protocol, first port, last port, bind, table id) ranges.
+fn entry(ranges: &[(u8, u16, u16, u16, u8)]) -> VipEntry {
     let mut e = VipEntry {
         count: ranges.len() as u32,
         ..VipEntry::default()
     };
-    for (slot, &(proto, start, end, bind)) in e.ranges.iter_mut().zip(ranges) {
+    for (slot, &(proto, start, end, bind, table)) in e.ranges.iter_mut().zip(ranges) {
         *slot = PortRange {
             start,
             end,
             bind,
             proto,
-            _pad: 0,
+            table,
         };
     }
     e
@@ -148,7 +148,7 @@ fn entry(ranges: &[(u8, u16, u16, u16)]) -> VipEntry {
 
 fn active_slot(dp: &Dataplane, table: &str) -> u32 {
     let id = dp.table_id(table).expect("table id");
-    get::<TableSlot>(dp, names::TABLE_SLOT, id).active
+    get::<TableHead>(dp, names::TABLE_HEADS, id).active
 }
 
 /// Every row of `table`'s `slot`.
@@ -177,9 +177,9 @@ fn assert_tables_are_live(dp: &Dataplane, config: &Config) {
             assert_eq!(*got, want, "table {:?} row {r}", t.name);
         }
         let id = dp.table_id(&t.name).expect("table id");
-        let key: TableKeys = get(dp, names::KEYS, key_index(id, slot));
+        let head: TableHead = get(dp, names::TABLE_HEADS, id);
         assert_eq!(
-            key,
+            head.keys[slot as usize],
             TableKeys::new(&t.hash_key),
             "hash key of table {:?}",
             t.name
@@ -255,13 +255,9 @@ fn table(name: &str, binds: Vec<Bind>, backends: Vec<BackendConfig>) -> Table {
 /// Everything `apply` writes besides the rows, for "nothing changed" checks.
 fn snapshot(dp: &Dataplane) -> String {
     let settings: DirectorSettings = get(dp, names::SETTINGS, 0);
-    let slots: Vec<TableSlot> = array::<TableSlot>(dp, names::TABLE_SLOT)
+    let heads: Vec<TableHead> = array::<TableHead>(dp, names::TABLE_HEADS)
         .iter()
-        .map(|s| s.expect("slot"))
-        .collect();
-    let keys: Vec<TableKeys> = array::<TableKeys>(dp, names::KEYS)
-        .iter()
-        .map(|k| k.expect("key"))
+        .map(|h| h.expect("table head"))
         .collect();
     let binds: Vec<BindInfo> = array::<BindInfo>(dp, names::BINDS)
         .iter()
@@ -272,7 +268,7 @@ fn snapshot(dp: &Dataplane) -> String {
         .filter(|e| e.family != 0)
         .collect();
     format!(
-        "{settings:?}\n{slots:?}\n{keys:?}\n{binds:?}\n{backends:?}\n{:?}",
+        "{settings:?}\n{heads:?}\n{binds:?}\n{backends:?}\n{:?}",
         vips(dp)
     )
 }
@@ -306,17 +302,19 @@ fn example_config_fills_every_map() {
         (ids[4].table.as_str(), ids[4].index, ids[4].id),
         ("dns", 1, 4)
     );
+    // Table ids: the first free ones, in config order.
+    assert_eq!((dp.table_id("web"), dp.table_id("dns")), (Some(0), Some(1)));
     let want_vips: BTreeMap<_, _> = [
         (
             vip("203.0.113.10", 32),
-            entry(&[(6, 80, 80, 0), (6, 443, 443, 1)]),
+            entry(&[(6, 80, 80, 0, 0), (6, 443, 443, 1, 0)]),
         ),
-        (vip("2001:db8:10::10", 128), entry(&[(6, 443, 443, 2)])),
+        (vip("2001:db8:10::10", 128), entry(&[(6, 443, 443, 2, 0)])),
         (
             vip("203.0.113.53", 32),
-            entry(&[(6, 53, 53, 4), (17, 53, 53, 3)]),
+            entry(&[(6, 53, 53, 4, 1), (17, 53, 53, 3, 1)]),
         ),
-        (vip("203.0.113.128", 25), entry(&[(17, 5000, 5999, 5)])),
+        (vip("203.0.113.128", 25), entry(&[(17, 5000, 5999, 5, 1)])),
     ]
     .into_iter()
     .collect();
@@ -486,11 +484,16 @@ fn prefix_entries_carry_the_ranges_of_the_prefixes_containing_them() {
     let mut dp = load();
     dp.apply(&config, &no_macs).expect("apply");
 
+    // Bind 0 is the wide table's (id 0), binds 1 and 2 the narrow one's.
     let want: BTreeMap<_, _> = [
-        (vip("203.0.113.0", 24), entry(&[(17, 5000, 5999, 0)])),
+        (vip("203.0.113.0", 24), entry(&[(17, 5000, 5999, 0, 0)])),
         (
             vip("203.0.113.53", 32),
-            entry(&[(6, 53, 53, 2), (17, 53, 53, 1), (17, 5000, 5999, 0)]),
+            entry(&[
+                (6, 53, 53, 2, 1),
+                (17, 53, 53, 1, 1),
+                (17, 5000, 5999, 0, 0),
+            ]),
         ),
     ]
     .into_iter()
@@ -685,7 +688,7 @@ fn pinned_maps_are_adopted_without_touching_what_the_live_slots_use() {
         .collect();
     let old_slots: Vec<u32> = old_ids
         .iter()
-        .map(|&id| get::<TableSlot>(&dp, names::TABLE_SLOT, id).active)
+        .map(|&id| get::<TableHead>(&dp, names::TABLE_HEADS, id).active)
         .collect();
     // The process dies: only the pins hold the maps.
     drop(dp);

@@ -40,8 +40,6 @@ pub const TABLE_MAP_ROWS: u32 = MAX_TABLES * TABLE_SLOTS * TABLE_ROWS;
 pub const MAX_BACKENDS: u32 = 8192;
 /// Entries of each VIP map (VIP prefixes).
 pub const MAX_VIPS: u32 = 1024;
-/// Entries of the hash-key array: one per slot of every table.
-pub const KEY_MAP_ENTRIES: u32 = MAX_TABLES * TABLE_SLOTS;
 
 /// Most entries one slot of the host VIP table addresses (`1 << bits`,
 /// `bits` at most [`VIP_TABLE_MAX_BITS`]).
@@ -80,12 +78,6 @@ pub const fn vip_home(fold: u64, mult: u64, bits: u8) -> u32 {
         >> (VIP_TABLE_MAX_BITS - bits) as u32) as u32
 }
 
-/// Index of a table slot's hash key in the key array: the key flips with the
-/// rows.
-pub const fn key_index(table: u32, slot: u32) -> u32 {
-    table * TABLE_SLOTS + slot
-}
-
 /// Names of the director's maps in the eBPF object, shared by the program
 /// and the loader.
 pub mod names {
@@ -96,12 +88,13 @@ pub mod names {
     /// `LpmTrie<VipKey, VipEntry>`, [`super::MAX_VIPS`] entries: the VIP
     /// prefixes shorter than an address.
     pub const VIPS: &str = "DIR_VIPS";
-    /// `Array<BindInfo>`, [`super::MAX_BINDS`] entries.
+    /// `Array<BindInfo>`, [`super::MAX_BINDS`] entries: the loader's
+    /// record of each bind's table (the director reads the table id in the
+    /// VIP entry's [`super::PortRange`]).
     pub const BINDS: &str = "DIR_BINDS";
-    /// `Array<TableSlot>`, [`super::MAX_TABLES`] entries.
-    pub const TABLE_SLOT: &str = "DIR_TABLE_SLOT";
-    /// `Array<TableKeys>`, [`super::KEY_MAP_ENTRIES`] entries.
-    pub const KEYS: &str = "DIR_KEYS";
+    /// `Array<TableHead>`, [`super::MAX_TABLES`] entries: each table's
+    /// active slot and the hash key of each slot.
+    pub const TABLE_HEADS: &str = "DIR_TABLE_HEADS";
     /// `Array<TableRow>`, [`super::TABLE_MAP_ROWS`] entries.
     pub const TABLES: &str = "DIR_TABLES";
     /// `Array<BackendEntry>`, [`super::MAX_BACKENDS`] entries.
@@ -118,12 +111,11 @@ pub mod names {
     pub const BACKEND_STATS: &str = "DIR_BACKEND_STATS";
 
     /// Every name above.
-    pub const ALL: [&str; 11] = [
+    pub const ALL: [&str; 10] = [
         VIP_TABLE,
         VIPS,
         BINDS,
-        TABLE_SLOT,
-        KEYS,
+        TABLE_HEADS,
         TABLES,
         BACKENDS,
         SETTINGS,
@@ -267,12 +259,16 @@ pub struct PortRange {
     pub bind: u16,
     /// IP protocol of the bind (6 = TCP, 17 = UDP).
     pub proto: u8,
-    /// Zero.
-    pub _pad: u8,
+    /// The bind's table id (below [`MAX_TABLES`]), beside the bind: the
+    /// director goes from the VIP entry straight to the table, one map
+    /// lookup fewer per packet, and a packet always sees a bind and table
+    /// that belong together (the loader replaces a VIP entry whole).
+    pub table: u8,
 }
 
 const _: () = assert!(core::mem::size_of::<PortRange>() == 8);
 const _: () = assert!(MAX_BINDS <= u16::MAX as u32 + 1);
+const _: () = assert!(MAX_TABLES <= u8::MAX as u32 + 1);
 
 impl PortRange {
     /// Whether `port` (host order) is in the range.
@@ -289,12 +285,14 @@ impl PortRange {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct VipEntry {
+    /// Used ranges (at most [`VIP_ENTRY_RANGES`]; more are ignored). First,
+    /// so that it shares a cache line with the first ranges (and, in a
+    /// [`VipSlot`], with the address).
+    pub count: u32,
+    /// Zero; aligns the ranges to 8.
+    pub _pad: u32,
     /// The ranges; only the first `count` are used.
     pub ranges: [PortRange; VIP_ENTRY_RANGES],
-    /// Used ranges (at most [`VIP_ENTRY_RANGES`]; more are ignored).
-    pub count: u32,
-    /// Zero; keeps the size a multiple of 8.
-    pub _pad: u32,
 }
 
 const _: () = assert!(core::mem::size_of::<VipEntry>() == 136);
@@ -373,21 +371,27 @@ pub struct TableRow {
 
 const _: () = assert!(core::mem::size_of::<TableRow>() == 8);
 
-/// Value of the per-table slot array: which of the table's two row slots
-/// the director reads.
+/// Value of the per-table head array: which of the table's two row slots
+/// the director reads, and the hash key of each slot.
 ///
-/// The loader writes a new table into the idle slot, then flips `active`,
-/// so the director never sees a half-written table.
+/// The loader writes a new table into the idle slot (rows, then this
+/// entry with the idle slot's key), then flips `active`, so the director
+/// never sees a half-written table nor a key from another slot. Each write
+/// leaves the live fields' bytes as they are, and a flip changes one byte
+/// (0 <-> 1), so a packet reading the entry during a write reads a
+/// consistent one.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct TableSlot {
+pub struct TableHead {
     /// Active slot, `0..TABLE_SLOTS`.
     pub active: u32,
     /// Zero.
     pub _pad: u32,
+    /// Per slot: the hash key of its rows.
+    pub keys: [TableKeys; TABLE_SLOTS as usize],
 }
 
-const _: () = assert!(core::mem::size_of::<TableSlot>() == 8);
+const _: () = assert!(core::mem::size_of::<TableHead>() == 72);
 
 /// Index into the row array of `row` in `slot` of `table`.
 ///
@@ -505,9 +509,9 @@ impl Default for DirectorSettings {
     }
 }
 
-/// Value of the per-table key array: the packet hash key of each table, as
-/// the SipHash state it starts from (v0..v3), so that the director does
-/// not derive it for every packet.
+/// A table slot's packet hash key ([`TableHead::keys`]), as the SipHash
+/// state it starts from (v0..v3), so that the director does not derive it
+/// for every packet.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct TableKeys {
@@ -726,7 +730,7 @@ mod pod {
     unsafe impl aya::Pod for VipSlot {}
     unsafe impl aya::Pod for BindInfo {}
     unsafe impl aya::Pod for TableRow {}
-    unsafe impl aya::Pod for TableSlot {}
+    unsafe impl aya::Pod for TableHead {}
     unsafe impl aya::Pod for BackendEntry {}
     unsafe impl aya::Pod for DirectorSettings {}
     unsafe impl aya::Pod for TableKeys {}
@@ -757,11 +761,11 @@ mod tests {
         assert_eq!(offset_of!(PortRange, end), 2);
         assert_eq!(offset_of!(PortRange, bind), 4);
         assert_eq!(offset_of!(PortRange, proto), 6);
-        assert_eq!(offset_of!(PortRange, _pad), 7);
+        assert_eq!(offset_of!(PortRange, table), 7);
         assert_eq!(size_of::<VipEntry>(), 136);
-        assert_eq!(offset_of!(VipEntry, ranges), 0);
-        assert_eq!(offset_of!(VipEntry, count), 128);
-        assert_eq!(offset_of!(VipEntry, _pad), 132);
+        assert_eq!(offset_of!(VipEntry, count), 0);
+        assert_eq!(offset_of!(VipEntry, _pad), 4);
+        assert_eq!(offset_of!(VipEntry, ranges), 8);
     }
 
     #[test]
@@ -803,9 +807,10 @@ mod tests {
         assert_eq!(size_of::<TableRow>(), 8);
         assert_eq!(offset_of!(TableRow, primary), 0);
         assert_eq!(offset_of!(TableRow, secondary), 4);
-        assert_eq!(size_of::<TableSlot>(), 8);
-        assert_eq!(offset_of!(TableSlot, active), 0);
-        assert_eq!(offset_of!(TableSlot, _pad), 4);
+        assert_eq!(size_of::<TableHead>(), 72);
+        assert_eq!(offset_of!(TableHead, active), 0);
+        assert_eq!(offset_of!(TableHead, _pad), 4);
+        assert_eq!(offset_of!(TableHead, keys), 8);
     }
 
     #[test]
@@ -913,7 +918,7 @@ mod tests {
             end,
             bind,
             proto,
-            _pad: 0,
+            table: 0,
         };
         let mut entry = VipEntry::default();
         entry.ranges[0] = range(80, 80, 3, 6);

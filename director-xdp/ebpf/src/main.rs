@@ -36,10 +36,10 @@ use aya_ebpf::{
 };
 use proto::maps::{
     BackendCounters, BackendEntry, BindCounters, BindInfo, DirectorSettings, DirectorStat,
-    FAMILY_V4, FAMILY_V6, KEY_MAP_ENTRIES, LPM_LOOKUP_PREFIX_LEN, MAX_BACKENDS, MAX_BINDS,
-    MAX_TABLES, MAX_VIPS, TABLE_MAP_ROWS, TABLE_SLOTS, TableKeys, TableRow, TableSlot,
-    VIP_PREFIXES_V4, VIP_PREFIXES_V6, VIP_TABLE_ENTRIES, VIP_TABLE_PROBES, VIP_TABLE_STRIDE,
-    VipEntry, VipKey, VipSlot, key_index, row_index, vip_fold, vip_home,
+    FAMILY_V4, FAMILY_V6, LPM_LOOKUP_PREFIX_LEN, MAX_BACKENDS, MAX_BINDS, MAX_TABLES, MAX_VIPS,
+    PortRange, TABLE_MAP_ROWS, TableHead, TableRow, VIP_PREFIXES_V4, VIP_PREFIXES_V6,
+    VIP_TABLE_ENTRIES, VIP_TABLE_PROBES, VIP_TABLE_STRIDE, VipEntry, VipKey, VipSlot, row_index,
+    vip_fold, vip_home,
 };
 
 use crate::encap::{Target, director_encapsulate};
@@ -58,15 +58,13 @@ static DIR_VIP_TABLE: Array<VipSlot> = Array::with_max_entries(VIP_TABLE_ENTRIES
 /// VIP prefixes shorter than an address: the port ranges and their binds.
 #[map]
 static DIR_VIPS: LpmTrie<VipKey, VipEntry> = LpmTrie::with_max_entries(MAX_VIPS, 0);
-/// Bind id -> table id.
+/// Bind id -> table id: the loader's record, not read here (the VIP
+/// entries' ranges carry the table id).
 #[map]
 static DIR_BINDS: Array<BindInfo> = Array::with_max_entries(MAX_BINDS, 0);
-/// Table id -> active row slot.
+/// Table id -> active row slot, and each slot's packet hash key.
 #[map]
-static DIR_TABLE_SLOT: Array<TableSlot> = Array::with_max_entries(MAX_TABLES, 0);
-/// `key_index(table, slot)` -> packet hash key.
-#[map]
-static DIR_KEYS: Array<TableKeys> = Array::with_max_entries(KEY_MAP_ENTRIES, 0);
+static DIR_TABLE_HEADS: Array<TableHead> = Array::with_max_entries(MAX_TABLES, 0);
 /// `row_index(table, slot, row)` -> backend indexes.
 #[map]
 static DIR_TABLES: Array<TableRow> = Array::with_max_entries(TABLE_MAP_ROWS, 0);
@@ -436,56 +434,48 @@ fn same_addr(ctx: &XdpContext, v6: bool, a: usize, b: usize) -> bool {
     }
 }
 
-/// "No bind": bind ids are below `MAX_BINDS`.
-const NO_BIND: u32 = u32::MAX;
+// The range lookups below return a reference into the map value, which
+// is a pointer (null for `None`): no undefined bytes (see `Outcome`).
 
-/// The bind of the entry's first range of protocol `proto` (the lowest
-/// ports): fragments.
+/// The entry's first range of protocol `proto` (the lowest ports):
+/// fragments.
 #[inline(always)]
-fn first_bind(entry: Option<&VipEntry>, proto: u8) -> u32 {
-    let Some(e) = entry else {
-        return NO_BIND;
-    };
-    for r in e.ranges.iter().take(e.count as usize) {
-        if r.proto == proto {
-            return u32::from(r.bind);
-        }
-    }
-    NO_BIND
+fn first_range(entry: Option<&VipEntry>, proto: u8) -> Option<&PortRange> {
+    let e = entry?;
+    e.ranges
+        .iter()
+        .take(e.count as usize)
+        .find(|r| r.proto == proto)
 }
 
-/// The bind of an echo request: the entry's first TCP range, else its first
-/// UDP range. Ranges are sorted by protocol (TCP, 6, first) and binds are
-/// TCP or UDP only, so that is the first range.
+/// The range of an echo request: the entry's first TCP range, else its
+/// first UDP range. Ranges are sorted by protocol (TCP, 6, first) and binds
+/// are TCP or UDP only, so that is the first range.
 #[inline(always)]
-fn echo_bind(entry: Option<&VipEntry>) -> u32 {
+fn echo_range(entry: Option<&VipEntry>) -> Option<&PortRange> {
     match entry {
-        Some(e) if e.count > 0 => e.ranges.first().map_or(NO_BIND, |r| u32::from(r.bind)),
-        _ => NO_BIND,
+        Some(e) if e.count > 0 => e.ranges.first(),
+        _ => None,
     }
 }
 
-/// The bind of the entry's range of protocol `proto` holding `port`.
-// `VipEntry::find_bind` returns an `Option<u32>`, whose `None` leaves the
-// value undefined (see `Outcome`); the same scan with a sentinel instead.
+/// The entry's range of protocol `proto` holding `port`.
 #[inline(always)]
-fn port_bind(entry: Option<&VipEntry>, proto: u8, port: u16) -> u32 {
-    let Some(e) = entry else {
-        return NO_BIND;
-    };
-    for r in e.ranges.iter().take(e.count as usize) {
-        if r.proto == proto && r.contains(port) {
-            return u32::from(r.bind);
-        }
-    }
-    NO_BIND
+fn port_range(entry: Option<&VipEntry>, proto: u8, port: u16) -> Option<&PortRange> {
+    let e = entry?;
+    e.ranges
+        .iter()
+        .take(e.count as usize)
+        .find(|r| r.proto == proto && r.contains(port))
 }
 
 /// "Is it a VIP": an entry for the destination (of either protocol),
-/// remembered for the bind.
+/// remembered for the bind; looked up unless a fast path found it already.
 #[inline(always)]
 fn is_vip(ctx: &XdpContext, p: &mut Packet) -> bool {
-    p.vip = vip_lookup(ctx, p.v6, p.flow.dst, &p.vips);
+    if p.vip.is_none() {
+        p.vip = vip_lookup(ctx, p.v6, p.flow.dst, &p.vips);
+    }
     p.vip.is_some()
 }
 
@@ -494,17 +484,22 @@ fn process(ctx: &XdpContext, sent: &mut Sent) -> Outcome {
         return Outcome::Pass;
     };
     let vips = VipTable::of(settings);
-    if let Some(outcome) = fast_v4(ctx, settings, &vips, sent) {
+    // The VIP entry of the destination, if a fast path looked it up before
+    // declining the packet.
+    let mut found = None;
+    if let Some(outcome) = fast_v4(ctx, settings, &vips, &mut found, sent) {
         return outcome;
     }
-    if let Some(outcome) = fast_v6(ctx, settings, &vips, sent) {
+    if let Some(outcome) = fast_v6(ctx, settings, &vips, &mut found, sent) {
         return outcome;
     }
-    general(ctx, settings, &vips, sent)
+    general(ctx, settings, &vips, found, sent)
 }
 
 /// Every packet the fast paths decline: VLAN tags, IPv4 options, IPv6
-/// extension headers, fragments, ICMP, and anything malformed.
+/// extension headers, fragments, ICMP, and anything malformed. `found`: the
+/// destination's VIP entry, if a fast path found it (the destination is
+/// then at the offset where the parser reads it: no VLAN tag).
 ///
 /// A BPF-to-BPF call, not inlined: it keeps the fast paths' code together
 /// in a smaller program body, which measured faster for them (and for
@@ -515,10 +510,12 @@ fn general(
     ctx: &XdpContext,
     settings: &DirectorSettings,
     vips: &VipTable,
+    found: Option<&'static VipEntry>,
     sent: &mut Sent,
 ) -> Outcome {
     let mut p = Packet::EMPTY;
     p.vips = *vips;
+    p.vip = found;
     match parse_ip(ctx, &mut p) {
         Step::Go => {}
         Step::Pass => return Outcome::Pass,
@@ -536,19 +533,18 @@ fn general(
     // Every fragment of a datagram, the first included, must reach the same
     // backend: the bind ignores the ports and so does the hash.
     if p.frag != Frag::No {
-        sent.bind = first_bind(p.vip, p.frag_proto);
-        if sent.bind == NO_BIND {
+        let Some(range) = first_range(p.vip, p.frag_proto) else {
             return Outcome::Pass;
-        }
+        };
         sent.flags |= Sent::FRAGMENT;
-        return forward::<false>(ctx, &p, settings, false, sent);
+        return forward::<false>(ctx, &p, range, settings, false, sent);
     }
 
-    sent.bind = match l4 {
-        L4::Ports => port_bind(p.vip, p.proto, p.flow.dport),
+    let range = match l4 {
+        L4::Ports => port_range(p.vip, p.proto, p.flow.dport),
         L4::Echo => {
             sent.flags |= Sent::ICMP;
-            echo_bind(p.vip)
+            echo_range(p.vip)
         }
         L4::Quoted => {
             sent.flags |= Sent::ICMP;
@@ -567,14 +563,14 @@ fn general(
                 sport: p.quoted_dport,
                 dport: p.quoted_sport,
             };
-            port_bind(quoted_vip, p.quoted_proto, p.quoted_sport)
+            port_range(quoted_vip, p.quoted_proto, p.quoted_sport)
         }
-        L4::Other | L4::Malformed => NO_BIND,
+        L4::Other | L4::Malformed => None,
     };
-    if sent.bind == NO_BIND {
+    let Some(range) = range else {
         return Outcome::Pass;
-    }
-    forward::<false>(ctx, &p, settings, true, sent)
+    };
+    forward::<false>(ctx, &p, range, settings, true, sent)
 }
 
 /// The common case in straight-line code with constant offsets: untagged
@@ -587,6 +583,7 @@ fn fast_v4(
     ctx: &XdpContext,
     settings: &DirectorSettings,
     vips: &VipTable,
+    found: &mut Option<&'static VipEntry>,
     sent: &mut Sent,
 ) -> Option<Outcome> {
     const IP: usize = eth::HLEN;
@@ -599,6 +596,7 @@ fn fast_v4(
     if vip.is_none() {
         return Some(Outcome::Pass);
     }
+    *found = vip;
     let total = usize::from(h.be16::<{ IP + ipv4::TOTAL_LEN }>());
     let frag_word = h.be16::<{ IP + ipv4::FRAG }>();
     if frag_word & (ipv4::MF | ipv4::OFFSET_MASK) != 0
@@ -618,6 +616,7 @@ fn fast_v6(
     ctx: &XdpContext,
     settings: &DirectorSettings,
     vips: &VipTable,
+    found: &mut Option<&'static VipEntry>,
     sent: &mut Sent,
 ) -> Option<Outcome> {
     const IP: usize = eth::HLEN;
@@ -630,6 +629,7 @@ fn fast_v6(
     if vip.is_none() {
         return Some(Outcome::Pass);
     }
+    *found = vip;
     if AT_L4 + usize::from(h.be16::<{ IP + ipv6::PAYLOAD_LEN }>()) > frame_len(ctx) {
         return None;
     }
@@ -666,15 +666,14 @@ fn fast_forward<const SRC: usize, const AT_L4: usize, const V6: bool>(
         sport: ports.be16::<{ udp::SPORT }>(),
         dport: ports.be16::<{ udp::DPORT }>(),
     };
-    sent.bind = port_bind(vip, proto, flow.dport);
-    if sent.bind == NO_BIND {
+    let Some(range) = port_range(vip, proto, flow.dport) else {
         return Some(Outcome::Pass);
-    }
+    };
     let mut p = Packet::EMPTY;
     p.v6 = V6;
     p.l2_len = eth::HLEN;
     p.flow = flow;
-    Some(forward::<true>(ctx, &p, settings, true, sent))
+    Some(forward::<true>(ctx, &p, range, settings, true, sent))
 }
 
 /// Ethernet, then IPv4 or IPv6 up to the L4 header.
@@ -928,7 +927,8 @@ fn offset16(offset: usize) -> u16 {
     u16::try_from(offset).unwrap_or(u16::MAX)
 }
 
-/// Hash and row lookup for `sent.bind`, then the encapsulation. `ports`:
+/// Hash and row lookup in the table of `range`'s bind, then the
+/// encapsulation. `ports`:
 /// whether the hash may include ports (not for fragments); the GUE source
 /// port mixes in the flow's source port (0 for echo and fragments).
 /// `CONST_OFFSETS`: the caller's address offsets are constants (the fast
@@ -937,22 +937,18 @@ fn offset16(offset: usize) -> u16 {
 fn forward<const CONST_OFFSETS: bool>(
     ctx: &XdpContext,
     p: &Packet,
+    range: &PortRange,
     settings: &DirectorSettings,
     ports: bool,
     sent: &mut Sent,
 ) -> Outcome {
-    let Some(bind) = DIR_BINDS.get(sent.bind) else {
+    sent.bind = u32::from(range.bind);
+    let table = u32::from(range.table);
+    let Some(head) = DIR_TABLE_HEADS.get(table) else {
         return Outcome::EncapFailure;
     };
-    let table = bind.table;
-    let Some(slot) = DIR_TABLE_SLOT.get(table) else {
-        return Outcome::EncapFailure;
-    };
-    let slot = slot.active;
-    if slot >= TABLE_SLOTS {
-        return Outcome::EncapFailure;
-    }
-    let Some(keys) = DIR_KEYS.get(key_index(table, slot)) else {
+    let slot = head.active;
+    let Some(keys) = head.keys.get(slot as usize) else {
         return Outcome::EncapFailure;
     };
     let flow = p.flow;
