@@ -526,6 +526,19 @@ fn build() -> Vec<Case> {
         "icmp_frag_needed_quoting_icmp_without_ports_passes",
         frag_needed("198.51.100.254", "203.0.113.10", &echo_reply[..20]),
     );
+    // Addressed to one VIP, quoting a flow of another (a router answering
+    // the quoted source would not do it, a spoofer could): the quoted flow
+    // decides, looked up by its own source.
+    let other_vip = ip_from("203.0.113.20", client4).tcp(80, 40030, ACK, &[0; 1440]);
+    b.tx(
+        "icmp_frag_needed_to_one_vip_quoting_another_vips_flow_follows_that_flow",
+        frag_needed("198.51.100.254", "203.0.113.10", &quote(&other_vip)),
+    );
+    let other_vip6 = ip_from("2001:db8:10::10", client6).udp(443, 40031, &[0; 1400]);
+    b.tx(
+        "icmpv6_packet_too_big_to_one_vip_quoting_another_vips_udp_flow_follows_that_flow",
+        packet_too_big("2001:db8:ff::1", "2001:db8:10::20", &quote(&other_vip6)),
+    );
     let not_ours = ip_from("203.0.113.11", client4).tcp(80, 40000, ACK, &[0; 1440]);
     b.pass(
         "icmp_frag_needed_quoting_a_non_vip_source_passes",
