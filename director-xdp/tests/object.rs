@@ -45,3 +45,8 @@ fn assert_no_builtin_calls(object: &str, elf: &[u8]) {
 fn the_director_calls_no_memory_builtins() {
     assert_no_builtin_calls("director", director_xdp::director_object());
 }
+
+#[test]
+fn the_redirect_module_calls_no_memory_builtins() {
+    assert_no_builtin_calls("redirect module", director_xdp::redirect_object());
+}

@@ -15,8 +15,14 @@
 #![no_std]
 #![no_main]
 
+use core::mem::MaybeUninit;
+
 use aya_ebpf::{
-    bindings::{BPF_F_CURRENT_NETNS, BPF_TCP_LISTEN, bpf_fib_lookup, bpf_sock_tuple, xdp_md},
+    bindings::{
+        BPF_F_CURRENT_NETNS, BPF_TCP_LISTEN, bpf_fib_lookup, bpf_sock_tuple,
+        bpf_sock_tuple__bindgen_ty_1, bpf_sock_tuple__bindgen_ty_1__bindgen_ty_1 as SockTupleV4,
+        bpf_sock_tuple__bindgen_ty_1__bindgen_ty_2 as SockTupleV6, xdp_md,
+    },
     helpers::generated::{
         bpf_fib_lookup as fib_lookup, bpf_redirect, bpf_sk_release, bpf_skc_lookup_tcp,
         bpf_tcp_check_syncookie, bpf_xdp_adjust_head, bpf_xdp_load_bytes,
@@ -33,7 +39,7 @@ use proto::maps::{
 use proto::wire::{GLB_HEADER_LEN, GUE_HEADER_LEN, HLEN_UNIT, field};
 
 use director_xdp_ebpf::packet::{
-    View, eth, frame_len, icmp, ipv4, ipv6, proto as ipproto, tcp, udp, write,
+    View, WriteView, eth, frame_len, icmp, ipv4, ipv6, proto as ipproto, tcp, udp, write,
 };
 
 /// Director source prefixes GUE is accepted from.
@@ -85,27 +91,28 @@ pub fn redirect(ctx: XdpContext) -> u32 {
     let Some(e) = View::<{ eth::HLEN }>::at(&ctx, 0) else {
         return XDP_PASS;
     };
-    let mut g = Gue::EMPTY;
-    let outcome = match e.be16::<{ eth::TYPE }>() {
-        eth::P_IPV4 => process::<false>(&ctx, &mut g),
-        eth::P_IPV6 => process::<true>(&ctx, &mut g),
-        _ => Outcome::NotGue,
+    let parsed = match e.be16::<{ eth::TYPE }>() {
+        eth::P_IPV4 => parse::<false>(&ctx),
+        eth::P_IPV6 => parse::<true>(&ctx),
+        _ => Err(Outcome::NotGue),
     };
-    if outcome == Outcome::NotGue {
+    if let Err(Outcome::NotGue) = parsed {
         return XDP_PASS;
     }
     count(RedirectStat::Total);
+    let g = match parsed {
+        Ok(g) => g,
+        Err(outcome) => return dropped(outcome),
+    };
+    let outcome = if g.inner_v6 != 0 {
+        decide_inner::<true>(&ctx, &g)
+    } else {
+        decide_inner::<false>(&ctx, &g)
+    };
     let stat = match outcome {
-        Outcome::NotAllowed => {
-            count(RedirectStat::DroppedNotAllowed);
-            return XDP_DROP;
-        }
-        Outcome::Invalid | Outcome::NotGue => {
-            count(RedirectStat::DroppedInvalid);
-            return XDP_DROP;
-        }
+        Outcome::NotAllowed | Outcome::Invalid | Outcome::NotGue => return dropped(outcome),
         Outcome::Forward => {
-            let action = redirect_forward(ctx.ctx, &mut g);
+            let action = redirect_forward(ctx.ctx, &g);
             if action == XDP_DROP {
                 count(RedirectStat::ForwardFailed);
             } else {
@@ -120,7 +127,7 @@ pub fn redirect(ctx: XdpContext) -> u32 {
         Outcome::AcceptSelf => RedirectStat::ForwardedToSelf,
         Outcome::AcceptOther => RedirectStat::AcceptedOther,
     };
-    if !strip(&ctx, g.inner, g.inner_v6) {
+    if !strip(&ctx, g.inner, g.inner_v6 != 0) {
         // Only a failing head adjustment gets here, which the offsets
         // checked above rule out.
         count(RedirectStat::DroppedInvalid);
@@ -128,6 +135,17 @@ pub fn redirect(ctx: XdpContext) -> u32 {
     }
     count(stat);
     XDP_PASS
+}
+
+/// Counts a GUE packet dropped with `outcome` (`Total` is counted).
+#[inline(always)]
+fn dropped(outcome: Outcome) -> u32 {
+    count(if outcome == Outcome::NotAllowed {
+        RedirectStat::DroppedNotAllowed
+    } else {
+        RedirectStat::DroppedInvalid
+    });
+    aya_ebpf::bindings::xdp_action::XDP_DROP
 }
 
 #[inline(always)]
@@ -140,7 +158,21 @@ fn count(stat: RedirectStat) {
 
 /// One GUE packet as parsed: offsets into the frame, and what forwarding
 /// needs. Plain memory, as [`redirect_forward`] is a global function.
-#[repr(C)]
+///
+/// Whole words, built with their values rather than zeroed first, as every
+/// struct this program keeps on the stack. LLVM, as bpf-linker runs it
+/// (`--bpf-expand-memcpy-in-order`), expands `memcpy` but neither `memset`
+/// nor `memmove`: it calls them, and in BPF they are byte loops behind a
+/// BPF-to-BPF call, about 5 instructions a byte, on every packet. It emits
+/// `memset` for a zeroed struct or array kept in memory, and for any run
+/// of zero stores of 16 bytes or more; `memmove` for byte arrays copied
+/// between the packet and the stack. Hence no `bool`, byte or byte-array
+/// fields: addresses are the `u32` words of their bytes as in the packet,
+/// IPv4 in the first. Aligned to 8 so that LLVM may store two words at
+/// once (this object does not allow misaligned access, see `build.rs`);
+/// no padding, as the verifier wants every byte of a global function's
+/// argument initialised.
+#[repr(C, align(8))]
 pub struct Gue {
     /// Offset of the GUE header.
     gue: u32,
@@ -148,30 +180,94 @@ pub struct Gue {
     inner: u32,
     /// Offset of the hop list.
     hops: u32,
-    next_hop: u8,
-    hop_count: u8,
-    outer_v6: u8,
-    inner_v6: bool,
-    /// The hop to forward to (IPv4 in the first 4 bytes).
-    hop: [u8; 16],
+    next_hop: u32,
+    hop_count: u32,
+    /// 1 for an outer IPv6 header.
+    outer_v6: u32,
+    /// 1 for an inner IPv6 header.
+    inner_v6: u32,
+    _pad: u32,
 }
 
-impl Gue {
-    const EMPTY: Gue = Gue {
-        gue: 0,
-        inner: 0,
-        hops: 0,
-        next_hop: 0,
-        hop_count: 0,
-        outer_v6: 0,
-        inner_v6: false,
-        hop: [0; 16],
-    };
+const _: () = assert!(size_of::<Gue>() == 8 * 4);
+
+/// An [`AllowKey`] in words (see [`Gue`]): the family, then its zero pad
+/// (little-endian), and the address.
+#[repr(C)]
+struct AddrKey {
+    family: u32,
+    addr: [u32; 4],
 }
 
-/// Outer IP, UDP, allow list, GUE validation, then the decision.
+const _: () = assert!(size_of::<AddrKey>() == size_of::<AllowKey>());
+
+impl AddrKey {
+    #[inline(always)]
+    fn as_allow_key(&self) -> &AllowKey {
+        // SAFETY: the same 20 initialised bytes, laid out as `AllowKey`
+        // (family, pad, address); `AllowKey` has alignment 1.
+        unsafe { &*(self as *const AddrKey).cast::<AllowKey>() }
+    }
+}
+
+/// A key of `RDR_ALLOW` as the LPM trie wants it (prefix length, then
+/// [`AllowKey`]), in words (see [`Gue`]).
+#[repr(C, align(8))]
+struct AllowLookup {
+    prefix_len: u32,
+    key: AddrKey,
+}
+
+const _: () = assert!(size_of::<AllowLookup>() == size_of::<Key<AllowKey>>());
+
+impl AllowLookup {
+    #[inline(always)]
+    fn as_lpm_key(&self) -> &Key<AllowKey> {
+        // SAFETY: as in `AddrKey::as_allow_key`: `Key<AllowKey>` is the
+        // prefix length then the key, packed (alignment 1).
+        unsafe { &*(self as *const AllowLookup).cast::<Key<AllowKey>>() }
+    }
+}
+
+/// The 16-byte address at `$at` in the view `$v`, as words (see [`Gue`]).
+macro_rules! addr_words {
+    ($v:expr, $at:expr) => {{
+        let v = $v;
+        [
+            v.u32_raw::<{ $at }>(),
+            v.u32_raw::<{ $at + 4 }>(),
+            v.u32_raw::<{ $at + 8 }>(),
+            v.u32_raw::<{ $at + 12 }>(),
+        ]
+    }};
+}
+
+/// Writes the address `a` (words, see [`Gue`]) at `offset`.
 #[inline(always)]
-fn process<const V6: bool>(ctx: &XdpContext, g: &mut Gue) -> Outcome {
+fn write_addr(ctx: &XdpContext, offset: usize, a: [u32; 4]) -> bool {
+    let [a0, a1, a2, a3] = a;
+    WriteView::<16>::at(ctx, offset)
+        .is_some_and(|w| w.put(0, a0) && w.put(4, a1) && w.put(8, a2) && w.put(12, a3))
+}
+
+/// The address of the next hop in the hop list of `g`, if in the frame.
+#[inline(always)]
+fn next_hop_addr(ctx: &XdpContext, g: &Gue) -> Option<[u32; 4]> {
+    let at = g.hops as usize;
+    let n = g.next_hop as usize;
+    if g.outer_v6 != 0 {
+        let h = View::<16>::at(ctx, at + n * 16)?;
+        Some(addr_words!(h, 0))
+    } else {
+        let h = View::<4>::at(ctx, at + n * 4)?;
+        Some([h.u32_raw::<0>(), 0, 0, 0])
+    }
+}
+
+/// Outer IP, UDP, allow list and GUE validation: the packet, or the
+/// outcome when it is not an acceptable GUE packet.
+#[inline(always)]
+fn parse<const V6: bool>(ctx: &XdpContext) -> Result<Gue, Outcome> {
     const L3: usize = eth::HLEN;
     let (ip_len, src_off, family) = if V6 {
         (ipv6::HLEN, L3 + ipv6::SRC, FAMILY_V6)
@@ -180,14 +276,14 @@ fn process<const V6: bool>(ctx: &XdpContext, g: &mut Gue) -> Outcome {
     };
     if V6 {
         let Some(h) = View::<{ ipv6::HLEN }>::at(ctx, L3) else {
-            return Outcome::NotGue;
+            return Err(Outcome::NotGue);
         };
         if h.u8::<{ ipv6::NEXT_HEADER }>() != ipproto::UDP {
-            return Outcome::NotGue;
+            return Err(Outcome::NotGue);
         }
     } else {
         let Some(h) = View::<{ ipv4::HLEN }>::at(ctx, L3) else {
-            return Outcome::NotGue;
+            return Err(Outcome::NotGue);
         };
         // Options or fragments: not GUE as far as this module goes (the
         // director sends neither).
@@ -195,46 +291,43 @@ fn process<const V6: bool>(ctx: &XdpContext, g: &mut Gue) -> Outcome {
             || h.u8::<{ ipv4::PROTO }>() != ipproto::UDP
             || h.be16::<{ ipv4::FRAG }>() & (ipv4::MF | ipv4::OFFSET_MASK) != 0
         {
-            return Outcome::NotGue;
+            return Err(Outcome::NotGue);
         }
     }
     let udp_off = L3 + ip_len;
     let Some(u) = View::<{ udp::HLEN }>::at(ctx, udp_off) else {
-        return Outcome::NotGue;
+        return Err(Outcome::NotGue);
     };
     if u.be16::<{ udp::DPORT }>() != GUE_PORT {
-        return Outcome::NotGue;
+        return Err(Outcome::NotGue);
     }
 
-    let mut allow = AllowKey {
-        family,
-        _pad: [0; 3],
-        addr: [0; 16],
-    };
-    if V6 {
+    let src = if V6 {
         let Some(a) = View::<16>::at(ctx, src_off) else {
-            return Outcome::Invalid;
+            return Err(Outcome::Invalid);
         };
-        allow.addr = a.array::<0, 16>();
+        addr_words!(a, 0)
     } else {
         let Some(a) = View::<4>::at(ctx, src_off) else {
-            return Outcome::Invalid;
+            return Err(Outcome::Invalid);
         };
-        if let Some(first) = allow.addr.first_chunk_mut::<4>() {
-            *first = a.array::<0, 4>();
-        }
-    }
-    if RDR_ALLOW
-        .get(&Key::new(LPM_LOOKUP_PREFIX_LEN, allow))
-        .is_none()
-    {
-        return Outcome::NotAllowed;
+        [a.u32_raw::<0>(), 0, 0, 0]
+    };
+    let allow = AllowLookup {
+        prefix_len: LPM_LOOKUP_PREFIX_LEN,
+        key: AddrKey {
+            family: u32::from(family),
+            addr: src,
+        },
+    };
+    if RDR_ALLOW.get(allow.as_lpm_key()).is_none() {
+        return Err(Outcome::NotAllowed);
     }
 
     // GUE and the fixed GLB private data (proto::wire::GueRepr::parse).
     let gue_off = udp_off + udp::HLEN;
     let Some(h) = View::<{ GLB_HEADER_LEN }>::at(ctx, gue_off) else {
-        return Outcome::Invalid;
+        return Err(Outcome::Invalid);
     };
     let b0 = h.u8::<{ field::VER_C_HLEN }>();
     let inner_proto = h.u8::<{ field::INNER_PROTO }>();
@@ -242,50 +335,44 @@ fn process<const V6: bool>(ctx: &XdpContext, g: &mut Gue) -> Outcome {
     let private_type = h.be16::<{ field::PRIVATE_TYPE.start }>();
     let hop_count = h.u8::<{ field::HOP_COUNT }>();
     if b0 & (field::VERSION_MASK | field::C_BIT) != 0 || h.be16::<{ field::FLAGS.start }>() != 0 {
-        return Outcome::Invalid;
+        return Err(Outcome::Invalid);
     }
     let inner_v6 = match inner_proto {
         4 => false,
         41 => true,
-        _ => return Outcome::Invalid,
+        _ => return Err(Outcome::Invalid),
     };
     // hlen counts the 4 fixed bytes and the hops, in 32-bit words.
     let hop_words = match private_type {
         0 => 1,
         1 => 4,
-        _ => return Outcome::Invalid,
+        _ => return Err(Outcome::Invalid),
     };
     if hlen != 1 + usize::from(hop_count) * hop_words {
-        return Outcome::Invalid;
+        return Err(Outcome::Invalid);
     }
-    let inner = gue_off + GUE_HEADER_LEN + hlen * HLEN_UNIT;
-    g.gue = gue_off as u32;
-    g.hops = (gue_off + GLB_HEADER_LEN) as u32;
-    g.inner = inner as u32;
-    g.next_hop = h.u8::<{ field::NEXT_HOP }>();
-    g.hop_count = hop_count;
-    g.outer_v6 = u8::from(V6);
-    g.inner_v6 = inner_v6;
     // The hops of one packet share the outer family (SPEC.md section 4);
     // a hop list of the other family has nowhere to go from here.
     if (private_type == 1) != V6 {
-        return Outcome::Invalid;
+        return Err(Outcome::Invalid);
     }
-
-    if inner_v6 {
-        decide_inner::<true>(ctx, g, inner)
-    } else {
-        decide_inner::<false>(ctx, g, inner)
-    }
+    Ok(Gue {
+        gue: gue_off as u32,
+        inner: (gue_off + GUE_HEADER_LEN + hlen * HLEN_UNIT) as u32,
+        hops: (gue_off + GLB_HEADER_LEN) as u32,
+        next_hop: u32::from(h.u8::<{ field::NEXT_HOP }>()),
+        hop_count: u32::from(hop_count),
+        outer_v6: u32::from(V6),
+        inner_v6: u32::from(inner_v6),
+        _pad: 0,
+    })
 }
 
 /// The inner packet: TCP and ICMP errors quoting TCP get the second-chance
 /// decision, the rest is accepted.
 #[inline(always)]
-fn decide_inner<const V6: bool>(ctx: &XdpContext, g: &mut Gue, inner: usize) -> Outcome {
-    let mut q = SockQuery::EMPTY;
-    q.v6 = u8::from(V6);
-    q.ip = inner as u32;
+fn decide_inner<const V6: bool>(ctx: &XdpContext, g: &Gue) -> Outcome {
+    let inner = g.inner as usize;
     let (proto, l4) = if V6 {
         let Some(h) = View::<{ ipv6::HLEN }>::at(ctx, inner) else {
             return Outcome::Invalid;
@@ -293,8 +380,6 @@ fn decide_inner<const V6: bool>(ctx: &XdpContext, g: &mut Gue, inner: usize) -> 
         if h.u8::<0>() >> 4 != 6 {
             return Outcome::Invalid;
         }
-        q.src = h.array::<{ ipv6::SRC }, 16>();
-        q.dst = h.array::<{ ipv6::DST }, 16>();
         (h.u8::<{ ipv6::NEXT_HEADER }>(), inner + ipv6::HLEN)
     } else {
         let Some(h) = View::<{ ipv4::HLEN }>::at(ctx, inner) else {
@@ -309,13 +394,21 @@ fn decide_inner<const V6: bool>(ctx: &XdpContext, g: &mut Gue, inner: usize) -> 
             // A later fragment: no L4 header to judge by.
             return Outcome::AcceptOther;
         }
-        set_v4(&mut q.src, h.array::<{ ipv4::SRC }, 4>());
-        set_v4(&mut q.dst, h.array::<{ ipv4::DST }, 4>());
         (h.u8::<{ ipv4::PROTO }>(), inner + hl)
     };
 
+    // The query gives the addresses' offsets: `redirect_sock_check` reads
+    // them straight into the socket tuple. Read here, their words stayed
+    // in registers until the query was built, spilled to the stack, and
+    // this program's stack and `redirect_forward`'s grew past the 512
+    // bytes they may take together.
+    let (src, dst) = if V6 {
+        (ipv6::SRC, ipv6::DST)
+    } else {
+        (ipv4::SRC, ipv4::DST)
+    };
     let icmp_proto = if V6 { ipproto::ICMPV6 } else { ipproto::ICMP };
-    if proto == ipproto::TCP {
+    let mut q = if proto == ipproto::TCP {
         let Some(t) = View::<{ tcp::HLEN }>::at(ctx, l4) else {
             return Outcome::Invalid;
         };
@@ -323,17 +416,21 @@ fn decide_inner<const V6: bool>(ctx: &XdpContext, g: &mut Gue, inner: usize) -> 
         if flags & TCP_SYN != 0 && flags & TCP_ACK == 0 {
             return Outcome::AcceptSyn;
         }
-        q.sport = t.be16::<{ tcp::SPORT }>();
-        q.dport = t.be16::<{ tcp::DPORT }>();
         let doff = usize::from(t.u8::<{ tcp::DOFF }>() >> 4) * 4;
-        if flags & (TCP_SYN | TCP_RST) == 0
+        let cookie = flags & (TCP_SYN | TCP_RST) == 0
             && flags & TCP_ACK != 0
             && doff >= tcp::HLEN
-            && l4 + doff <= frame_len(ctx)
-        {
-            q.cookie = 1;
-            q.tcp = l4 as u32;
-            q.tcp_len = doff as u32;
+            && l4 + doff <= frame_len(ctx);
+        SockQuery {
+            src: (inner + src) as u32,
+            dst: (inner + dst) as u32,
+            sport: t.be16::<{ tcp::SPORT }>(),
+            dport: t.be16::<{ tcp::DPORT }>(),
+            v6: u32::from(V6),
+            cookie: u32::from(cookie),
+            ip: g.inner,
+            tcp: if cookie { l4 as u32 } else { 0 },
+            tcp_len: if cookie { doff as u32 } else { 0 },
         }
     } else if proto == icmp_proto {
         let Some(i) = View::<{ icmp::HLEN }>::at(ctx, l4) else {
@@ -341,9 +438,7 @@ fn decide_inner<const V6: bool>(ctx: &XdpContext, g: &mut Gue, inner: usize) -> 
         };
         let (ty, code) = (i.u8::<{ icmp::TYPE }>(), i.u8::<{ icmp::CODE }>());
         let quoted = l4 + icmp::HLEN;
-        // The quoted packet went from the VIP to the client: its reverse
-        // is the flow to judge.
-        if V6 && ty == icmp::V6_PACKET_TOO_BIG {
+        let ports = if V6 && ty == icmp::V6_PACKET_TOO_BIG {
             let Some(h) = View::<{ ipv6::HLEN }>::at(ctx, quoted) else {
                 return Outcome::AcceptOther;
             };
@@ -353,10 +448,7 @@ fn decide_inner<const V6: bool>(ctx: &XdpContext, g: &mut Gue, inner: usize) -> 
             if h.u8::<{ ipv6::NEXT_HEADER }>() != ipproto::TCP {
                 return Outcome::AcceptOther;
             }
-            q.src = h.array::<{ ipv6::DST }, 16>();
-            q.dst = h.array::<{ ipv6::SRC }, 16>();
-            q.sport = p.be16::<{ tcp::DPORT }>();
-            q.dport = p.be16::<{ tcp::SPORT }>();
+            p
         } else if !V6 && ty == icmp::V4_DEST_UNREACH && code == icmp::V4_FRAG_NEEDED {
             let Some(h) = View::<{ ipv4::HLEN }>::at(ctx, quoted) else {
                 return Outcome::AcceptOther;
@@ -368,16 +460,26 @@ fn decide_inner<const V6: bool>(ctx: &XdpContext, g: &mut Gue, inner: usize) -> 
             let Some(p) = View::<4>::at(ctx, quoted + hl) else {
                 return Outcome::AcceptOther;
             };
-            set_v4(&mut q.src, h.array::<{ ipv4::DST }, 4>());
-            set_v4(&mut q.dst, h.array::<{ ipv4::SRC }, 4>());
-            q.sport = p.be16::<{ tcp::DPORT }>();
-            q.dport = p.be16::<{ tcp::SPORT }>();
+            p
         } else {
             return Outcome::AcceptOther;
+        };
+        // The quoted packet went from the VIP to the client: its reverse
+        // is the flow to judge.
+        SockQuery {
+            src: (quoted + dst) as u32,
+            dst: (quoted + src) as u32,
+            sport: ports.be16::<{ tcp::DPORT }>(),
+            dport: ports.be16::<{ tcp::SPORT }>(),
+            v6: u32::from(V6),
+            cookie: 0,
+            ip: g.inner,
+            tcp: 0,
+            tcp_len: 0,
         }
     } else {
         return Outcome::AcceptOther;
-    }
+    };
 
     match redirect_sock_check(ctx.ctx, &mut q) {
         SOCK_ESTABLISHED => return Outcome::AcceptEstablished,
@@ -387,38 +489,25 @@ fn decide_inner<const V6: bool>(ctx: &XdpContext, g: &mut Gue, inner: usize) -> 
     hop_decision(ctx, g)
 }
 
-#[inline(always)]
-fn set_v4(to: &mut [u8; 16], a: [u8; 4]) {
-    if let Some(first) = to.first_chunk_mut::<4>() {
-        *first = a;
-    }
-}
-
 /// Steps 4 to 6 of SPEC.md section 3.
 #[inline(always)]
-fn hop_decision(ctx: &XdpContext, g: &mut Gue) -> Outcome {
+fn hop_decision(ctx: &XdpContext, g: &Gue) -> Outcome {
     if g.next_hop >= g.hop_count {
         return Outcome::AcceptLastResort;
     }
-    let mut me = AllowKey::default();
-    let at = g.hops as usize;
-    let n = usize::from(g.next_hop);
-    if g.outer_v6 != 0 {
-        let Some(h) = View::<16>::at(ctx, at + n * 16) else {
-            return Outcome::Invalid;
-        };
-        me.family = FAMILY_V6;
-        me.addr = h.array::<0, 16>();
+    let Some(addr) = next_hop_addr(ctx, g) else {
+        return Outcome::Invalid;
+    };
+    let family = if g.outer_v6 != 0 {
+        FAMILY_V6
     } else {
-        let Some(h) = View::<4>::at(ctx, at + n * 4) else {
-            return Outcome::Invalid;
-        };
-        me.family = FAMILY_V4;
-        set_v4(&mut me.addr, h.array::<0, 4>());
-    }
-    g.hop = me.addr;
-    // SAFETY: the value is not kept.
-    if unsafe { RDR_SELF.get(&me) }.is_some() {
+        FAMILY_V4
+    };
+    let me = AddrKey {
+        family: u32::from(family),
+        addr,
+    };
+    if RDR_SELF.get_ptr(me.as_allow_key()).is_some() {
         return Outcome::AcceptSelf;
     }
     Outcome::Forward
@@ -452,18 +541,20 @@ fn strip(ctx: &XdpContext, inner: u32, inner_v6: bool) -> bool {
 }
 
 /// A socket query: the flow as the local stack sees it (client -> VIP).
-#[repr(C)]
+/// Words, as [`Gue`], with no padding.
+#[repr(C, align(8))]
 pub struct SockQuery {
-    src: [u8; 16],
-    dst: [u8; 16],
+    /// Offsets of the source and destination addresses in the frame.
+    src: u32,
+    dst: u32,
     /// Ports, host order.
     sport: u16,
     dport: u16,
-    v6: u8,
-    /// Whether it is a pure ACK that may carry a SYN cookie (`tcp`,
-    /// `tcp_len` and `ip` are then set).
-    cookie: u8,
-    _pad: [u8; 2],
+    /// 1 for IPv6.
+    v6: u32,
+    /// 1 for a pure ACK that may carry a SYN cookie (`tcp`, `tcp_len` and
+    /// `ip` are then set).
+    cookie: u32,
     /// Offset of the inner IP header.
     ip: u32,
     /// Offset and length of the TCP header.
@@ -471,20 +562,7 @@ pub struct SockQuery {
     tcp_len: u32,
 }
 
-impl SockQuery {
-    const EMPTY: SockQuery = SockQuery {
-        src: [0; 16],
-        dst: [0; 16],
-        sport: 0,
-        dport: 0,
-        v6: 0,
-        cookie: 0,
-        _pad: [0; 2],
-        ip: 0,
-        tcp: 0,
-        tcp_len: 0,
-    };
-}
+const _: () = assert!(size_of::<SockQuery>() == 4 * 8);
 
 const SOCK_NONE: u32 = 0;
 const SOCK_ESTABLISHED: u32 = 1;
@@ -504,37 +582,46 @@ extern "C" fn redirect_sock_check(ctx: *mut xdp_md, q: *mut SockQuery) -> u32 {
     let Some(q) = (unsafe { q.as_mut() }) else {
         return SOCK_NONE;
     };
-    // SAFETY: all-zero is a valid tuple.
-    let mut tuple: bpf_sock_tuple = unsafe { core::mem::zeroed() };
-    let size = if q.v6 != 0 {
-        // SAFETY: writing plain fields of a union of plain data.
-        unsafe {
-            let t = &mut tuple.__bindgen_anon_1.ipv6;
-            t.saddr = core::mem::transmute::<[u8; 16], [u32; 4]>(q.src);
-            t.daddr = core::mem::transmute::<[u8; 16], [u32; 4]>(q.dst);
-            t.sport = q.sport.to_be();
-            t.dport = q.dport.to_be();
-        }
-        36
+    let (sport, dport) = (q.sport.to_be(), q.dport.to_be());
+    let frame = XdpContext::new(ctx);
+    let (src, dst) = (q.src as usize, q.dst as usize);
+    // Built from the member the helper reads (the IPv4 one's 12 bytes, or
+    // the IPv6 one's 36), not zeroed first (see `Gue`).
+    let (tuple, size) = if q.v6 != 0 {
+        let (Some(s), Some(d)) = (View::<16>::at(&frame, src), View::<16>::at(&frame, dst)) else {
+            return SOCK_NONE;
+        };
+        let ipv6 = SockTupleV6 {
+            saddr: addr_words!(s, 0),
+            daddr: addr_words!(d, 0),
+            sport,
+            dport,
+        };
+        (bpf_sock_tuple__bindgen_ty_1 { ipv6 }, 36)
     } else {
-        // SAFETY: as above.
-        unsafe {
-            let t = &mut tuple.__bindgen_anon_1.ipv4;
-            let s = q.src.first_chunk::<4>().copied().unwrap_or([0; 4]);
-            let d = q.dst.first_chunk::<4>().copied().unwrap_or([0; 4]);
-            t.saddr = u32::from_ne_bytes(s);
-            t.daddr = u32::from_ne_bytes(d);
-            t.sport = q.sport.to_be();
-            t.dport = q.dport.to_be();
-        }
-        12
+        let (Some(s), Some(d)) = (View::<4>::at(&frame, src), View::<4>::at(&frame, dst)) else {
+            return SOCK_NONE;
+        };
+        let ipv4 = SockTupleV4 {
+            saddr: s.u32_raw::<0>(),
+            daddr: d.u32_raw::<0>(),
+            sport,
+            dport,
+        };
+        (bpf_sock_tuple__bindgen_ty_1 { ipv4 }, 12)
+    };
+    let mut tuple = bpf_sock_tuple {
+        __bindgen_anon_1: tuple,
     };
 
     // The headers the cookie check reads, copied to the stack: the TCP
     // header's length is only known at run time, which the verifier
-    // accepts for a helper's stack buffer, not for packet memory.
-    let mut ip = [0u8; ipv6::HLEN];
-    let mut th = [0u8; TCP_MAX_HLEN];
+    // accepts for a helper's stack buffer, not for packet memory. Not
+    // zeroed (see `Gue`): `bpf_xdp_load_bytes` fills them, and the cookie
+    // check reads them only when it has (the verifier, too, takes them as
+    // written up to the largest length it may be given).
+    let mut ip = MaybeUninit::<[u8; ipv6::HLEN]>::uninit();
+    let mut th = MaybeUninit::<[u8; TCP_MAX_HLEN]>::uninit();
     let ip_len: u32 = if q.v6 != 0 {
         ipv6::HLEN as u32
     } else {
@@ -589,9 +676,9 @@ fn lookup_in(
     size: u32,
     netns: u64,
     cookie: bool,
-    ip: &mut [u8; ipv6::HLEN],
+    ip: &mut MaybeUninit<[u8; ipv6::HLEN]>,
     ip_len: u32,
-    th: &mut [u8; TCP_MAX_HLEN],
+    th: &mut MaybeUninit<[u8; TCP_MAX_HLEN]>,
     tcp_len: u32,
 ) -> u32 {
     // SAFETY: a valid tuple of `size` bytes; the returned reference is
@@ -625,45 +712,45 @@ fn lookup_in(
     found
 }
 
-/// Forwards the packet of `g` to `g.hop`: outer source = this host, outer
-/// destination = the hop, `next_hop + 1`, TTL 64, IPv4 checksum; next-hop
-/// MAC from the kernel's FIB. Returns the XDP action (`XDP_TX`, or
-/// `XDP_REDIRECT` when the route leaves by another interface), or
+/// Forwards the packet of `g` to its next hop: outer source = this host,
+/// outer destination = the hop, `next_hop + 1`, TTL 64, IPv4 checksum;
+/// next-hop MAC from the kernel's FIB. Returns the XDP action (`XDP_TX`,
+/// or `XDP_REDIRECT` when the route leaves by another interface), or
 /// `XDP_DROP` when there is no source address, route or neighbour.
 #[unsafe(no_mangle)]
 #[inline(never)]
-extern "C" fn redirect_forward(ctx: *mut xdp_md, g: *mut Gue) -> u32 {
+extern "C" fn redirect_forward(ctx: *mut xdp_md, g: *const Gue) -> u32 {
     use aya_ebpf::bindings::xdp_action::{XDP_DROP, XDP_TX};
     // SAFETY: as in `redirect_sock_check`.
-    let Some(g) = (unsafe { g.as_mut() }) else {
+    let Some(g) = (unsafe { g.as_ref() }) else {
         return XDP_DROP;
     };
     let ctx = XdpContext::new(ctx);
     let Some(s) = RDR_SETTINGS.get(0) else {
         return XDP_DROP;
     };
+    // Read again from the hop list, which nothing has written since
+    // `hop_decision` read it: `Gue` is built before the hop is known, and
+    // a zeroed placeholder in it would be a `memset` call.
+    let Some(hop) = next_hop_addr(&ctx, g) else {
+        return XDP_DROP;
+    };
     const L3: usize = eth::HLEN;
-    // SAFETY: zeroed is a valid lookup request.
-    let mut fib: bpf_fib_lookup = unsafe { core::mem::zeroed() };
-    // SAFETY: the context of a running program.
-    let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
-    fib.ifindex = ifindex;
-    fib.l4_protocol = ipproto::UDP;
-    fib.dport = GUE_PORT.to_be();
-    let ok = if g.outer_v6 != 0 {
+    let (family, tot_len, src) = if g.outer_v6 != 0 {
         if s.self_v6 == [0; 16] {
             return XDP_DROP;
         }
         let Some(h) = View::<{ ipv6::HLEN }>::at(&ctx, L3) else {
             return XDP_DROP;
         };
-        fib.family = AF_INET6;
-        fib.__bindgen_anon_1.tot_len = h.be16::<{ ipv6::PAYLOAD_LEN }>() + ipv6::HLEN as u16;
-        fib.__bindgen_anon_3.ipv6_src = u128_words(s.self_v6);
-        fib.__bindgen_anon_4.ipv6_dst = u128_words(g.hop);
-        write(&ctx, L3 + 6, [ipproto::UDP, OUTER_TTL])
+        let tot_len = h.be16::<{ ipv6::PAYLOAD_LEN }>() + ipv6::HLEN as u16;
+        if !(write(&ctx, L3 + 6, [ipproto::UDP, OUTER_TTL])
             && write(&ctx, L3 + ipv6::SRC, s.self_v6)
-            && write(&ctx, L3 + ipv6::DST, g.hop)
+            && write_addr(&ctx, L3 + ipv6::DST, hop))
+        {
+            return XDP_DROP;
+        }
+        (AF_INET6, tot_len, u128_words(s.self_v6))
     } else {
         if s.self_v4 == [0; 4] {
             return XDP_DROP;
@@ -671,11 +758,11 @@ extern "C" fn redirect_forward(ctx: *mut xdp_md, g: *mut Gue) -> u32 {
         let Some(h) = View::<{ ipv4::HLEN }>::at(&ctx, L3) else {
             return XDP_DROP;
         };
-        let hop = g.hop.first_chunk::<4>().copied().unwrap_or([0; 4]);
         let [v, tos, l0, l1, i0, i1, f0, f1, _ttl, p, _c0, _c1, ..] =
             h.array::<0, { ipv4::HLEN }>();
         let [a0, a1, a2, a3] = s.self_v4;
-        let [b0, b1, b2, b3] = hop;
+        let [hop, ..] = hop;
+        let [b0, b1, b2, b3] = hop.to_ne_bytes();
         #[rustfmt::skip]
         let mut header = [
             v, tos, l0, l1, i0, i1, f0, f1, OUTER_TTL, p, 0, 0,
@@ -685,37 +772,42 @@ extern "C" fn redirect_forward(ctx: *mut xdp_md, g: *mut Gue) -> u32 {
         if let Some(c) = header.get_mut(10..12) {
             c.copy_from_slice(&[c0, c1]);
         }
-        fib.family = AF_INET;
-        fib.__bindgen_anon_1.tot_len = u16::from_be_bytes([l0, l1]);
-        fib.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes(s.self_v4);
-        fib.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes(hop);
-        write(&ctx, L3, header)
+        if !write(&ctx, L3, header) {
+            return XDP_DROP;
+        }
+        (
+            AF_INET,
+            u16::from_be_bytes([l0, l1]),
+            [u32::from_ne_bytes(s.self_v4), 0, 0, 0],
+        )
     };
-    if !ok {
-        return XDP_DROP;
-    }
     let Some(u) = View::<{ udp::HLEN }>::at(&ctx, L3 + if g.outer_v6 != 0 { 40 } else { 20 })
     else {
         return XDP_DROP;
     };
-    fib.sport = u.be16::<{ udp::SPORT }>().to_be();
     // next_hop and hop_count, rewritten together (2-byte windows only).
     if !write(
         &ctx,
         g.gue as usize + field::NEXT_HOP,
-        [g.next_hop.wrapping_add(1), g.hop_count],
+        // Both came from single bytes.
+        [(g.next_hop as u8).wrapping_add(1), g.hop_count as u8],
     ) {
         return XDP_DROP;
     }
+    // SAFETY: the context of a running program.
+    let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
+    let mut request = MaybeUninit::uninit();
+    let fib = &mut FibRequest::zero(&mut request).0;
+    fib.family = family;
+    fib.l4_protocol = ipproto::UDP;
+    fib.sport = u.be16::<{ udp::SPORT }>().to_be();
+    fib.dport = GUE_PORT.to_be();
+    fib.__bindgen_anon_1.tot_len = tot_len;
+    fib.ifindex = ifindex;
+    fib.__bindgen_anon_3.ipv6_src = src;
+    fib.__bindgen_anon_4.ipv6_dst = hop;
     // SAFETY: a request of its own size on the stack.
-    let rc = unsafe {
-        fib_lookup(
-            ctx.ctx.cast(),
-            &mut fib,
-            size_of::<bpf_fib_lookup>() as i32,
-            0,
-        )
-    };
+    let rc = unsafe { fib_lookup(ctx.ctx.cast(), fib, size_of::<bpf_fib_lookup>() as i32, 0) };
     if rc != 0 {
         return XDP_DROP;
     }
@@ -726,7 +818,10 @@ extern "C" fn redirect_forward(ctx: *mut xdp_md, g: *mut Gue) -> u32 {
             fib.__bindgen_anon_6.__bindgen_anon_2.dmac,
         )
     };
-    if !(write(&ctx, 0, dmac) && write(&ctx, 6, smac)) {
+    // Rebuilt from their bytes: written as they are, the arrays are
+    // copied from the request with `memmove` calls (see `Gue`).
+    let ([d0, d1, d2, d3, d4, d5], [s0, s1, s2, s3, s4, s5]) = (dmac, smac);
+    if !(write(&ctx, 0, [d0, d1, d2, d3, d4, d5]) && write(&ctx, 6, [s0, s1, s2, s3, s4, s5])) {
         return XDP_DROP;
     }
     if fib.ifindex == ifindex {
@@ -736,6 +831,31 @@ extern "C" fn redirect_forward(ctx: *mut xdp_md, g: *mut Gue) -> u32 {
         unsafe { bpf_redirect(fib.ifindex, 0) as u32 }
     }
 }
+
+/// A `bpf_fib_lookup`, 8-byte aligned (see [`Gue`]).
+#[repr(C, align(8))]
+struct FibRequest(bpf_fib_lookup);
+
+impl FibRequest {
+    /// Zeroes `request` in place, with volatile word stores. The helper
+    /// reads all of it, so the verifier wants every byte initialised, and
+    /// a request has fewer fields to fill in than zero bytes: LLVM merges
+    /// plain zero stores of 16 bytes or more into a `memset` call (see
+    /// `Gue`), volatile ones not. In place, because LLVM would turn a copy
+    /// of the zeroed request into a `memset` too.
+    #[inline(always)]
+    fn zero(request: &mut MaybeUninit<FibRequest>) -> &mut FibRequest {
+        let words = request.as_mut_ptr().cast::<u64>();
+        for i in 0..size_of::<FibRequest>() / 8 {
+            // SAFETY: word `i` of the request, aligned to 8.
+            unsafe { words.add(i).write_volatile(0) };
+        }
+        // SAFETY: every byte written above; all-zero is a valid request.
+        unsafe { request.assume_init_mut() }
+    }
+}
+
+const _: () = assert!(size_of::<FibRequest>() == size_of::<bpf_fib_lookup>());
 
 #[inline(always)]
 fn u128_words(a: [u8; 16]) -> [u32; 4] {
