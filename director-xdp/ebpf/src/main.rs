@@ -170,11 +170,11 @@ pub fn director(ctx: XdpContext) -> u32 {
     }
 }
 
-/// Counts a packet about to be encapsulated for `bind` to `backend`, of
-/// `len` bytes as received: `Encapsulated`, the bind's and the backend's
-/// traffic; with `UNDO`, takes that back (the encapsulation failed).
+/// Counts a packet about to be encapsulated for `bind`, of `len` bytes as
+/// received: `Encapsulated` and the bind's traffic; with `UNDO`, takes that
+/// back (no encapsulation after all).
 #[inline(always)]
-fn count_sent<const UNDO: bool>(bind: u32, backend: u32, len: u64) {
+fn count_bind<const UNDO: bool>(bind: u32, len: u64) {
     let (one, len) = if UNDO {
         (1u64.wrapping_neg(), len.wrapping_neg())
     } else {
@@ -192,8 +192,18 @@ fn count_sent<const UNDO: bool>(bind: u32, backend: u32, len: u64) {
             (*c).bytes = (*c).bytes.wrapping_add(len);
         }
     }
+}
+
+/// [`count_bind`] for the traffic of the primary `backend`.
+#[inline(always)]
+fn count_backend<const UNDO: bool>(backend: u32, len: u64) {
+    let (one, len) = if UNDO {
+        (1u64.wrapping_neg(), len.wrapping_neg())
+    } else {
+        (1, len)
+    };
     if let Some(c) = DIR_BACKEND_STATS.get_ptr_mut(backend) {
-        // SAFETY: as above.
+        // SAFETY: as in `count_bind`.
         unsafe {
             (*c).packets = (*c).packets.wrapping_add(one);
             (*c).bytes = (*c).bytes.wrapping_add(len);
@@ -228,7 +238,7 @@ pub fn bench_min_encap(ctx: XdpContext) -> u32 {
 #[inline(always)]
 fn count(stat: DirectorStat) {
     if let Some(c) = DIR_STATS.get_ptr_mut(stat.index()) {
-        // SAFETY: as in `count_sent`.
+        // SAFETY: as in `count_bind`.
         unsafe { *c += 1 };
     }
 }
@@ -1015,11 +1025,18 @@ fn offset16(offset: usize) -> u16 {
 }
 
 /// Hash and row lookup in the table of `range`'s bind, then the
-/// encapsulation. `ports`:
-/// whether the hash may include ports (not for fragments); the GUE source
-/// port mixes in the flow's source port (0 for echo and fragments).
-/// `CONST_OFFSETS`: the caller's address offsets are constants (the fast
-/// path), so the hash reads them without the general path's detour.
+/// encapsulation, counted. `ports`: whether the hash may include ports
+/// (not for fragments); the GUE source port mixes in the flow's source
+/// port (0 for echo and fragments). `CONST_OFFSETS`: the caller's address
+/// offsets are constants (the fast paths), so the hash reads them without
+/// the general path's detour.
+///
+/// The packet is counted as early as each counter's index is known: the
+/// bind's before the hash, so that those counters' memory is fetched while
+/// the hash is computed, and the primary's before the frame is touched
+/// (the same updates cost about 10 ns more each after the header stores).
+/// A failure takes them back. See docs/director.md, "How the program
+/// spends its time".
 #[inline(always)]
 fn forward<const CONST_OFFSETS: bool>(
     ctx: &XdpContext,
@@ -1030,6 +1047,26 @@ fn forward<const CONST_OFFSETS: bool>(
     sent: &mut Sent,
 ) -> Outcome {
     sent.bind = u32::from(range.bind);
+    let received = frame_len(ctx) as u64;
+    count_bind::<false>(sent.bind, received);
+    let outcome = route::<CONST_OFFSETS>(ctx, p, range, settings, ports, received, sent);
+    if outcome != Outcome::Sent {
+        count_bind::<true>(sent.bind, received);
+    }
+    outcome
+}
+
+/// [`forward`] after the bind is counted: `Sent` or `EncapFailure`.
+#[inline(always)]
+fn route<const CONST_OFFSETS: bool>(
+    ctx: &XdpContext,
+    p: &Packet,
+    range: &PortRange,
+    settings: &DirectorSettings,
+    ports: bool,
+    received: u64,
+    sent: &mut Sent,
+) -> Outcome {
     let table = u32::from(range.table);
     let Some(head) = DIR_TABLE_HEADS.get(table) else {
         return Outcome::EncapFailure;
@@ -1070,13 +1107,7 @@ fn forward<const CONST_OFFSETS: bool>(
         return Outcome::EncapFailure;
     };
     sent.backend = row.primary;
-    // Counted before the frame is touched: the same counter updates cost
-    // about 10 ns more each after the header stores than before them
-    // (measured with variants of this program in one benchmark run; see
-    // docs/director.md, "How the program spends its time"). The rare
-    // failure takes them back.
-    let received = frame_len(ctx) as u64;
-    count_sent::<false>(sent.bind, sent.backend, received);
+    count_backend::<false>(sent.backend, received);
     let client_port = if ports { flow.sport } else { 0 };
     let target = Target {
         source_port: proto::flow::gue_source_port(hash, client_port),
@@ -1090,7 +1121,7 @@ fn forward<const CONST_OFFSETS: bool>(
             Outcome::Sent
         }
         _ => {
-            count_sent::<true>(sent.bind, sent.backend, received);
+            count_backend::<true>(sent.backend, received);
             Outcome::EncapFailure
         }
     }
