@@ -86,6 +86,7 @@ pub extern "C" fn director_encapsulate(
     let (Some(s), Some(primary), Some(secondary)) =
         (unsafe { (settings.as_ref(), primary.as_ref(), secondary.as_ref()) })
     else {
+        core::hint::cold_path();
         return FAILED;
     };
     let ctx = XdpContext::new(ctx);
@@ -94,6 +95,7 @@ pub extern "C" fn director_encapsulate(
     // others), so the hop's is the outer header's; a row that mixes them
     // did not come from the loader.
     if secondary.family != family {
+        core::hint::cold_path();
         return FAILED;
     }
     let row = Row {
@@ -116,7 +118,10 @@ pub extern "C" fn director_encapsulate(
         (true, FAMILY_V6) => {
             encapsulate_as::<{ eth::VLAN_HLEN }, true, { eth::VLAN_HLEN + GROW_V6 }>(&ctx, &row)
         }
-        _ => FAILED,
+        _ => {
+            core::hint::cold_path();
+            FAILED
+        }
     }
 }
 
@@ -191,6 +196,7 @@ fn encapsulate_as<const L2: usize, const V6: bool, const W: usize>(
         (u64::from(word32(&s.src_v4)), 0)
     };
     if src0 == 0 && src1 == 0 {
+        core::hint::cold_path();
         return FAILED;
     }
     let (dst_mac, result) = if t.primary.flags & BACKEND_MAC_RESOLVED != 0 {
@@ -199,6 +205,7 @@ fn encapsulate_as<const L2: usize, const V6: bool, const W: usize>(
         (mac_word(&s.gateway_mac), SENT_MAC_FALLBACK)
     };
     if dst_mac == 0 {
+        core::hint::cold_path();
         return FAILED;
     }
 
@@ -219,6 +226,7 @@ fn encapsulate_as<const L2: usize, const V6: bool, const W: usize>(
     // lengths; without a tag, `tag` is the EtherType and 2 bytes of IP
     // header, and unused.
     let Some(old) = View::<{ eth::VLAN_HLEN }>::at(ctx, 0) else {
+        core::hint::cold_path();
         return FAILED;
     };
     let old_dst = old.u64_raw::<{ eth::DST }>() & 0xffff_ffff_ffff;
@@ -230,12 +238,14 @@ fn encapsulate_as<const L2: usize, const V6: bool, const W: usize>(
     // SAFETY: the helper only moves `data` within the frame's headroom; it
     // fails (non-zero) when there is not enough.
     if unsafe { bpf_xdp_adjust_head(ctx.ctx, -(grow as i32)) } != 0 {
+        core::hint::cold_path();
         return FAILED;
     }
 
     // Every packet pointer is re-derived after the move (the verifier
     // invalidates the old ones, rightly). The new headers: one window.
     let Some(w) = WriteView::<W>::at(ctx, 0) else {
+        core::hint::cold_path();
         return FAILED;
     };
     let mut ok = true;

@@ -146,24 +146,29 @@ pub fn director(ctx: XdpContext) -> u32 {
             xdp_action::XDP_PASS
         }
         Outcome::Malformed => {
+            core::hint::cold_path();
             count(DirectorStat::Malformed);
             xdp_action::XDP_DROP
         }
         Outcome::EncapFailure => {
+            core::hint::cold_path();
             count(DirectorStat::EncapFailure);
             xdp_action::XDP_DROP
         }
         Outcome::Sent => {
             // Encapsulated and the bind and backend counted (`forward`);
             // the rarer outcomes here.
-            if sent.flags & Sent::ICMP != 0 {
-                count(DirectorStat::IcmpHandled);
-            }
-            if sent.flags & Sent::FRAGMENT != 0 {
-                count(DirectorStat::Fragment);
-            }
-            if sent.flags & Sent::MAC_FALLBACK != 0 {
-                count(DirectorStat::MacFallback);
+            if sent.flags != 0 {
+                core::hint::cold_path();
+                if sent.flags & Sent::ICMP != 0 {
+                    count(DirectorStat::IcmpHandled);
+                }
+                if sent.flags & Sent::FRAGMENT != 0 {
+                    count(DirectorStat::Fragment);
+                }
+                if sent.flags & Sent::MAC_FALLBACK != 0 {
+                    count(DirectorStat::MacFallback);
+                }
             }
             xdp_action::XDP_TX
         }
@@ -505,7 +510,18 @@ fn process(ctx: &XdpContext, sent: &mut Sent) -> Outcome {
     if let Some(outcome) = fast_v6(ctx, settings, &vips, &mut found, sent) {
         return outcome;
     }
+    // Rare on a director's links: kept out of the fast paths' code.
+    core::hint::cold_path();
     general(ctx, settings, &vips, found, sent)
+}
+
+/// `Outcome::EncapFailure`, on a path marked cold so that LLVM lays the
+/// fast paths' code out without it (see docs/director.md, "How the program
+/// spends its time").
+#[inline(always)]
+fn encap_failure() -> Outcome {
+    core::hint::cold_path();
+    Outcome::EncapFailure
 }
 
 /// Every packet the fast paths decline: VLAN tags, IPv4 options, IPv6
@@ -1051,6 +1067,7 @@ fn forward<const CONST_OFFSETS: bool>(
     count_bind::<false>(sent.bind, received);
     let outcome = route::<CONST_OFFSETS>(ctx, p, range, settings, ports, received, sent);
     if outcome != Outcome::Sent {
+        core::hint::cold_path();
         count_bind::<true>(sent.bind, received);
     }
     outcome
@@ -1069,11 +1086,11 @@ fn route<const CONST_OFFSETS: bool>(
 ) -> Outcome {
     let table = u32::from(range.table);
     let Some(head) = DIR_TABLE_HEADS.get(table) else {
-        return Outcome::EncapFailure;
+        return encap_failure();
     };
     let slot = head.active;
     let Some(keys) = head.keys.get(slot as usize) else {
-        return Outcome::EncapFailure;
+        return encap_failure();
     };
     let flow = p.flow;
     let mut hash = 0;
@@ -1089,22 +1106,22 @@ fn route<const CONST_OFFSETS: bool>(
     if CONST_OFFSETS {
         match flow_hash(ctx, keys, flow.src, flow.dst, args) {
             Some(h) => hash = h,
-            None => return Outcome::EncapFailure,
+            None => return encap_failure(),
         }
     } else {
         let offsets = u32::from(offset16(flow.src)) | (u32::from(offset16(flow.dst)) << 16);
         if director_flow_hash(ctx.ctx, keys, offsets, args.pack(), &mut hash) == 0 {
-            return Outcome::EncapFailure;
+            return encap_failure();
         }
     }
     let Some(row) = DIR_TABLES.get(row_index(table, slot, proto::flow::row_of(hash))) else {
-        return Outcome::EncapFailure;
+        return encap_failure();
     };
     let (Some(primary), Some(secondary)) = (
         DIR_BACKENDS.get(row.primary),
         DIR_BACKENDS.get(row.secondary),
     ) else {
-        return Outcome::EncapFailure;
+        return encap_failure();
     };
     sent.backend = row.primary;
     count_backend::<false>(sent.backend, received);
@@ -1122,7 +1139,7 @@ fn route<const CONST_OFFSETS: bool>(
         }
         _ => {
             count_backend::<true>(sent.backend, received);
-            Outcome::EncapFailure
+            encap_failure()
         }
     }
 }
