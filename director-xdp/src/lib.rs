@@ -2,9 +2,11 @@
 //! programs into the kernel, and [`Dataplane`], which owns the loaded
 //! director and writes its maps from a [`proto::config::Config`].
 //!
-//! Loading needs `CAP_BPF` and `CAP_NET_ADMIN` (or root). Nothing here
-//! attaches a program to an interface; callers decide where, and tests run
-//! programs with `BPF_PROG_TEST_RUN` only.
+//! Loading needs `CAP_BPF`, `CAP_PERFMON` and `CAP_NET_ADMIN` (or root):
+//! without `CAP_PERFMON` the verifier refuses the programs' arithmetic on
+//! packet pointers ("pointer -= pointer prohibited"). Nothing here attaches
+//! a program to an interface; callers decide where, and tests run programs
+//! with `BPF_PROG_TEST_RUN` only.
 
 use aya::{
     Ebpf, EbpfError,

@@ -1,6 +1,6 @@
 //! The director program run on real bytes with `BPF_PROG_TEST_RUN`, which
 //! attaches nothing to any interface, after [`Dataplane::apply`] of the
-//! example config. Needs root (CAP_BPF + CAP_NET_ADMIN); without it these
+//! example config. Needs root (CAP_BPF + CAP_PERFMON + CAP_NET_ADMIN); without it these
 //! tests fail rather than skip, because a skipped proof is no proof.
 //!
 //! These are smoke tests of each path; the exhaustive byte-for-byte cases
