@@ -156,19 +156,10 @@ pub fn director(ctx: XdpContext) -> u32 {
             xdp_action::XDP_DROP
         }
         Outcome::Sent => {
-            // Encapsulated and the bind and backend counted (`forward`);
-            // the rarer outcomes here.
-            if sent.flags != 0 {
+            // Counted in `forward`, but for the MAC fallback, known last.
+            if sent.flags & Sent::MAC_FALLBACK != 0 {
                 core::hint::cold_path();
-                if sent.flags & Sent::ICMP != 0 {
-                    count(DirectorStat::IcmpHandled);
-                }
-                if sent.flags & Sent::FRAGMENT != 0 {
-                    count(DirectorStat::Fragment);
-                }
-                if sent.flags & Sent::MAC_FALLBACK != 0 {
-                    count(DirectorStat::MacFallback);
-                }
+                count(DirectorStat::MacFallback);
             }
             xdp_action::XDP_TX
         }
@@ -1065,12 +1056,36 @@ fn forward<const CONST_OFFSETS: bool>(
     sent.bind = u32::from(range.bind);
     let received = frame_len(ctx) as u64;
     count_bind::<false>(sent.bind, received);
+    // ICMP and fragments: known by now, counted as early.
+    let kinds = sent.flags & (Sent::ICMP | Sent::FRAGMENT);
+    if kinds != 0 {
+        count_kinds::<false>(kinds);
+    }
     let outcome = route::<CONST_OFFSETS>(ctx, p, range, settings, ports, received, sent);
     if outcome != Outcome::Sent {
         core::hint::cold_path();
         count_bind::<true>(sent.bind, received);
+        count_kinds::<true>(kinds);
     }
     outcome
+}
+
+/// Counts (with `UNDO`, takes back) an encapsulated packet's
+/// `Sent::ICMP` and `Sent::FRAGMENT` flags in `kinds`.
+#[inline(always)]
+fn count_kinds<const UNDO: bool>(kinds: u32) {
+    let one = if UNDO { 1u64.wrapping_neg() } else { 1 };
+    for (flag, stat) in [
+        (Sent::ICMP, DirectorStat::IcmpHandled),
+        (Sent::FRAGMENT, DirectorStat::Fragment),
+    ] {
+        if kinds & flag != 0
+            && let Some(c) = DIR_STATS.get_ptr_mut(stat.index())
+        {
+            // SAFETY: as in `count_bind`.
+            unsafe { *c = (*c).wrapping_add(one) };
+        }
+    }
 }
 
 /// [`forward`] after the bind is counted: `Sent` or `EncapFailure`.
