@@ -516,7 +516,8 @@ fn encap_failure() -> Outcome {
 }
 
 /// Every packet the fast paths decline: VLAN tags, IPv4 options, IPv6
-/// extension headers, fragments, ICMP, and anything malformed. `found`: the
+/// extension headers, fragments, ICMP but the usual errors, and anything
+/// malformed. `found`: the
 /// destination's VIP entry, if a fast path found it (the destination is
 /// then at the offset where the parser reads it: no VLAN tag).
 ///
