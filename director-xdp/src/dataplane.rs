@@ -368,15 +368,18 @@ enum SlotRows {
 struct TableState {
     active: u32,
     rows: [SlotRows; TABLE_SLOTS as usize],
+    /// The hash key whose SipHash state each slot's head holds, if known.
     keys: [Option<[u8; 16]>; TABLE_SLOTS as usize],
 }
 
 impl Default for TableState {
+    /// Fresh maps: zero rows, and zero key states, which no key gives (the
+    /// all-zero key's state is not zero), so the first update writes one.
     fn default() -> Self {
         TableState {
             active: 0,
             rows: [SlotRows::Zero, SlotRows::Zero],
-            keys: [Some([0; 16]), Some([0; 16])],
+            keys: [None, None],
         }
     }
 }

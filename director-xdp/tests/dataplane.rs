@@ -730,3 +730,25 @@ fn pinned_maps_are_adopted_without_touching_what_the_live_slots_use() {
     assert_tables_are_live(&dp, &first);
     drop(dp);
 }
+
+#[test]
+fn a_zero_hash_key_on_a_one_backend_table_is_written_as_its_siphash_state() {
+    // Fresh maps hold zeros, and one backend (index 0) makes every row
+    // (0, 0): only the key tells this table from the empty maps. The key
+    // is stored as the SipHash state it gives, which is not zero.
+    let mut config = example();
+    let mut t = table(
+        "zero-key",
+        vec![bind("203.0.113.10", Proto::Tcp, (80, 80))],
+        vec![backend("198.51.100.41", BackendState::Active)],
+    );
+    t.hash_key = [0; 16];
+    config.tables = vec![t];
+    let mut dp = load();
+    dp.apply(&config, &no_macs).expect("apply");
+    assert_eq!(
+        dp.backend_index("zero-key", "198.51.100.41".parse().unwrap()),
+        Some(0)
+    );
+    assert_tables_are_live(&dp, &config);
+}
