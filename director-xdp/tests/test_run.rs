@@ -579,3 +579,82 @@ fn director_verifies_well_within_the_kernel_complexity_limit() {
     // took it to 740,000).
     assert!(verified < 600_000, "{verified} instructions verified");
 }
+
+#[test]
+fn every_host_vip_is_found_when_many_share_the_host_vip_table() {
+    use aya::maps::Array;
+    use proto::config::{Bind, Prefix, Proto};
+    use proto::maps::{DirectorSettings, VipSlot, names, vip_fold, vip_home};
+
+    // 240 single-address VIPs, one bind each: 40 sequential IPv4 ones and
+    // 200 IPv6 ones with scattered bits, too many for the loader to give
+    // every one its home entry, so some sit further along and the program
+    // must probe for them.
+    let mut config = example();
+    config.tables.truncate(1);
+    let mut state: u64 = 0x5eed;
+    let mut scattered = move || {
+        // splitmix64
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let z = (state ^ (state >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        let z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let vips: Vec<IpAddr> = (1..=40u8)
+        .map(|n| IpAddr::V4(Ipv4Addr::new(203, 0, 113, n)))
+        .chain((0..200).map(|_| {
+            let low = u128::from(scattered()) | (u128::from(scattered() as u32) << 64);
+            IpAddr::V6(Ipv6Addr::from_bits((0x2001_0db8u128 << 96) | low))
+        }))
+        .collect();
+    config.tables[0].binds = vips
+        .iter()
+        .map(|&addr| Bind {
+            prefix: Prefix {
+                addr,
+                len: if addr.is_ipv4() { 32 } else { 128 },
+            },
+            proto: Proto::Tcp,
+            port_start: 80,
+            port_end: 80,
+        })
+        .collect();
+    let dp = loaded(&config, &resolved_macs);
+
+    // Some VIP is off its home entry (else this test proves less than it says).
+    let settings: DirectorSettings = Array::<_, DirectorSettings>::try_from(
+        dp.ebpf().map(names::SETTINGS).expect("settings map"),
+    )
+    .expect("settings array")
+    .get(&0, 0)
+    .expect("settings");
+    let slot = u32::from(settings.vip_slot & 1);
+    let (mult, bits) = (
+        settings.vip_mult[slot as usize],
+        settings.vip_bits[slot as usize],
+    );
+    let table = Array::<_, VipSlot>::try_from(dp.ebpf().map(names::VIP_TABLE).expect("VIP table"))
+        .expect("VIP table array");
+    let base = slot * proto::maps::VIP_TABLE_STRIDE;
+    let off_home = (0..(1u32 << bits) + proto::maps::VIP_TABLE_PROBES)
+        .filter_map(|i| {
+            let e = table.get(&(base + i), 0).expect("entry");
+            (e.family != 0 && vip_home(vip_fold(e.addr), mult, bits) != i).then_some(())
+        })
+        .count();
+    assert!(off_home > 0, "every VIP in its home entry");
+
+    for (i, &vip) in vips.iter().enumerate() {
+        let ip = match vip {
+            IpAddr::V4(v) => ipv4(CLIENT_V4, v, 6, &tcp(40000, 80)),
+            IpAddr::V6(v) => ipv6(CLIENT_V6, v, 6, &tcp(40000, 80)),
+        };
+        let (verdict, _) = run(dp.program(), &frame(None, &ip));
+        assert_eq!(verdict, XDP_TX, "VIP {vip}");
+        let stats = dp.stats().expect("stats");
+        assert_eq!(stats.per_bind[i].packets, 1, "bind of VIP {vip}");
+    }
+    let stats = dp.stats().expect("stats");
+    assert_eq!(stats.get(DirectorStat::Encapsulated), vips.len() as u64);
+    assert_eq!(stats.get(DirectorStat::NotVip), 0);
+}
