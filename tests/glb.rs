@@ -195,17 +195,7 @@ impl Lab {
             // Second chance forwards to the other backends: their MACs.
             for j in 0..states.len() {
                 if j != i {
-                    ns.ip(&[
-                        "neigh",
-                        "add",
-                        &backend_ip(j),
-                        "lladdr",
-                        &backend_mac(j),
-                        "dev",
-                        "eth0",
-                        "nud",
-                        "permanent",
-                    ])?;
+                    ns.add_neighbour(&backend_ip(j), &backend_mac(j))?;
                 }
             }
             let stop = Arc::new(AtomicBool::new(false));
@@ -244,17 +234,7 @@ impl Lab {
             });
         }
         for i in 0..states.len() {
-            director_ns.ip(&[
-                "neigh",
-                "add",
-                &backend_ip(i),
-                "lladdr",
-                &backend_mac(i),
-                "dev",
-                "eth0",
-                "nud",
-                "permanent",
-            ])?;
+            director_ns.add_neighbour(&backend_ip(i), &backend_mac(i))?;
         }
         let states: Vec<String> = states.iter().map(ToString::to_string).collect();
         let token = scratch.file("api-token");

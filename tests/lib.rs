@@ -72,6 +72,21 @@ impl Netns {
         run("ip", &all)
     }
 
+    /// A permanent neighbour entry on `eth0`: `ip` is at `mac`.
+    pub fn add_neighbour(&self, ip: &str, mac: &str) -> io::Result<Output> {
+        self.ip(&[
+            "neigh",
+            "add",
+            ip,
+            "lladdr",
+            mac,
+            "dev",
+            "eth0",
+            "nud",
+            "permanent",
+        ])
+    }
+
     /// Starts a long-running command inside the namespace; it is killed when
     /// the returned value is dropped.
     pub fn spawn(&self, cmd: &str, args: &[&str], log: PathBuf) -> io::Result<Daemon> {
@@ -683,18 +698,7 @@ mod tests {
             .unwrap();
         b.ip(&["addr", "add", "192.0.2.2/24", "dev", "eth0"])
             .unwrap();
-        b.ip(&[
-            "neigh",
-            "add",
-            "192.0.2.1",
-            "lladdr",
-            "02:00:00:00:aa:01",
-            "dev",
-            "eth0",
-            "nud",
-            "permanent",
-        ])
-        .unwrap();
+        b.add_neighbour("192.0.2.1", "02:00:00:00:aa:01").unwrap();
         let cap = Capture::start(&a, "eth0").unwrap();
         b.run_in(|| {
             let s = std::net::UdpSocket::bind("192.0.2.2:40000")?;

@@ -83,33 +83,9 @@ fn director_sends_every_flow_to_its_primary_with_its_secondary_as_hop() {
     client
         .ip(&["route", "add", "203.0.113.10/32", "via", "198.51.100.1"])
         .unwrap();
-    client
-        .ip(&[
-            "neigh",
-            "add",
-            "198.51.100.1",
-            "lladdr",
-            DIRECTOR_MAC,
-            "dev",
-            "eth0",
-            "nud",
-            "permanent",
-        ])
-        .unwrap();
+    client.add_neighbour("198.51.100.1", DIRECTOR_MAC).unwrap();
     for (ip, mac) in BACKENDS {
-        director
-            .ip(&[
-                "neigh",
-                "add",
-                ip,
-                "lladdr",
-                mac,
-                "dev",
-                "eth0",
-                "nud",
-                "permanent",
-            ])
-            .unwrap();
+        director.add_neighbour(ip, mac).unwrap();
     }
 
     let bin = workspace_bin("director-xdp").unwrap();

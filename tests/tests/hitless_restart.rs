@@ -124,18 +124,7 @@ fn a_killed_director_restarts_without_losing_a_packet() {
         (&client, "198.51.100.1", DIRECTOR_MAC),
         (&director, BACKEND.0, BACKEND.1),
     ] {
-        ns.ip(&[
-            "neigh",
-            "add",
-            ip,
-            "lladdr",
-            mac,
-            "dev",
-            "eth0",
-            "nud",
-            "permanent",
-        ])
-        .unwrap();
+        ns.add_neighbour(ip, mac).unwrap();
     }
 
     let bin = workspace_bin("director-xdp").unwrap();
