@@ -612,11 +612,9 @@ fn fast_v4(
     if h.be16::<{ eth::TYPE }>() != eth::P_IPV4 || h.u8::<{ IP + ipv4::VER_IHL }>() != 0x45 {
         return None;
     }
-    let vip = vip_lookup(ctx, false, IP + ipv4::DST, vips);
-    if vip.is_none() {
+    let Some(vip) = fast_vip(ctx, false, IP + ipv4::DST, vips, found) else {
         return Some(Outcome::Pass);
-    }
-    *found = vip;
+    };
     let total = usize::from(h.be16::<{ IP + ipv4::TOTAL_LEN }>());
     let frag_word = h.be16::<{ IP + ipv4::FRAG }>();
     if frag_word & (ipv4::MF | ipv4::OFFSET_MASK) != 0
@@ -627,6 +625,21 @@ fn fast_v4(
     }
     let proto = h.u8::<{ IP + ipv4::PROTO }>();
     fast_forward::<IP, AT_L4, false>(ctx, settings, vip, proto, sent)
+}
+
+/// For the fast paths: the VIP entry of the destination at `at`, also
+/// kept in `found` for the general parser should the fast path decline
+/// the packet; `None`: not a VIP, the packet passes.
+#[inline(always)]
+fn fast_vip(
+    ctx: &XdpContext,
+    v6: bool,
+    at: usize,
+    vips: &VipTable,
+    found: &mut Option<&'static VipEntry>,
+) -> Option<&'static VipEntry> {
+    *found = vip_lookup(ctx, v6, at, vips);
+    *found
 }
 
 /// [`fast_v4`] for untagged IPv6 whose next header is TCP or UDP (no
@@ -645,11 +658,9 @@ fn fast_v6(
     if h.be16::<{ eth::TYPE }>() != eth::P_IPV6 || h.u8::<IP>() >> 4 != 6 {
         return None;
     }
-    let vip = vip_lookup(ctx, true, IP + ipv6::DST, vips);
-    if vip.is_none() {
+    let Some(vip) = fast_vip(ctx, true, IP + ipv6::DST, vips, found) else {
         return Some(Outcome::Pass);
-    }
-    *found = vip;
+    };
     if AT_L4 + usize::from(h.be16::<{ IP + ipv6::PAYLOAD_LEN }>()) > frame_len(ctx) {
         return None;
     }
@@ -665,7 +676,7 @@ fn fast_v6(
 fn fast_forward<const IP: usize, const AT_L4: usize, const V6: bool>(
     ctx: &XdpContext,
     settings: &DirectorSettings,
-    vip: Option<&VipEntry>,
+    vip: &VipEntry,
     proto: u8,
     sent: &mut Sent,
 ) -> Option<Outcome> {
@@ -693,7 +704,7 @@ fn fast_forward<const IP: usize, const AT_L4: usize, const V6: bool>(
         sport: ports.be16::<{ udp::SPORT }>(),
         dport: ports.be16::<{ udp::DPORT }>(),
     };
-    let Some(range) = port_range(vip, proto, flow.dport) else {
+    let Some(range) = port_range(Some(vip), proto, flow.dport) else {
         return Some(Outcome::Pass);
     };
     Some(fast_send::<V6>(ctx, settings, range, flow, sent))
@@ -712,7 +723,7 @@ fn fast_forward<const IP: usize, const AT_L4: usize, const V6: bool>(
 fn fast_icmp_error<const IP: usize, const AT_L4: usize, const V6: bool>(
     ctx: &XdpContext,
     settings: &DirectorSettings,
-    vip: Option<&VipEntry>,
+    vip: &VipEntry,
     sent: &mut Sent,
 ) -> Option<Outcome> {
     let quoted = AT_L4 + icmp::HLEN;
@@ -755,7 +766,7 @@ fn fast_icmp_error<const IP: usize, const AT_L4: usize, const V6: bool>(
         sport: ports.be16::<{ tcp::DPORT }>(),
         dport: ports.be16::<{ tcp::SPORT }>(),
     };
-    let Some(range) = port_range(vip, quoted_proto, flow.dport) else {
+    let Some(range) = port_range(Some(vip), quoted_proto, flow.dport) else {
         return Some(Outcome::Pass);
     };
     sent.flags |= Sent::ICMP;
