@@ -169,6 +169,33 @@ fn open_200(client: &Netns) -> Vec<Conn> {
     conns
 }
 
+/// After a drain during [`exchange`] (its result in `exchanged`): no
+/// connection broke or stalled, each stayed on the backend it had
+/// (`before`), and 90 new connections from `client` avoid `drained`: those
+/// are returned, open.
+fn assert_drain_kept_flows(
+    client: &Netns,
+    drained: &str,
+    exchanged: (Vec<(usize, String)>, usize, Vec<Conn>),
+    before: &BTreeMap<String, usize>,
+) -> Vec<Conn> {
+    let (failures, fewest, conns) = exchanged;
+    assert_eq!(failures, vec![], "connections broken during the drain");
+    assert!(fewest >= 60, "a connection stalled: only {fewest} echoes");
+    assert_eq!(&spread(&conns), before, "connections stay where they were");
+    drop(conns);
+
+    let fresh = connect_many(client, VIP4, 90).unwrap();
+    let after = spread(&fresh);
+    assert_eq!(
+        after.get(drained),
+        None,
+        "new connections on the drained backend: {after:?}"
+    );
+    assert_eq!(after.values().sum::<usize>(), 90);
+    fresh
+}
+
 #[test]
 fn draining_a_backend_breaks_no_connection_and_sends_it_no_new_one() {
     let _one = ONE_LAB_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -190,19 +217,7 @@ fn draining_a_backend_breaks_no_connection_and_sends_it_no_new_one() {
             lab_ref.set_state(0, "draining").unwrap();
         },
     );
-    assert_eq!(failures, vec![], "connections broken during the drain");
-    assert!(fewest >= 60, "a connection stalled: only {fewest} echoes");
-    assert_eq!(spread(&conns), before, "connections stay where they were");
-    drop(conns);
-
-    let fresh = connect_many(&lab.client, VIP4, 90).unwrap();
-    let after = spread(&fresh);
-    assert_eq!(
-        after.get(&drained),
-        None,
-        "new connections on the drained backend: {after:?}"
-    );
-    assert_eq!(after.values().sum::<usize>(), 90);
+    let _fresh = assert_drain_kept_flows(&lab.client, &drained, (failures, fewest, conns), &before);
 
     let established = lab.backends[0].counter("accepted_established").unwrap();
     assert!(
@@ -256,19 +271,7 @@ fn draining_through_the_api_breaks_no_connection_and_sends_it_no_new_one() {
         "{}",
         String::from_utf8_lossy(&drain.stdout)
     );
-    assert_eq!(failures, vec![], "connections broken during the drain");
-    assert!(fewest >= 60, "a connection stalled: only {fewest} echoes");
-    assert_eq!(spread(&conns), before, "connections stay where they were");
-    drop(conns);
-
-    let fresh = connect_many(&lab.client, VIP4, 90).unwrap();
-    let after = spread(&fresh);
-    assert_eq!(
-        after.get(&drained),
-        None,
-        "new connections on the drained backend: {after:?}"
-    );
-    assert_eq!(after.values().sum::<usize>(), 90);
+    let fresh = assert_drain_kept_flows(&lab.client, &drained, (failures, fewest, conns), &before);
 
     // The API: draining, no row as primary; every row still has it as
     // primary or secondary somewhere (second chance finds its flows).
