@@ -62,23 +62,15 @@ impl Absorber {
         self.total += n;
     }
 
-    /// Appends the address at `at` in the frame (4 or 16 bytes); `false`
-    /// if the frame is too short (the parser checked it is not).
+    /// Appends an address given as [`addr_words`] gives it.
     #[inline(always)]
-    fn push_addr(&mut self, ctx: &XdpContext, v6: bool, at: usize) -> bool {
+    fn push_words(&mut self, v6: bool, a: [u64; 2]) {
         if v6 {
-            let Some(a) = View::<16>::at(ctx, at) else {
-                return false;
-            };
-            self.push(a.u64_raw::<0>(), 8);
-            self.push(a.u64_raw::<8>(), 8);
+            self.push(a[0], 8);
+            self.push(a[1], 8);
         } else {
-            let Some(a) = View::<4>::at(ctx, at) else {
-                return false;
-            };
-            self.push(u64::from(a.u32_raw::<0>()), 4);
+            self.push(a[0], 4);
         }
-        true
     }
 
     /// A port in the message is 2 bytes big-endian.
@@ -164,7 +156,12 @@ pub extern "C" fn director_flow_hash(
     // which does not relate the two, finds the packet access unbounded.
     let src = core::hint::black_box(usize::from(offsets as u16));
     let dst = core::hint::black_box(usize::from((offsets >> 16) as u16));
-    match flow_hash(&XdpContext::new(ctx), key, src, dst, HashArgs::unpack(args)) {
+    let ctx = XdpContext::new(ctx);
+    let args = HashArgs::unpack(args);
+    let Some(src) = addr_words(&ctx, args.v6, src) else {
+        return 0;
+    };
+    match flow_hash(&ctx, key, src, dst, args) {
         Some(h) => {
             *out = h;
             1
@@ -173,15 +170,31 @@ pub extern "C" fn director_flow_hash(
     }
 }
 
-/// The flow hash of the addresses at `src` and `dst` in the frame and the
-/// ports and fields of `args`; `None` if an address is not in the frame.
-/// Offsets that are constants (the fast path) need no detour through the
-/// stack.
+/// The address at `at` in the frame (4 or 16 bytes) as the hash takes it:
+/// two words as stored, an IPv4 address in the low 32 bits of the first.
+/// `None` if the frame is too short.
+#[inline(always)]
+pub fn addr_words(ctx: &XdpContext, v6: bool, at: usize) -> Option<[u64; 2]> {
+    Some(if v6 {
+        let a = View::<16>::at(ctx, at)?;
+        [a.u64_raw::<0>(), a.u64_raw::<8>()]
+    } else {
+        [u64::from(View::<4>::at(ctx, at)?.u32_raw::<0>()), 0]
+    })
+}
+
+/// The flow hash of the source address `src` ([`addr_words`]), the
+/// destination address at `dst` in the frame, and the ports and fields of
+/// `args`; `None` if the destination is hashed and not in the frame. The
+/// source comes as words so that callers that find it in different places
+/// (a packet's source, or the destination an ICMP error quotes) share one
+/// copy of the hash; the destination is always the VIP the packet is
+/// addressed to, read only when hashed.
 #[inline(always)]
 pub fn flow_hash(
     ctx: &XdpContext,
     key: &TableKeys,
-    src: usize,
+    src: [u64; 2],
     dst: usize,
     args: HashArgs,
 ) -> Option<u64> {
@@ -201,13 +214,11 @@ pub fn flow_hash(
     // GLB's default, the source address alone: straight-line code.
     if fields & (HASH_SRC_ADDR | HASH_DST_ADDR) == HASH_SRC_ADDR && port_fields == 0 {
         return Some(if v6 {
-            let a = View::<16>::at(ctx, src)?;
-            h.write_word(a.u64_raw::<0>());
-            h.write_word(a.u64_raw::<8>());
+            h.write_word(src[0]);
+            h.write_word(src[1]);
             h.finish(0, 16)
         } else {
-            let a = View::<4>::at(ctx, src)?;
-            h.finish(u64::from(a.u32_raw::<0>()), 4)
+            h.finish(src[0], 4)
         });
     }
     let mut a = Absorber {
@@ -216,11 +227,11 @@ pub fn flow_hash(
         pending: 0,
         total: 0,
     };
-    if fields & HASH_SRC_ADDR != 0 && !a.push_addr(ctx, v6, src) {
-        return None;
+    if fields & HASH_SRC_ADDR != 0 {
+        a.push_words(v6, src);
     }
-    if fields & HASH_DST_ADDR != 0 && !a.push_addr(ctx, v6, dst) {
-        return None;
+    if fields & HASH_DST_ADDR != 0 {
+        a.push_words(v6, addr_words(ctx, v6, dst)?);
     }
     if port_fields & HASH_SRC_PORT != 0 {
         a.push_port(sport);

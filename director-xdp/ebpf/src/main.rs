@@ -13,7 +13,7 @@
 //! Hot path: untagged IPv4 and IPv6 TCP/UDP without options, extension
 //! headers or fragments take a fast path with every offset a constant
 //! (`fast_v4`, `fast_v6`), and so do the usual ICMP frag-needed and
-//! packet-too-big errors (`fast_icmp_error`); everything else goes to the
+//! packet-too-big errors (`fast_quote`); everything else goes to the
 //! general parser (`general`), which decides the same for the packets the
 //! fast paths take.
 //!
@@ -45,7 +45,7 @@ use proto::maps::{
 };
 
 use crate::encap::{Target, director_encapsulate};
-use crate::hash::{Flow, HashArgs, director_flow_hash, flow_hash};
+use crate::hash::{Flow, HashArgs, addr_words, director_flow_hash, flow_hash};
 use director_xdp_ebpf::packet::{
     View, eth, frame_len, icmp, ipv4, ipv6, proto as ipproto, tcp, udp,
 };
@@ -298,6 +298,11 @@ struct Packet {
     frag_proto: u8,
     /// The packet's own flow: addresses, and ports for TCP and UDP.
     flow: Flow,
+    /// The fast paths': the client address as the hash takes it
+    /// (`hash::addr_words`), read from the packet's source or from the
+    /// destination an ICMP error quotes. The general parser leaves it
+    /// zero and hashes the address at `flow.src`.
+    client: [u64; 2],
     /// The VIP entry of the destination, found by the "is it a VIP"
     /// check: it holds the ranges of both protocols.
     vip: Option<&'static VipEntry>,
@@ -327,6 +332,7 @@ impl Packet {
             sport: 0,
             dport: 0,
         },
+        client: [0; 2],
         vip: None,
         vips: VipTable {
             mult: 0,
@@ -670,8 +676,13 @@ fn fast_v6(
 
 /// The rest of the fast paths, for an IP header without options or
 /// extension headers at `IP` and what follows it at `AT_L4` (else `None`):
-/// a TCP or UDP header, or an ICMP error ([`fast_icmp_error`]); the bind
-/// on `vip`, then [`forward`] of the flow.
+/// a TCP or UDP header, or an ICMP error ([`fast_quote`]); the bind on
+/// `vip`, then [`forward`] of the flow.
+///
+/// Both kinds share one copy of the hash and the encapsulation: what
+/// differs, where the client address is, comes to them as a value. (With
+/// its own copy, out of line, an ICMP error cost about 10 ns more than a
+/// TCP packet; inlined, the copy made TCP packets slower.)
 #[inline(always)]
 fn fast_forward<const IP: usize, const AT_L4: usize, const V6: bool>(
     ctx: &XdpContext,
@@ -680,52 +691,54 @@ fn fast_forward<const IP: usize, const AT_L4: usize, const V6: bool>(
     proto: u8,
     sent: &mut Sent,
 ) -> Option<Outcome> {
-    if proto == if V6 { ipproto::ICMPV6 } else { ipproto::ICMP } {
-        return fast_icmp_error::<IP, AT_L4, V6>(ctx, settings, vip, sent);
-    }
-    if proto == ipproto::TCP {
-        if !tcp_header_ok(ctx, AT_L4) {
+    let icmp = proto == if V6 { ipproto::ICMPV6 } else { ipproto::ICMP };
+    let (flow, client, bind_proto) = if icmp {
+        fast_quote::<IP, AT_L4, V6>(ctx)?
+    } else {
+        if proto == ipproto::TCP {
+            if !tcp_header_ok(ctx, AT_L4) {
+                return None;
+            }
+        } else if proto != ipproto::UDP {
             return None;
         }
-    } else if proto != ipproto::UDP {
-        return None;
-    }
-    // The ports are at the same offsets in both.
-    const { assert!(tcp::SPORT == udp::SPORT && tcp::DPORT == udp::DPORT) };
-    let ports = View::<{ udp::HLEN }>::at(ctx, AT_L4)?;
-    let (src, dst) = if V6 {
-        (IP + ipv6::SRC, IP + ipv6::DST)
-    } else {
-        (IP + ipv4::SRC, IP + ipv4::DST)
+        // The ports are at the same offsets in both.
+        const { assert!(tcp::SPORT == udp::SPORT && tcp::DPORT == udp::DPORT) };
+        let ports = View::<{ udp::HLEN }>::at(ctx, AT_L4)?;
+        let (src, dst) = if V6 {
+            (IP + ipv6::SRC, IP + ipv6::DST)
+        } else {
+            (IP + ipv4::SRC, IP + ipv4::DST)
+        };
+        let flow = Flow {
+            src,
+            dst,
+            sport: ports.be16::<{ udp::SPORT }>(),
+            dport: ports.be16::<{ udp::DPORT }>(),
+        };
+        (flow, addr_words(ctx, V6, src)?, proto)
     };
-    let flow = Flow {
-        src,
-        dst,
-        sport: ports.be16::<{ udp::SPORT }>(),
-        dport: ports.be16::<{ udp::DPORT }>(),
-    };
-    let Some(range) = port_range(Some(vip), proto, flow.dport) else {
+    let Some(range) = port_range(Some(vip), bind_proto, flow.dport) else {
         return Some(Outcome::Pass);
     };
-    Some(fast_send::<V6>(ctx, settings, range, flow, sent))
+    if icmp {
+        sent.flags |= Sent::ICMP;
+    }
+    Some(fast_send::<V6>(ctx, settings, range, flow, client, sent))
 }
 
 /// For [`fast_forward`]: an ICMPv4 frag-needed or ICMPv6 packet-too-big at
 /// `AT_L4` quoting, right after its 8-byte header, an IP header without
-/// options whose source is the packet's destination (the VIP of `vip`),
-/// and TCP or UDP ports. It goes where the quoted flow's packets from the
-/// client go. `None` for anything else, which the general parser decides
-/// (another address quoted, options, other ICMP types, truncation).
-///
-/// Out of line, like the general parser, and for the same reason: inlined,
-/// it made the TCP and UDP paths about 5 ns slower.
-#[inline(never)]
-fn fast_icmp_error<const IP: usize, const AT_L4: usize, const V6: bool>(
+/// options whose source is the packet's destination (the VIP), and TCP or
+/// UDP ports. It goes where the quoted flow's packets from the client go:
+/// that flow (the VIP at the packet's destination, which the quoted source
+/// equals), the client address ([`addr_words`]) and the quoted protocol.
+/// `None` for anything else, which the general parser decides (another
+/// address quoted, options, other ICMP types, truncation).
+#[inline(always)]
+fn fast_quote<const IP: usize, const AT_L4: usize, const V6: bool>(
     ctx: &XdpContext,
-    settings: &DirectorSettings,
-    vip: &VipEntry,
-    sent: &mut Sent,
-) -> Option<Outcome> {
+) -> Option<(Flow, [u64; 2], u8)> {
     let quoted = AT_L4 + icmp::HLEN;
     let (dst, q_src, q_dst, q_l4) = if V6 {
         let q = (quoted + ipv6::SRC, quoted + ipv6::DST, quoted + ipv6::HLEN);
@@ -762,33 +775,31 @@ fn fast_icmp_error<const IP: usize, const AT_L4: usize, const V6: bool>(
     // reverse, and the bind is the quoted source port's.
     let flow = Flow {
         src: q_dst,
-        dst: q_src,
+        dst,
         sport: ports.be16::<{ tcp::DPORT }>(),
         dport: ports.be16::<{ tcp::SPORT }>(),
     };
-    let Some(range) = port_range(Some(vip), quoted_proto, flow.dport) else {
-        return Some(Outcome::Pass);
-    };
-    sent.flags |= Sent::ICMP;
-    Some(fast_send::<V6>(ctx, settings, range, flow, sent))
+    Some((flow, addr_words(ctx, V6, q_dst)?, quoted_proto))
 }
 
-/// [`forward`] of an untagged frame's flow whose addresses are at
-/// constant offsets. Each fast path calls it once (it is inlined): a
-/// shared call would hash addresses at a variable offset, which measured
-/// about 5 ns slower for TCP and UDP.
+/// [`forward`] of an untagged frame's flow whose destination is at a
+/// constant offset and whose client address is `client`. Each fast path
+/// calls it once (it is inlined): a shared call would hash addresses at a
+/// variable offset, which measured about 5 ns slower for TCP and UDP.
 #[inline(always)]
 fn fast_send<const V6: bool>(
     ctx: &XdpContext,
     settings: &DirectorSettings,
     range: &PortRange,
     flow: Flow,
+    client: [u64; 2],
     sent: &mut Sent,
 ) -> Outcome {
     let mut p = Packet::EMPTY;
     p.v6 = V6;
     p.l2_len = eth::HLEN;
     p.flow = flow;
+    p.client = client;
     forward::<true>(ctx, &p, range, settings, true, sent)
 }
 
@@ -1046,9 +1057,9 @@ fn offset16(offset: usize) -> u16 {
 /// Hash and row lookup in the table of `range`'s bind, then the
 /// encapsulation, counted. `ports`: whether the hash may include ports
 /// (not for fragments); the GUE source port mixes in the flow's source
-/// port (0 for echo and fragments). `CONST_OFFSETS`: the caller's address
-/// offsets are constants (the fast paths), so the hash reads them without
-/// the general path's detour.
+/// port (0 for echo and fragments). `FAST`: a fast path's packet, whose
+/// client address is in `p.client` and whose VIP is at a constant offset,
+/// so the hash takes them without the general path's detour.
 ///
 /// The packet is counted as early as each counter's index is known: the
 /// bind's before the hash, so that those counters' memory is fetched while
@@ -1057,7 +1068,7 @@ fn offset16(offset: usize) -> u16 {
 /// A failure takes them back. See docs/director.md, "How the program
 /// spends its time".
 #[inline(always)]
-fn forward<const CONST_OFFSETS: bool>(
+fn forward<const FAST: bool>(
     ctx: &XdpContext,
     p: &Packet,
     range: &PortRange,
@@ -1073,7 +1084,7 @@ fn forward<const CONST_OFFSETS: bool>(
     if kinds != 0 {
         count_kinds::<false>(kinds);
     }
-    let outcome = route::<CONST_OFFSETS>(ctx, p, range, settings, ports, received, sent);
+    let outcome = route::<FAST>(ctx, p, range, settings, ports, received, sent);
     if outcome != Outcome::Sent {
         core::hint::cold_path();
         count_bind::<true>(sent.bind, received);
@@ -1102,7 +1113,7 @@ fn count_kinds<const UNDO: bool>(kinds: u32) {
 
 /// [`forward`] after the bind is counted: `Sent` or `EncapFailure`.
 #[inline(always)]
-fn route<const CONST_OFFSETS: bool>(
+fn route<const FAST: bool>(
     ctx: &XdpContext,
     p: &Packet,
     range: &PortRange,
@@ -1128,14 +1139,14 @@ fn route<const CONST_OFFSETS: bool>(
         v6: p.v6,
         ports,
     };
-    // 16 bits per offset: real ones are below `packet::MAX_OFFSET`, and a
-    // larger one saturates to a value `packet::ptr_at` still refuses.
-    if CONST_OFFSETS {
-        match flow_hash(ctx, keys, flow.src, flow.dst, args) {
+    if FAST {
+        match flow_hash(ctx, keys, p.client, flow.dst, args) {
             Some(h) => hash = h,
             None => return encap_failure(),
         }
     } else {
+        // 16 bits per offset: real ones are below `packet::MAX_OFFSET`, and
+        // a larger one saturates to a value `packet::ptr_at` still refuses.
         let offsets = u32::from(offset16(flow.src)) | (u32::from(offset16(flow.dst)) << 16);
         if director_flow_hash(ctx.ctx, keys, offsets, args.pack(), &mut hash) == 0 {
             return encap_failure();
