@@ -393,16 +393,12 @@ impl VipTable {
 /// longest prefix holding it.
 #[inline(always)]
 fn vip_lookup(ctx: &XdpContext, v6: bool, at: usize, t: &VipTable) -> Option<&'static VipEntry> {
-    let (family, bit, addr) = if v6 {
-        let a = View::<16>::at(ctx, at)?;
-        (
-            FAMILY_V6,
-            VIP_PREFIXES_V6,
-            [a.u64_raw::<0>(), a.u64_raw::<8>()],
-        )
+    // The table's and the trie's address layout is the hash's.
+    let addr = addr_words(ctx, v6, at)?;
+    let (family, bit) = if v6 {
+        (FAMILY_V6, VIP_PREFIXES_V6)
     } else {
-        let a = View::<4>::at(ctx, at)?;
-        (FAMILY_V4, VIP_PREFIXES_V4, [u64::from(a.u32_raw::<0>()), 0])
+        (FAMILY_V4, VIP_PREFIXES_V4)
     };
     // The host VIP table: array lookups, which the verifier inlines.
     let home = t.base + vip_home(vip_fold(addr), t.mult, t.bits);
@@ -433,18 +429,9 @@ fn vip_lookup(ctx: &XdpContext, v6: bool, at: usize, t: &VipTable) -> Option<&'s
 /// either is not in the frame).
 #[inline(always)]
 fn same_addr(ctx: &XdpContext, v6: bool, a: usize, b: usize) -> bool {
-    if v6 {
-        match (View::<16>::at(ctx, a), View::<16>::at(ctx, b)) {
-            (Some(x), Some(y)) => {
-                x.u64_raw::<0>() == y.u64_raw::<0>() && x.u64_raw::<8>() == y.u64_raw::<8>()
-            }
-            _ => false,
-        }
-    } else {
-        match (View::<4>::at(ctx, a), View::<4>::at(ctx, b)) {
-            (Some(x), Some(y)) => x.u32_raw::<0>() == y.u32_raw::<0>(),
-            _ => false,
-        }
+    match (addr_words(ctx, v6, a), addr_words(ctx, v6, b)) {
+        (Some(x), Some(y)) => x[0] == y[0] && x[1] == y[1],
+        _ => false,
     }
 }
 
