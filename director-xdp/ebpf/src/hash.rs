@@ -11,8 +11,9 @@ use proto::siphash::SipHasher24;
 
 use director_xdp_ebpf::packet::View;
 
-/// One flow as the director hashes it. The addresses stay in the frame
-/// (copies would cost stack); ports are host order.
+/// One flow as the director hashes it: the addresses as offsets in the
+/// frame (the fast paths also carry the client address as words, see
+/// [`addr_words`]); ports are host order.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct Flow {

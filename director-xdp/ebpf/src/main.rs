@@ -278,7 +278,8 @@ enum L4 {
 }
 
 /// One packet for a VIP as parsed. Offsets are into the frame; addresses
-/// stay there (copying them would cost stack the hash does not need).
+/// stay there, but for the fast paths' `client` (the general parser's
+/// `Packet` is on the stack, where copies of every address would cost).
 ///
 /// Headers past the IP header (L4, extension, quoted) need only be in the
 /// frame, as docs/director.md's "bytes present" and `proto::director` have
