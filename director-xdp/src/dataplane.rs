@@ -692,8 +692,9 @@ impl Dataplane {
     }
 
     /// Loads another XDP program of the same object (the benchmark
-    /// references, [`crate::BENCH_FLOOR_PROGRAM`] and
-    /// [`crate::BENCH_MIN_ENCAP_PROGRAM`]) and returns it, attached to nothing.
+    /// references, [`crate::BENCH_FLOOR_PROGRAM`],
+    /// [`crate::BENCH_MIN_ENCAP_PROGRAM`] and
+    /// [`crate::BENCH_SIPHASH_PROGRAM`]) and returns it, attached to nothing.
     pub fn load_program(&mut self, name: &str) -> Result<&mut Xdp, DataplaneError> {
         Ok(load_xdp(&mut self.ebpf, name)?)
     }

@@ -36,15 +36,21 @@ pub const BENCH_FLOOR_PROGRAM: &str = "bench_floor";
 /// constant 54-byte outer header at the new head and returns `XDP_TX`.
 pub const BENCH_MIN_ENCAP_PROGRAM: &str = "bench_min_encap";
 
+/// Benchmark reference program: the director's default hash of an IPv6
+/// address (SipHash-2-4 of 16 bytes), alone, on the frame's first 32 bytes;
+/// returns `XDP_TX` (`XDP_DROP` for a shorter frame).
+pub const BENCH_SIPHASH_PROGRAM: &str = "bench_siphash";
+
 /// Passes every frame: for the peer end of a veth, which must run XDP for
 /// frames sent with `XDP_TX` to reach it (labs, and backends on veths).
 pub const PASS_PROGRAM: &str = "pass";
 
 /// Every XDP program of the director's object.
-pub const PROGRAMS: [&str; 4] = [
+pub const PROGRAMS: [&str; 5] = [
     DIRECTOR_PROGRAM,
     BENCH_FLOOR_PROGRAM,
     BENCH_MIN_ENCAP_PROGRAM,
+    BENCH_SIPHASH_PROGRAM,
     PASS_PROGRAM,
 ];
 

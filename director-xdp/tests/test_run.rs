@@ -11,7 +11,9 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use aya::programs::{TestRun as _, TestRunOptions, Xdp};
-use director_xdp::{BENCH_FLOOR_PROGRAM, BENCH_MIN_ENCAP_PROGRAM, Dataplane, bind_ids};
+use director_xdp::{
+    BENCH_FLOOR_PROGRAM, BENCH_MIN_ENCAP_PROGRAM, BENCH_SIPHASH_PROGRAM, Dataplane, bind_ids,
+};
 use proto::config::{Config, HashFields};
 use proto::flow::{Flow, flow_hash, gue_source_port, row_of};
 use proto::maps::{DirectorStat, HASH_DST_PORT, HASH_SRC_PORT};
@@ -560,6 +562,29 @@ fn bench_min_encap_prepends_40_bytes_and_writes_54() {
     assert_eq!(&out[12..14], &[0x08, 0x00]);
     assert_eq!(&out[36..38], &19523u16.to_be_bytes());
     assert_eq!(&out[54..], &received[14..], "the IP packet after 54 bytes");
+}
+
+#[test]
+fn bench_siphash_transmits_frames_of_32_bytes_or_more_untouched() {
+    let mut dp = loaded(&example(), &no_macs);
+    let received = frame(None, &ipv6(CLIENT_V6, WEB_VIP6, 6, &tcp(40000, 443)));
+    // The program's hash of the first 32 bytes: key state, then message.
+    let word = |i: usize| u64::from_le_bytes(received[i..i + 8].try_into().expect("8 bytes"));
+    let mut h = proto::siphash::SipHasher24::from_state([word(0), word(8), word(16), word(24)]);
+    h.write_word(word(16));
+    h.write_word(word(24));
+    assert_ne!(h.finish(0, 16), 0, "a hash of zero would be dropped");
+
+    let program = dp
+        .load_program(BENCH_SIPHASH_PROGRAM)
+        .expect("bench_siphash");
+    let (verdict, out) = run(program, &received);
+    assert_eq!(verdict, XDP_TX);
+    assert_eq!(out, received);
+
+    let (verdict, out) = run(program, &received[..31]);
+    assert_eq!(verdict, XDP_DROP, "a frame shorter than 32 bytes");
+    assert_eq!(out, &received[..31]);
 }
 
 #[test]

@@ -4,8 +4,9 @@
 //!   bind of each packet for a VIP, hashes the flow into that bind's table,
 //!   and sends the packet, wrapped in GUE with the row's secondary as the one
 //!   hop, to the row's primary (`XDP_TX`). Everything else passes untouched.
-//! - `bench_floor` and `bench_min_encap`: references for the benchmark (the
-//!   cost of `XDP_TX` alone, and of the smallest possible encapsulation).
+//! - `bench_floor`, `bench_min_encap` and `bench_siphash`: references for
+//!   the benchmark (the cost of `XDP_TX` alone, of the smallest possible
+//!   encapsulation, and of the director's hash of an IPv6 address alone).
 //!
 //! The program never returns `XDP_ABORTED`: a packet it cannot handle is
 //! passed (not ours) or dropped and counted (ours but broken).
@@ -228,6 +229,19 @@ pub fn bench_min_encap(ctx: XdpContext) -> u32 {
         xdp_action::XDP_TX
     } else {
         xdp_action::XDP_DROP
+    }
+}
+
+/// Benchmark reference: the director's default hash of an IPv6 client
+/// address (SipHash-2-4 of 16 bytes from a key state of 4 words), alone,
+/// on the frame's first 32 bytes; `XDP_TX`. `XDP_DROP` for a shorter
+/// frame, or a hash of zero: branching on the hash keeps LLVM from
+/// dropping it.
+#[xdp]
+pub fn bench_siphash(ctx: XdpContext) -> u32 {
+    match hash::bench_siphash(&ctx) {
+        Some(h) if h != 0 => xdp_action::XDP_TX,
+        _ => xdp_action::XDP_DROP,
     }
 }
 
