@@ -251,7 +251,7 @@ pub fn flow_hash(
 #[inline(always)]
 pub fn bench_siphash(ctx: &XdpContext) -> Option<u64> {
     let b = View::<32>::at(ctx, 0)?;
-    let mut h = proto::siphash::SipHasher24::from_state([
+    let mut h = SipHasher24::from_state([
         b.u64_raw::<0>(),
         b.u64_raw::<8>(),
         b.u64_raw::<16>(),
