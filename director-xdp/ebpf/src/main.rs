@@ -167,16 +167,23 @@ pub fn director(ctx: XdpContext) -> u32 {
     }
 }
 
+/// What one packet of `len` bytes adds to a packet and a byte counter;
+/// with `UNDO`, what takes it back (both negated, for wrapping adds).
+#[inline(always)]
+fn delta<const UNDO: bool>(len: u64) -> (u64, u64) {
+    if UNDO {
+        (1u64.wrapping_neg(), len.wrapping_neg())
+    } else {
+        (1, len)
+    }
+}
+
 /// Counts a packet about to be encapsulated for `bind`, of `len` bytes as
 /// received: `Encapsulated` and the bind's traffic; with `UNDO`, takes that
 /// back (no encapsulation after all).
 #[inline(always)]
 fn count_bind<const UNDO: bool>(bind: u32, len: u64) {
-    let (one, len) = if UNDO {
-        (1u64.wrapping_neg(), len.wrapping_neg())
-    } else {
-        (1, len)
-    };
+    let (one, len) = delta::<UNDO>(len);
     if let Some(c) = DIR_STATS.get_ptr_mut(DirectorStat::Encapsulated.index()) {
         // SAFETY: a live per-CPU value of this CPU; nothing else writes it
         // while this program runs.
@@ -194,11 +201,7 @@ fn count_bind<const UNDO: bool>(bind: u32, len: u64) {
 /// [`count_bind`] for the traffic of the primary `backend`.
 #[inline(always)]
 fn count_backend<const UNDO: bool>(backend: u32, len: u64) {
-    let (one, len) = if UNDO {
-        (1u64.wrapping_neg(), len.wrapping_neg())
-    } else {
-        (1, len)
-    };
+    let (one, len) = delta::<UNDO>(len);
     if let Some(c) = DIR_BACKEND_STATS.get_ptr_mut(backend) {
         // SAFETY: as in `count_bind`.
         unsafe {
@@ -525,9 +528,9 @@ fn encap_failure() -> Outcome {
 
 /// Every packet the fast paths decline: VLAN tags, IPv4 options, IPv6
 /// extension headers, fragments, ICMP but the usual errors, and anything
-/// malformed. `found`: the
-/// destination's VIP entry, if a fast path found it (the destination is
-/// then at the offset where the parser reads it: no VLAN tag).
+/// malformed. `found`: the destination's VIP entry, if a fast path found
+/// it (the destination is then at the offset where the parser reads it: no
+/// VLAN tag).
 ///
 /// A BPF-to-BPF call, not inlined: it keeps the fast paths' code together
 /// in a smaller program body, which measured faster for them (and for
@@ -1099,7 +1102,7 @@ fn forward<const FAST: bool>(
 /// `Sent::ICMP` and `Sent::FRAGMENT` flags in `kinds`.
 #[inline(always)]
 fn count_kinds<const UNDO: bool>(kinds: u32) {
-    let one = if UNDO { 1u64.wrapping_neg() } else { 1 };
+    let (one, _) = delta::<UNDO>(0);
     for (flag, stat) in [
         (Sent::ICMP, DirectorStat::IcmpHandled),
         (Sent::FRAGMENT, DirectorStat::Fragment),
