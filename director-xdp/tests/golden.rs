@@ -7,8 +7,9 @@
 //! output, expected verdict) and aya's `prog_test_run` integration tests.
 //! Every failing case is reported, not only the first.
 //!
-//! `golden_packets` needs root (CAP_BPF + CAP_PERFMON + CAP_NET_ADMIN) and fails without
-//! it: a skipped proof is no proof. It attaches nothing to any interface.
+//! `golden_packets` needs root (CAP_BPF + CAP_PERFMON + CAP_NET_ADMIN) and
+//! fails without it: a skipped proof is no proof. It attaches nothing to any
+//! interface.
 //! The other tests check the cases themselves and need no privilege.
 #![allow(clippy::unwrap_used)] // helpers of tests: a failure is the test failing
 

@@ -1,7 +1,8 @@
 //! The director program run on real bytes with `BPF_PROG_TEST_RUN`, which
 //! attaches nothing to any interface, after [`Dataplane::apply`] of the
-//! example config. Needs root (CAP_BPF + CAP_PERFMON + CAP_NET_ADMIN); without it these
-//! tests fail rather than skip, because a skipped proof is no proof.
+//! example config. Needs root (CAP_BPF + CAP_PERFMON + CAP_NET_ADMIN);
+//! without it these tests fail rather than skip, because a skipped proof is
+//! no proof.
 //!
 //! These are smoke tests of each path; the exhaustive byte-for-byte cases
 //! are the golden tests. The expected packets are built here from
