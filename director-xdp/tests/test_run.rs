@@ -560,8 +560,18 @@ fn bench_min_encap_prepends_40_bytes_and_writes_54() {
 
     assert_eq!(verdict, XDP_TX);
     assert_eq!(out.len(), received.len() + 40);
-    assert_eq!(&out[12..14], &[0x08, 0x00]);
-    assert_eq!(&out[36..38], &19523u16.to_be_bytes());
+    #[rustfmt::skip]
+    let header: [u8; 54] = [
+        // Ethernet 02:00:00:00:00:02 <- 02:00:00:00:00:01, IPv4.
+        0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01, 0x08, 0x00,
+        // IPv4, total length 40, DF, TTL 64, UDP, 192.0.2.1 -> 198.51.100.11.
+        0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 17, 0, 0, 192, 0, 2, 1, 198, 51, 100, 11,
+        // UDP 32768 -> 19523 (0x4c43), length 20.
+        0x80, 0, 0x4c, 0x43, 0, 20, 0, 0,
+        // GUE-like data and one hop, 198.51.100.12.
+        2, 4, 0, 0, 0, 0, 0, 1, 198, 51, 100, 12,
+    ];
+    assert_eq!(out[..54], header, "the constant outer header");
     assert_eq!(&out[54..], &received[14..], "the IP packet after 54 bytes");
 }
 

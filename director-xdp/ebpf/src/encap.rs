@@ -8,7 +8,7 @@ use proto::maps::{BACKEND_MAC_RESOLVED, BackendEntry, DirectorSettings, FAMILY_V
 use proto::wire::{GLB_HEADER_LEN, GUE_HEADER_LEN, InnerProto, PrivateType, field};
 
 use director_xdp_ebpf::packet::{
-    View, WriteView, eth, frame_len, ipv4, ipv6, proto as ipproto, udp, write,
+    View, WriteView, eth, frame_len, ipv4, ipv6, proto as ipproto, udp,
 };
 
 // The GUE + GLB block below is written as one literal; it must agree with
@@ -328,7 +328,10 @@ const BENCH_GROW: usize = 40;
 
 /// `bench_min_encap`: moves the head by 40 bytes and writes 54 constant
 /// bytes (Ethernet, IPv4, UDP and 12 bytes of GUE-like data) at the new
-/// head. `false` if there is no headroom.
+/// head, as the director writes its header: in words, one bounds check
+/// for the block. (Copied as a byte array, the header became 54 byte loads
+/// and 54 byte stores, about 10 ns more, and the reference would have
+/// flattered the director.) `false` if there is no headroom.
 #[inline(always)]
 pub fn bench_min_encap(ctx: &XdpContext) -> bool {
     // SAFETY: as in `encapsulate`.
@@ -346,5 +349,29 @@ pub fn bench_min_encap(ctx: &XdpContext) -> bool {
         // one hop 198.51.100.12.
         2, 4, 0, 0, 0, 0, 0, 1, 198, 51, 100, 12,
     ];
-    write(ctx, 0, HEADER)
+    /// The little-endian word of `N` header bytes at `at`. Only evaluated
+    /// at compile time, where an index out of range fails the build.
+    #[allow(clippy::indexing_slicing)]
+    const fn word<const N: usize>(at: usize) -> u64 {
+        let mut w = 0u64;
+        let mut i = 0;
+        while i < N {
+            w |= (HEADER[at + i] as u64) << (8 * i);
+            i += 1;
+        }
+        w
+    }
+    let Some(w) = WriteView::<BENCH_HEADER_LEN>::at(ctx, 0) else {
+        return false;
+    };
+    let mut ok = true;
+    ok &= w.put::<u64>(0, const { word::<8>(0) });
+    ok &= w.put::<u64>(8, const { word::<8>(8) });
+    ok &= w.put::<u64>(16, const { word::<8>(16) });
+    ok &= w.put::<u64>(24, const { word::<8>(24) });
+    ok &= w.put::<u64>(32, const { word::<8>(32) });
+    ok &= w.put::<u64>(40, const { word::<8>(40) });
+    ok &= w.put::<u32>(48, const { word::<4>(48) } as u32);
+    ok &= w.put::<u16>(52, const { word::<2>(52) } as u16);
+    ok
 }
