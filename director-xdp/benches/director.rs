@@ -1,8 +1,9 @@
 //! Director benchmark: ns per packet of the XDP director for four kinds of
 //! packet, beside three reference programs measured the same way in the
 //! same run: the floor (`return XDP_TX`), a minimal encapsulation (move the
-//! head by 40 bytes, write a fixed 54-byte outer header, `XDP_TX`), and the
-//! director's hash of an IPv6 address alone (SipHash-2-4 of 16 bytes).
+//! head by 40 bytes, write a fixed 54-byte outer header in words as the
+//! director writes its own, `XDP_TX`), and the director's hash of an IPv6
+//! address alone (SipHash-2-4 of 16 bytes).
 //! Prints a Markdown section for `docs/benchmarks.md` (see `make bench`).
 //!
 //! Method: with a repeat count, or in live-frames mode, the kernel reruns a
@@ -178,7 +179,8 @@ fn main() {
     println!(
         "Median of {BATCHES} batch means of {RUNS} runs, kernel-reported ns per run. \"Above floor\" \
          subtracts the floor measured on the same packet the same way. Config: `examples/director.json`. \
-         The SipHash column is the director's hash of an IPv6 client address alone (`bench_siphash`: \
+         The minimal encapsulation (`bench_min_encap`) writes its 54-byte header in words, as the \
+         director writes its own. The SipHash column is the director's hash of an IPv6 client address alone (`bench_siphash`: \
          SipHash-2-4 of 16 bytes, 10 rounds; an IPv4 address takes 6): part of both matched IPv6 rows, \
          and, being ALU work alone, the figure that grows most when the host is busy.\n"
     );
