@@ -180,8 +180,9 @@ fn main() {
         "Median of {BATCHES} batch means of {RUNS} runs, kernel-reported ns per run. \"Above floor\" \
          subtracts the floor measured on the same packet the same way. Config: `examples/director.json`. \
          The minimal encapsulation (`bench_min_encap`) writes its 54-byte header in words, as the \
-         director writes its own. The SipHash column is the director's hash of an IPv6 client address alone (`bench_siphash`: \
-         SipHash-2-4 of 16 bytes, 10 rounds; an IPv4 address takes 6): part of both matched IPv6 rows, \
+         director writes its own. The SipHash column is the director's hash of an IPv6 client \
+         address alone (`bench_siphash`: SipHash-2-4 of 16 bytes, 10 rounds; an IPv4 address \
+         takes 6): part of both matched IPv6 rows, \
          and, being ALU work alone, the figure that grows most when the host is busy.\n"
     );
     println!(
