@@ -38,7 +38,7 @@ pub const BENCH_MIN_ENCAP_PROGRAM: &str = "bench_min_encap";
 
 /// Benchmark reference program: the director's default hash of an IPv6
 /// address (SipHash-2-4 of 16 bytes), alone, on the frame's first 32 bytes;
-/// returns `XDP_TX` (`XDP_DROP` for a shorter frame).
+/// returns `XDP_TX` (`XDP_DROP` for a shorter frame or a hash of zero).
 pub const BENCH_SIPHASH_PROGRAM: &str = "bench_siphash";
 
 /// Passes every frame: for the peer end of a veth, which must run XDP for

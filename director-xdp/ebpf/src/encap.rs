@@ -349,10 +349,10 @@ pub fn bench_min_encap(ctx: &XdpContext) -> bool {
         // one hop 198.51.100.12.
         2, 4, 0, 0, 0, 0, 0, 1, 198, 51, 100, 12,
     ];
-    /// The little-endian word of `N` header bytes at `at`. Only evaluated
-    /// at compile time, where an index out of range fails the build.
+    /// The little-endian word of `N` header bytes at `at` ([`word`] at
+    /// compile time, where an index out of range fails the build).
     #[allow(clippy::indexing_slicing)]
-    const fn word<const N: usize>(at: usize) -> u64 {
+    const fn header_word<const N: usize>(at: usize) -> u64 {
         let mut w = 0u64;
         let mut i = 0;
         while i < N {
@@ -365,13 +365,13 @@ pub fn bench_min_encap(ctx: &XdpContext) -> bool {
         return false;
     };
     let mut ok = true;
-    ok &= w.put::<u64>(0, const { word::<8>(0) });
-    ok &= w.put::<u64>(8, const { word::<8>(8) });
-    ok &= w.put::<u64>(16, const { word::<8>(16) });
-    ok &= w.put::<u64>(24, const { word::<8>(24) });
-    ok &= w.put::<u64>(32, const { word::<8>(32) });
-    ok &= w.put::<u64>(40, const { word::<8>(40) });
-    ok &= w.put::<u32>(48, const { word::<4>(48) } as u32);
-    ok &= w.put::<u16>(52, const { word::<2>(52) } as u16);
+    ok &= w.put::<u64>(0, const { header_word::<8>(0) });
+    ok &= w.put::<u64>(8, const { header_word::<8>(8) });
+    ok &= w.put::<u64>(16, const { header_word::<8>(16) });
+    ok &= w.put::<u64>(24, const { header_word::<8>(24) });
+    ok &= w.put::<u64>(32, const { header_word::<8>(32) });
+    ok &= w.put::<u64>(40, const { header_word::<8>(40) });
+    ok &= w.put::<u32>(48, const { header_word::<4>(48) } as u32);
+    ok &= w.put::<u16>(52, const { header_word::<2>(52) } as u16);
     ok
 }
