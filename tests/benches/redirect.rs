@@ -14,12 +14,14 @@
 //! maps are written as `director-xdp redirect --self 198.51.100.11 --self
 //! 2001:db8:1::11 --allow 198.51.100.0/28 2001:db8:1::/124` writes them.
 //!
-//! Method (the director's, `director-xdp/benches/director.rs`): every run is
-//! one `BPF_PROG_TEST_RUN` with repeat 1 on the original packet (received on
-//! `eth0`), and the kernel-reported durations are summed. A figure is the
-//! median of `BATCHES` batch means of `RUNS` runs each; the redirect program
-//! and the floor are measured in interleaved batches so that drift affects
-//! them alike. Before measuring, each packet's verdict, output bytes and
+//! Method (the director's, `director-xdp/benches/director.rs`, but with one
+//! load of the object, so a figure carries the few ns by which the JIT's
+//! placement of the code moves it): every run is one `BPF_PROG_TEST_RUN`
+//! with repeat 1 on the original packet (received on `eth0`), and the
+//! kernel-reported durations are summed. A figure is the median of
+//! `BATCHES` batch means of `RUNS` runs each; the redirect program and the
+//! floor are measured in interleaved batches so that drift affects them
+//! alike. Before measuring, each packet's verdict, output bytes and
 //! counter are checked (a mismatch aborts); afterwards, the counters must
 //! show that every measured run took the expected path. Needs root.
 
