@@ -204,30 +204,35 @@ fn print_table(t: &Value) {
         .filter_map(|b| b["bind"].as_str())
         .collect();
     println!(
-        "table \"{}\": {} rows, hash {}; binds: {}",
+        "table \"{}\": {} rows of 1 primary + {} alternates, hash {}; binds: {}",
         t["name"].as_str().unwrap_or("?"),
         t["rows"],
+        t["hops"],
         t["hash"].as_str().unwrap_or("-"),
         binds.join(", ")
     );
     println!(
-        "  {:<40} {:<9} {:<7} {:>8} {:>7} {:>9} {:>12}  reason",
-        "backend", "state", "healthy", "primary", "share", "secondary", "packets"
+        "  {:<40} {:<9} {:<7} {:<9} {:>8} {:>7} {:>9} {:>12}  reason",
+        "backend", "state", "healthy", "reachable", "primary", "share", "alternate", "packets"
     );
+    let yes_no = |v: &Value| {
+        if v.as_bool() == Some(true) {
+            "yes"
+        } else {
+            "no"
+        }
+    };
     for b in t["backends"].as_array().into_iter().flatten() {
         let p = b["rows_primary"].as_u64().unwrap_or(0);
         println!(
-            "  {:<40} {:<9} {:<7} {:>8} {:>6.2}% {:>9} {:>12}  {}",
+            "  {:<40} {:<9} {:<7} {:<9} {:>8} {:>6.2}% {:>9} {:>12}  {}",
             b["ip"].as_str().unwrap_or("?"),
             b["state"].as_str().unwrap_or("-"),
-            if b["healthy"].as_bool() == Some(true) {
-                "yes"
-            } else {
-                "no"
-            },
+            yes_no(&b["healthy"]),
+            yes_no(&b["reachable"]),
             p,
             100.0 * p as f64 / TABLE_ROWS as f64,
-            b["rows_secondary"].as_u64().unwrap_or(0),
+            b["rows_alternate"].as_u64().unwrap_or(0),
             b["packets"].as_u64().unwrap_or(0),
             b["health_reason"].as_str().unwrap_or(""),
         );
@@ -289,12 +294,17 @@ pub fn change(
         .find(|b| b["ip"] == ip)
         .map_or("removed".to_string(), |b| {
             format!(
-                "{}, {}",
+                "{}, {}{}",
                 b["state"].as_str().unwrap_or("?"),
                 if b["healthy"].as_bool() == Some(true) {
                     "healthy"
                 } else {
                     "unhealthy"
+                },
+                if b["reachable"].as_bool() == Some(false) {
+                    ", unreachable"
+                } else {
+                    ""
                 }
             )
         });
@@ -321,7 +331,9 @@ pub fn preview(c: &Client, table: &str, proposal: &Value, json: bool) -> Result<
         print_json(&v);
         return Ok(());
     }
-    crate::table::print_movement(table, &v, "would change");
+    let d: proto::table::RowDiff = serde_json::from_value(v)
+        .map_err(|e| Failure::Network(format!("reading the director's preview: {e}")))?;
+    crate::table::print_movement(table, &d, "would change");
     Ok(())
 }
 

@@ -66,6 +66,9 @@ enum Command {
         /// For `health`: the verdict; for `add`: the initial health.
         #[arg(long)]
         healthy: Option<bool>,
+        /// For `health`: whether it is reachable; for `add`: initially.
+        #[arg(long)]
+        reachable: Option<bool>,
         /// For `add`: the initial state.
         #[arg(long)]
         state: Option<String>,
@@ -93,7 +96,7 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum TableCommand {
-    /// Write every table's 65,536 rows as [primary, secondary] address pairs.
+    /// Write every table's 65,536 rows as [primary, alternate, ...] chains.
     Build {
         /// Config file (GLB forwarding-table JSON).
         config: PathBuf,
@@ -101,12 +104,13 @@ enum TableCommand {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Rows per backend as primary and secondary, and the spread.
+    /// Rows per backend as primary and as alternate, and the spread.
     Show {
         /// Config file (GLB forwarding-table JSON).
         config: PathBuf,
     },
-    /// Rows that change primary or secondary between two configs or built tables.
+    /// Rows that change between two configs or built tables, and the rows
+    /// whose established flows would be lost.
     Diff {
         /// The current config, or a table built from it.
         old: PathBuf,
@@ -161,12 +165,17 @@ enum BackendsCommand {
 
 #[derive(Debug, Subcommand)]
 enum HealthCommand {
-    /// Set the verdict: --healthy true|false, with an optional reason.
+    /// Set the verdict: --healthy true|false (false: no new flows, it
+    /// keeps its established ones), --reachable true|false (false: in no
+    /// row at all), or both; with an optional reason.
+    #[command(group(clap::ArgGroup::new("verdict").required(true).multiple(true)))]
     Set {
         table: String,
         ip: String,
-        #[arg(long, action = clap::ArgAction::Set)]
-        healthy: bool,
+        #[arg(long, group = "verdict")]
+        healthy: Option<bool>,
+        #[arg(long, group = "verdict")]
+        reachable: Option<bool>,
         #[arg(long)]
         reason: Option<String>,
     },
@@ -267,9 +276,16 @@ fn api_command(cli: &Cli) -> Option<ExitCode> {
             table,
             ip,
             healthy,
+            reachable,
             reason,
         }) => {
-            let mut body = json!({ "healthy": healthy });
+            let mut body = json!({});
+            if let Some(h) = healthy {
+                body["healthy"] = json!(h);
+            }
+            if let Some(r) = reachable {
+                body["reachable"] = json!(r);
+            }
             if let Some(r) = reason {
                 body["reason"] = json!(r);
             }
@@ -281,11 +297,15 @@ fn api_command(cli: &Cli) -> Option<ExitCode> {
             action,
             ip,
             healthy,
+            reachable,
             state,
         } => {
             let mut body = json!({ "action": action, "ip": ip });
             if let Some(h) = healthy {
                 body["healthy"] = json!(h);
+            }
+            if let Some(r) = reachable {
+                body["reachable"] = json!(r);
             }
             if let Some(s) = state {
                 body["state"] = Value::String(s.clone());

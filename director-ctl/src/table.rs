@@ -11,7 +11,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use proto::TABLE_ROWS;
 use proto::config::{Config, Proto};
 use proto::flow::{Flow, flow_hash, gue_source_port, message, row_of};
-use proto::table::{BackendState, Rendezvous};
+use proto::table::{BackendState, Chain, MAX_HOPS, Release, RowCount, RowDiff, row_counts};
 use serde_json::{Value, json};
 
 use crate::TraceArgs;
@@ -27,20 +27,53 @@ fn load_config(path: &Path) -> Result<Config> {
     Ok(config)
 }
 
-/// A backend as the reports show it.
+/// A backend as the reports show it (a hand-made table file may leave
+/// out what it is).
 #[derive(Clone, Debug)]
 struct BackendInfo {
     addr: IpAddr,
     state: Option<BackendState>,
     healthy: Option<bool>,
+    reachable: Option<bool>,
+}
+
+impl BackendInfo {
+    fn json(&self) -> Value {
+        json!({
+            "ip": self.addr.to_string(),
+            "state": self.state.map(BackendState::as_str),
+            "healthy": self.healthy,
+            "reachable": self.reachable,
+        })
+    }
 }
 
 /// One built table: what `build` writes and `diff` reads back.
 #[derive(Clone, Debug)]
 struct Built {
     name: String,
+    hops: u8,
     backends: Vec<BackendInfo>,
-    rows: Vec<[IpAddr; 2]>,
+    rows: Vec<Chain<IpAddr>>,
+}
+
+impl Built {
+    /// The backends this table takes out of every row on purpose, compared
+    /// with `old` (removed, made inactive, marked unreachable).
+    fn released_since(&self, old: &Built) -> BTreeMap<IpAddr, Release> {
+        old.backends
+            .iter()
+            .filter_map(|o| {
+                let reason = match self.backends.iter().find(|n| n.addr == o.addr) {
+                    None => Release::Removed,
+                    Some(n) if n.state == Some(BackendState::Inactive) => Release::Inactive,
+                    Some(n) if n.reachable == Some(false) => Release::Unreachable,
+                    Some(_) => return None,
+                };
+                Some((o.addr, reason))
+            })
+            .collect()
+    }
 }
 
 fn build_all(config: &Config) -> Result<Vec<Built>> {
@@ -48,10 +81,12 @@ fn build_all(config: &Config) -> Result<Vec<Built>> {
         .tables
         .iter()
         .map(|t| {
-            let r = Rendezvous::build(t.seed, &t.builder_backends())
+            let r = t
+                .rendezvous()
                 .with_context(|| format!("building table \"{}\"", t.name))?;
             Ok(Built {
                 name: t.name.clone(),
+                hops: t.hops,
                 backends: t
                     .backends
                     .iter()
@@ -59,6 +94,7 @@ fn build_all(config: &Config) -> Result<Vec<Built>> {
                         addr: b.backend.addr,
                         state: Some(b.backend.state),
                         healthy: Some(b.backend.healthy),
+                        reachable: Some(b.backend.reachable),
                     })
                     .collect(),
                 rows: r.row_addrs().collect(),
@@ -108,13 +144,29 @@ fn parse_built(t: &Value) -> Result<Built> {
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| anyhow!("table \"{name}\": row {row}: {v} is not an IP address"))
     };
-    let mut rows = Vec::with_capacity(TABLE_ROWS);
+    let mut rows: Vec<Chain<IpAddr>> = Vec::with_capacity(TABLE_ROWS);
     for (i, r) in rows_v.iter().enumerate() {
-        match r.as_array().map(Vec::as_slice) {
-            Some([p, s]) => rows.push([addr(p, i)?, addr(s, i)?]),
-            _ => bail!("table \"{name}\": row {i}: expected [primary, secondary], found {r}"),
+        let entries = r
+            .as_array()
+            .map(|a| a.iter().map(|v| addr(v, i)).collect::<Result<Vec<_>>>())
+            .transpose()?;
+        let chain = entries.as_deref().and_then(Chain::from_slice).ok_or_else(|| {
+            anyhow!(
+                "table \"{name}\": row {i}: expected [primary, alternate, ...] with 1 to {MAX_HOPS} alternates, found {r}"
+            )
+        })?;
+        if let Some(first) = rows.first()
+            && first.len() != chain.len()
+        {
+            bail!(
+                "table \"{name}\": row {i} has {} entries, row 0 has {}",
+                chain.len(),
+                first.len()
+            );
         }
+        rows.push(chain);
     }
+    let hops = rows.first().map_or(0, |c| c.alternates().len() as u8);
     let mut backends: Vec<BackendInfo> = Vec::new();
     if let Some(list) = t["backends"].as_array() {
         for b in list {
@@ -127,23 +179,26 @@ fn parse_built(t: &Value) -> Result<Built> {
                 addr,
                 state,
                 healthy: b["healthy"].as_bool(),
+                reachable: b["reachable"].as_bool(),
             });
         }
     }
     // Backends only seen in rows (a hand-made table file) still get counted.
     for r in &rows {
-        for a in r {
+        for a in r.iter() {
             if !backends.iter().any(|b| b.addr == *a) {
                 backends.push(BackendInfo {
                     addr: *a,
                     state: None,
                     healthy: None,
+                    reachable: None,
                 });
             }
         }
     }
     Ok(Built {
         name,
+        hops,
         backends,
         rows,
     })
@@ -157,24 +212,15 @@ pub fn build(config: &Path, out: &Path) -> Result<ExitCode> {
         let mut w = BufWriter::new(fs::File::create(&tmp)?);
         writeln!(w, "{{\n  \"tables\": [")?;
         for (ti, t) in tables.iter().enumerate() {
-            let backends: Vec<Value> = t
-                .backends
-                .iter()
-                .map(|b| {
-                    json!({
-                        "ip": b.addr.to_string(),
-                        "state": b.state.map(BackendState::as_str),
-                        "healthy": b.healthy,
-                    })
-                })
-                .collect();
+            let backends: Vec<Value> = t.backends.iter().map(BackendInfo::json).collect();
             writeln!(w, "    {{")?;
             writeln!(w, "      \"name\": {},", json!(t.name))?;
+            writeln!(w, "      \"hops\": {},", t.hops)?;
             writeln!(w, "      \"backends\": {},", Value::Array(backends))?;
             writeln!(w, "      \"rows\": [")?;
-            for (i, [p, s]) in t.rows.iter().enumerate() {
+            for (i, chain) in t.rows.iter().enumerate() {
                 let comma = if i + 1 < t.rows.len() { "," } else { "" };
-                writeln!(w, "        [\"{p}\", \"{s}\"]{comma}")?;
+                writeln!(w, "        {}{comma}", json!(chain))?;
             }
             writeln!(w, "      ]")?;
             let comma = if ti + 1 < tables.len() { "," } else { "" };
@@ -198,19 +244,9 @@ pub fn build(config: &Path, out: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Rows held per backend: (as primary, as secondary).
-fn counts(rows: &[[IpAddr; 2]]) -> BTreeMap<IpAddr, (usize, usize)> {
-    let mut m: BTreeMap<IpAddr, (usize, usize)> = BTreeMap::new();
-    for [p, s] in rows {
-        m.entry(*p).or_default().0 += 1;
-        m.entry(*s).or_default().1 += 1;
-    }
-    m
-}
-
 /// max / mean of the rows held as primary, over backends holding any.
-fn spread(c: &BTreeMap<IpAddr, (usize, usize)>) -> f64 {
-    let primaries: Vec<usize> = c.values().map(|v| v.0).filter(|&n| n > 0).collect();
+fn spread(c: &BTreeMap<IpAddr, RowCount>) -> f64 {
+    let primaries: Vec<usize> = c.values().map(|v| v.primary).filter(|&n| n > 0).collect();
     if primaries.is_empty() {
         return 0.0;
     }
@@ -230,70 +266,70 @@ fn yes_no(b: Option<bool>) -> &'static str {
 pub fn show(config_path: &Path, as_json: bool) -> Result<ExitCode> {
     let config = load_config(config_path)?;
     let tables = build_all(&config)?;
-    let mut out = Vec::new();
-    for (t, cfg) in tables.iter().zip(&config.tables) {
-        let c = counts(&t.rows);
-        let backends: Vec<Value> = t
-            .backends
+    let counts: Vec<BTreeMap<IpAddr, RowCount>> =
+        tables.iter().map(|t| row_counts(&t.rows)).collect();
+    if as_json {
+        let out: Vec<Value> = tables
             .iter()
-            .map(|b| {
-                let (p, s) = c.get(&b.addr).copied().unwrap_or_default();
+            .zip(&config.tables)
+            .zip(&counts)
+            .map(|((t, cfg), c)| {
+                let backends: Vec<Value> = t
+                    .backends
+                    .iter()
+                    .map(|b| {
+                        let held = c.get(&b.addr).copied().unwrap_or_default();
+                        let mut v = b.json();
+                        v["rows_primary"] = json!(held.primary);
+                        v["rows_alternate"] = json!(held.alternate);
+                        v
+                    })
+                    .collect();
                 json!({
-                    "ip": b.addr.to_string(),
-                    "state": b.state.map(BackendState::as_str),
-                    "healthy": b.healthy,
-                    "rows_primary": p,
-                    "rows_secondary": s,
+                    "name": t.name,
+                    "hops": t.hops,
+                    "binds": cfg.binds.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    "rows": t.rows.len(),
+                    "backends": backends,
+                    "spread": spread(c),
                 })
             })
             .collect();
-        out.push(json!({
-            "name": t.name,
-            "binds": cfg.binds.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            "rows": t.rows.len(),
-            "backends": backends,
-            "spread": spread(&c),
-        }));
-    }
-    if as_json {
         println!(
             "{}",
             serde_json::to_string_pretty(&json!({ "tables": out }))?
         );
         return Ok(ExitCode::SUCCESS);
     }
-    for (t, v) in tables.iter().zip(&out) {
-        let binds: Vec<&str> = v["binds"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
+    for ((t, cfg), c) in tables.iter().zip(&config.tables).zip(&counts) {
+        let binds: Vec<String> = cfg.binds.iter().map(ToString::to_string).collect();
         println!(
-            "table \"{}\": {} rows; binds: {}",
+            "table \"{}\": {} rows of 1 primary + {} alternates; binds: {}",
             t.name,
             t.rows.len(),
+            t.hops,
             binds.join(", ")
         );
         println!(
-            "  {:<40} {:<9} {:<7} {:>8} {:>7} {:>9}",
-            "backend", "state", "healthy", "primary", "share", "secondary"
+            "  {:<40} {:<9} {:<7} {:<9} {:>8} {:>7} {:>9}",
+            "backend", "state", "healthy", "reachable", "primary", "share", "alternate"
         );
-        for b in v["backends"].as_array().into_iter().flatten() {
-            let p = b["rows_primary"].as_u64().unwrap_or(0);
+        for b in &t.backends {
+            let held = c.get(&b.addr).copied().unwrap_or_default();
             println!(
-                "  {:<40} {:<9} {:<7} {:>8} {:>6.2}% {:>9}",
-                b["ip"].as_str().unwrap_or("?"),
-                b["state"].as_str().unwrap_or("-"),
-                yes_no(b["healthy"].as_bool()),
-                p,
-                100.0 * p as f64 / TABLE_ROWS as f64,
-                b["rows_secondary"].as_u64().unwrap_or(0),
+                "  {:<40} {:<9} {:<7} {:<9} {:>8} {:>6.2}% {:>9}",
+                b.addr.to_string(),
+                b.state.map_or("-", BackendState::as_str),
+                yes_no(b.healthy),
+                yes_no(b.reachable),
+                held.primary,
+                100.0 * held.primary as f64 / TABLE_ROWS as f64,
+                held.alternate,
             );
         }
         println!(
             "  spread (max/mean rows as primary, over backends holding any): {:.3}",
-            v["spread"].as_f64().unwrap_or(0.0)
+            spread(c)
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -306,86 +342,134 @@ pub fn diff(old_path: &Path, new_path: &Path, as_json: bool) -> Result<ExitCode>
     let mut reports = Vec::new();
     for o in &old {
         let Some(n) = new.iter().find(|n| n.name == o.name) else {
-            reports.push(json!({ "name": o.name, "status": "removed" }));
+            reports.push((o.name.as_str(), "removed", None));
             continue;
         };
-        let d = proto::table::diff_rows(&o.rows, &n.rows);
-        let mut report = json!({
-            "name": o.name,
-            "status": if d.rows_changed == 0 { "unchanged" } else { "changed" },
-        });
-        if let (Value::Object(r), Value::Object(m)) = (&mut report, serde_json::to_value(&d)?) {
-            r.extend(m);
-        }
-        reports.push(report);
+        let d = proto::table::diff_rows(&o.rows, &n.rows, &n.released_since(o));
+        let status = if d.rows_changed == 0 {
+            "unchanged"
+        } else {
+            "changed"
+        };
+        reports.push((o.name.as_str(), status, Some(d)));
     }
     for n in &new {
         if !old.iter().any(|o| o.name == n.name) {
-            reports.push(json!({ "name": n.name, "status": "added" }));
+            reports.push((n.name.as_str(), "added", None));
         }
     }
     if as_json {
+        let tables: Vec<Value> = reports
+            .iter()
+            .map(|(name, status, d)| {
+                let mut report = json!({ "name": name, "status": status });
+                if let (Value::Object(r), Some(Value::Object(m))) = (
+                    &mut report,
+                    d.as_ref().and_then(|d| serde_json::to_value(d).ok()),
+                ) {
+                    r.extend(m);
+                }
+                report
+            })
+            .collect();
         println!(
             "{}",
-            serde_json::to_string_pretty(&json!({ "tables": reports }))?
+            serde_json::to_string_pretty(&json!({ "tables": tables }))?
         );
         return Ok(ExitCode::SUCCESS);
     }
-    for r in &reports {
-        let name = r["name"].as_str().unwrap_or("?");
-        match r["status"].as_str() {
-            Some("removed") => println!("table \"{name}\": removed"),
-            Some("added") => println!("table \"{name}\": added"),
-            Some("unchanged") => println!("table \"{name}\": unchanged"),
-            _ => print_movement(name, r, "change"),
+    for (name, status, d) in &reports {
+        match d {
+            Some(d) if *status == "changed" => print_movement(name, d, "change"),
+            _ => println!("table \"{name}\": {status}"),
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// The first rows of a list, for a line of text.
+fn some_rows(rows: &[u32]) -> String {
+    const SHOWN: usize = 8;
+    let mut s: Vec<String> = rows.iter().take(SHOWN).map(u32::to_string).collect();
+    if rows.len() > SHOWN {
+        s.push(format!("... ({} more)", rows.len() - SHOWN));
+    }
+    s.join(", ")
+}
+
 /// Prints a table's row movement (a `table diff` report, or the API's
-/// preview): counts, then rows as primary and secondary per backend.
-pub(crate) fn print_movement(name: &str, r: &Value, verb: &str) {
-    let pct = |n: u64| 100.0 * n as f64 / TABLE_ROWS as f64;
-    let g = |k: &str| r[k].as_u64().unwrap_or(0);
+/// preview): counts, the rows whose established flows second chance can
+/// no longer find, per backend, then rows as primary and alternate per
+/// backend.
+pub(crate) fn print_movement(name: &str, d: &RowDiff, verb: &str) {
+    let pct = |n: usize| 100.0 * n as f64 / TABLE_ROWS as f64;
     println!(
         "table \"{name}\": {} rows {verb} ({:.2}%)",
-        g("rows_changed"),
-        pct(g("rows_changed"))
+        d.rows_changed,
+        pct(d.rows_changed)
     );
     println!(
-        "  primary changes:   {:>6} rows ({:.2}%)",
-        g("rows_primary_changed"),
-        pct(g("rows_primary_changed"))
+        "  primary changes:    {:>6} rows ({:.2}%)",
+        d.rows_primary_changed,
+        pct(d.rows_primary_changed)
     );
     println!(
-        "  secondary changes: {:>6} rows ({:.2}%)",
-        g("rows_secondary_changed"),
-        pct(g("rows_secondary_changed"))
+        "  alternates changes: {:>6} rows ({:.2}%)",
+        d.rows_alternates_changed,
+        pct(d.rows_alternates_changed)
     );
-    let lost = g("rows_old_primary_unreachable");
-    println!(
-        "  old primary neither primary nor secondary: {lost} rows ({:.2}%){}",
-        pct(lost),
-        if lost > 0 {
-            ": second chance cannot find the established flows of these rows"
-        } else {
-            ""
+    if d.lost.is_empty() {
+        println!(
+            "  established flows lost: none (every backend that may hold flows stays in its rows' chains)"
+        );
+    } else {
+        println!(
+            "  established flows lost in {} rows ({:.2}%): a backend that may hold flows leaves the chain, second chance cannot find them",
+            d.rows_lost,
+            pct(d.rows_lost)
+        );
+        for l in &d.lost {
+            if !l.primary_rows.is_empty() {
+                println!(
+                    "    {:<40} {:>6} rows it is primary of: {}",
+                    l.ip.to_string(),
+                    l.primary_rows.len(),
+                    some_rows(&l.primary_rows)
+                );
+            }
+            if !l.alternate_rows.is_empty() {
+                println!(
+                    "    {:<40} {:>6} rows it is an alternate of (flows of earlier changes): {}",
+                    l.ip.to_string(),
+                    l.alternate_rows.len(),
+                    some_rows(&l.alternate_rows)
+                );
+            }
         }
-    );
+    }
+    for r in &d.released {
+        let why = match r.reason {
+            Release::Removed => "removed",
+            Release::Inactive => "made inactive",
+            Release::Unreachable => "unreachable",
+        };
+        println!(
+            "  released on purpose: {} ({why}) leaves {} rows",
+            r.ip, r.rows
+        );
+    }
     println!(
         "  {:<40} {:>16} {:>18}",
-        "backend", "rows as primary", "rows as secondary"
+        "backend", "rows as primary", "rows as alternate"
     );
-    for b in r["backends"].as_array().into_iter().flatten() {
-        let g = |k: &str| b[k].as_u64().unwrap_or(0);
+    for m in &d.backends {
         println!(
             "  {:<40} {:>7} -> {:<6} {:>8} -> {:<7}",
-            b["ip"].as_str().unwrap_or("?"),
-            g("primary_before"),
-            g("primary_after"),
-            g("secondary_before"),
-            g("secondary_after"),
+            m.ip.to_string(),
+            m.primary_before,
+            m.primary_after,
+            m.alternate_before,
+            m.alternate_after,
         );
     }
 }
@@ -471,13 +555,19 @@ pub fn trace(config_path: &Path, a: &TraceArgs, as_json: bool) -> Result<ExitCod
     let n = message(&flow, fields.0, &mut buf);
     let hash = flow_hash(&table.hash_key, fields.0, &flow);
     let row = row_of(hash);
-    let r = Rendezvous::build(table.seed, &table.builder_backends())
+    let r = table
+        .rendezvous()
         .with_context(|| format!("building table \"{}\"", table.name))?;
-    let [p, s] = r.rows()[row as usize];
+    let chain = r.rows()[row as usize];
     let describe = |i: u32| {
         let b = r.backend(i).copied();
         b.map_or(json!(null), |b| {
-            json!({ "ip": b.addr.to_string(), "state": b.state.as_str(), "healthy": b.healthy })
+            json!({
+                "ip": b.addr.to_string(),
+                "state": b.state.as_str(),
+                "healthy": b.healthy,
+                "reachable": b.reachable,
+            })
         })
     };
     let sport = gue_source_port(hash, flow.src_port);
@@ -489,25 +579,24 @@ pub fn trace(config_path: &Path, a: &TraceArgs, as_json: bool) -> Result<ExitCod
         "hash_message": proto::hex::encode(&buf[..n]),
         "hash": format!("{hash:016x}"),
         "row": row,
-        "primary": describe(p),
-        "secondary": describe(s),
+        "hops": r.hops(),
+        "primary": describe(chain.primary()),
+        "alternates": chain.alternates().iter().map(|&i| describe(i)).collect::<Vec<_>>(),
         "gue_source_port": sport,
     });
     if as_json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let who = |v: &Value| {
-        format!(
-            "{} ({}, {})",
-            v["ip"].as_str().unwrap_or("?"),
-            v["state"].as_str().unwrap_or("?"),
-            if v["healthy"].as_bool() == Some(true) {
-                "healthy"
-            } else {
-                "unhealthy"
-            }
-        )
+    let who = |i: u32| match r.backend(i) {
+        Some(b) => format!(
+            "{} ({}, {}{})",
+            b.addr,
+            b.state.as_str(),
+            if b.healthy { "healthy" } else { "unhealthy" },
+            if b.reachable { "" } else { ", unreachable" }
+        ),
+        None => "?".to_string(),
     };
     println!(
         "bind:      {} (table \"{}\", binds[{bi}])",
@@ -520,8 +609,14 @@ pub fn trace(config_path: &Path, a: &TraceArgs, as_json: bool) -> Result<ExitCod
     );
     println!("           fields: {}", fields.names().join(", "));
     println!("row:       {row}");
-    println!("primary:   {}", who(&report["primary"]));
-    println!("secondary: {}", who(&report["secondary"]));
-    println!("gue:       udp {sport} -> {}", proto::GUE_PORT);
+    println!("primary:   {}", who(chain.primary()));
+    for &a in chain.alternates() {
+        println!("alternate: {}", who(a));
+    }
+    println!(
+        "gue:       udp {sport} -> {}, {} hops",
+        proto::GUE_PORT,
+        r.hops()
+    );
     Ok(ExitCode::SUCCESS)
 }

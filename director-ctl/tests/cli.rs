@@ -7,7 +7,6 @@ use std::process::{Command, Output};
 
 use proto::config::Config;
 use proto::flow::{Flow, flow_hash};
-use proto::table::Rendezvous;
 use serde_json::Value;
 
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/director.json");
@@ -54,27 +53,34 @@ fn example() -> Config {
     Config::from_json(&std::fs::read_to_string(EXAMPLE).unwrap()).unwrap()
 }
 
-fn expected_rows(config: &Config, table: usize) -> Vec<[String; 2]> {
-    let t = &config.tables[table];
-    Rendezvous::build(t.seed, &t.builder_backends())
+/// Each row's chain, primary first, as the builder makes it.
+fn expected_rows(config: &Config, table: usize) -> Vec<Vec<String>> {
+    config.tables[table]
+        .rendezvous()
         .unwrap()
         .row_addrs()
-        .map(|r| r.map(|a| a.to_string()))
+        .map(|r| r.iter().map(ToString::to_string).collect())
         .collect()
 }
 
-fn rows_of(v: &Value) -> Vec<[String; 2]> {
+fn rows_of(v: &Value) -> Vec<Vec<String>> {
     v["rows"]
         .as_array()
         .unwrap()
         .iter()
         .map(|r| {
-            [
-                r[0].as_str().unwrap().to_string(),
-                r[1].as_str().unwrap().to_string(),
-            ]
+            r.as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap().to_string())
+                .collect()
         })
         .collect()
+}
+
+/// Whether `ip` is an alternate of `row` (padding counted once).
+fn alternate_of(row: &[String], ip: &str) -> bool {
+    row[1..].iter().any(|a| a == ip)
 }
 
 #[test]
@@ -89,8 +95,13 @@ fn table_build_writes_every_row_of_every_table() {
     let config = example();
     for (i, t) in tables.iter().enumerate() {
         assert_eq!(t["name"], config.tables[i].name.as_str());
+        assert_eq!(t["hops"], config.tables[i].hops);
         let rows = rows_of(t);
         assert_eq!(rows.len(), 65_536);
+        assert!(
+            rows.iter()
+                .all(|r| r.len() == 1 + usize::from(config.tables[i].hops))
+        );
         assert_eq!(rows, expected_rows(&config, i), "table {i}");
     }
     // No temporary file is left behind.
@@ -100,7 +111,8 @@ fn table_build_writes_every_row_of_every_table() {
 #[test]
 fn table_build_reproduces_glb_published_rows() {
     // GLB's published vectors (shared/compat): with every backend active and
-    // healthy, rank 0 is the primary and rank 1 the secondary.
+    // healthy and one hop, rank 0 is the primary and rank 1 the alternate,
+    // as GLB has them; more hops go on in rank order.
     let vectors: Value = serde_json::from_str(include_str!(
         "../../proto/compat/glb-rendezvous-vectors.json"
     ))
@@ -112,36 +124,39 @@ fn table_build_reproduces_glb_published_rows() {
         .iter()
         .map(|h| format!(r#"{{"ip":{h},"state":"active","healthy":true}}"#))
         .collect();
-    let config = format!(
-        r#"{{"tables":[{{"name":"glb","hash_key":"000102030405060708090a0b0c0d0e0f","seed":{},"binds":[],"backends":[{}]}}]}}"#,
-        vectors["seed"],
-        backends.join(",")
-    );
     let dir = Scratch::new("glb");
-    let cfg = dir.file("glb.json");
-    std::fs::write(&cfg, config).unwrap();
-    let out = dir.file("table.json");
-    assert!(
-        ctl(&[
-            "table",
-            "build",
-            cfg.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap()
-        ])
-        .status
-        .success()
-    );
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
-    let rows = rows_of(&doc["tables"][0]);
-    for o in vectors["orders"].as_array().unwrap() {
-        let row = o["row"].as_u64().unwrap() as usize;
-        let ranked = o["ranked"].as_array().unwrap();
-        assert_eq!(
-            rows[row],
-            [ranked[0].as_str().unwrap(), ranked[1].as_str().unwrap()],
-            "row {row}"
+    for hops in 1..=3usize {
+        let config = format!(
+            r#"{{"tables":[{{"name":"glb","hash_key":"000102030405060708090a0b0c0d0e0f","seed":{},"hops":{hops},"binds":[],"backends":[{}]}}]}}"#,
+            vectors["seed"],
+            backends.join(",")
         );
+        let cfg = dir.file("glb.json");
+        std::fs::write(&cfg, config).unwrap();
+        let out = dir.file("table.json");
+        assert!(
+            ctl(&[
+                "table",
+                "build",
+                cfg.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap()
+            ])
+            .status
+            .success()
+        );
+        let doc: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+        let rows = rows_of(&doc["tables"][0]);
+        for o in vectors["orders"].as_array().unwrap() {
+            let row = o["row"].as_u64().unwrap() as usize;
+            let ranked: Vec<&str> = o["ranked"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| h.as_str().unwrap())
+                .collect();
+            assert_eq!(rows[row], ranked[..1 + hops], "row {row}, hops {hops}");
+        }
     }
 }
 
@@ -155,16 +170,18 @@ fn table_show_counts_rows_per_backend() {
         for b in t["backends"].as_array().unwrap() {
             let ip = b["ip"].as_str().unwrap();
             let p = rows.iter().filter(|r| r[0] == ip).count() as u64;
-            let s = rows.iter().filter(|r| r[1] == ip).count() as u64;
+            let s = rows.iter().filter(|r| alternate_of(r, ip)).count() as u64;
             assert_eq!(b["rows_primary"].as_u64().unwrap(), p, "{ip}");
-            assert_eq!(b["rows_secondary"].as_u64().unwrap(), s, "{ip}");
+            assert_eq!(b["rows_alternate"].as_u64().unwrap(), s, "{ip}");
             primary_total += p;
             let state = b["state"].as_str().unwrap();
             if state == "draining" || state == "inactive" || b["healthy"] == false {
                 assert_eq!(p, 0, "{ip} ({state}) holds no row as primary");
             }
-            if state == "inactive" || b["healthy"] == false {
-                assert_eq!(s, 0, "{ip} holds no row as secondary");
+            if state == "inactive" {
+                assert_eq!(s, 0, "{ip} holds no row as alternate");
+            } else {
+                assert!(s > 0, "{ip} ({state}) keeps its place in the chains");
             }
         }
         assert_eq!(primary_total, 65_536);
@@ -174,7 +191,9 @@ fn table_show_counts_rows_per_backend() {
     // The text form names every table and backend.
     let text = String::from_utf8(ctl(&["table", "show", EXAMPLE]).stdout).unwrap();
     assert!(
-        text.contains("table \"web\": 65536 rows; binds: 203.0.113.10:80/tcp"),
+        text.contains(
+            "table \"web\": 65536 rows of 1 primary + 2 alternates; binds: 203.0.113.10:80/tcp"
+        ),
         "{text}"
     );
     assert!(text.contains("198.51.100.13"));
@@ -225,7 +244,7 @@ fn table_diff_counts_the_rows_a_drain_moves() {
         &Config::from_json(&std::fs::read_to_string(&drained).unwrap()).unwrap(),
         0,
     );
-    let count = |f: &dyn Fn(&[String; 2], &[String; 2]) -> bool| {
+    let count = |f: &dyn Fn(&[String], &[String]) -> bool| {
         old.iter().zip(&new).filter(|(a, b)| f(a, b)).count() as u64
     };
     let victim = "198.51.100.11";
@@ -236,13 +255,35 @@ fn table_diff_counts_the_rows_a_drain_moves() {
         count(&|a, b| a[0] != b[0])
     );
     assert_eq!(
-        web["rows_secondary_changed"].as_u64().unwrap(),
-        count(&|a, b| a[1] != b[1])
+        web["rows_alternates_changed"].as_u64().unwrap(),
+        count(&|a, b| a[1..] != b[1..])
     );
     assert_eq!(web["rows_changed"].as_u64().unwrap(), count(&|a, b| a != b));
+    // The rows lost, per backend and place, as the two tables say. The
+    // example already has a draining and an unhealthy backend: where both
+    // rank above the drained one, its chain of 1 + 2 cannot keep it (three
+    // changes in flight), and where the new primary was not in the chain,
+    // the last alternate is pushed out.
+    let mut want_lost: Vec<Value> = Vec::new();
+    let ips: std::collections::BTreeSet<&String> = old.iter().flatten().collect();
+    for ip in ips {
+        let gone = |r: usize| !new[r].contains(ip);
+        let primary: Vec<usize> = (0..old.len())
+            .filter(|&r| old[r][0] == *ip && gone(r))
+            .collect();
+        let alternate: Vec<usize> = (0..old.len())
+            .filter(|&r| old[r][0] != *ip && alternate_of(&old[r], ip) && gone(r))
+            .collect();
+        if !primary.is_empty() || !alternate.is_empty() {
+            want_lost.push(serde_json::json!({
+                "ip": ip, "primary_rows": primary, "alternate_rows": alternate,
+            }));
+        }
+    }
+    assert_eq!(web["lost"], Value::Array(want_lost));
     assert_eq!(
-        web["rows_old_primary_unreachable"].as_u64().unwrap(),
-        count(&|a, b| a[0] != b[0] && a[0] != b[1])
+        web["rows_lost"].as_u64().unwrap(),
+        count(&|a, b| a.iter().any(|x| !b.contains(x)))
     );
     let moved = web["backends"]
         .as_array()
@@ -299,7 +340,14 @@ fn trace_names_the_bind_hash_row_and_backends() {
         assert_eq!(v["row"].as_u64().unwrap() as usize, row);
         let rows = expected_rows(&config, table);
         assert_eq!(v["primary"]["ip"], rows[row][0].as_str());
-        assert_eq!(v["secondary"]["ip"], rows[row][1].as_str());
+        let alternates: Vec<&str> = v["alternates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["ip"].as_str().unwrap())
+            .collect();
+        assert_eq!(alternates, rows[row][1..], "{src} -> {dst}");
+        assert_eq!(v["hops"], t.hops);
     }
 }
 

@@ -469,7 +469,41 @@ pub(crate) enum Change {
     Add(BackendConfig),
     Remove { ip: IpAddr, force: bool },
     SetState { ip: IpAddr, state: BackendState },
-    SetHealth { ip: IpAddr, healthy: bool },
+    SetHealth { ip: IpAddr, health: Health },
+}
+
+/// A health verdict: what it sets (at least one of the two).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Health {
+    /// false: takes no new flows, keeps its established ones.
+    pub healthy: Option<bool>,
+    /// false: in no row (nothing can be rescued there).
+    pub reachable: Option<bool>,
+}
+
+impl Health {
+    /// `healthy` and `reachable` of `o`, at least one given.
+    fn parse(o: &Map<String, Value>) -> Result<Health, ApiError> {
+        let h = Health {
+            healthy: bool_field(o, "healthy")?,
+            reachable: bool_field(o, "reachable")?,
+        };
+        if h.healthy.is_none() && h.reachable.is_none() {
+            return Err(
+                bad("missing field \"healthy\" or \"reachable\" (give one or both)")
+                    .at("healthy", Value::Null),
+            );
+        }
+        Ok(h)
+    }
+
+    /// Sets what it says on `b`; whether that changed anything.
+    fn apply(self, b: &mut Backend) -> bool {
+        let before = (b.healthy, b.reachable);
+        b.healthy = self.healthy.unwrap_or(b.healthy);
+        b.reachable = self.reachable.unwrap_or(b.reachable);
+        before != (b.healthy, b.reachable)
+    }
 }
 
 /// The body as a JSON object, or 400.
@@ -535,7 +569,7 @@ fn bool_field(o: &Map<String, Value>, k: &str) -> Result<Option<bool>, ApiError>
 /// `POST .../backends` body.
 pub(crate) fn parse_add(body: &[u8]) -> Result<BackendConfig, ApiError> {
     let o = object(body)?;
-    only(&o, &["ip", "state", "healthy", "healthchecks"])?;
+    only(&o, &["ip", "state", "healthy", "reachable", "healthchecks"])?;
     let healthchecks = match o.get("healthchecks") {
         None => None,
         Some(h @ Value::Object(_)) => Some(h.clone()),
@@ -546,17 +580,17 @@ pub(crate) fn parse_add(body: &[u8]) -> Result<BackendConfig, ApiError> {
             addr: ip_field(&o)?,
             state: state_field(&o)?.unwrap_or(BackendState::Active),
             healthy: bool_field(&o, "healthy")?.unwrap_or(true),
+            reachable: bool_field(&o, "reachable")?.unwrap_or(true),
         },
         healthchecks,
     })
 }
 
 /// `PUT .../health` body: the verdict and an optional reason.
-pub(crate) fn parse_health(body: &[u8]) -> Result<(bool, Option<String>), ApiError> {
+pub(crate) fn parse_health(body: &[u8]) -> Result<(Health, Option<String>), ApiError> {
     let o = object(body)?;
-    only(&o, &["healthy", "reason"])?;
-    let healthy = bool_field(&o, "healthy")?
-        .ok_or_else(|| bad("missing field \"healthy\"").at("healthy", Value::Null))?;
+    only(&o, &["healthy", "reachable", "reason"])?;
+    let health = Health::parse(&o)?;
     let reason = match o.get("reason") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s.len() <= 1024 => Some(s.clone()),
@@ -564,7 +598,7 @@ pub(crate) fn parse_health(body: &[u8]) -> Result<(bool, Option<String>), ApiErr
             return Err(bad("expected a string of at most 1024 bytes").at("reason", v.clone()));
         }
     };
-    Ok((healthy, reason))
+    Ok((health, reason))
 }
 
 /// `POST .../preview` body: `{"action": ..., "ip": ..., ...}`.
@@ -601,11 +635,10 @@ pub(crate) fn parse_proposal(body: &[u8]) -> Result<Change, ApiError> {
         "activate" => state(BackendState::Active),
         "deactivate" => state(BackendState::Inactive),
         "health" => {
-            only(&o, &["action", "ip", "healthy"])?;
+            only(&o, &["action", "ip", "healthy", "reachable"])?;
             Ok(Change::SetHealth {
                 ip: ip_field(&o)?,
-                healthy: bool_field(&o, "healthy")?
-                    .ok_or_else(|| bad("missing field \"healthy\"").at("healthy", Value::Null))?,
+                health: Health::parse(&o)?,
             })
         }
         other => Err(bad(
@@ -687,12 +720,9 @@ pub(crate) fn changed_config(
             b.state = *state;
             changed
         }
-        Change::SetHealth { ip, healthy } => {
+        Change::SetHealth { ip, health } => {
             let i = find(t, *ip)?;
-            let b = &mut t.backends[i].backend;
-            let changed = b.healthy != *healthy;
-            b.healthy = *healthy;
-            changed
+            health.apply(&mut t.backends[i].backend)
         }
     };
     Ok((new, changed))
@@ -820,8 +850,9 @@ fn schemas() -> Value {
             "type": "object",
             "properties": {
                 "ip": { "type": "string" }, "state": state, "healthy": { "type": "boolean" },
+                "reachable": { "type": "boolean" },
                 "health_reason": { "type": ["string", "null"] },
-                "rows_primary": count, "rows_secondary": count,
+                "rows_primary": count, "rows_alternate": count,
                 "packets": count, "bytes": count,
                 "healthchecks": { "type": "object" },
             },
@@ -834,6 +865,7 @@ fn schemas() -> Value {
             "type": "object",
             "properties": {
                 "name": { "type": "string" }, "rows": count,
+                "hops": { "type": "integer", "minimum": 1, "maximum": 3 },
                 "hash": { "type": "string", "description": "content hash, 32 hex digits (docs/api.md)" },
                 "binds": { "type": "array", "items": { "$ref": "#/components/schemas/Bind" } },
                 "backends": { "type": "array", "items": { "$ref": "#/components/schemas/Backend" } },
@@ -857,26 +889,40 @@ fn schemas() -> Value {
             "type": "object", "required": ["ip"], "additionalProperties": false,
             "properties": {
                 "ip": { "type": "string" }, "state": state, "healthy": { "type": "boolean" },
-                "healthchecks": { "type": "object" },
+                "reachable": { "type": "boolean" }, "healthchecks": { "type": "object" },
             },
         },
         "Health": {
-            "type": "object", "required": ["healthy"], "additionalProperties": false,
-            "properties": { "healthy": { "type": "boolean" }, "reason": { "type": "string" } },
+            "type": "object", "additionalProperties": false,
+            "minProperties": 1,
+            "properties": {
+                "healthy": { "type": "boolean" }, "reachable": { "type": "boolean" },
+                "reason": { "type": "string" },
+            },
         },
         "Proposal": {
             "type": "object", "required": ["action", "ip"],
             "properties": {
                 "action": { "type": "string", "enum": ["add", "remove", "drain", "fill", "activate", "deactivate", "health"] },
                 "ip": { "type": "string" }, "state": state, "healthy": { "type": "boolean" },
-                "healthchecks": { "type": "object" },
+                "reachable": { "type": "boolean" }, "healthchecks": { "type": "object" },
             },
         },
         "Preview": {
             "type": "object",
             "properties": {
                 "table": { "type": "string" }, "rows_changed": count, "rows_primary_changed": count,
-                "rows_secondary_changed": count, "rows_old_primary_unreachable": count,
+                "rows_alternates_changed": count, "rows_lost": count,
+                "lost": { "type": "array", "items": { "type": "object", "properties": {
+                    "ip": { "type": "string" },
+                    "primary_rows": { "type": "array", "items": count },
+                    "alternate_rows": { "type": "array", "items": count },
+                } } },
+                "released": { "type": "array", "items": { "type": "object", "properties": {
+                    "ip": { "type": "string" },
+                    "reason": { "type": "string", "enum": ["removed", "inactive", "unreachable"] },
+                    "rows": count,
+                } } },
                 "backends": { "type": "array", "items": { "type": "object" } },
             },
         },
@@ -963,9 +1009,9 @@ fn mutate(daemon: &mut Daemon, call: &Call, success: u16) -> Result<(StatusCode,
         },
         Op::SetState(state) => Change::SetState { ip: ip()?, state },
         _ => {
-            let (healthy, r) = parse_health(&call.body)?;
+            let (health, r) = parse_health(&call.body)?;
             reason = Some(r);
-            Change::SetHealth { ip: ip()?, healthy }
+            Change::SetHealth { ip: ip()?, health }
         }
     };
     let changed = daemon.change(ti, &change)?;
@@ -1028,8 +1074,25 @@ mod tests {
         );
         assert_eq!(
             parse_health(br#"{"healthy":false,"reason":"http 503"}"#).unwrap(),
-            (false, Some("http 503".to_string()))
+            (
+                Health {
+                    healthy: Some(false),
+                    reachable: None
+                },
+                Some("http 503".to_string())
+            )
         );
+        assert_eq!(
+            parse_health(br#"{"reachable":false}"#).unwrap().0,
+            Health {
+                healthy: None,
+                reachable: Some(false)
+            }
+        );
+        let e = parse_health(br#"{"reason":"x"}"#).unwrap_err();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        let e = parse_health(br#"{"reachable":1}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("reachable"));
         assert!(matches!(
             parse_proposal(br#"{"action":"drain","ip":"198.51.100.9"}"#).unwrap(),
             Change::SetState {

@@ -23,7 +23,7 @@
 //! crash, a SIGKILL or `--keep-on-exit`) adopts them instead of attaching
 //! anew, so the interface never goes without a director.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::CString;
 use std::io::Write as _;
 use std::net::IpAddr;
@@ -38,7 +38,7 @@ use aya::programs::links::FdLink;
 use aya::programs::xdp::{XdpLink, XdpLinkId};
 use director_xdp::dataplane::{ApplyReport, Dataplane, DataplaneError};
 use proto::config::Config;
-use proto::table::Rendezvous;
+use proto::table::{Chain, Release, Rendezvous, RowCount, row_counts};
 use serde_json::{Value, json};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Notify, mpsc};
@@ -342,13 +342,16 @@ pub(crate) struct Daemon {
     last_apply: Option<(&'static str, SystemTime, Option<String>)>,
 }
 
+/// What a table's rows are built from: the same inputs give the same rows
+/// (seed, hops, backends, and the hash key for the content hash).
+type ViewKey = ([u8; 16], u8, Vec<proto::table::Backend>, [u8; 16]);
+
 /// One live table as the API shows it.
 struct TableView {
-    /// What it was built from: the same inputs give the same rows.
-    key: ([u8; 16], Vec<proto::table::Backend>, [u8; 16]),
-    rows: Vec<[IpAddr; 2]>,
-    /// Rows per backend: (as primary, as secondary).
-    counts: HashMap<IpAddr, (usize, usize)>,
+    key: ViewKey,
+    rows: Vec<Chain<IpAddr>>,
+    /// Rows per backend, as primary and as alternate.
+    counts: BTreeMap<IpAddr, RowCount>,
     hash: String,
 }
 
@@ -359,7 +362,7 @@ fn views(config: &Config, old: &[TableView]) -> anyhow::Result<Vec<TableView>> {
         .tables
         .iter()
         .map(|t| {
-            let key = (t.seed, t.builder_backends(), t.hash_key);
+            let key = (t.seed, t.hops, t.builder_backends(), t.hash_key);
             if let Some(v) = old.iter().find(|v| v.key == key) {
                 return Ok(TableView {
                     key,
@@ -368,21 +371,18 @@ fn views(config: &Config, old: &[TableView]) -> anyhow::Result<Vec<TableView>> {
                     hash: v.hash.clone(),
                 });
             }
-            let r = Rendezvous::build(t.seed, &key.1)
+            let r = t
+                .rendezvous()
                 .with_context(|| format!("building table \"{}\"", t.name))?;
             Ok(view_of(key, &r))
         })
         .collect()
 }
 
-fn view_of(key: ([u8; 16], Vec<proto::table::Backend>, [u8; 16]), r: &Rendezvous) -> TableView {
-    let rows: Vec<[IpAddr; 2]> = r.row_addrs().collect();
-    let mut counts: HashMap<IpAddr, (usize, usize)> = HashMap::new();
-    for [p, s] in &rows {
-        counts.entry(*p).or_default().0 += 1;
-        counts.entry(*s).or_default().1 += 1;
-    }
-    let hash = proto::hex::encode(&proto::table::content_hash(&key.2, rows.iter().copied()));
+fn view_of(key: ViewKey, r: &Rendezvous) -> TableView {
+    let rows: Vec<Chain<IpAddr>> = r.row_addrs().collect();
+    let counts = row_counts(&rows);
+    let hash = proto::hex::encode(&proto::table::content_hash(&key.3, rows.iter().copied()));
     TableView {
         key,
         rows,
@@ -898,7 +898,7 @@ impl Daemon {
             .iter()
             .map(|b| {
                 let ip = b.backend.addr;
-                let (p, s) = view
+                let rows = view
                     .and_then(|v| v.counts.get(&ip).copied())
                     .unwrap_or_default();
                 let (packets, bytes) = self.backend_traffic(ti, ip, stats);
@@ -906,9 +906,10 @@ impl Daemon {
                     "ip": ip.to_string(),
                     "state": b.backend.state.as_str(),
                     "healthy": b.backend.healthy,
+                    "reachable": b.backend.reachable,
                     "health_reason": self.health_reasons.get(&(t.name.clone(), ip)),
-                    "rows_primary": p,
-                    "rows_secondary": s,
+                    "rows_primary": rows.primary,
+                    "rows_alternate": rows.alternate,
                     "packets": packets,
                     "bytes": bytes,
                 });
@@ -920,6 +921,7 @@ impl Daemon {
             .collect();
         json!({
             "name": t.name,
+            "hops": t.hops,
             "rows": view.map_or(0, |v| v.rows.len()),
             "hash": view.map(|v| v.hash.clone()),
             "binds": binds,
@@ -1040,6 +1042,7 @@ impl Daemon {
         }
         let mut rows = String::new();
         let mut health = String::new();
+        let mut reachable = String::new();
         let mut state = String::new();
         let mut packets = String::new();
         let mut bytes = String::new();
@@ -1047,17 +1050,30 @@ impl Daemon {
             for b in &t.backends {
                 let ip = b.backend.addr;
                 let l = format!("table=\"{}\",backend=\"{ip}\"", api::label(&t.name));
-                let (p, s) = self
+                let held: RowCount = self
                     .views
                     .get(ti)
                     .and_then(|v| v.counts.get(&ip).copied())
                     .unwrap_or_default();
-                let _ = writeln!(rows, "glb_backend_rows{{{l},role=\"primary\"}} {p}");
-                let _ = writeln!(rows, "glb_backend_rows{{{l},role=\"secondary\"}} {s}");
+                let _ = writeln!(
+                    rows,
+                    "glb_backend_rows{{{l},role=\"primary\"}} {}",
+                    held.primary
+                );
+                let _ = writeln!(
+                    rows,
+                    "glb_backend_rows{{{l},role=\"alternate\"}} {}",
+                    held.alternate
+                );
                 let _ = writeln!(
                     health,
                     "glb_backend_healthy{{{l}}} {}",
                     u8::from(b.backend.healthy)
+                );
+                let _ = writeln!(
+                    reachable,
+                    "glb_backend_reachable{{{l}}} {}",
+                    u8::from(b.backend.reachable)
                 );
                 let _ = writeln!(
                     state,
@@ -1087,7 +1103,7 @@ impl Daemon {
             &mut m,
             "glb_backend_rows",
             "gauge",
-            "Rows of the table held by a backend, as primary or secondary.",
+            "Rows of the table held by a backend, as primary or as alternate.",
         );
         m.push_str(&rows);
         family(
@@ -1097,6 +1113,13 @@ impl Daemon {
             "1 if the backend's last health verdict is healthy.",
         );
         m.push_str(&health);
+        family(
+            &mut m,
+            "glb_backend_reachable",
+            "gauge",
+            "1 if the backend is reachable (0: in no row).",
+        );
+        m.push_str(&reachable);
         family(
             &mut m,
             "glb_backend_state",
@@ -1150,7 +1173,13 @@ impl Daemon {
             .get(ti)
             .map(|v| v.rows.as_slice())
             .unwrap_or_default();
-        let d = proto::table::diff_rows(before, &after.rows);
+        let old_backends = self
+            .views
+            .get(ti)
+            .map(|v| v.key.2.as_slice())
+            .unwrap_or_default();
+        let released = Release::between(old_backends, &after.key.2);
+        let d = proto::table::diff_rows(before, &after.rows, &released);
         let mut v = serde_json::to_value(&d).unwrap_or_default();
         v["table"] = json!(t.name);
         v["hash_before"] = json!(self.views.get(ti).map(|v| v.hash.clone()));

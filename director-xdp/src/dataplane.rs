@@ -34,7 +34,7 @@ use proto::maps::{
     VIP_TABLE_MAX_BITS, VIP_TABLE_PROBES, VIP_TABLE_STRIDE, VipEntry, VipKey, VipSlot,
     lpm_prefix_len, names, row_index, vip_fold, vip_home,
 };
-use proto::table::{Rendezvous, TableError};
+use proto::table::TableError;
 
 use crate::{DIRECTOR_PROGRAM, LoadError, load_director, load_xdp, xdp_program};
 
@@ -55,7 +55,9 @@ pub const PINNED_MAPS: [&str; 9] = [
 /// Bump when a map's value changes meaning without changing size (aya
 /// checks sizes, entries and flags of pinned maps itself). 2: the port
 /// ranges carry their bind's table id, and a VIP entry's count comes first.
-pub const MAP_LAYOUT_VERSION: u32 = 2;
+/// 3: a row is a chain of four 16-bit backend indexes, and the table head
+/// holds each slot's hops.
+pub const MAP_LAYOUT_VERSION: u32 = 3;
 
 /// Name of the marker directory written beside the pins: the layout
 /// version and the sizes of every map value, so that pins of a build with
@@ -368,8 +370,16 @@ enum SlotRows {
 struct TableState {
     active: u32,
     rows: [SlotRows; TABLE_SLOTS as usize],
-    /// The hash key whose SipHash state each slot's head holds, if known.
-    keys: [Option<[u8; 16]>; TABLE_SLOTS as usize],
+    /// The hash key whose SipHash state each slot's head holds, and the
+    /// slot's hops, if known.
+    heads: [Option<SlotHead>; TABLE_SLOTS as usize],
+}
+
+/// What the table head says of one slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct SlotHead {
+    key: [u8; 16],
+    hops: u8,
 }
 
 impl Default for TableState {
@@ -379,7 +389,7 @@ impl Default for TableState {
         TableState {
             active: 0,
             rows: [SlotRows::Zero, SlotRows::Zero],
-            keys: [None, None],
+            heads: [None, None],
         }
     }
 }
@@ -558,8 +568,8 @@ impl fmt::Debug for Dataplane {
 /// Everything an update writes, computed and checked before any write.
 struct Plan {
     settings: DirectorSettings,
-    /// Tables in config order: name, id, rows, hash key.
-    tables: Vec<(String, u32, Vec<TableRow>, [u8; 16])>,
+    /// Tables in config order: name, id, rows, hash key and hops.
+    tables: Vec<(String, u32, Vec<TableRow>, SlotHead)>,
     backend_index: HashMap<(String, IpAddr), u32>,
     backends: BTreeMap<u32, BackendEntry>,
     vips: HashMap<VipMapKey, VipEntry>,
@@ -637,6 +647,7 @@ impl Dataplane {
         }
         // Unused bind ids are rewritten (zeroed) by the first update.
         self.written.bind_slots_used = MAX_BINDS;
+        let mut live_hops = BTreeMap::new();
         {
             let heads = array::<TableHead>(&mut self.ebpf, names::TABLE_HEADS)?;
             for id in 0..MAX_TABLES {
@@ -646,8 +657,9 @@ impl Dataplane {
                 self.written.tables[id as usize] = TableState {
                     active: h.active & 1,
                     rows: [SlotRows::Unknown, SlotRows::Unknown],
-                    keys: [None, None],
+                    heads: [None, None],
                 };
+                live_hops.insert(id, h.hops[(h.active & 1) as usize]);
             }
         }
         let mut reserved = BTreeSet::new();
@@ -655,13 +667,14 @@ impl Dataplane {
             let rows = array::<TableRow>(&mut self.ebpf, names::TABLES)?;
             for &id in &live_tables {
                 let active = self.written.tables[id as usize].active;
+                // The chain's entries that packets use; the rest are zero.
+                let used = 1 + usize::from(live_hops.get(&id).copied().unwrap_or(0));
                 for row in 0..TABLE_ROWS {
                     let r = rows.get(&row_index(id, active, row), 0).map_err(read(
                         names::TABLES,
                         format!("row {row} of slot {active} of table {id}"),
                     ))?;
-                    reserved.insert(r.primary);
-                    reserved.insert(r.secondary);
+                    reserved.extend(r.chain.iter().take(used).map(|&i| u32::from(i)));
                 }
             }
         }
@@ -914,11 +927,9 @@ impl Dataplane {
         let mut unresolved_macs = 0;
         let mut tables = Vec::with_capacity(config.tables.len());
         for t in &config.tables {
-            let table = Rendezvous::build(t.seed, &t.builder_backends()).map_err(|source| {
-                CheckError::Table {
-                    table: t.name.clone(),
-                    source,
-                }
+            let table = t.rendezvous().map_err(|source| CheckError::Table {
+                table: t.name.clone(),
+                source,
             })?;
             // Rendezvous index -> backend index.
             let mut global = HashMap::new();
@@ -949,12 +960,20 @@ impl Dataplane {
             let rows: Vec<TableRow> = table
                 .rows()
                 .iter()
-                .map(|&[p, s]| TableRow {
-                    primary: global.get(&p).copied().unwrap_or_default(),
-                    secondary: global.get(&s).copied().unwrap_or_default(),
+                .map(|chain| {
+                    let mut row = TableRow::default();
+                    for (e, local) in row.chain.iter_mut().zip(chain.iter()) {
+                        // Indexes are below MAX_BACKENDS, which u16 holds.
+                        *e = global.get(local).map_or(0, |&i| i as u16);
+                    }
+                    row
                 })
                 .collect();
-            tables.push((t.name.clone(), table_ids[&t.name], rows, t.hash_key));
+            let head = SlotHead {
+                key: t.hash_key,
+                hops: table.hops(),
+            };
+            tables.push((t.name.clone(), table_ids[&t.name], rows, head));
         }
 
         let d = &config.director;
@@ -1063,8 +1082,10 @@ impl Dataplane {
         }
 
         // 3. Tables: the idle slot, then the flip.
-        for (name, id, rows, key) in &plan.tables {
-            report.tables.push(self.write_table(name, *id, rows, *key)?);
+        for (name, id, rows, head) in &plan.tables {
+            report
+                .tables
+                .push(self.write_table(name, *id, rows, *head)?);
         }
 
         // 4. Binds -> tables, and fresh counters for ids that now belong to
@@ -1227,20 +1248,20 @@ impl Dataplane {
         Ok(())
     }
 
-    /// Writes `rows` and `key` to table `id`'s idle slot and flips to it,
-    /// unless the active slot already holds them.
+    /// Writes `rows`, the hash key and hops to table `id`'s idle slot and
+    /// flips to it, unless the active slot already holds them.
     fn write_table(
         &mut self,
         name: &str,
         id: u32,
         rows: &[TableRow],
-        key: [u8; 16],
+        slot_head: SlotHead,
     ) -> Result<TableReport, DataplaneError> {
         let state = self.written.tables[id as usize].clone();
         let active = state.active;
         let idle = 1 - active;
         let same = |slot: u32| {
-            state.keys[slot as usize] == Some(key)
+            state.heads[slot as usize] == Some(slot_head)
                 && match &state.rows[slot as usize] {
                     SlotRows::Known(known) => **known == *rows,
                     SlotRows::Zero => rows.iter().all(|r| *r == TableRow::default()),
@@ -1261,7 +1282,7 @@ impl Dataplane {
         {
             // Until the slot is complete, nobody may trust its cache.
             self.written.tables[id as usize].rows[idle as usize] = SlotRows::Unknown;
-            self.written.tables[id as usize].keys[idle as usize] = None;
+            self.written.tables[id as usize].heads[idle as usize] = None;
             let mut map = array::<TableRow>(&mut self.ebpf, names::TABLES)?;
             for (row, want) in rows.iter().enumerate() {
                 let have = match &state.rows[idle as usize] {
@@ -1285,21 +1306,22 @@ impl Dataplane {
         }
         // The head as it is in the map (what an earlier process wrote
         // included): its live fields are written back unchanged, the idle
-        // slot's key first, then the flip.
+        // slot's key and hops first, then the flip.
         let mut heads = array::<TableHead>(&mut self.ebpf, names::TABLE_HEADS)?;
         let mut head = heads.get(&id, 0).map_err(|source| DataplaneError::Read {
             map: names::TABLE_HEADS,
             what: format!("table {name:?} (id {id})"),
             source,
         })?;
-        head._pad = 0;
-        head.keys[idle as usize] = TableKeys::new(&key);
+        head._pad = [0; 2];
+        head.keys[idle as usize] = TableKeys::new(&slot_head.key);
+        head.hops[idle as usize] = slot_head.hops;
         set(&mut heads, names::TABLE_HEADS, id, &head, || {
-            format!("hash key of slot {idle} of table {name:?} (id {id})")
+            format!("hash key and hops of slot {idle} of table {name:?} (id {id})")
         })?;
         let t = &mut self.written.tables[id as usize];
         t.rows[idle as usize] = SlotRows::Known(rows.into());
-        t.keys[idle as usize] = Some(key);
+        t.heads[idle as usize] = Some(slot_head);
 
         head.active = idle;
         set(&mut heads, names::TABLE_HEADS, id, &head, || {

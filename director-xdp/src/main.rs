@@ -388,7 +388,7 @@ fn describe_tx(frame: &[u8]) -> String {
 struct TxFrame {
     /// Outer destination: the primary backend.
     backend: IpAddr,
-    /// GLB hops (the secondary).
+    /// GLB hops (the row's alternates).
     hops: Vec<IpAddr>,
     /// The inner packet's destination, e.g. `203.0.113.10:80/tcp`.
     inner: String,

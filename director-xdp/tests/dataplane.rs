@@ -14,7 +14,7 @@ use proto::maps::{
     TABLE_ROWS, TableHead, TableKeys, TableRow, VIP_TABLE_PROBES, VIP_TABLE_STRIDE, VipEntry,
     VipKey, VipSlot, lpm_prefix_len, names, row_index, vip_fold, vip_home,
 };
-use proto::table::{Backend, BackendState, Rendezvous};
+use proto::table::{Backend, BackendState, DEFAULT_HOPS};
 
 const MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xbe];
 
@@ -165,23 +165,23 @@ fn slot_rows(dp: &Dataplane, table: &str, slot: u32) -> Vec<TableRow> {
 /// table's hash key, and that each index holds its backend.
 fn assert_tables_are_live(dp: &Dataplane, config: &Config) {
     for t in &config.tables {
-        let built = Rendezvous::build(t.seed, &t.builder_backends()).expect("table builds");
+        let built = t.rendezvous().expect("table builds");
         let index = |addr: IpAddr| dp.backend_index(&t.name, addr).expect("backend index");
         let slot = active_slot(dp, &t.name);
         let rows = slot_rows(dp, &t.name, slot);
-        for (r, (got, [p, s])) in rows.iter().zip(built.row_addrs()).enumerate() {
-            let want = TableRow {
-                primary: index(p),
-                secondary: index(s),
-            };
+        for (r, (got, chain)) in rows.iter().zip(built.row_addrs()).enumerate() {
+            let mut want = TableRow::default();
+            for (e, a) in want.chain.iter_mut().zip(chain.iter()) {
+                *e = u16::try_from(index(*a)).expect("a 16-bit index");
+            }
             assert_eq!(*got, want, "table {:?} row {r}", t.name);
         }
         let id = dp.table_id(&t.name).expect("table id");
         let head: TableHead = get(dp, names::TABLE_HEADS, id);
         assert_eq!(
-            head.keys[slot as usize],
-            TableKeys::new(&t.hash_key),
-            "hash key of table {:?}",
+            (head.keys[slot as usize], head.hops[slot as usize]),
+            (TableKeys::new(&t.hash_key), t.hops),
+            "hash key and hops of table {:?}",
             t.name
         );
         for b in &t.backends {
@@ -201,8 +201,12 @@ fn live_indexes(dp: &Dataplane, config: &Config) -> BTreeSet<u32> {
     config
         .tables
         .iter()
-        .flat_map(|t| slot_rows(dp, &t.name, active_slot(dp, &t.name)))
-        .flat_map(|r| [r.primary, r.secondary])
+        .flat_map(|t| {
+            let used = 1 + usize::from(t.hops);
+            slot_rows(dp, &t.name, active_slot(dp, &t.name))
+                .into_iter()
+                .flat_map(move |r| r.chain.into_iter().take(used).map(u32::from))
+        })
         .collect()
 }
 
@@ -215,11 +219,7 @@ fn backends_by_index(dp: &Dataplane) -> Vec<BackendEntry> {
 
 fn backend(addr: &str, state: BackendState) -> BackendConfig {
     BackendConfig {
-        backend: Backend {
-            addr: addr.parse().expect("address"),
-            state,
-            healthy: true,
-        },
+        backend: Backend::new(addr.parse().expect("address"), state),
         healthchecks: None,
     }
 }
@@ -247,6 +247,7 @@ fn table(name: &str, binds: Vec<Bind>, backends: Vec<BackendConfig>) -> Table {
         name: name.to_string(),
         hash_key: [0x11; 16],
         seed,
+        hops: DEFAULT_HOPS,
         binds,
         backends,
     }

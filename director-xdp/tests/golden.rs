@@ -322,7 +322,14 @@ fn there_are_enough_cases_and_every_counter_is_exercised() {
     order.dedup();
     assert_eq!(
         order,
-        [Cfg::Main, Cfg::Swapped, Cfg::PortHash, Cfg::NoFallback]
+        [
+            Cfg::Main,
+            Cfg::Swapped,
+            Cfg::PortHash,
+            Cfg::NoFallback,
+            Cfg::LongChains,
+            Cfg::ShortChains
+        ]
     );
 }
 
@@ -338,8 +345,8 @@ fn icmp_errors_land_on_the_backend_of_the_flow_they_quote() {
         let (f, e) = (decision(cases, flow), decision(cases, error));
         assert_eq!(e.flow, f.flow, "{error} hashes the flow of {flow}");
         assert_eq!(
-            (e.table.as_str(), e.hash, e.primary, e.secondary),
-            (f.table.as_str(), f.hash, f.primary, f.secondary),
+            (e.table.as_str(), e.hash, e.primary, &e.alternates),
+            (f.table.as_str(), f.hash, f.primary, &f.alternates),
             "{error} lands where {flow} does"
         );
         // Same destination MAC and same GUE source port.
@@ -380,8 +387,8 @@ fn fragments_of_a_datagram_share_a_backend_and_hash_addresses_only() {
             assert!(find(cases, name).outcome.counts(DirectorStat::Fragment));
             assert_eq!((d.flow.src_port, d.flow.dst_port), (0, 0), "{name}");
             assert_eq!(
-                (d.hash, d.primary, d.secondary),
-                (first.hash, first.primary, first.secondary),
+                (d.hash, d.primary, &d.alternates),
+                (first.hash, first.primary, &first.alternates),
                 "{name}"
             );
         }
@@ -469,8 +476,8 @@ fn macs_vlan_tags_and_hops_are_as_configured() {
         let c = find(cases, name);
         assert_eq!(c.output[12..16], c.input[12..16], "{name}");
     }
-    let d = decision(cases, "draining_backend_is_the_secondary_hop");
-    assert_eq!(d.secondary.to_string(), "198.51.100.14");
+    let d = decision(cases, "draining_backend_is_the_first_alternate");
+    assert_eq!(d.alternates[0].to_string(), "198.51.100.14");
 }
 
 /// The one-backend table makes every encapsulation byte predictable: the
@@ -480,20 +487,22 @@ fn one_backend_case_matches_hand_checked_bytes() {
     let cases = cases::all();
     let c = find(cases, "one_backend_table_hops_to_its_primary");
     #[rustfmt::skip]
-    let headers: [u8; 54] = [
+    let headers: [u8; 62] = [
         // Ethernet: to 198.51.100.99's MAC, from the director, IPv4
         0x02, 0x00, 0x00, 0x00, 0x01, 0x99,  0x02, 0x00, 0x00, 0x00, 0x00, 0x0a,  0x08, 0x00,
-        // outer IPv4: total 20+8+12+40 = 80, DF, TTL 64, UDP, checksum 0x4e05
-        0x45, 0x00, 0x00, 0x50,  0x00, 0x00, 0x40, 0x00,  0x40, 0x11, 0x4e, 0x05,
+        // outer IPv4: total 20+8+20+40 = 88, DF, TTL 64, UDP, checksum 0x4dfd
+        0x45, 0x00, 0x00, 0x58,  0x00, 0x00, 0x40, 0x00,  0x40, 0x11, 0x4d, 0xfd,
         192, 0, 2, 1,  198, 51, 100, 99,
-        // UDP: 0x8000 | ((0x44a2 ^ 40005) & 0x7fff) = 0xd8e7 -> 19523, length 60, checksum 0;
+        // UDP: 0x8000 | ((0x44a2 ^ 40005) & 0x7fff) = 0xd8e7 -> 19523, length 68, checksum 0;
         // 0x44a2 = SipHash-2-4(000102..0f, 192.0.2.100) & 0xffff
-        0xd8, 0xe7, 0x4c, 0x43,  0x00, 0x3c, 0x00, 0x00,
-        // GUE: hlen 2, IPv4, flags 0 | GLB: IPv4 hops, next 0, 1 hop: the primary itself
-        0x02, 0x04, 0x00, 0x00,  0x00, 0x00, 0x00, 0x01,  198, 51, 100, 99,
+        0xd8, 0xe7, 0x4c, 0x43,  0x00, 0x44, 0x00, 0x00,
+        // GUE: hlen 4, IPv4, flags 0 | GLB: IPv4 hops, next 0, 3 hops: the
+        // table's one backend, the chain padded with it
+        0x04, 0x04, 0x00, 0x00,  0x00, 0x00, 0x00, 0x03,
+        198, 51, 100, 99,  198, 51, 100, 99,  198, 51, 100, 99,
     ];
-    assert_eq!(c.output[..54], headers);
-    assert_eq!(c.output[54..], c.input[14..]);
+    assert_eq!(c.output[..62], headers);
+    assert_eq!(c.output[62..], c.input[14..]);
     assert_eq!(c.input.len(), 14 + 40);
 }
 

@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use proto::config::Config;
 use proto::flow::{Flow, flow_hash, gue_source_port, row_of};
-use proto::table::Rendezvous;
 use proto::wire::{GuePacket, GueRepr};
 
 const EXAMPLE_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/director.json");
@@ -216,12 +215,12 @@ fn octets(ip: IpAddr) -> Vec<u8> {
 }
 
 /// The encapsulation `table` must give `frame`: the hash, the primary and
-/// the secondary, computed from `proto` alone.
+/// the alternates, computed from `proto` alone.
 struct Placement {
     hash: u64,
     client_port: u16,
     primary: IpAddr,
-    secondary: IpAddr,
+    alternates: Vec<IpAddr>,
 }
 
 fn placement(config: &Config, table: &str, frame: &[u8]) -> Placement {
@@ -238,14 +237,14 @@ fn placement(config: &Config, table: &str, frame: &[u8]) -> Placement {
             dst_port: flow.dport,
         },
     );
-    let built = Rendezvous::build(t.seed, &t.builder_backends()).expect("building the table");
-    let [p, s] = built.rows()[row_of(hash) as usize];
-    let addr = |i: u32| built.backend(i).expect("backend of a row").addr;
+    let built = t.rendezvous().expect("building the table");
+    let chain = built.rows()[row_of(hash) as usize];
+    let addr = |i: &u32| built.backend(*i).expect("backend of a row").addr;
     Placement {
         hash,
         client_port: flow.sport,
-        primary: addr(p),
-        secondary: addr(s),
+        primary: addr(&chain.primary()),
+        alternates: chain.alternates().iter().map(addr).collect(),
     }
 }
 
@@ -367,8 +366,8 @@ fn check_encapsulation(config: &Config, input: &[u8], out: &[u8], want: &Placeme
     assert_eq!(repr.next_hop, 0, "{what}: next hop");
     assert_eq!(
         repr.hops.iter().collect::<Vec<_>>(),
-        vec![want.secondary],
-        "{what}: the hop is the row's secondary"
+        want.alternates,
+        "{what}: the hops are the row's alternates"
     );
     assert_eq!(
         gue.payload(),
@@ -427,10 +426,14 @@ fn replay_writes_one_packet_per_input_with_table_placement() {
             }
             Expect::Tx(table) => {
                 let want = placement(&config, table, input);
+                let hops: Vec<String> = want.alternates.iter().map(ToString::to_string).collect();
                 assert!(
                     line.starts_with(&format!("{} TX ", i + 1))
-                        && line
-                            .ends_with(&format!(" -> {} hops [{}]", want.primary, want.secondary)),
+                        && line.ends_with(&format!(
+                            " -> {} hops [{}]",
+                            want.primary,
+                            hops.join(", ")
+                        )),
                     "{what}: report line {line:?}"
                 );
                 check_encapsulation(&config, input, &out.data, &want, &what);

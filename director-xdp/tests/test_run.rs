@@ -18,7 +18,6 @@ use director_xdp::{
 use proto::config::{Config, HashFields};
 use proto::flow::{Flow, flow_hash, gue_source_port, row_of};
 use proto::maps::{DirectorStat, HASH_DST_PORT, HASH_SRC_PORT};
-use proto::table::Rendezvous;
 
 /// Verdicts of `enum xdp_action` (include/uapi/linux/bpf.h).
 const XDP_DROP: u32 = 1;
@@ -186,19 +185,19 @@ impl Expect<'_> {
                 dst_port: self.dport,
             },
         );
-        let rendezvous =
-            Rendezvous::build(table.seed, &table.builder_backends()).expect("table builds");
-        let [primary, secondary] = rendezvous
+        let rendezvous = table.rendezvous().expect("table builds");
+        let chain = rendezvous
             .row_addrs()
             .nth(row_of(hash) as usize)
             .expect("row in table");
+        let primary = chain.primary();
         let client_port = if self.ports { self.sport } else { 0 };
 
         let vlan = received[12..14] == [0x81, 0x00];
         let l2 = if vlan { 18 } else { 14 };
         let inner = &received[l2..];
-        let hop = octets(secondary);
-        let private_len = 4 + hop.len();
+        let hops: Vec<u8> = chain.alternates().iter().flat_map(|a| octets(*a)).collect();
+        let private_len = 4 + hops.len();
         let udp_len = 8 + 4 + private_len + inner.len();
         let mut out = Vec::new();
         out.extend_from_slice(&self.mac);
@@ -234,9 +233,10 @@ impl Expect<'_> {
         out.extend_from_slice(&[0, 0]);
         let inner_proto = if inner[0] >> 4 == 6 { 41 } else { 4 };
         out.extend_from_slice(&[(private_len / 4) as u8, inner_proto, 0, 0]);
-        let private_type = if secondary.is_ipv6() { 1 } else { 0 };
-        out.extend_from_slice(&[0, private_type, 0, 1]);
-        out.extend_from_slice(&hop);
+        let private_type = if primary.is_ipv6() { 1 } else { 0 };
+        let hop_count = chain.alternates().len() as u8;
+        out.extend_from_slice(&[0, private_type, 0, hop_count]);
+        out.extend_from_slice(&hops);
         out.extend_from_slice(inner);
         out
     }
@@ -279,8 +279,9 @@ fn ipv4_tcp_to_a_vip_is_encapsulated_to_the_rows_primary() {
     assert_eq!(&out[26..30], &[192, 0, 2, 1], "director.source_v4");
     assert_eq!(&out[36..38], &19523u16.to_be_bytes());
     assert_eq!(&out[40..42], &[0, 0], "UDP checksum 0");
-    assert_eq!(&out[42..50], &[2, 4, 0, 0, 0, 0, 0, 1], "GUE + GLB header");
-    assert_eq!(&out[54..], &received[14..], "the original packet follows");
+    // Table "web" has two alternates: hlen 3 words, two IPv4 hops.
+    assert_eq!(&out[42..50], &[3, 4, 0, 0, 0, 0, 0, 2], "GUE + GLB header");
+    assert_eq!(&out[58..], &received[14..], "the original packet follows");
 
     let stats = dp.stats().expect("stats");
     assert_eq!(stats.get(DirectorStat::Encapsulated), 1);
@@ -389,8 +390,9 @@ fn udp_to_a_vip_with_ipv6_backends_gets_an_ipv6_outer_header_and_hop() {
     .packet(&received);
     assert_eq!(out, want);
     assert_eq!(&out[12..14], &[0x86, 0xdd]);
-    assert_eq!(&out[14 + 40 + 8..14 + 40 + 16], &[5, 4, 0, 0, 0, 1, 0, 1]);
-    assert_eq!(out.len(), received.len() + 40 + 8 + 4 + 20);
+    // Two IPv6 hops (the default): hlen 1 + 2 x 4 words.
+    assert_eq!(&out[14 + 40 + 8..14 + 40 + 16], &[9, 4, 0, 0, 0, 1, 0, 2]);
+    assert_eq!(out.len(), received.len() + 40 + 8 + 4 + 4 + 2 * 16);
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
-use proto::table::{Backend, BackendState, Rendezvous};
+use proto::table::{Backend, BackendState, DEFAULT_HOPS, Rendezvous};
 
 const RUNS: usize = 15;
 const SEED: [u8; 16] = *b"bench-seed-00001";
@@ -20,16 +20,15 @@ const SEED: [u8; 16] = *b"bench-seed-00001";
 /// 1,024 hosts, and nothing is ever sent to these addresses.
 fn backends(n: usize, v6: bool) -> Vec<Backend> {
     (0..n)
-        .map(|i| Backend {
-            addr: if v6 {
+        .map(|i| {
+            let addr = if v6 {
                 IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 1, i as u16))
             } else {
                 IpAddr::V4(Ipv4Addr::from(
                     u32::from(Ipv4Addr::new(198, 18, 0, 1)) + i as u32,
                 ))
-            },
-            state: BackendState::Active,
-            healthy: true,
+            };
+            Backend::new(addr, BackendState::Active)
         })
         .collect()
 }
@@ -61,8 +60,9 @@ fn main() {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("### Table builder (`proto::table::Rendezvous`)\n");
     println!(
-        "65,536 rows; median (min) of {RUNS} runs, ms; {threads} threads; scoring code: {}. \
-         Update = one change to an already built table, placement of every row included.\n",
+        "65,536 rows of 1 + {DEFAULT_HOPS} backends; median (min) of {RUNS} runs, ms; {threads} threads; \
+         scoring code: {}. Update = one change to an already built table, placement of every row \
+         included.\n",
         proto::table::scoring_path()
     );
     println!(
@@ -77,7 +77,7 @@ fn main() {
         (256, true),
     ] {
         let list = backends(n, v6);
-        let built = Rendezvous::build(SEED, &list).expect("valid table");
+        let built = Rendezvous::build(SEED, DEFAULT_HOPS, &list).expect("valid table");
         let victim = list[n / 2].addr;
         let newcomer = if v6 {
             IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 2, 1))
@@ -86,7 +86,11 @@ fn main() {
         };
         let full = time(
             || (),
-            |_| black_box(Rendezvous::build(SEED, black_box(&list)).expect("valid table")),
+            |_| {
+                black_box(
+                    Rendezvous::build(SEED, DEFAULT_HOPS, black_box(&list)).expect("valid table"),
+                )
+            },
         );
         let drain = time(
             || built.clone(),
@@ -106,12 +110,8 @@ fn main() {
         let add = time(
             || built.clone(),
             |mut t| {
-                t.add(Backend {
-                    addr: newcomer,
-                    state: BackendState::Active,
-                    healthy: true,
-                })
-                .expect("new backend");
+                t.add(Backend::new(newcomer, BackendState::Active))
+                    .expect("new backend");
                 t
             },
         );

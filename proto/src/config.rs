@@ -15,7 +15,9 @@ use serde_json::{Map, Value};
 
 use crate::hex;
 use crate::maps::{HASH_DST_ADDR, HASH_DST_PORT, HASH_SRC_ADDR, HASH_SRC_PORT};
-use crate::table::{Backend, BackendState, TableError};
+use crate::table::{
+    Backend, BackendState, DEFAULT_HOPS, MAX_HOPS, Rendezvous, TableError, check_hops,
+};
 
 /// Default address of the director's HTTP API: loopback only.
 pub const DEFAULT_API_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9610);
@@ -56,6 +58,9 @@ pub struct Table {
     pub hash_key: [u8; 16],
     /// SipHash key of the table generation.
     pub seed: [u8; 16],
+    /// Alternates per row (1 to [`MAX_HOPS`]): how many overlapping changes
+    /// of a row its established flows survive.
+    pub hops: u8,
     /// What this table serves.
     pub binds: Vec<Bind>,
     /// Its backends, in config order.
@@ -66,6 +71,11 @@ impl Table {
     /// The backends as the table builder takes them.
     pub fn builder_backends(&self) -> Vec<Backend> {
         self.backends.iter().map(|b| b.backend).collect()
+    }
+
+    /// The table's rows, built.
+    pub fn rendezvous(&self) -> Result<Rendezvous, TableError> {
+        Rendezvous::build(self.seed, self.hops, &self.builder_backends())
     }
 }
 
@@ -386,7 +396,11 @@ impl Cx {
 
     fn table(&mut self, i: usize, v: &Value) -> Result<Table, ConfigError> {
         let mut path = format!("tables[{i}]");
-        let o = self.object(v, &path, &["name", "hash_key", "seed", "binds", "backends"])?;
+        let o = self.object(
+            v,
+            &path,
+            &["name", "hash_key", "seed", "hops", "binds", "backends"],
+        )?;
         let name = match o.get("name") {
             None => i.to_string(),
             Some(Value::String(s)) if valid_name(s) => s.clone(),
@@ -403,6 +417,22 @@ impl Cx {
         path = format!("table \"{name}\"");
         let hash_key = key16(o, &path, "hash_key")?;
         let seed = key16(o, &path, "seed")?;
+        let hops = match o.get("hops") {
+            None => DEFAULT_HOPS,
+            Some(h) => h
+                .as_u64()
+                .and_then(|n| u8::try_from(n).ok())
+                .and_then(|n| check_hops(n).ok())
+                .ok_or_else(|| {
+                    invalid(
+                        format!("{path}.hops"),
+                        format!(
+                            "{} is not a number of alternates per row (1 to {MAX_HOPS})",
+                            show(h)
+                        ),
+                    )
+                })?,
+        };
         let binds = match o.get("binds") {
             None => Vec::new(),
             Some(b) => {
@@ -438,6 +468,7 @@ impl Cx {
             name,
             hash_key,
             seed,
+            hops,
             binds,
             backends,
         })
@@ -506,7 +537,11 @@ impl Cx {
     }
 
     fn backend(&mut self, path: &str, v: &Value) -> Result<BackendConfig, ConfigError> {
-        let o = self.object(v, path, &["ip", "state", "healthy", "healthchecks"])?;
+        let o = self.object(
+            v,
+            path,
+            &["ip", "state", "healthy", "reachable", "healthchecks"],
+        )?;
         let addr = match o.get("ip") {
             Some(Value::String(s)) => s.parse::<IpAddr>().map_err(|_| {
                 invalid(
@@ -531,16 +566,16 @@ impl Cx {
             },
             other => return Err(state_error(&path, other)),
         };
-        let healthy = match o.get("healthy") {
-            None => true,
-            Some(Value::Bool(b)) => *b,
-            Some(h) => {
-                return Err(invalid(
-                    format!("{path}.healthy"),
-                    format!("{} is not true or false", show(h)),
-                ));
-            }
+        let flag = |k: &str| match o.get(k) {
+            None => Ok(true),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(h) => Err(invalid(
+                format!("{path}.{k}"),
+                format!("{} is not true or false", show(h)),
+            )),
         };
+        let healthy = flag("healthy")?;
+        let reachable = flag("reachable")?;
         let healthchecks = match o.get("healthchecks") {
             None => None,
             Some(h @ Value::Object(_)) => Some(h.clone()),
@@ -556,6 +591,7 @@ impl Cx {
                 addr,
                 state,
                 healthy,
+                reachable,
             },
             healthchecks,
         })
@@ -865,6 +901,7 @@ pub fn to_json(config: &Config) -> Value {
                         Value::String(b.backend.state.as_str().into()),
                     );
                     o.insert("healthy".into(), Value::Bool(b.backend.healthy));
+                    o.insert("reachable".into(), Value::Bool(b.backend.reachable));
                     if let Some(h) = &b.healthchecks {
                         o.insert("healthchecks".into(), h.clone());
                     }
@@ -875,6 +912,7 @@ pub fn to_json(config: &Config) -> Value {
             o.insert("name".into(), Value::String(t.name.clone()));
             o.insert("hash_key".into(), Value::String(hex::encode(&t.hash_key)));
             o.insert("seed".into(), Value::String(hex::encode(&t.seed)));
+            o.insert("hops".into(), t.hops.into());
             o.insert("binds".into(), Value::Array(binds));
             o.insert("backends".into(), Value::Array(backends));
             Value::Object(o)

@@ -249,8 +249,8 @@ pub struct Decision {
     pub row: u32,
     /// The row's primary: the outer destination.
     pub primary: IpAddr,
-    /// The row's secondary: the one hop.
-    pub secondary: IpAddr,
+    /// The row's alternates: the hop list, in order.
+    pub alternates: Vec<IpAddr>,
 }
 
 /// What the director does with one frame.
@@ -495,11 +495,9 @@ impl Model {
         let mut tables = Vec::with_capacity(config.tables.len());
         let mut macs = HashMap::new();
         for t in &config.tables {
-            let table = Rendezvous::build(t.seed, &t.builder_backends()).map_err(|source| {
-                ModelError::Table {
-                    table: t.name.clone(),
-                    source,
-                }
+            let table = t.rendezvous().map_err(|source| ModelError::Table {
+                table: t.name.clone(),
+                source,
             })?;
             for b in &t.backends {
                 if let Some(mac) = mac_of(b.backend.addr) {
@@ -826,9 +824,12 @@ impl Model {
         let row = row_of(hash);
         // A row naming a backend that is not in the backend map: "no
         // backend entry". A built table never has one.
-        let addrs =
-            table.table.rows()[row as usize].map(|i| table.table.backend(i).map(|b| b.addr));
-        let [Some(primary), Some(secondary)] = addrs else {
+        let chain: Option<Vec<IpAddr>> = table.table.rows()[row as usize]
+            .iter()
+            .map(|&i| table.table.backend(i).map(|b| b.addr))
+            .collect();
+        let Some((&primary, alternates)) = chain.as_deref().and_then(<[IpAddr]>::split_first)
+        else {
             return Outcome {
                 verdict: Verdict::Drop,
                 output: frame.to_vec(),
@@ -845,7 +846,7 @@ impl Model {
             hash,
             row,
             primary,
-            secondary,
+            alternates: alternates.to_vec(),
         };
         let failure = || Outcome {
             verdict: Verdict::Drop,
@@ -860,17 +861,23 @@ impl Model {
             (None, Some(gw)) => (gw, true),
             (None, None) => return failure(),
         };
-        let outer = match (primary, secondary, self.src_v4, self.src_v6) {
-            (IpAddr::V4(p), IpAddr::V4(s), Some(src), _) => Outer::V4 {
-                src,
-                dst: p,
-                hop: s,
-            },
-            (IpAddr::V6(p), IpAddr::V6(s), _, Some(src)) => Outer::V6 {
-                src,
-                dst: p,
-                hop: s,
-            },
+        let v4: Option<Vec<Ipv4Addr>> = alternates
+            .iter()
+            .map(|a| match a {
+                IpAddr::V4(a) => Some(*a),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
+        let v6: Option<Vec<Ipv6Addr>> = alternates
+            .iter()
+            .map(|a| match a {
+                IpAddr::V6(a) => Some(*a),
+                IpAddr::V4(_) => None,
+            })
+            .collect();
+        let outer = match (primary, v4, v6, self.src_v4, self.src_v6) {
+            (IpAddr::V4(dst), Some(hops), _, Some(src), _) => Outer::V4 { src, dst, hops },
+            (IpAddr::V6(dst), _, Some(hops), _, Some(src)) => Outer::V6 { src, dst, hops },
             _ => return failure(),
         };
         let Some(output) = build_output(frame, t, hash, dst_mac, &outer) else {
@@ -1006,17 +1013,17 @@ fn quote(proto: u8, src: Option<IpAddr>, dst: Option<IpAddr>, l4: &[u8]) -> L4 {
     }
 }
 
-/// The outer IP header's addresses and the one hop.
+/// The outer IP header's addresses and the hop list (the alternates).
 enum Outer {
     V4 {
         src: Ipv4Addr,
         dst: Ipv4Addr,
-        hop: Ipv4Addr,
+        hops: Vec<Ipv4Addr>,
     },
     V6 {
         src: Ipv6Addr,
         dst: Ipv6Addr,
-        hop: Ipv6Addr,
+        hops: Vec<Ipv6Addr>,
     },
 }
 
@@ -1031,8 +1038,8 @@ fn build_output(
 ) -> Option<Vec<u8>> {
     let inner = frame.get(t.l3..)?;
     let hops = match outer {
-        Outer::V4 { hop, .. } => Hops::v4(&[*hop]),
-        Outer::V6 { hop, .. } => Hops::v6(&[*hop]),
+        Outer::V4 { hops, .. } => Hops::v4(hops),
+        Outer::V6 { hops, .. } => Hops::v6(hops),
     }
     .ok()?;
     let gue = GueRepr {

@@ -359,34 +359,45 @@ pub struct BindInfo {
 
 const _: () = assert!(core::mem::size_of::<BindInfo>() == 8);
 
-/// One forwarding table row: indexes into the backend array.
+/// Entries of a [`TableRow`]: the primary and at most 3 alternates (a
+/// table's `hops`, SPEC.md section 4).
+pub const ROW_CHAIN: usize = 4;
+
+/// One forwarding table row: its chain, as indexes into the backend array.
+/// 16-bit indexes keep a chain of four in 8 bytes, so the row array is no
+/// bigger than with GLB's pair of 32-bit indexes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct TableRow {
-    /// Backend that receives the packet (the outer destination).
-    pub primary: u32,
-    /// Backend carried as the single hop (second chance).
-    pub secondary: u32,
+    /// `[0]`: the backend that receives the packet (the outer
+    /// destination); `[1..=hops]`: the alternates, the GUE hop list in
+    /// order (`hops` is the slot's, in [`TableHead::hops`]). Entries past
+    /// `hops` are zero.
+    pub chain: [u16; ROW_CHAIN],
 }
 
 const _: () = assert!(core::mem::size_of::<TableRow>() == 8);
+const _: () = assert!(MAX_BACKENDS <= u16::MAX as u32 + 1);
 
 /// Value of the per-table head array: which of the table's two row slots
-/// the director reads, and the hash key of each slot.
+/// the director reads, and the hash key and hop count of each slot.
 ///
 /// The loader writes a new table into the idle slot (rows, then this
-/// entry with the idle slot's key), then flips `active`, so the director
-/// never sees a half-written table nor a key from another slot. Each write
-/// leaves the live fields' bytes as they are, and a flip changes one byte
-/// (0 <-> 1), so a packet reading the entry during a write reads a
-/// consistent one.
+/// entry with the idle slot's key and hops), then flips `active`, so the
+/// director never sees a half-written table nor a key or hop count from
+/// another slot. Each write leaves the live fields' bytes as they are, and
+/// a flip changes one byte (0 <-> 1), so a packet reading the entry during
+/// a write reads a consistent one.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct TableHead {
     /// Active slot, `0..TABLE_SLOTS`.
     pub active: u32,
+    /// Per slot: the alternates per row (1 to `ROW_CHAIN - 1`); any other
+    /// value makes the director drop the table's packets (`encap_failure`).
+    pub hops: [u8; TABLE_SLOTS as usize],
     /// Zero.
-    pub _pad: u32,
+    pub _pad: [u8; 2],
     /// Per slot: the hash key of its rows.
     pub keys: [TableKeys; TABLE_SLOTS as usize],
 }
@@ -805,11 +816,11 @@ mod tests {
         assert_eq!(offset_of!(BindInfo, table), 0);
         assert_eq!(offset_of!(BindInfo, _pad), 4);
         assert_eq!(size_of::<TableRow>(), 8);
-        assert_eq!(offset_of!(TableRow, primary), 0);
-        assert_eq!(offset_of!(TableRow, secondary), 4);
+        assert_eq!(offset_of!(TableRow, chain), 0);
         assert_eq!(size_of::<TableHead>(), 72);
         assert_eq!(offset_of!(TableHead, active), 0);
-        assert_eq!(offset_of!(TableHead, _pad), 4);
+        assert_eq!(offset_of!(TableHead, hops), 4);
+        assert_eq!(offset_of!(TableHead, _pad), 6);
         assert_eq!(offset_of!(TableHead, keys), 8);
     }
 

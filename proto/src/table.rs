@@ -1,10 +1,13 @@
 //! The rendezvous forwarding table (SPEC.md section 4).
 //!
-//! Every row ranks the backends by a keyed hash of (row, backend address);
-//! the first suitable backend is the row's primary and the next one its
-//! secondary. Adding or removing a backend only changes the rows where it
-//! ranks first or second, which is what lets the backends' second-chance
-//! forwarding keep established connections alive.
+//! Every row ranks the backends by a keyed hash of (row, backend address).
+//! A row is a chain of 1 + H backends: the primary (the first eligible
+//! backend in rank order) and H alternates (the next backends that may hold
+//! the row's established flows, in rank order). Adding, draining or failing
+//! a backend only changes the rows where it ranks among the first few, and
+//! a backend that may still hold flows stays in the chain, which is what
+//! lets the backends' second-chance forwarding keep established connections
+//! alive through up to H overlapping changes of a row.
 //!
 //! Scores depend only on the seed, the row and the address, never on a
 //! backend's state or health. [`Rendezvous`] therefore keeps, per row, the
@@ -14,6 +17,7 @@
 //! to decide (many unsuitable backends ranked first) is re-ranked alone.
 
 use std::cmp::Ordering;
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use crate::TABLE_ROWS;
@@ -21,6 +25,107 @@ use crate::siphash::{SipHasher24, finish_lanes, le_word, siphash24};
 
 /// Entries of each row's ranking kept between updates.
 pub const PREFIX: usize = 8;
+
+/// Most alternates a row may have (a table's `hops`, SPEC.md section 4).
+pub const MAX_HOPS: u8 = 3;
+/// Alternates per row of a table that does not say.
+pub const DEFAULT_HOPS: u8 = 2;
+/// Entries of the longest chain: the primary and [`MAX_HOPS`] alternates.
+pub const MAX_CHAIN: usize = 1 + MAX_HOPS as usize;
+const _: () = assert!(MAX_CHAIN == crate::maps::ROW_CHAIN);
+
+/// One row of a table: the primary, then the alternates in order.
+///
+/// A fixed array with a length, so that 65,536 of them need no allocation.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Chain<T: Copy> {
+    len: u8,
+    entries: [T; MAX_CHAIN],
+}
+
+impl<T: Copy> Chain<T> {
+    /// `primary`, then `alternates` padded to `hops` entries by repeating
+    /// the last one (the primary when there is none), as SPEC.md section 4
+    /// pads a row with too few backends. Alternates past `hops` are
+    /// ignored; `hops` counts as at most [`MAX_HOPS`].
+    pub fn padded(primary: T, alternates: &[T], hops: u8) -> Self {
+        let hops = usize::from(hops.min(MAX_HOPS));
+        let mut entries = [primary; MAX_CHAIN];
+        let mut last = primary;
+        for (i, e) in entries.iter_mut().enumerate().skip(1).take(hops) {
+            if let Some(&a) = alternates.get(i - 1) {
+                last = a;
+            }
+            *e = last;
+        }
+        Chain {
+            len: 1 + hops as u8,
+            entries,
+        }
+    }
+
+    /// The chain whose entries are `entries` (primary first), or `None`
+    /// when it has fewer than 2 or more than [`MAX_CHAIN`].
+    pub fn from_slice(entries: &[T]) -> Option<Self> {
+        let (&primary, alternates) = entries.split_first()?;
+        if alternates.is_empty() || alternates.len() > usize::from(MAX_HOPS) {
+            return None;
+        }
+        Some(Self::padded(primary, alternates, alternates.len() as u8))
+    }
+
+    /// The backend the packets go to (the outer destination).
+    pub fn primary(&self) -> T {
+        self.entries[0]
+    }
+
+    /// The alternates, in order (the GUE hop list).
+    pub fn alternates(&self) -> &[T] {
+        &self.entries[1..usize::from(self.len)]
+    }
+
+    /// Every entry, the primary first.
+    pub fn as_slice(&self) -> &[T] {
+        &self.entries[..usize::from(self.len)]
+    }
+
+    /// The chain with `f` applied to every entry.
+    pub fn map<U: Copy>(&self, mut f: impl FnMut(T) -> U) -> Chain<U> {
+        Chain {
+            len: self.len,
+            entries: self.entries.map(&mut f),
+        }
+    }
+}
+
+impl<T: Copy> core::ops::Deref for Chain<T> {
+    type Target = [T];
+
+    fn deref(&self) -> &[T] {
+        self.as_slice()
+    }
+}
+
+impl<T: Copy + core::fmt::Debug> core::fmt::Debug for Chain<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_list().entries(self.as_slice()).finish()
+    }
+}
+
+impl<T: Copy + serde::Serialize> serde::Serialize for Chain<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.as_slice().serialize(s)
+    }
+}
+
+/// `hops` if a table may have it (1 to [`MAX_HOPS`]).
+pub fn check_hops(hops: u8) -> Result<u8, TableError> {
+    if (1..=MAX_HOPS).contains(&hops) {
+        Ok(hops)
+    } else {
+        Err(TableError::Hops(hops))
+    }
+}
 
 /// A backend's administrative state.
 #[derive(
@@ -33,8 +138,9 @@ pub enum BackendState {
     /// Being added: placed exactly like `active` (GLB's name for the step
     /// in which the other backends still hold the flows of its rows).
     Filling,
-    /// Being removed: keeps the rows' established flows as a secondary, takes
-    /// no row as primary while any active backend is healthy.
+    /// Being removed: takes no new flows (no row as primary while another
+    /// backend can serve), keeps its place in the chains, and so its
+    /// established flows.
     Draining,
     /// Not ranked at all.
     Inactive,
@@ -64,7 +170,8 @@ impl BackendState {
         }
     }
 
-    fn serves(self) -> bool {
+    /// Whether a backend in this state takes new flows (`active`, `filling`).
+    pub fn serves(self) -> bool {
         matches!(self, BackendState::Active | BackendState::Filling)
     }
 }
@@ -82,8 +189,24 @@ pub struct Backend {
     pub addr: IpAddr,
     /// Administrative state.
     pub state: BackendState,
-    /// Last verdict of the health checks.
+    /// Last verdict of the health checks: false = takes no new flows (it
+    /// keeps its place in the chains, and so its established flows).
     pub healthy: bool,
+    /// Whether the host and its tunnel answer: false = nothing can be
+    /// rescued there, it is in no row.
+    pub reachable: bool,
+}
+
+impl Backend {
+    /// A healthy, reachable backend in `state`.
+    pub fn new(addr: IpAddr, state: BackendState) -> Self {
+        Backend {
+            addr,
+            state,
+            healthy: true,
+            reachable: true,
+        }
+    }
 }
 
 /// Why a table cannot be built or changed. Nothing is changed when one is
@@ -102,6 +225,9 @@ pub enum TableError {
     /// A change names a backend the table does not have.
     #[error("backend {0} is not in the table")]
     UnknownBackend(IpAddr),
+    /// A table's `hops` out of range.
+    #[error("hops {0}: a row has 1 to {MAX_HOPS} alternates")]
+    Hops(u8),
 }
 
 /// Row seed of row `row`: the 8 digest bytes, little-endian (GLB's layout).
@@ -470,77 +596,107 @@ fn key_of(slots: &[Option<Slot>], i: u32) -> [u8; 16] {
         .map_or([0xff; 16], |s| s.key)
 }
 
-/// What placement needs to know about a backend.
+/// How strictly placement reads health: the first level at which some
+/// backend is eligible applies to the whole table (SPEC.md section 4, "fail
+/// static": a table is never blackholed because every check failed at once).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Role {
-    /// Not in the pool this time (unhealthy while others are healthy).
-    Out,
-    Serving,
-    Draining,
+enum Level {
+    /// Keepers: not inactive and reachable; eligible: keepers that serve
+    /// and are healthy.
+    Normal,
+    /// (a) Eligible: keepers that serve, healthy or not.
+    IgnoreHealth,
+    /// (b) Keepers: not inactive, reachable or not; eligible: keepers that
+    /// serve.
+    IgnoreReachable,
+    /// (c) Keepers: not inactive; eligible: every keeper.
+    Any,
+}
+
+impl Level {
+    const ALL: [Level; 4] = [
+        Level::Normal,
+        Level::IgnoreHealth,
+        Level::IgnoreReachable,
+        Level::Any,
+    ];
+
+    /// Whether `b` may hold established flows of its rows: it stays in
+    /// their chains.
+    fn keeper(self, b: &Backend) -> bool {
+        b.state != BackendState::Inactive
+            && (b.reachable || matches!(self, Level::IgnoreReachable | Level::Any))
+    }
+
+    /// Whether `b` may be a primary.
+    fn eligible(self, b: &Backend) -> bool {
+        self.keeper(b)
+            && match self {
+                Level::Normal => b.state.serves() && b.healthy,
+                Level::IgnoreHealth | Level::IgnoreReachable => b.state.serves(),
+                Level::Any => true,
+            }
+    }
 }
 
 /// The table-wide facts placement depends on.
 #[derive(Clone, Copy, Debug)]
 struct Pool {
-    /// Some ranked backend is healthy: unhealthy ones are left out.
-    any_healthy: bool,
-    /// Some pool member is active or filling: draining ones are never primary.
-    any_serving: bool,
-    /// Ranked backends in all.
+    level: Level,
+    /// Alternates per row.
+    hops: u8,
+    /// Ranked (not inactive) backends in all.
     ranked: usize,
 }
 
 impl Pool {
-    fn role(&self, b: &Backend) -> Role {
-        if b.state == BackendState::Inactive || (self.any_healthy && !b.healthy) {
-            Role::Out
-        } else if b.state.serves() {
-            Role::Serving
-        } else {
-            Role::Draining
-        }
+    fn slot<'a>(&self, slots: &'a [Option<Slot>], s: u32) -> Option<&'a Backend> {
+        slots
+            .get(s as usize)
+            .and_then(|x| x.as_ref())
+            .map(|x| &x.backend)
     }
 }
 
 /// Placement rule over a ranking given in order. Returns `None` when the
-/// ranking seen is too short to decide (the caller has more to give).
+/// ranking seen is too short to decide (the caller has more to give):
 ///
-/// - primary: the first serving pool member (the first pool member when none
-///   serves);
-/// - secondary: the highest-ranked draining pool member ranked above the
-///   primary, else the next serving pool member after it (the next pool
-///   member when none serves), else the primary itself.
+/// - primary: the first eligible keeper;
+/// - alternates: the first `hops` keepers other than the primary, in rank
+///   order, wherever they rank;
+/// - too few keepers (the ranking is `complete`): padded by repeating the
+///   last entry.
 fn place_in_order(
     pool: &Pool,
     ranking: impl Iterator<Item = u32>,
     slots: &[Option<Slot>],
     complete: bool,
-) -> Option<[u32; 2]> {
-    let mut draining_above = None;
+) -> Option<Chain<u32>> {
+    let hops = usize::from(pool.hops);
     let mut primary = None;
+    let mut alternates = [0u32; MAX_HOPS as usize];
+    let mut found = 0;
     for s in ranking {
-        let Some(slot) = slots.get(s as usize).and_then(|x| x.as_ref()) else {
+        let Some(b) = pool.slot(slots, s) else {
             continue;
         };
-        let role = pool.role(&slot.backend);
-        match (primary, role) {
-            (_, Role::Out) => {}
-            (None, Role::Draining) if pool.any_serving => {
-                draining_above.get_or_insert(s);
-            }
-            (None, _) => {
-                if let Some(d) = draining_above {
-                    return Some([s, d]);
-                }
-                primary = Some(s);
-            }
-            (Some(p), Role::Serving) => return Some([p, s]),
-            (Some(p), Role::Draining) if !pool.any_serving => return Some([p, s]),
-            (Some(_), Role::Draining) => {}
+        if !pool.level.keeper(b) {
+            continue;
+        }
+        if primary.is_none() && pool.level.eligible(b) {
+            primary = Some(s);
+        } else if found < hops {
+            alternates[found] = s;
+            found += 1;
+        }
+        if let Some(p) = primary
+            && found == hops
+        {
+            return Some(Chain::padded(p, &alternates[..found], pool.hops));
         }
     }
     match primary {
-        Some(p) if complete => Some([p, p]),
+        Some(p) if complete => Some(Chain::padded(p, &alternates[..found], pool.hops)),
         _ => None,
     }
 }
@@ -551,49 +707,46 @@ fn place_scan(
     pool: &Pool,
     scored: impl Iterator<Item = (u64, u32)>,
     slots: &[Option<Slot>],
-) -> Option<[u32; 2]> {
-    // The two best serving members, the best draining one, and the two best
-    // members of any kind: enough for every case of the rule.
-    let mut serving: [Option<(u64, u32)>; 2] = [None; 2];
-    let mut draining: Option<(u64, u32)> = None;
-    let mut any: [Option<(u64, u32)>; 2] = [None; 2];
-    let better = |a: (u64, u32), b: Option<(u64, u32)>| match b {
-        None => true,
-        Some(b) => before(a.0, a.1, b.0, b.1, slots),
-    };
-    let push2 = |top: &mut [Option<(u64, u32)>; 2], e: (u64, u32)| {
-        if better(e, top[0]) {
-            top[1] = top[0];
-            top[0] = Some(e);
-        } else if better(e, top[1]) {
-            top[1] = Some(e);
-        }
-    };
+) -> Option<Chain<u32>> {
+    // The first 1 + hops keepers and the first eligible one hold every
+    // entry the rule can pick: the alternates are among the first 1 + hops
+    // keepers whatever the primary is.
+    let mut top: [(u64, u32); MAX_CHAIN] = [(0, 0); MAX_CHAIN];
+    let mut kept = 0;
+    let want = 1 + usize::from(pool.hops);
+    let mut best: Option<(u64, u32)> = None;
     for (score, s) in scored {
-        let Some(slot) = slots.get(s as usize).and_then(|x| x.as_ref()) else {
+        let Some(b) = pool.slot(slots, s) else {
             continue;
         };
-        match pool.role(&slot.backend) {
-            Role::Out => continue,
-            Role::Serving => push2(&mut serving, (score, s)),
-            Role::Draining => {
-                if better((score, s), draining) {
-                    draining = Some((score, s));
-                }
-            }
+        if !pool.level.keeper(b) {
+            continue;
         }
-        push2(&mut any, (score, s));
+        if pool.level.eligible(b) && best.is_none_or(|(bs, bi)| before(score, s, bs, bi, slots)) {
+            best = Some((score, s));
+        }
+        let mut i = kept;
+        if i == want {
+            if !before(score, s, top[want - 1].0, top[want - 1].1, slots) {
+                continue;
+            }
+            i -= 1;
+        } else {
+            kept += 1;
+        }
+        while i > 0 && before(score, s, top[i - 1].0, top[i - 1].1, slots) {
+            top[i] = top[i - 1];
+            i -= 1;
+        }
+        top[i] = (score, s);
     }
-    if let Some(p) = serving[0] {
-        let second = match draining {
-            Some(d) if before(d.0, d.1, p.0, p.1, slots) => d,
-            _ => serving[1].unwrap_or(p),
-        };
-        Some([p.1, second.1])
-    } else {
-        let p = any[0]?;
-        Some([p.1, any[1].unwrap_or(p).1])
+    let best = best?;
+    // The best eligible one in rank order among the first keepers.
+    let mut ranking: Vec<(u64, u32)> = top[..kept].to_vec();
+    if !ranking.iter().any(|&(_, s)| s == best.1) {
+        ranking.push(best);
     }
+    place_in_order(pool, ranking.into_iter().map(|(_, s)| s), slots, true)
 }
 
 /// A forwarding table under construction and change: the backends, each
@@ -607,7 +760,9 @@ pub struct Rendezvous {
     ranks: Vec<RowRank>,
     /// Ranked (present and not inactive) backends.
     ranked: usize,
-    rows: Vec<[u32; 2]>,
+    /// Alternates per row.
+    hops: u8,
+    rows: Vec<Chain<u32>>,
 }
 
 fn threads() -> usize {
@@ -632,8 +787,9 @@ fn par_rows<T: Send, U: Send>(
 
 impl Rendezvous {
     /// Builds the table for `backends` (in any order: the result depends on
-    /// the set, not the order).
-    pub fn build(seed: [u8; 16], backends: &[Backend]) -> Result<Self, TableError> {
+    /// the set, not the order), with `hops` alternates per row.
+    pub fn build(seed: [u8; 16], hops: u8, backends: &[Backend]) -> Result<Self, TableError> {
+        let hops = check_hops(hops)?;
         check_backends(backends)?;
         let slots: Vec<Option<Slot>> = backends.iter().map(|b| Some(new_slot(*b))).collect();
         let mut row_base = vec![SipHasher24::new(&seed); TABLE_ROWS];
@@ -649,7 +805,8 @@ impl Rendezvous {
             slots,
             row_base,
             ranks,
-            rows: vec![[0; 2]; TABLE_ROWS],
+            hops,
+            rows: vec![Chain::padded(0, &[], hops); TABLE_ROWS],
         };
         t.place()?;
         Ok(t)
@@ -660,9 +817,14 @@ impl Rendezvous {
         self.seed
     }
 
-    /// Each row's `[primary, secondary]` as backend indexes (see
-    /// [`Rendezvous::backend`]). Indexes stay stable across changes.
-    pub fn rows(&self) -> &[[u32; 2]] {
+    /// Alternates per row.
+    pub fn hops(&self) -> u8 {
+        self.hops
+    }
+
+    /// Each row's chain as backend indexes (see [`Rendezvous::backend`]).
+    /// Indexes stay stable across changes.
+    pub fn rows(&self) -> &[Chain<u32>] {
         &self.rows
     }
 
@@ -686,8 +848,8 @@ impl Rendezvous {
             .map(|(i, _)| i)
     }
 
-    /// Each row's `[primary, secondary]` addresses.
-    pub fn row_addrs(&self) -> impl ExactSizeIterator<Item = [IpAddr; 2]> + '_ {
+    /// Each row's chain of addresses.
+    pub fn row_addrs(&self) -> impl ExactSizeIterator<Item = Chain<IpAddr>> + '_ {
         self.rows
             .iter()
             .map(|r| r.map(|i| self.slot(i).backend.addr))
@@ -714,12 +876,21 @@ impl Rendezvous {
         self.place()
     }
 
-    /// Sets a backend's health and re-places the rows.
+    /// Sets a backend's health verdict and re-places the rows.
     pub fn set_healthy(&mut self, addr: IpAddr, healthy: bool) -> Result<(), TableError> {
         let i = self
             .index_of(addr)
             .ok_or(TableError::UnknownBackend(addr))?;
         self.slot_mut(i).backend.healthy = healthy;
+        self.place()
+    }
+
+    /// Sets whether a backend is reachable and re-places the rows.
+    pub fn set_reachable(&mut self, addr: IpAddr, reachable: bool) -> Result<(), TableError> {
+        let i = self
+            .index_of(addr)
+            .ok_or(TableError::UnknownBackend(addr))?;
+        self.slot_mut(i).backend.reachable = reachable;
         self.place()
     }
 
@@ -806,18 +977,15 @@ impl Rendezvous {
     }
 
     fn pool(&self) -> Pool {
-        let ranked = || {
-            self.slots
-                .iter()
-                .flatten()
-                .map(|s| s.backend)
-                .filter(|b| b.state != BackendState::Inactive)
-        };
-        let any_healthy = ranked().any(|b| b.healthy);
-        let any_serving = ranked().any(|b| b.state.serves() && (b.healthy || !any_healthy));
+        let backends = || self.slots.iter().flatten().map(|s| &s.backend);
+        // A ranked backend is eligible at the last level at least.
+        let level = Level::ALL
+            .into_iter()
+            .find(|l| backends().any(|b| l.eligible(b)))
+            .unwrap_or(Level::Any);
         Pool {
-            any_healthy,
-            any_serving,
+            level,
+            hops: self.hops,
             ranked: self.ranked,
         }
     }
@@ -861,7 +1029,7 @@ impl Rendezvous {
                     place_scan(&pool, scored, slots)
                 });
                 // A pool with a ranked backend always places a row.
-                *row = placed.unwrap_or([0, 0]);
+                *row = placed.unwrap_or(Chain::padded(0, &[], pool.hops));
             }
         });
         self.rows = rows;
@@ -915,7 +1083,7 @@ pub fn check_backends(backends: &[Backend]) -> Result<(), TableError> {
 }
 
 /// Rows held by one backend before and after a change.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Movement {
     /// The backend.
     pub ip: IpAddr,
@@ -923,69 +1091,217 @@ pub struct Movement {
     pub primary_before: usize,
     /// Rows it is the primary of.
     pub primary_after: usize,
-    /// Rows it was the secondary of.
-    pub secondary_before: usize,
-    /// Rows it is the secondary of.
-    pub secondary_after: usize,
+    /// Rows it was an alternate of.
+    pub alternate_before: usize,
+    /// Rows it is an alternate of.
+    pub alternate_after: usize,
+}
+
+/// Rows one backend holds in a table.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RowCount {
+    /// Rows it is the primary of.
+    pub primary: usize,
+    /// Rows it is an alternate of (once per row, padding or not).
+    pub alternate: usize,
+}
+
+/// Rows held per backend, as primary and as alternate.
+pub fn row_counts(rows: &[Chain<IpAddr>]) -> BTreeMap<IpAddr, RowCount> {
+    let mut m: BTreeMap<IpAddr, RowCount> = BTreeMap::new();
+    for chain in rows {
+        m.entry(chain.primary()).or_default().primary += 1;
+        for (i, &a) in chain.iter().enumerate().skip(1) {
+            if !chain[..i].contains(&a) {
+                m.entry(a).or_default().alternate += 1;
+            }
+        }
+    }
+    m
+}
+
+/// Why a change takes a backend out of every row on purpose.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Release {
+    /// It is no longer in the table.
+    Removed,
+    /// It was made inactive.
+    Inactive,
+    /// It is marked unreachable: nothing can be rescued there.
+    Unreachable,
+}
+
+impl Release {
+    /// Why `new` (the backend after the change; `None`: removed) is in no
+    /// row on purpose, if it is.
+    pub fn of(new: Option<&Backend>) -> Option<Release> {
+        match new {
+            None => Some(Release::Removed),
+            Some(b) if b.state == BackendState::Inactive => Some(Release::Inactive),
+            Some(b) if !b.reachable => Some(Release::Unreachable),
+            Some(_) => None,
+        }
+    }
+
+    /// The releases of a change from `old` to `new` backends: every old
+    /// backend that is removed, inactive or unreachable after it.
+    pub fn between(old: &[Backend], new: &[Backend]) -> BTreeMap<IpAddr, Release> {
+        old.iter()
+            .filter_map(|o| {
+                let n = new.iter().find(|n| n.addr == o.addr);
+                Release::of(n).map(|r| (o.addr, r))
+            })
+            .collect()
+    }
+}
+
+/// Rows where a backend that may hold established flows leaves the chain:
+/// second chance can no longer find those flows, and they break.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LostRows {
+    /// The backend.
+    pub ip: IpAddr,
+    /// Rows it was the primary of: it holds their newest flows.
+    pub primary_rows: Vec<u32>,
+    /// Rows it was an alternate of: it holds flows there if it was their
+    /// primary before an earlier change whose flows are still open.
+    pub alternate_rows: Vec<u32>,
+}
+
+/// Rows a backend leaves because the change takes it out on purpose.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReleasedRows {
+    /// The backend.
+    pub ip: IpAddr,
+    /// Why.
+    pub reason: Release,
+    /// Rows whose chain held it before the change.
+    pub rows: usize,
 }
 
 /// What a change does to a table's rows (`director-ctl table diff`, the
 /// API's preview).
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RowDiff {
-    /// Rows whose primary or secondary changes.
+    /// Rows whose chain changes.
     pub rows_changed: usize,
     /// Rows whose primary changes.
     pub rows_primary_changed: usize,
-    /// Rows whose secondary changes.
-    pub rows_secondary_changed: usize,
-    /// Rows whose old primary is neither the new primary nor the new
-    /// secondary: second chance cannot find their established flows.
-    pub rows_old_primary_unreachable: usize,
+    /// Rows whose alternates change.
+    pub rows_alternates_changed: usize,
+    /// Rows in which some backend of the old chain is in no place of the
+    /// new one, not released on purpose (the sum over [`RowDiff::lost`],
+    /// a row counted once).
+    pub rows_lost: usize,
+    /// Per backend, the rows in which it leaves the chain while it may
+    /// hold established flows there, and was not released on purpose.
+    pub lost: Vec<LostRows>,
+    /// Per backend taken out on purpose (removed, inactive, unreachable),
+    /// the rows it leaves.
+    pub released: Vec<ReleasedRows>,
     /// Backends whose row counts change, by address.
     pub backends: Vec<Movement>,
 }
 
-/// Compares two versions of a table, row by row (`[primary, secondary]`).
-pub fn diff_rows(old: &[[IpAddr; 2]], new: &[[IpAddr; 2]]) -> RowDiff {
-    let mut d = RowDiff::default();
-    let mut per: std::collections::BTreeMap<IpAddr, [usize; 4]> = Default::default();
-    for (a, b) in old.iter().zip(new) {
-        d.rows_primary_changed += usize::from(a[0] != b[0]);
-        d.rows_secondary_changed += usize::from(a[1] != b[1]);
-        d.rows_changed += usize::from(a != b);
-        d.rows_old_primary_unreachable += usize::from(a[0] != b[0] && a[0] != b[1]);
-        per.entry(a[0]).or_default()[0] += 1;
-        per.entry(b[0]).or_default()[1] += 1;
-        per.entry(a[1]).or_default()[2] += 1;
-        per.entry(b[1]).or_default()[3] += 1;
-    }
-    d.backends = per
-        .into_iter()
-        .filter(|(_, m)| m[0] != m[1] || m[2] != m[3])
-        .map(|(ip, m)| Movement {
-            ip,
-            primary_before: m[0],
-            primary_after: m[1],
-            secondary_before: m[2],
-            secondary_after: m[3],
+impl RowDiff {
+    /// Whether `ip`'s established flows of row `row` break.
+    pub fn loses(&self, ip: IpAddr, row: u32) -> bool {
+        self.lost.iter().any(|l| {
+            l.ip == ip
+                && (l.primary_rows.binary_search(&row).is_ok()
+                    || l.alternate_rows.binary_search(&row).is_ok())
         })
+    }
+}
+
+/// Compares two versions of a table, row by row. `released`: the backends
+/// the change takes out on purpose ([`Release::between`]); their rows are
+/// reported apart from the rows lost.
+pub fn diff_rows(
+    old: &[Chain<IpAddr>],
+    new: &[Chain<IpAddr>],
+    released: &BTreeMap<IpAddr, Release>,
+) -> RowDiff {
+    let mut d = RowDiff::default();
+    let mut lost: BTreeMap<IpAddr, LostRows> = BTreeMap::new();
+    let mut gone: BTreeMap<IpAddr, usize> = BTreeMap::new();
+    for (row, (a, b)) in old.iter().zip(new).enumerate() {
+        let row = row as u32;
+        d.rows_primary_changed += usize::from(a.primary() != b.primary());
+        d.rows_alternates_changed += usize::from(a.alternates() != b.alternates());
+        d.rows_changed += usize::from(a != b);
+        let mut row_lost = false;
+        for (i, &x) in a.iter().enumerate() {
+            if a[..i].contains(&x) || b.contains(&x) {
+                continue;
+            }
+            if released.contains_key(&x) {
+                *gone.entry(x).or_default() += 1;
+                continue;
+            }
+            row_lost = true;
+            let l = lost.entry(x).or_insert_with(|| LostRows {
+                ip: x,
+                primary_rows: Vec::new(),
+                alternate_rows: Vec::new(),
+            });
+            if i == 0 {
+                l.primary_rows.push(row);
+            } else {
+                l.alternate_rows.push(row);
+            }
+        }
+        d.rows_lost += usize::from(row_lost);
+    }
+    d.lost = lost.into_values().collect();
+    d.released = gone
+        .into_iter()
+        .map(|(ip, rows)| ReleasedRows {
+            ip,
+            reason: released[&ip],
+            rows,
+        })
+        .collect();
+    let (before, after) = (row_counts(old), row_counts(new));
+    let ips: std::collections::BTreeSet<IpAddr> =
+        before.keys().chain(after.keys()).copied().collect();
+    d.backends = ips
+        .into_iter()
+        .map(|ip| {
+            let (b, a) = (before.get(&ip), after.get(&ip));
+            let (b, a) = (
+                b.copied().unwrap_or_default(),
+                a.copied().unwrap_or_default(),
+            );
+            Movement {
+                ip,
+                primary_before: b.primary,
+                primary_after: a.primary,
+                alternate_before: b.alternate,
+                alternate_after: a.alternate,
+            }
+        })
+        .filter(|m| m.primary_before != m.primary_after || m.alternate_before != m.alternate_after)
         .collect();
     d
 }
 
 /// Content hash of a table as the director forwards with it: SipHash-2-4
 /// under the keys `"glb-table-hash-0"` and `"glb-table-hash-1"` (ASCII)
-/// of the hash key followed by every row's primary and secondary address
-/// as 16 bytes (IPv4 as IPv4-mapped IPv6); the two digests, big-endian,
-/// make 16 bytes. Two directors with the same hash send every flow to the
-/// same backends.
-pub fn content_hash(hash_key: &[u8; 16], rows: impl Iterator<Item = [IpAddr; 2]>) -> [u8; 16] {
-    let mut msg = Vec::with_capacity(16 + TABLE_ROWS * 32);
+/// of the hash key followed by every row's chain (the primary, then the
+/// alternates), each address as 16 bytes (IPv4 as IPv4-mapped IPv6); the
+/// two digests, big-endian, make 16 bytes. Two directors with the same
+/// hash send every flow to the same backends with the same hop lists.
+pub fn content_hash(hash_key: &[u8; 16], rows: impl Iterator<Item = Chain<IpAddr>>) -> [u8; 16] {
+    let mut msg = Vec::with_capacity(16 + TABLE_ROWS * MAX_CHAIN * 16);
     msg.extend_from_slice(hash_key);
-    for [p, s] in rows {
-        msg.extend_from_slice(&addr_key(p));
-        msg.extend_from_slice(&addr_key(s));
+    for chain in rows {
+        for a in chain.iter() {
+            msg.extend_from_slice(&addr_key(*a));
+        }
     }
     let mut out = [0u8; 16];
     out[..8].copy_from_slice(&siphash24(b"glb-table-hash-0", &msg).to_be_bytes());
@@ -1011,11 +1327,7 @@ mod tests {
                     } else {
                         IpAddr::V4(Ipv4Addr::new(203, 0, 113, i as u8 + 1))
                     };
-                    Some(new_slot(Backend {
-                        addr,
-                        state: BackendState::Active,
-                        healthy: true,
-                    }))
+                    Some(new_slot(Backend::new(addr, BackendState::Active)))
                 })
                 .collect();
             let lanes = LaneSet::new(&ranked_slots(&slots));

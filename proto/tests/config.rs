@@ -95,7 +95,11 @@ fn defaults_unknown_fields_and_lookup() {
     ))
     .unwrap();
     let b = &c.tables[0].backends[0].backend;
-    assert_eq!((b.state, b.healthy), (BackendState::Active, true));
+    assert_eq!(
+        (b.state, b.healthy, b.reachable),
+        (BackendState::Active, true, true)
+    );
+    assert_eq!(c.tables[0].hops, proto::table::DEFAULT_HOPS);
     assert_eq!(
         c.warnings,
         [
@@ -138,6 +142,17 @@ fn round_trips_through_to_json() {
         c.director.pin_dir.as_deref(),
         Some(std::path::Path::new("/sys/fs/bpf/lb/eth0"))
     );
+    assert_eq!(Config::from_json(&to_json(&c).to_string()).unwrap(), c);
+    // Hops and reachability are kept.
+    let chained = with(
+        ONE_BIND,
+        r#"{"ip":"198.51.100.1"},{"ip":"198.51.100.2","reachable":false,"healthy":false}"#,
+    )
+    .replace(r#""binds""#, r#""hops":3,"binds""#);
+    let c = Config::from_json(&chained).unwrap();
+    assert_eq!(c.tables[0].hops, 3);
+    let b = &c.tables[0].backends[1].backend;
+    assert_eq!((b.healthy, b.reachable), (false, false));
     assert_eq!(Config::from_json(&to_json(&c).to_string()).unwrap(), c);
 }
 
@@ -197,6 +212,22 @@ fn bad_values_are_refused_with_table_field_and_value() {
         (
             with(ONE_BIND, r#"{"ip":"198.51.100.1","healthy":"yes"}"#),
             "table \"web\".backends[0] (198.51.100.1).healthy: \"yes\" is not true or false",
+        ),
+        (
+            with(ONE_BIND, r#"{"ip":"198.51.100.1","reachable":0}"#),
+            "table \"web\".backends[0] (198.51.100.1).reachable: 0 is not true or false",
+        ),
+        (
+            with(ONE_BIND, ONE_BACKEND).replace(r#""binds""#, r#""hops":0,"binds""#),
+            "table \"web\".hops: 0 is not a number of alternates per row (1 to 3)",
+        ),
+        (
+            with(ONE_BIND, ONE_BACKEND).replace(r#""binds""#, r#""hops":4,"binds""#),
+            "table \"web\".hops: 4 is not a number of alternates per row (1 to 3)",
+        ),
+        (
+            with(ONE_BIND, ONE_BACKEND).replace(r#""binds""#, r#""hops":"2","binds""#),
+            "table \"web\".hops: \"2\" is not a number of alternates per row (1 to 3)",
         ),
         (
             with(ONE_BIND, r#"{"ip":"backend-1"}"#),

@@ -15,18 +15,18 @@ use proto::maps::DirectorStat;
 use proto::siphash::siphash24;
 use proto::wire::{GuePacket, GueRepr, InnerProto};
 
-/// One-backend tables, so that primary and secondary are known without
-/// hashing: "v4" serves 203.0.113.10:80/tcp from 198.51.100.11 (MAC known),
-/// "v6" serves [2001:db8:10::20]:53/udp from 2001:db8:20::1 (MAC unknown:
-/// the gateway's is used).
+/// One-backend tables, so that the chain is known without hashing (the
+/// backend, repeated): "v4" serves 203.0.113.10:80/tcp from 198.51.100.11
+/// (MAC known), "v6" serves [2001:db8:10::20]:53/udp from 2001:db8:20::1
+/// (MAC unknown: the gateway's is used). One hop each: GLB's wire output.
 const SOLO: &str = r#"{
   "tables": [
     { "name": "v4", "hash_key": "000102030405060708090a0b0c0d0e0f",
-      "seed": "49a3d861d661ae5ab06ed9326871a2f5",
+      "seed": "49a3d861d661ae5ab06ed9326871a2f5", "hops": 1,
       "binds": [ { "ip": "203.0.113.10", "proto": "tcp", "port": 80 } ],
       "backends": [ { "ip": "198.51.100.11" } ] },
     { "name": "v6", "hash_key": "0f0e0d0c0b0a09080706050403020100",
-      "seed": "d1c3e5a79b2f4608a1b3c5d7e9f20416",
+      "seed": "d1c3e5a79b2f4608a1b3c5d7e9f20416", "hops": 1,
       "binds": [ { "ip": "2001:db8:10::20", "proto": "udp", "port": 53 } ],
       "backends": [ { "ip": "2001:db8:20::1" } ] }
   ],
@@ -192,7 +192,7 @@ fn ipv4_tcp_to_an_ipv4_backend_is_encapsulated_byte_for_byte() {
     assert_eq!(d.table, "v4");
     assert_eq!((d.hash, d.row), (0x840f_2d06_3a43_44a2, 0x44a2));
     let backend = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 11));
-    assert_eq!((d.primary, d.secondary), (backend, backend));
+    assert_eq!((d.primary, d.alternates), (backend, vec![backend]));
 }
 
 #[test]
@@ -463,7 +463,7 @@ fn check_encapsulation(input: &[u8], out: &Outcome) -> usize {
     };
     assert_eq!(gue.inner, want_inner);
     assert_eq!(gue.next_hop, 0);
-    assert_eq!(gue.hops.iter().collect::<Vec<_>>(), [d.secondary]);
+    assert_eq!(gue.hops.iter().collect::<Vec<_>>(), d.alternates);
     let inner_at = udp_at + 8 + gue.buffer_len();
     assert_eq!(
         &o[inner_at..],
@@ -525,8 +525,8 @@ fn frag_needed_lands_on_the_backend_of_the_tcp_flow_it_quotes() {
         let (f, e) = (flow.decision.unwrap(), icmp.decision.as_ref().unwrap());
         assert_eq!(e.flow, f.flow, "flow {i}: the quote is swapped back");
         assert_eq!(
-            (e.hash, e.primary, e.secondary),
-            (f.hash, f.primary, f.secondary),
+            (e.hash, e.primary, &e.alternates),
+            (f.hash, f.primary, &f.alternates),
             "flow {i}"
         );
         assert!(icmp.counts(DirectorStat::IcmpHandled));

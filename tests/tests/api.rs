@@ -11,7 +11,7 @@ use std::time::Duration;
 use lab_tests::http::{Response, request};
 use lab_tests::{Daemon, Netns, Scratch, veth, workspace_bin};
 use proto::config::Config;
-use proto::table::{BackendState, Rendezvous, content_hash};
+use proto::table::{BackendState, content_hash};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "lab-token-5f1c2a";
@@ -174,7 +174,7 @@ fn backend<'a>(table: &'a Value, ip: &str) -> &'a Value {
 /// The content hash of `config`'s table "web", computed offline.
 fn expected_hash(config: &Config) -> String {
     let t = config.table("web").expect("table web");
-    let r = Rendezvous::build(t.seed, &t.builder_backends()).expect("table builds");
+    let r = t.rendezvous().expect("table builds");
     proto::hex::encode(&content_hash(&t.hash_key, r.row_addrs()))
 }
 
@@ -321,10 +321,14 @@ fn changes_are_applied_persisted_and_refused_with_the_field_at_fault() {
         (&json!("draining"), &json!(0)),
         "{v}"
     );
+    let held = |t: &Value, ip: &str| {
+        let b = backend(t, ip);
+        b["rows_primary"].as_u64().unwrap_or(0) + b["rows_alternate"].as_u64().unwrap_or(0)
+    };
     assert_eq!(
-        b["rows_secondary"],
-        backend(&before, BACKENDS[1])["rows_primary"],
-        "it stays the secondary of the rows it was primary of"
+        b["rows_alternate"].as_u64(),
+        Some(held(&before, BACKENDS[1])),
+        "it stays an alternate of every row it was primary or alternate of"
     );
     assert_eq!(
         state_on_disk(&lab, BACKENDS[1]),
@@ -398,6 +402,7 @@ fn changes_are_applied_persisted_and_refused_with_the_field_at_fault() {
 
     // Health: the health checker's call, with a reason.
     let health = format!("/v1/tables/web/backends/{}/health", BACKENDS[2]);
+    let before = lab.table();
     let (s, v) = lab.change(
         "PUT",
         &health,
@@ -411,13 +416,66 @@ fn changes_are_applied_persisted_and_refused_with_the_field_at_fault() {
         "{v}"
     );
     assert_eq!(
+        backend(&v["table"], BACKENDS[2])["rows_alternate"].as_u64(),
+        Some(held(&before, BACKENDS[2])),
+        "unhealthy, it keeps its place in every chain (and its flows)"
+    );
+    assert_eq!(
         state_on_disk(&lab, BACKENDS[2]),
         (BackendState::Active, false)
+    );
+    // Unreachable: in no row; previewed first, the rows it leaves are
+    // reported as released, not as lost.
+    let (s, v) = lab.json(
+        "POST",
+        "/v1/tables/web/preview",
+        None,
+        Some(&format!(
+            r#"{{"action":"health","ip":"{}","reachable":false}}"#,
+            BACKENDS[2]
+        )),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["lost"], json!([]), "{v}");
+    assert_eq!(
+        v["released"],
+        json!([{ "ip": BACKENDS[2], "reason": "unreachable", "rows": held(&before, BACKENDS[2]) }]),
+        "{v}"
+    );
+    let (s, v) = lab.change("PUT", &health, Some(r#"{"reachable":false}"#));
+    assert_eq!(s, 200, "{v}");
+    let b = backend(&v["table"], BACKENDS[2]);
+    assert_eq!(
+        (
+            &b["reachable"],
+            &b["healthy"],
+            &b["rows_primary"],
+            &b["rows_alternate"]
+        ),
+        (&json!(false), &json!(false), &json!(0), &json!(0)),
+        "{v}"
+    );
+    let ip2: IpAddr = BACKENDS[2].parse().expect("address");
+    let on = on_disk(&lab);
+    let b2 = on
+        .table("web")
+        .expect("web")
+        .backends
+        .iter()
+        .find(|b| b.backend.addr == ip2);
+    assert_eq!(b2.map(|b| b.backend.reachable), Some(false), "persisted");
+    let (s, v) = lab.change("PUT", &health, Some(r#"{"reachable":true}"#));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        backend(&v["table"], BACKENDS[2])["rows_alternate"].as_u64(),
+        Some(held(&before, BACKENDS[2])),
+        "reachable again, back in its chains: {v}"
     );
     for (body, field) in [
         (r#"{"healthy":"no"}"#, "healthy"),
         (r#"{"reason":"x"}"#, "healthy"),
         (r#"{"healthy":true,"why":"x"}"#, "why"),
+        (r#"{"reachable":"no"}"#, "reachable"),
         (r#"{"healthy":tru"#, "body"),
         ("[]", "body"),
         ("", "body"),

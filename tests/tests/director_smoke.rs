@@ -2,7 +2,7 @@
 //! its namespace, a client that sends 3,000 flows to a VIP, and three backend
 //! hosts that capture what reaches them. Every packet must arrive
 //! GUE-encapsulated at the primary the table names for its flow, with the
-//! row's secondary in its hop list, and the spread must be even within 15%.
+//! row's alternates as its hop list, and the spread must be even within 15%.
 //!
 //! Lab (documentation addresses only, one L2 segment through a bridge):
 //!
@@ -22,7 +22,6 @@ use lab_tests::{Capture, Netns, Scratch, Switch, XdpPass, workspace_bin};
 use proto::config::Config;
 use proto::flow::{Flow, flow_hash};
 use proto::maps::{HASH_SRC_ADDR, HASH_SRC_PORT};
-use proto::table::Rendezvous;
 use proto::wire::{GuePacket, GueRepr};
 
 const FLOWS: u16 = 3000;
@@ -55,13 +54,13 @@ fn mac_bytes(s: &str) -> [u8; 6] {
 }
 
 #[test]
-fn director_sends_every_flow_to_its_primary_with_its_secondary_as_hop() {
+fn director_sends_every_flow_to_its_primary_with_its_alternates_as_hops() {
     let scratch = Scratch::new("smoke").unwrap();
     let cfg_path = scratch.file("director.json");
     std::fs::write(&cfg_path, config()).unwrap();
     let config = Config::from_json(&config()).unwrap();
     let table = &config.tables[0];
-    let rendezvous = Rendezvous::build(table.seed, &table.builder_backends()).unwrap();
+    let rendezvous = table.rendezvous().unwrap();
 
     // Hosts. Declared before the daemon and captures, so those are dropped
     // (stopped) first and the namespaces deleted last.
@@ -172,19 +171,18 @@ fn director_sends_every_flow_to_its_primary_with_its_secondary_as_hop() {
                     dst_port: 53,
                 },
             );
-            let [primary, secondary] = rendezvous.rows()[(hash & 0xffff) as usize];
-            let primary = rendezvous.backend(primary).unwrap().addr;
-            let secondary = rendezvous.backend(secondary).unwrap().addr;
+            let chain = rendezvous.rows()[(hash & 0xffff) as usize]
+                .map(|i| rendezvous.backend(i).unwrap().addr);
             assert_eq!(
-                primary, me,
+                chain.primary(),
+                me,
                 "flow from port {sport} reached the wrong backend"
             );
             assert_eq!(repr.next_hop, 0);
-            assert_eq!(repr.hops.len(), 1);
             assert_eq!(
-                repr.hops.get(0),
-                Some(secondary),
-                "hop of the flow from port {sport}"
+                repr.hops.iter().collect::<Vec<_>>(),
+                chain.alternates(),
+                "hops of the flow from port {sport}"
             );
             assert!(
                 seen.insert(sport, me).is_none(),

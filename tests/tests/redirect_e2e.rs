@@ -273,8 +273,8 @@ fn draining_through_the_api_breaks_no_connection_and_sends_it_no_new_one() {
     );
     let fresh = assert_drain_kept_flows(&lab.client, &drained, (failures, fewest, conns), &before);
 
-    // The API: draining, no row as primary; every row still has it as
-    // primary or secondary somewhere (second chance finds its flows).
+    // The API: draining, no row as primary; it is still an alternate of
+    // rows (second chance finds its flows).
     let r = lab.api("GET", "/v1/tables/lab", false).unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
     let table: Value = serde_json::from_str(&r.body).unwrap();
@@ -286,7 +286,7 @@ fn draining_through_the_api_breaks_no_connection_and_sends_it_no_new_one() {
         .unwrap();
     assert_eq!(b["state"], "draining", "{b}");
     assert_eq!(b["rows_primary"], 0, "{b}");
-    assert!(b["rows_secondary"].as_u64().unwrap() > 0, "{b}");
+    assert!(b["rows_alternate"].as_u64().unwrap() > 0, "{b}");
     // Per-backend counters: every packet encapsulated went to one backend
     // as primary (compared once the connections are closed and quiet).
     drop(fresh);

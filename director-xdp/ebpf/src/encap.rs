@@ -2,9 +2,11 @@
 //! and write the outer IP, UDP, GUE and GLB private data in front of the
 //! original IP packet (docs/director.md, "Encapsulation").
 
-use aya_ebpf::{bindings::xdp_md, helpers::generated::bpf_xdp_adjust_head, programs::XdpContext};
+use aya_ebpf::{helpers::generated::bpf_xdp_adjust_head, programs::XdpContext};
 use proto::GUE_PORT;
-use proto::maps::{BACKEND_MAC_RESOLVED, BackendEntry, DirectorSettings, FAMILY_V4, FAMILY_V6};
+use proto::maps::{
+    BACKEND_MAC_RESOLVED, BackendEntry, DirectorSettings, FAMILY_V4, FAMILY_V6, ROW_CHAIN,
+};
 use proto::wire::{GLB_HEADER_LEN, GUE_HEADER_LEN, InnerProto, PrivateType, field};
 
 use director_xdp_ebpf::packet::{
@@ -60,11 +62,24 @@ pub const SENT: u32 = 1;
 /// resolved).
 pub const SENT_MAC_FALLBACK: u32 = 2;
 
-/// Encapsulates the frame for the row (`primary`, `secondary`) under
+/// The alternates of a row: the GUE hop list.
+#[derive(Clone, Copy)]
+pub struct Alternates<'a> {
+    /// The first `count` are the hops, in order.
+    pub entries: [&'a BackendEntry; MAX_HOPS],
+    /// 1 to [`MAX_HOPS`].
+    pub count: usize,
+}
+
+/// Most hops a row carries (`proto::maps::ROW_CHAIN` less the primary).
+pub const MAX_HOPS: usize = ROW_CHAIN - 1;
+const _: () = assert!(MAX_HOPS == 3);
+
+/// Encapsulates the frame for the row (`primary`, `alternates`) under
 /// `settings` (map values, read in place) and `target` ([`Target::pack`]):
 /// [`SENT`] or [`SENT_MAC_FALLBACK`] when done, [`FAILED`] when it cannot be
-/// encapsulated (no outer source, no MAC, no headroom), and then the frame
-/// is to be dropped.
+/// encapsulated (no outer source, no MAC, no headroom, a hop count out of
+/// range), and then the frame is to be dropped.
 ///
 /// Inlined into its one caller, like the flow hash: a global BPF function
 /// call cost about 13 ns a packet, for 7k fewer instructions verified.
@@ -74,49 +89,52 @@ pub const SENT_MAC_FALLBACK: u32 = 2;
 /// branch and not the bounds checks guarding them, and the verifier saw
 /// unchecked writes.
 #[inline(always)]
-pub extern "C" fn director_encapsulate(
-    ctx: *mut xdp_md,
-    settings: *const DirectorSettings,
-    primary: *const BackendEntry,
-    secondary: *const BackendEntry,
+pub fn director_encapsulate(
+    ctx: &XdpContext,
+    s: &DirectorSettings,
+    primary: &BackendEntry,
+    alternates: &Alternates<'_>,
     target: u64,
 ) -> u32 {
-    // SAFETY: the verifier hands a global function either null or a valid
-    // pointer to a whole value of the pointee type; null is checked.
-    let (Some(s), Some(primary), Some(secondary)) =
-        (unsafe { (settings.as_ref(), primary.as_ref(), secondary.as_ref()) })
-    else {
-        core::hint::cold_path();
-        return FAILED;
-    };
-    let ctx = XdpContext::new(ctx);
     let family = primary.family;
+    let hops = alternates.count;
     // All backends of a table share one family (the loader refuses
-    // others), so the hop's is the outer header's; a row that mixes them
+    // others), so the hops' is the outer header's; a row that mixes them
     // did not come from the loader.
-    if secondary.family != family {
+    let [a0, a1, a2] = alternates.entries;
+    if hops == 0
+        || hops > MAX_HOPS
+        || a0.family != family
+        || (hops > 1 && a1.family != family)
+        || (hops > 2 && a2.family != family)
+    {
         core::hint::cold_path();
         return FAILED;
     }
     let row = Row {
         s,
         primary,
-        secondary,
+        alternates,
         source_port: target as u16,
         inner_v6: target & Target::INNER_V6 != 0,
     };
+    // W: the new headers with one hop; W2, W3: with two and three.
+    const T4: usize = eth::HLEN + GROW_V4;
+    const T6: usize = eth::HLEN + GROW_V6;
+    const V4: usize = eth::VLAN_HLEN + GROW_V4;
+    const V6: usize = eth::VLAN_HLEN + GROW_V6;
     match (target & Target::VLAN != 0, family) {
         (false, FAMILY_V4) => {
-            encapsulate_as::<{ eth::HLEN }, false, { eth::HLEN + GROW_V4 }>(&ctx, &row)
+            encapsulate_as::<{ eth::HLEN }, false, T4, { T4 + 4 }, { T4 + 8 }>(ctx, &row)
         }
         (false, FAMILY_V6) => {
-            encapsulate_as::<{ eth::HLEN }, true, { eth::HLEN + GROW_V6 }>(&ctx, &row)
+            encapsulate_as::<{ eth::HLEN }, true, T6, { T6 + 16 }, { T6 + 32 }>(ctx, &row)
         }
         (true, FAMILY_V4) => {
-            encapsulate_as::<{ eth::VLAN_HLEN }, false, { eth::VLAN_HLEN + GROW_V4 }>(&ctx, &row)
+            encapsulate_as::<{ eth::VLAN_HLEN }, false, V4, { V4 + 4 }, { V4 + 8 }>(ctx, &row)
         }
         (true, FAMILY_V6) => {
-            encapsulate_as::<{ eth::VLAN_HLEN }, true, { eth::VLAN_HLEN + GROW_V6 }>(&ctx, &row)
+            encapsulate_as::<{ eth::VLAN_HLEN }, true, V6, { V6 + 16 }, { V6 + 32 }>(ctx, &row)
         }
         _ => {
             core::hint::cold_path();
@@ -129,7 +147,7 @@ pub extern "C" fn director_encapsulate(
 struct Row<'a> {
     s: &'a DirectorSettings,
     primary: &'a BackendEntry,
-    secondary: &'a BackendEntry,
+    alternates: &'a Alternates<'a>,
     source_port: u16,
     inner_v6: bool,
 }
@@ -175,17 +193,25 @@ const fn be16(v: u16) -> u64 {
     v.to_be() as u64
 }
 
-/// Bytes added in front of the frame for an IPv4 outer header.
+/// Bytes added in front of the frame for an IPv4 outer header and one hop.
 const GROW_V4: usize = ipv4::HLEN + UDP_GUE_LEN + 4;
-/// Bytes added in front of the frame for an IPv6 outer header.
+/// Bytes added in front of the frame for an IPv6 outer header and one hop.
 const GROW_V6: usize = ipv6::HLEN + UDP_GUE_LEN + 16;
 
 /// [`director_encapsulate`] for an `L2`-byte Ethernet header and an outer
-/// header (and hop) of IPv6 if `V6`, else IPv4; `W` is the length of the
-/// new headers, `L2` plus the growth. They are written as words (all
-/// offsets constant) after one bounds check.
+/// header (and hops) of IPv6 if `V6`, else IPv4; `W` is the length of the
+/// new headers with one hop, `L2` plus the growth, and `W2`, `W3` their
+/// length with two and three hops. They are written as words (all offsets
+/// constant) after one bounds check; each further hop has a constant
+/// offset too, and a bounds check of its own.
 #[inline(always)]
-fn encapsulate_as<const L2: usize, const V6: bool, const W: usize>(
+fn encapsulate_as<
+    const L2: usize,
+    const V6: bool,
+    const W: usize,
+    const W2: usize,
+    const W3: usize,
+>(
     ctx: &XdpContext,
     t: &Row<'_>,
 ) -> u32 {
@@ -216,9 +242,13 @@ fn encapsulate_as<const L2: usize, const V6: bool, const W: usize>(
     };
     const { assert!(PrivateType::Ipv6Hops.hop_len() == 16) };
     const { assert!(PrivateType::Ipv4Hops.hop_len() == 4) };
-    let private_len = GLB_HEADER_LEN - GUE_HEADER_LEN + hop_len;
-    let grow = outer_ip_len + UDP_GUE_LEN + hop_len;
+    let hops = t.alternates.count;
+    let hops_len = hops * hop_len;
+    let private_len = GLB_HEADER_LEN - GUE_HEADER_LEN + hops_len;
+    let grow = outer_ip_len + UDP_GUE_LEN + hops_len;
     const { assert!(W == L2 + if V6 { GROW_V6 } else { GROW_V4 }) };
+    const { assert!(W2 == W + if V6 { 16 } else { 4 }) };
+    const { assert!(W3 == W2 + if V6 { 16 } else { 4 }) };
 
     // The received frame's destination MAC becomes the source, and its VLAN
     // tag stays: read both before the head moves. 18 bytes are there even
@@ -233,7 +263,7 @@ fn encapsulate_as<const L2: usize, const V6: bool, const W: usize>(
     let tag = old.u32_raw::<{ eth::VLAN_TAG }>();
     // L: the original IP packet and any bytes after it.
     let inner_len = frame_len(ctx) - L2;
-    let udp_len = (UDP_GUE_LEN + hop_len + inner_len) as u16;
+    let udp_len = (UDP_GUE_LEN + hops_len + inner_len) as u16;
 
     // SAFETY: the helper only moves `data` within the frame's headroom; it
     // fails (non-zero) when there is not enough.
@@ -303,22 +333,40 @@ fn encapsulate_as<const L2: usize, const V6: bool, const W: usize>(
         be16(t.source_port) | (be16(GUE_PORT) << 16) | (be16(udp_len) << 32),
     );
     // GUE: version 0, C 0, hlen; inner protocol; flags 0. GLB: private
-    // type, next hop 0, one hop.
+    // type, next hop 0, hop count.
     ok &= w.put::<u64>(
         at + udp::HLEN,
         u64::from(hlen)
             | (u64::from(inner) << 8)
             | (be16(u16::from(private_type)) << 32)
-            | (1 << 56),
+            | ((hops as u64) << 56),
     );
-    let hop_at = at + UDP_GUE_LEN;
-    if V6 {
-        ok &= w.put::<u64>(hop_at, word(&t.secondary.addr, 0));
-        ok &= w.put::<u64>(hop_at + 8, word(&t.secondary.addr, 8));
-    } else {
-        ok &= w.put::<u32>(hop_at, word32(&t.secondary.addr));
+    let [a0, a1, a2] = t.alternates.entries;
+    ok &= put_hop::<V6, W>(w, at + UDP_GUE_LEN, a0);
+    // The frame grew by each further hop too: a window that covers it.
+    if hops > 1 {
+        match WriteView::<W2>::at(ctx, 0) {
+            Some(w) => ok &= put_hop::<V6, W2>(w, W, a1),
+            None => ok = false,
+        }
+    }
+    if hops > 2 {
+        match WriteView::<W3>::at(ctx, 0) {
+            Some(w) => ok &= put_hop::<V6, W3>(w, W2, a2),
+            None => ok = false,
+        }
     }
     if ok { result } else { FAILED }
+}
+
+/// Writes `hop`'s address (16 bytes if `V6`, else 4) at `at` of `w`.
+#[inline(always)]
+fn put_hop<const V6: bool, const N: usize>(w: WriteView<N>, at: usize, hop: &BackendEntry) -> bool {
+    if V6 {
+        w.put::<u64>(at, word(&hop.addr, 0)) & w.put::<u64>(at + 8, word(&hop.addr, 8))
+    } else {
+        w.put::<u32>(at, word32(&hop.addr))
+    }
 }
 
 /// Length of the benchmark's constant outer header.

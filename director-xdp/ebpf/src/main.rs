@@ -2,8 +2,9 @@
 //!
 //! - `director`: the GLB-style director of `docs/director.md`. It finds the
 //!   bind of each packet for a VIP, hashes the flow into that bind's table,
-//!   and sends the packet, wrapped in GUE with the row's secondary as the one
-//!   hop, to the row's primary (`XDP_TX`). Everything else passes untouched.
+//!   and sends the packet, wrapped in GUE with the row's alternates as the
+//!   hop list, to the row's primary (`XDP_TX`). Everything else passes
+//!   untouched.
 //! - `bench_floor`, `bench_min_encap` and `bench_siphash`: references for
 //!   the benchmark (the cost of `XDP_TX` alone, of the smallest possible
 //!   encapsulation, and of the director's hash of an IPv6 address alone).
@@ -45,7 +46,7 @@ use proto::maps::{
     vip_fold, vip_home,
 };
 
-use crate::encap::{Target, director_encapsulate};
+use crate::encap::{Alternates, Target, director_encapsulate};
 use crate::hash::{Flow, HashArgs, addr_words, director_flow_hash, flow_hash};
 use director_xdp_ebpf::packet::{
     View, eth, frame_len, icmp, ipv4, ipv6, proto as ipproto, tcp, udp,
@@ -1160,13 +1161,25 @@ fn route<const FAST: bool>(
     let Some(row) = DIR_TABLES.get(row_index(table, slot, proto::flow::row_of(hash))) else {
         return encap_failure();
     };
-    let (Some(primary), Some(secondary)) = (
-        DIR_BACKENDS.get(row.primary),
-        DIR_BACKENDS.get(row.secondary),
-    ) else {
+    let hops = usize::from(head.hops.get(slot as usize).copied().unwrap_or(0));
+    let [first, h0, h1, h2] = row.chain.map(u32::from);
+    let (Some(primary), Some(a0)) = (DIR_BACKENDS.get(first), DIR_BACKENDS.get(h0)) else {
         return encap_failure();
     };
-    sent.backend = row.primary;
+    // Unused hops repeat the last one used; only `hops` are written.
+    let a1 = if hops > 1 { DIR_BACKENDS.get(h1) } else { Some(a0) };
+    let Some(a1) = a1 else {
+        return encap_failure();
+    };
+    let a2 = if hops > 2 { DIR_BACKENDS.get(h2) } else { Some(a1) };
+    let Some(a2) = a2 else {
+        return encap_failure();
+    };
+    let alternates = Alternates {
+        entries: [a0, a1, a2],
+        count: hops,
+    };
+    sent.backend = first;
     count_backend::<false>(sent.backend, received);
     let client_port = if ports { flow.sport } else { 0 };
     let target = Target {
@@ -1174,7 +1187,7 @@ fn route<const FAST: bool>(
         vlan: p.l2_len == eth::VLAN_HLEN,
         inner_v6: p.v6,
     };
-    match director_encapsulate(ctx.ctx, settings, primary, secondary, target.pack()) {
+    match director_encapsulate(ctx, settings, primary, &alternates, target.pack()) {
         encap::SENT => Outcome::Sent,
         encap::SENT_MAC_FALLBACK => {
             sent.flags |= Sent::MAC_FALLBACK;

@@ -29,10 +29,16 @@ pub enum Cfg {
     PortHash,
     /// [`MAIN`] without a gateway MAC.
     NoFallback,
+    /// [`MAIN`] with chains of three alternates in "web4" and "web6".
+    LongChains,
+    /// [`MAIN`] with two alternates in "web4" and one in "web6".
+    ShortChains,
 }
 
-/// Four IPv4 backends ("web4"), three IPv6 backends ("web6"), and a
-/// one-backend table ("solo"). Bind ids (config order):
+/// Four IPv4 backends ("web4", one alternate per row: GLB's wire output),
+/// three IPv6 backends ("web6", two alternates), and a one-backend table
+/// ("solo", three alternates: the backend repeated). Bind ids (config
+/// order):
 ///
 /// | id | bind | table |
 /// |---|---|---|
@@ -54,6 +60,7 @@ pub const MAIN: &str = r#"{
     { "name": "web4",
       "hash_key": "6a09e667f3bcc908bb67ae8584caa73b",
       "seed": "3c6ef372fe94f82ba54ff53a5f1d36f1",
+      "hops": 1,
       "binds": [
         { "ip": "203.0.113.10", "proto": "tcp", "port": 80 },
         { "ip": "203.0.113.10", "proto": "udp", "port": 53 },
@@ -71,6 +78,7 @@ pub const MAIN: &str = r#"{
     { "name": "web6",
       "hash_key": "510e527fade682d19b05688c2b3e6c1f",
       "seed": "1f83d9abfb41bd6b5be0cd19137e2179",
+      "hops": 2,
       "binds": [
         { "ip": "2001:db8:10::20", "proto": "tcp", "port": 80 },
         { "ip": "2001:db8:10::20", "proto": "udp", "port": 53 },
@@ -87,6 +95,7 @@ pub const MAIN: &str = r#"{
     { "name": "solo",
       "hash_key": "000102030405060708090a0b0c0d0e0f",
       "seed": "0f0e0d0c0b0a09080706050403020100",
+      "hops": 3,
       "binds": [ { "ip": "203.0.113.30", "proto": "tcp", "port": 22 } ],
       "backends": [ { "ip": "198.51.100.99", "state": "active", "healthy": true } ] }
   ],
@@ -138,7 +147,31 @@ pub fn config_text(cfg: Cfg) -> String {
         // (CheckError::MissingSource), so that encap_failure cannot be
         // reached through a config.
         Cfg::NoFallback => replace_once(MAIN, r#""gateway_mac": "02:00:5e:00:53:01","#, ""),
+        Cfg::LongChains => with_hops(3, 3),
+        Cfg::ShortChains => with_hops(2, 1),
     }
+}
+
+/// [`MAIN`] with `web4` and `web6` hops of alternates per row.
+fn with_hops(web4: u8, web6: u8) -> String {
+    let text = replace_once(
+        MAIN,
+        r#""seed": "3c6ef372fe94f82ba54ff53a5f1d36f1",
+      "hops": 1,"#,
+        &format!(
+            r#""seed": "3c6ef372fe94f82ba54ff53a5f1d36f1",
+      "hops": {web4},"#
+        ),
+    );
+    replace_once(
+        &text,
+        r#""seed": "1f83d9abfb41bd6b5be0cd19137e2179",
+      "hops": 2,"#,
+        &format!(
+            r#""seed": "1f83d9abfb41bd6b5be0cd19137e2179",
+      "hops": {web6},"#
+        ),
+    )
 }
 
 /// `text` with its one occurrence of `from` replaced.
@@ -347,9 +380,9 @@ fn build() -> Vec<Case> {
     let input = b.client_where(Cfg::Main, v4_to("203.0.113.20", 80), fallback);
     b.tx("ipv6_backend_without_mac_goes_to_the_gateway", input);
     let input = b.client_where(Cfg::Main, v4_to("203.0.113.10", 80), |_, d| {
-        d.secondary.to_string() == "198.51.100.14"
+        d.alternates[0].to_string() == "198.51.100.14"
     });
-    b.tx("draining_backend_is_the_secondary_hop", input);
+    b.tx("draining_backend_is_the_first_alternate", input);
 
     // ---- port ranges ----
     let to_port = |port: u16| frame(&ip_from(client4, "203.0.113.10").tcp(40020, port, SYN, &[]));
@@ -1057,6 +1090,59 @@ fn build() -> Vec<Case> {
         Verdict::Pass,
         frame(&ip_from(client4, "203.0.113.11").tcp(40040, 80, SYN, &[])),
     );
+
+    // ---- hop chains: every hop count with IPv4 and IPv6 hops ----
+    for (cfg, prefix) in [(Cfg::LongChains, "long"), (Cfg::ShortChains, "short")] {
+        let name = |what: &str| format!("{prefix}_chains_{what}");
+        b.add(
+            &name("ipv4_tcp_to_ipv4_backends"),
+            cfg,
+            Verdict::Tx,
+            frame(&v4_tcp),
+        );
+        b.add(
+            &name("ipv6_tcp_to_ipv4_backends"),
+            cfg,
+            Verdict::Tx,
+            frame(&ip_from(client6, "2001:db8:10::10").tcp(40001, 443, SYN, &[])),
+        );
+        b.add(
+            &name("ipv4_tcp_to_ipv6_backends"),
+            cfg,
+            Verdict::Tx,
+            frame(&ip_from(client4, "203.0.113.20").tcp(40003, 80, PSH_ACK, get)),
+        );
+        b.add(
+            &name("ipv6_tcp_to_ipv6_backends"),
+            cfg,
+            Verdict::Tx,
+            frame(&v6_tcp),
+        );
+        b.add(
+            &name("vlan_tagged_ipv4_tcp_to_ipv4_backends"),
+            cfg,
+            Verdict::Tx,
+            frame_vlan(42, &v4_tcp),
+        );
+        b.add(
+            &name("vlan_tagged_ipv6_tcp_to_ipv6_backends"),
+            cfg,
+            Verdict::Tx,
+            frame_vlan(4094, &v6_tcp),
+        );
+        b.add(
+            &name("frag_needed_follows_its_flow"),
+            cfg,
+            Verdict::Tx,
+            frag_needed("198.51.100.254", "203.0.113.10", &quote(&reply4)),
+        );
+        b.add(
+            &name("packet_too_big_follows_its_flow"),
+            cfg,
+            Verdict::Tx,
+            packet_too_big("2001:db8:ff::1", "2001:db8:10::20", &quote(&reply6)),
+        );
+    }
 
     b.cases
 }
