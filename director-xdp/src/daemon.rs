@@ -103,7 +103,7 @@ async fn run_async(config_path: &Path, keep_on_exit: bool) -> Result<(), Failure
     let ifindex = interface_index(&interface).map_err(Failure::runtime)?;
 
     pins::ensure_bpffs().map_err(Failure::runtime)?;
-    let pin_dir = pins::pin_dir(&config, &interface);
+    let pin_dir = pins::pin_dir(&config, &interface).map_err(Failure::runtime)?;
     let mut found = pins::inspect(&pin_dir, &interface, ifindex).map_err(Failure::runtime)?;
     let dataplane = match Dataplane::load_pinned(&pin_dir) {
         Ok((dp, _)) => dp,
