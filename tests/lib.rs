@@ -358,6 +358,11 @@ impl Daemon {
         Ok(())
     }
 
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> io::Result<bool> {
+        Ok(self.child.try_wait()?.is_none())
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub fn stop(mut self) -> io::Result<std::process::ExitStatus> {
         self.signal(libc::SIGTERM)?;
