@@ -78,7 +78,7 @@ async fn run_async(args: &RedirectArgs) -> Result<(), Failure> {
         netns_id,
     };
     redirect::check(&config).map_err(Failure::usage)?;
-    let ifindex = crate::daemon::interface_index(&args.iface).map_err(Failure::usage)?;
+    let ifindex = crate::daemon::interface_index(&args.iface, "--iface").map_err(Failure::usage)?;
     warn_forwarding(&args.iface);
 
     let mut module = Redirect::load()
