@@ -70,6 +70,15 @@ fn addr(i: usize, v6: bool) -> IpAddr {
     if v6 { a6.into() } else { a4.into() }
 }
 
+/// The director's address in the family of `v6`.
+fn director(v6: bool) -> IpAddr {
+    if v6 {
+        DIRECTOR6.into()
+    } else {
+        DIRECTOR.into()
+    }
+}
+
 /// A backend host: the agent is dropped (stopped) before its namespace.
 struct Host {
     agent: Daemon,
@@ -398,12 +407,7 @@ fn a_segment_forwarded_twice_reaches_the_connection_on_the_third_backend() {
         let inner = segment(v6, peer.port(), seq, ack, PSH | ACK, payload.as_bytes());
         // What a director writes for a row (1, [2, 3]) of a table with H = 2.
         let g = gue(0, &[addr(1, v6), addr(2, v6)], &inner);
-        let director = if v6 {
-            IpAddr::from(DIRECTOR6)
-        } else {
-            IpAddr::from(DIRECTOR)
-        };
-        lab.send(&lab.macs(0, 1).gue_frame(director, addr(0, v6), &g));
+        lab.send(&lab.macs(0, 1).gue_frame(director(v6), addr(0, v6), &g));
         let mut read = vec![0u8; payload.len()];
         server.read_exact(&mut read).unwrap();
         assert_eq!(
@@ -466,12 +470,7 @@ fn a_chain_padded_with_its_last_backend_ends_there_without_a_loop() {
         let inner = segment(v6, 40000 + round as u16, 7, 9, ACK, b"");
         let hops = vec![addr(1, v6); h];
         let g = gue(0, &hops, &inner);
-        let director = if v6 {
-            IpAddr::from(DIRECTOR6)
-        } else {
-            IpAddr::from(DIRECTOR)
-        };
-        let frame = lab.macs(0, 1).gue_frame(director, addr(0, v6), &g);
+        let frame = lab.macs(0, 1).gue_frame(director(v6), addr(0, v6), &g);
 
         let (sent1, sent2) = (lab.capture_sent_by(0), lab.capture_sent_by(1));
         let got2 = lab.capture_received_by(1);
