@@ -72,27 +72,7 @@ pub struct Backend {
 impl Backend {
     /// The agent's counters now (SIGUSR1, then the last `counters:` line).
     pub fn counters(&mut self) -> io::Result<Vec<(String, u64)>> {
-        let before = self.agent.log().matches("counters:").count();
-        self.agent.signal(libc::SIGUSR1)?;
-        for _ in 0..100 {
-            let log = self.agent.log();
-            if log.matches("counters:").count() > before {
-                let line = log
-                    .lines()
-                    .rfind(|l| l.starts_with("counters:"))
-                    .unwrap_or_default();
-                let words: Vec<&str> = line["counters:".len()..].split_whitespace().collect();
-                return Ok(words
-                    .chunks(2)
-                    .filter_map(|c| Some((c[0].to_string(), c.get(1)?.parse().ok()?)))
-                    .collect());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Err(io::Error::other(format!(
-            "no counters after SIGUSR1:\n{}",
-            self.agent.log()
-        )))
+        crate::redirect_lab::agent_counters(&self.agent)
     }
 
     /// One counter now.

@@ -358,6 +358,11 @@ impl Daemon {
         Ok(())
     }
 
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> io::Result<bool> {
+        Ok(self.child.try_wait()?.is_none())
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub fn stop(mut self) -> io::Result<std::process::ExitStatus> {
         self.signal(libc::SIGTERM)?;
@@ -457,6 +462,14 @@ impl Drop for Capture {
     }
 }
 
+/// Sends `frame` (Ethernet header included, as is) out of `ifname` in
+/// `ns`, through an `AF_PACKET` socket: a host of the lab putting exact
+/// bytes on the wire.
+pub fn send_frame(ns: &Netns, ifname: &str, frame: &[u8]) -> io::Result<()> {
+    let (ifname, frame) = (ifname.to_string(), frame.to_vec());
+    ns.run_in(move || PacketSocket::bind(&ifname)?.send(&frame))
+}
+
 /// A raw `AF_PACKET` socket bound to one interface.
 struct PacketSocket(std::os::fd::OwnedFd);
 
@@ -513,6 +526,22 @@ impl PacketSocket {
             );
         }
         Ok(sock)
+    }
+
+    /// Sends one whole frame out of the interface.
+    fn send(&self, frame: &[u8]) -> io::Result<()> {
+        // SAFETY: a valid fd and a buffer of the length given.
+        let n = unsafe { libc::send(self.0.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if n as usize != frame.len() {
+            return Err(io::Error::other(format!(
+                "sent {n} of the frame's {} bytes",
+                frame.len()
+            )));
+        }
+        Ok(())
     }
 
     /// The next frame received (not sent) by the interface, or `None` after

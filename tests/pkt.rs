@@ -79,6 +79,17 @@ pub fn set_tcp4_checksum(src: Ipv4Addr, dst: Ipv4Addr, segment: &mut [u8]) {
     segment[16..18].copy_from_slice(&c.to_be_bytes());
 }
 
+/// Writes the checksum of the TCP `segment` sent from `src` to `dst`.
+pub fn set_tcp6_checksum(src: Ipv6Addr, dst: Ipv6Addr, segment: &mut [u8]) {
+    let mut pseudo = src.octets().to_vec();
+    pseudo.extend_from_slice(&dst.octets());
+    pseudo.extend_from_slice(&(segment.len() as u32).to_be_bytes());
+    pseudo.extend_from_slice(&[0, 0, 0, 6]);
+    pseudo.extend_from_slice(segment);
+    let c = checksum(&pseudo);
+    segment[16..18].copy_from_slice(&c.to_be_bytes());
+}
+
 /// A UDP header (checksum 0) and its payload.
 pub fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
     let mut h = Vec::new();

@@ -13,7 +13,7 @@ use aya::programs::{TestRun as _, TestRunOptions, Xdp};
 use director_xdp::redirect::{Redirect, RedirectConfig};
 use proto::maps::RedirectStat;
 
-use crate::Netns;
+use crate::{Daemon, Netns};
 
 /// XDP verdicts.
 pub const XDP_DROP: u32 = 1;
@@ -198,6 +198,56 @@ pub fn assert_only(stats: &[(RedirectStat, u64)], want: &[(RedirectStat, u64)]) 
         };
         assert_eq!(*n, expected, "counter {}: {stats:?}", stat.name());
     }
+}
+
+/// The counters of a running `director-xdp redirect` agent, by name, as it
+/// prints them on SIGUSR1 (its last `counters:` line after the signal).
+pub fn agent_counters(agent: &Daemon) -> io::Result<Vec<(String, u64)>> {
+    let before = agent.log().matches("counters:").count();
+    agent.signal(libc::SIGUSR1)?;
+    for _ in 0..100 {
+        let log = agent.log();
+        if log.matches("counters:").count() > before {
+            let line = log
+                .lines()
+                .rfind(|l| l.starts_with("counters:"))
+                .unwrap_or_default();
+            let words: Vec<&str> = line["counters:".len()..].split_whitespace().collect();
+            return Ok(words
+                .chunks(2)
+                .filter_map(|c| Some((c[0].to_string(), c.get(1)?.parse().ok()?)))
+                .collect());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err(io::Error::other(format!(
+        "no counters after SIGUSR1:\n{}",
+        agent.log()
+    )))
+}
+
+/// [`agent_counters`] as `RedirectStat`s (every one of them, for
+/// [`assert_only`]); fails on a name it does not know.
+pub fn agent_stats(agent: &Daemon) -> io::Result<Vec<(RedirectStat, u64)>> {
+    let named = agent_counters(agent)?;
+    let stats: Vec<(RedirectStat, u64)> = named
+        .iter()
+        .map(|(name, n)| {
+            RedirectStat::ALL
+                .into_iter()
+                .find(|s| s.name() == name)
+                .map(|s| (s, *n))
+                .ok_or_else(|| io::Error::other(format!("unknown counter {name} in {named:?}")))
+        })
+        .collect::<io::Result<_>>()?;
+    if stats.len() != RedirectStat::COUNT {
+        return Err(io::Error::other(format!(
+            "{} counters printed, {} expected: {named:?}",
+            stats.len(),
+            RedirectStat::COUNT
+        )));
+    }
+    Ok(stats)
 }
 
 /// The `sockaddr_in` of `a`.

@@ -29,7 +29,10 @@ pub struct RedirectArgs {
     /// source of forwarded packets; all count as "the next hop is this host".
     #[arg(long = "self", value_name = "ADDR", required = true)]
     selves: Vec<IpAddr>,
-    /// Director source prefixes GUE is accepted from (one or more).
+    /// Source prefixes GUE is accepted from (one or more): the directors'
+    /// and every other backend's, because a backend that forwards a
+    /// second-chance packet sends it from its own address. Nothing else:
+    /// GUE carries a client address that the local stack believes.
     #[arg(long, value_name = "PREFIX", required = true, num_args = 1..)]
     allow: Vec<Prefix>,
     /// Also look sockets up in this network namespace (a /run/netns/NAME
@@ -78,7 +81,7 @@ async fn run_async(args: &RedirectArgs) -> Result<(), Failure> {
         netns_id,
     };
     redirect::check(&config).map_err(Failure::usage)?;
-    let ifindex = crate::daemon::interface_index(&args.iface).map_err(Failure::usage)?;
+    let ifindex = crate::daemon::interface_index(&args.iface, "--iface").map_err(Failure::usage)?;
     warn_forwarding(&args.iface);
 
     let mut module = Redirect::load()

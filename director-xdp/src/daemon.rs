@@ -100,10 +100,10 @@ async fn run_async(config_path: &Path, keep_on_exit: bool) -> Result<(), Failure
             config_path.display()
         ))
     })?;
-    let ifindex = interface_index(&interface).map_err(Failure::runtime)?;
+    let ifindex = interface_index(&interface, "director.interface").map_err(Failure::runtime)?;
 
     pins::ensure_bpffs().map_err(Failure::runtime)?;
-    let pin_dir = pins::pin_dir(&config, &interface);
+    let pin_dir = pins::pin_dir(&config, &interface).map_err(Failure::runtime)?;
     let mut found = pins::inspect(&pin_dir, &interface, ifindex).map_err(Failure::runtime)?;
     let dataplane = match Dataplane::load_pinned(&pin_dir) {
         Ok((dp, _)) => dp,
@@ -683,14 +683,15 @@ fn backend_addrs(config: &Config) -> BTreeSet<IpAddr> {
         .collect()
 }
 
-/// The interface's index in this network namespace.
-pub(crate) fn interface_index(name: &str) -> anyhow::Result<u32> {
+/// The interface's index in this network namespace; `setting` names
+/// where the name came from, for the error.
+pub(crate) fn interface_index(name: &str, setting: &str) -> anyhow::Result<u32> {
     let c_name = CString::new(name).with_context(|| format!("interface name {name:?}"))?;
     // SAFETY: `c_name` is a valid NUL-terminated string for the call.
     let index = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
     if index == 0 {
         return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("looking up interface {name} (director.interface)"));
+            .with_context(|| format!("looking up interface {name} ({setting})"));
     }
     Ok(index)
 }

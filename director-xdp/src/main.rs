@@ -76,7 +76,8 @@ enum Command {
     Replay(ReplayArgs),
     /// The backend-side redirect module: attach it to the interface GUE
     /// arrives on, and accept (decapsulate for the local stack) or forward
-    /// (second chance) every GUE packet from an allowed director.
+    /// (second chance) every GUE packet from an allowed source (a director,
+    /// or another backend passing a packet on).
     ///
     /// SIGUSR1 prints the counters (one `counters: ...` line on stdout);
     /// SIGINT and SIGTERM detach, print them and exit 0. Needs root. Host
@@ -504,6 +505,28 @@ mod tests {
             other => panic!("parsed as {other:?}"),
         }
         assert!(Cli::try_parse_from(["director-xdp", "run"]).is_err());
+    }
+
+    #[test]
+    fn redirect_help_says_allow_must_cover_the_other_backends() {
+        // Both the summary (-h) and the full help (--help): an operator
+        // who allows only the directors loses every second chance.
+        for flag in ["-h", "--help"] {
+            let help = Cli::try_parse_from(["director-xdp", "redirect", flag])
+                .expect_err("help is printed, not parsed");
+            assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
+            let text = help.to_string();
+            let allow = text
+                .lines()
+                .skip_while(|l| !l.trim_start().starts_with("--allow"))
+                .take_while(|l| !l.trim_start().starts_with("--netns"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            assert!(
+                allow.contains("the directors' and every other backend's, because a backend that forwards a second-chance packet sends it from its own address"),
+                "{flag}: {text}"
+            );
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! [`Redirect`]: the loaded backend-side redirect module and the code that
-//! writes its maps (allowed director prefixes, this host's addresses, the
+//! writes its maps (allowed source prefixes, this host's addresses, the
 //! socket-lookup namespace), and reads its counters.
 //!
 //! The decision itself is SPEC.md section 3; docs/backend.md has the host
@@ -28,7 +28,9 @@ pub struct RedirectConfig {
     /// This host's addresses: "the next hop is this host", and the first of
     /// each family is the outer source of forwarded packets.
     pub selves: Vec<IpAddr>,
-    /// Director source prefixes GUE is accepted from.
+    /// Source prefixes GUE is accepted from: the directors' and the other
+    /// backends' (second-chance packets come from the backend that
+    /// forwarded them).
     pub allow: Vec<Prefix>,
     /// Network namespace id (nsid, as seen from the interface's namespace)
     /// where sockets are looked up too.
@@ -41,8 +43,8 @@ pub enum RedirectConfigError {
     /// No address of this host.
     #[error("no address of this host (--self) given")]
     NoSelf,
-    /// No allowed director prefix.
-    #[error("no allowed director prefix (--allow) given")]
+    /// No allowed source prefix.
+    #[error("no allowed source prefix (--allow: the directors and the other backends) given")]
     NoAllow,
     /// Too many of something.
     #[error("{count} {what}, the redirect module holds at most {max}")]

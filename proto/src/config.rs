@@ -273,10 +273,11 @@ pub struct Director {
 
 impl Director {
     /// The default pin directory of a director on `interface`:
-    /// `/sys/fs/bpf/glb-director/<interface>`, or, when the daemon runs in
-    /// another network namespace than the host's (`netns` is that
-    /// namespace's inode), `/sys/fs/bpf/glb-director/netns-<inode>/<interface>`:
-    /// network namespaces share bpffs, and interface names repeat across them.
+    /// `/sys/fs/bpf/glb-director/<interface>` for a daemon proven to run in
+    /// the host's network namespace (`netns` is `None`), otherwise
+    /// `/sys/fs/bpf/glb-director/netns-<inode>/<interface>` (`netns` is its
+    /// namespace's inode): network namespaces share bpffs, and interface
+    /// names repeat across them.
     pub fn default_pin_dir(interface: &str, netns: Option<u64>) -> PathBuf {
         let base = PathBuf::from("/sys/fs/bpf/glb-director");
         match netns {

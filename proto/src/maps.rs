@@ -621,7 +621,8 @@ pub enum RedirectStat {
     ForwardedToSelf,
     /// Forwarded to the next hop.
     ForwardedToAlternate,
-    /// Dropped: the outer source is not an allowed director.
+    /// Dropped: the outer source is not allowed (neither a director nor
+    /// another backend).
     DroppedNotAllowed,
     /// Dropped: GUE that failed validation.
     DroppedInvalid,

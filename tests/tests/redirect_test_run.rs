@@ -6,8 +6,11 @@
 //!
 //! Decisions that need no socket: not allowed, invalid GUE, not GUE, SYN,
 //! last resort, next hop is self, forward (IPv4 and IPv6 outer), inner UDP
-//! and ICMP, ICMP errors following their (socketless) TCP flow. Sockets:
-//! an established connection and a listener (which alone accepts nothing).
+//! and ICMP, ICMP errors following their (socketless) TCP flow; and the
+//! same steps along chains of H = 2 and 3 hops (forward from the middle of
+//! the list, last resort at its end, this host as a later hop, hlen not
+//! matching hop_count). Sockets: an established connection and a listener
+//! (which alone accepts nothing).
 #![allow(clippy::unwrap_used)] // a test: a failure is the test failing
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4};
@@ -276,6 +279,157 @@ fn ack_without_socket_is_forwarded_to_the_next_hop_with_exact_bytes() {
         assert_eq!(run(m.program(), &f), (XDP_TX, forwarded(&g, 0, true)));
     });
     assert_only(&stats, &[(RedirectStat::ForwardedToAlternate, 3)]);
+}
+
+/// Backends of longer chains (SPEC.md section 4: 1 + H backends, H up to
+/// 3) besides `ME` and `OTHER`: inside the allowed prefixes, so that they
+/// may have forwarded the packet here, but never sent to from here.
+const FAR: [Ipv4Addr; 2] = [
+    Ipv4Addr::new(198, 51, 100, 13),
+    Ipv4Addr::new(198, 51, 100, 14),
+];
+/// The same, IPv6.
+const FAR6: [Ipv6Addr; 2] = [
+    Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 3),
+    Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 4),
+];
+
+/// The hop lists of chains of H = 2 and 3 in one family: `me`, `other`
+/// and `far` placed as `layout` says ('M', 'O', 'F', 'G').
+fn chain(layout: &str, me: IpAddr, other: IpAddr, far: [IpAddr; 2]) -> Vec<IpAddr> {
+    layout
+        .chars()
+        .map(|c| match c {
+            'M' => me,
+            'O' => other,
+            'F' => far[0],
+            _ => far[1],
+        })
+        .collect()
+}
+
+/// Both families' versions of `layout`: (outer source it arrives from,
+/// this host, hops), IPv4 then IPv6.
+fn chains(layout: &str) -> [(IpAddr, IpAddr, Vec<IpAddr>); 2] {
+    [
+        (
+            FAR[0].into(),
+            ME.into(),
+            chain(layout, ME.into(), OTHER.into(), FAR.map(IpAddr::from)),
+        ),
+        (
+            FAR6[0].into(),
+            ME6.into(),
+            chain(layout, ME6.into(), OTHER6.into(), FAR6.map(IpAddr::from)),
+        ),
+    ]
+}
+
+#[test]
+fn chains_of_two_and_three_hops_forward_from_the_middle_with_exact_bytes() {
+    let stats = in_lab(config(), |m| {
+        // (hop list, next_hop on arrival): the next hop is OTHER, after
+        // one or two backends that passed the packet on.
+        for (layout, next) in [("FO", 1u8), ("FOG", 1), ("FGO", 2)] {
+            for (from, me, hops) in chains(layout) {
+                for inner in [inner_tcp4(ACK), inner_tcp6(ACK)] {
+                    let g = gue(next, &hops, &inner);
+                    let f = MACS.gue_frame(from, me, &g);
+                    let want = forwarded(&g, next.into(), me.is_ipv6());
+                    assert_eq!(
+                        run(m.program(), &f),
+                        (XDP_TX, want.clone()),
+                        "hops {hops:?}, next_hop {next}"
+                    );
+                    // next_hop moved on by one, hop_count and the hops kept.
+                    let at = 14 + if me.is_ipv6() { 40 } else { 20 } + 8;
+                    assert_eq!(want[at + 6..at + 8], [next + 1, hops.len() as u8]);
+                }
+            }
+        }
+    });
+    assert_only(&stats, &[(RedirectStat::ForwardedToAlternate, 12)]);
+}
+
+#[test]
+fn chains_of_two_and_three_hops_end_in_last_resort_or_this_host() {
+    let stats = in_lab(config(), |m| {
+        // next_hop == hop_count: nowhere left, even when the last hop is
+        // this host (step 4 comes before step 5).
+        for (layout, next) in [("OF", 2u8), ("OFG", 3), ("OM", 2), ("OFM", 3), ("OFG", 7)] {
+            for (from, me, hops) in chains(layout) {
+                let inner = inner_tcp4(ACK);
+                let f = MACS.gue_frame(from, me, &gue(next, &hops, &inner));
+                assert_eq!(
+                    run(m.program(), &f),
+                    (XDP_PASS, MACS.stripped(&inner)),
+                    "hops {hops:?}, next_hop {next}"
+                );
+            }
+        }
+        // The next hop is this host, at the end of a chain of three: the
+        // packet stops here, not sent on to the hop after nor to itself.
+        for (layout, next) in [("FOM", 2u8), ("FMO", 1)] {
+            for (from, me, hops) in chains(layout) {
+                let inner = inner_tcp6(ACK);
+                let f = MACS.gue_frame(from, me, &gue(next, &hops, &inner));
+                assert_eq!(
+                    run(m.program(), &f),
+                    (XDP_PASS, MACS.stripped(&inner)),
+                    "hops {hops:?}, next_hop {next}"
+                );
+            }
+        }
+    });
+    assert_only(
+        &stats,
+        &[
+            (RedirectStat::AcceptedLastResort, 10),
+            (RedirectStat::ForwardedToSelf, 4),
+        ],
+    );
+}
+
+#[test]
+fn chains_of_two_and_three_hops_with_an_inconsistent_hlen_are_dropped_and_counted() {
+    let stats = in_lab(config(), |m| {
+        let mut n = 0;
+        for layout in ["FO", "FOG"] {
+            for (from, me, hops) in chains(layout) {
+                let h = hops.len();
+                let words = if me.is_ipv6() { 4 } else { 1 };
+                let good = gue(0, &hops, &inner_tcp4(ACK));
+                assert_eq!(usize::from(good[0]), 1 + h * words, "the builder's hlen");
+                let mut cases: Vec<(String, Vec<u8>)> = Vec::new();
+                // hlen of one hop fewer or more than hop_count says.
+                for hlen in [1 + (h - 1) * words, 1 + (h + 1) * words] {
+                    let mut g = good.clone();
+                    g[0] = hlen as u8;
+                    cases.push((format!("hlen {hlen}"), g));
+                }
+                // hlen of the other private type's hops.
+                let mut g = good.clone();
+                g[0] = (1 + h * if me.is_ipv6() { 1 } else { 4 }) as u8;
+                cases.push((format!("hlen {} of the other hop size", g[0]), g));
+                // hop_count one fewer or more than hlen says.
+                for count in [h - 1, h + 1] {
+                    let mut g = good.clone();
+                    g[7] = count as u8;
+                    cases.push((format!("hop_count {count}"), g));
+                }
+                // Consistent, but the frame ends inside the last hop.
+                let hops_end = 8 + h * 4 * words;
+                cases.push(("cut in the last hop".into(), good[..hops_end - 2].to_vec()));
+                for (what, g) in &cases {
+                    let f = MACS.gue_frame(from, me, g);
+                    assert_eq!(run(m.program(), &f).0, XDP_DROP, "{hops:?}: {what}");
+                }
+                n += cases.len();
+            }
+        }
+        assert_eq!(n, 24);
+    });
+    assert_only(&stats, &[(RedirectStat::DroppedInvalid, 24)]);
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! The backend-side redirect module (SPEC.md section 3, docs/backend.md):
-//! GUE from an allowed director is either accepted (outer headers stripped,
+//! GUE from an allowed source (a director, or another backend passing a
+//! second-chance packet on) is either accepted (outer headers stripped,
 //! the inner packet handed to the local stack) or forwarded to the next hop
 //! of its hop list (second chance).
 //!
@@ -42,7 +43,7 @@ use director_xdp_ebpf::packet::{
     View, WriteView, eth, frame_len, icmp, ipv4, ipv6, proto as ipproto, tcp, udp, write,
 };
 
-/// Director source prefixes GUE is accepted from.
+/// Source prefixes GUE is accepted from: directors and other backends.
 #[map]
 static RDR_ALLOW: LpmTrie<AllowKey, u8> = LpmTrie::with_max_entries(MAX_ALLOWED, 0);
 /// This host's addresses ("the next hop is this host").
