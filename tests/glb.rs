@@ -110,12 +110,20 @@ pub struct Lab {
     /// Config and logs.
     pub scratch: Scratch,
     states: Vec<String>,
+    hops: u8,
 }
 
 impl Lab {
     /// Builds the lab with one backend per entry of `states` (a GLB
-    /// state: "active", "draining", "inactive"...), all healthy.
+    /// state: "active", "draining", "inactive"...), all healthy, in a table
+    /// of two alternates per row (the default).
     pub fn new(states: &[&str]) -> io::Result<Lab> {
+        Lab::with_hops(states, 2)
+    }
+
+    /// [`Lab::new`] with `hops` alternates per row. A backend in state
+    /// "absent" runs its host but is not in the config (the API can add it).
+    pub fn with_hops(states: &[&str], hops: u8) -> io::Result<Lab> {
         let scratch = Scratch::new("glb")?;
         let mut sw = Switch::new()?;
         let client = Netns::new("cl")?;
@@ -221,7 +229,7 @@ impl Lab {
         std::fs::write(&token, format!("{TOKEN}\n"))?;
         std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         let cfg = scratch.file("director.json");
-        std::fs::write(&cfg, config(&states, &token))?;
+        std::fs::write(&cfg, config(&states, hops, &token))?;
         let mut director = director_ns.spawn(
             bin,
             &["run", "--config", cfg.to_str().unwrap_or_default()],
@@ -237,6 +245,7 @@ impl Lab {
             _sw: sw,
             scratch,
             states,
+            hops,
         })
     }
 
@@ -247,7 +256,7 @@ impl Lab {
         let generation = self.director.log().matches("applied: generation").count() + 1;
         std::fs::write(
             self.scratch.file("director.json"),
-            config(&self.states, &self.token_file()),
+            config(&self.states, self.hops, &self.token_file()),
         )?;
         self.director.signal(libc::SIGHUP)?;
         self.director.wait_for_log(
@@ -287,10 +296,12 @@ impl Lab {
     }
 }
 
-fn config(states: &[String], token_file: &std::path::Path) -> String {
+/// The lab's config: its one table "lab" with `hops` alternates per row.
+fn config(states: &[String], hops: u8, token_file: &std::path::Path) -> String {
     let backends: Vec<String> = states
         .iter()
         .enumerate()
+        .filter(|(_, s)| *s != "absent")
         .map(|(i, s)| {
             format!(
                 r#"{{"ip":"{}","state":"{s}","healthy":true}}"#,
@@ -300,7 +311,7 @@ fn config(states: &[String], token_file: &std::path::Path) -> String {
         .collect();
     format!(
         r#"{{"tables":[{{"name":"lab","hash_key":"6c61622d686173682d6b65792d303031",
-            "seed":"6c61622d736565642d30303030303031",
+            "seed":"6c61622d736565642d30303030303031","hops":{hops},
             "binds":[{{"ip":"{VIP4}","proto":"tcp","port":80}},{{"ip":"{VIP6}","proto":"tcp","port":80}},
                      {{"ip":"{VIP4}","proto":"tcp","port":8080}},{{"ip":"{VIP6}","proto":"tcp","port":8080}}],
             "backends":[{}]}}],
@@ -453,5 +464,86 @@ impl Conn {
             )));
         }
         Ok(())
+    }
+}
+
+/// What [`exchange`] saw.
+#[derive(Debug)]
+pub struct Exchanged {
+    /// Connections that failed (their index in the input, and why); a
+    /// failed connection is not used again.
+    pub failures: Vec<(usize, String)>,
+    /// The fewest echoes any connection got.
+    pub fewest: usize,
+    /// The connections, in their input order.
+    pub conns: Vec<Conn>,
+}
+
+/// A change made during [`exchange`], once `at` has passed since its start.
+pub type Change<'a> = (Duration, Box<dyn FnOnce() + 'a>);
+
+/// Runs `conns` in 4 worker threads, each line every ~50 ms per
+/// connection, for `total`, and makes each of `changes` at its time (in
+/// order, on this thread).
+pub fn exchange(conns: Vec<Conn>, total: Duration, changes: Vec<Change<'_>>) -> Exchanged {
+    let start = std::time::Instant::now();
+    let count = conns.len();
+    let mut groups: Vec<Vec<(usize, Conn)>> = (0..4).map(|_| Vec::new()).collect();
+    for (i, c) in conns.into_iter().enumerate() {
+        groups[i % 4].push((i, c));
+    }
+    let workers: Vec<_> = groups
+        .into_iter()
+        .map(|mut group| {
+            std::thread::spawn(move || {
+                let mut failures = Vec::new();
+                let mut echoes = vec![0usize; group.len()];
+                let mut round = 0;
+                while start.elapsed() < total {
+                    let round_start = std::time::Instant::now();
+                    for (k, (i, c)) in group.iter_mut().enumerate() {
+                        if failures.iter().any(|(f, _)| f == i) {
+                            continue;
+                        }
+                        match c.ping(&format!("conn {i} round {round}")) {
+                            Ok(()) => echoes[k] += 1,
+                            Err(e) => failures.push((*i, format!("{}: {e}", c.backend))),
+                        }
+                    }
+                    round += 1;
+                    let spent = round_start.elapsed();
+                    if spent < Duration::from_millis(50) {
+                        std::thread::sleep(Duration::from_millis(50) - spent);
+                    }
+                }
+                (failures, echoes, group)
+            })
+        })
+        .collect();
+    for (at, change) in changes {
+        while start.elapsed() < at {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        change();
+    }
+    let mut failures = Vec::new();
+    let mut fewest = usize::MAX;
+    let mut back: Vec<(usize, Conn)> = Vec::with_capacity(count);
+    for w in workers {
+        match w.join() {
+            Ok((f, e, g)) => {
+                failures.extend(f);
+                fewest = fewest.min(e.into_iter().min().unwrap_or(0));
+                back.extend(g);
+            }
+            Err(_) => failures.push((usize::MAX, "a worker thread panicked".into())),
+        }
+    }
+    back.sort_by_key(|(i, _)| *i);
+    failures.sort();
+    Exchanged {
+        failures,
+        fewest,
+        conns: back.into_iter().map(|(_, c)| c).collect(),
     }
 }

@@ -12,9 +12,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use lab_tests::glb::{Conn, Lab, VIP4, VIP6, backend_ip, connect_many};
+use lab_tests::glb::{Conn, Lab, VIP4, VIP6, backend_ip, connect_many, exchange};
 use lab_tests::{Capture, Netns};
 use serde_json::Value;
 
@@ -104,63 +104,16 @@ fn requests_over_ipv4_and_ipv6_reach_backends_and_replies_bypass_the_director() 
     );
 }
 
-/// Runs `conns` in 4 worker threads, each line every ~50 ms per
-/// connection, for `total`; calls `change` after `at`. Returns the
-/// failures (connection index, error) and the fewest echoes of any
-/// connection.
-fn exchange(
+/// [`exchange`] with one change at `at`, as (failures, fewest echoes,
+/// connections).
+fn exchange_one(
     conns: Vec<Conn>,
     total: Duration,
     at: Duration,
     change: impl FnOnce(),
 ) -> (Vec<(usize, String)>, usize, Vec<Conn>) {
-    let start = Instant::now();
-    let mut groups: Vec<Vec<(usize, Conn)>> = (0..4).map(|_| Vec::new()).collect();
-    for (i, c) in conns.into_iter().enumerate() {
-        groups[i % 4].push((i, c));
-    }
-    let workers: Vec<_> = groups
-        .into_iter()
-        .map(|mut group| {
-            std::thread::spawn(move || {
-                let mut failures = Vec::new();
-                let mut echoes = vec![0usize; group.len()];
-                let mut round = 0;
-                while start.elapsed() < total {
-                    let round_start = Instant::now();
-                    for (k, (i, c)) in group.iter_mut().enumerate() {
-                        if failures.iter().any(|(f, _)| f == i) {
-                            continue;
-                        }
-                        match c.ping(&format!("conn {i} round {round}")) {
-                            Ok(()) => echoes[k] += 1,
-                            Err(e) => failures.push((*i, format!("{}: {e}", c.backend))),
-                        }
-                    }
-                    round += 1;
-                    let spent = round_start.elapsed();
-                    if spent < Duration::from_millis(50) {
-                        std::thread::sleep(Duration::from_millis(50) - spent);
-                    }
-                }
-                (failures, echoes, group)
-            })
-        })
-        .collect();
-    while start.elapsed() < at {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    change();
-    let mut failures = Vec::new();
-    let mut fewest = usize::MAX;
-    let mut back = Vec::new();
-    for w in workers {
-        let (f, e, g) = w.join().unwrap();
-        failures.extend(f);
-        fewest = fewest.min(e.into_iter().min().unwrap_or(0));
-        back.extend(g.into_iter().map(|(_, c)| c));
-    }
-    (failures, fewest, back)
+    let x = exchange(conns, total, vec![(at, Box::new(change))]);
+    (x.failures, x.fewest, x.conns)
 }
 
 fn open_200(client: &Netns) -> Vec<Conn> {
@@ -209,7 +162,7 @@ fn draining_a_backend_breaks_no_connection_and_sends_it_no_new_one() {
     );
 
     let lab_ref = &mut lab;
-    let (failures, fewest, conns) = exchange(
+    let (failures, fewest, conns) = exchange_one(
         conns,
         Duration::from_secs(6),
         Duration::from_secs(2),
@@ -248,7 +201,7 @@ fn draining_through_the_api_breaks_no_connection_and_sends_it_no_new_one() {
     let tf = token.to_str().unwrap();
     let lab_ref = &lab;
     let mut drain = None;
-    let (failures, fewest, conns) = exchange(
+    let (failures, fewest, conns) = exchange_one(
         conns,
         Duration::from_secs(6),
         Duration::from_secs(2),
@@ -335,7 +288,7 @@ fn adding_a_backend_breaks_no_connection_and_new_ones_land_on_it() {
     assert_eq!(before.get(&added), None, "{before:?}");
 
     let lab_ref = &mut lab;
-    let (failures, fewest, conns) = exchange(
+    let (failures, fewest, conns) = exchange_one(
         conns,
         Duration::from_secs(6),
         Duration::from_secs(2),
