@@ -11,7 +11,9 @@ use anyhow::{Context, Result, anyhow, bail};
 use proto::TABLE_ROWS;
 use proto::config::{Config, Proto};
 use proto::flow::{Flow, flow_hash, gue_source_port, message, row_of};
-use proto::table::{BackendState, Chain, MAX_HOPS, Release, RowCount, RowDiff, row_counts};
+use proto::table::{
+    BackendState, Chain, Holders, MAX_HOPS, Release, RowCount, RowDiff, row_counts,
+};
 use serde_json::{Value, json};
 
 use crate::TraceArgs;
@@ -58,6 +60,20 @@ struct Built {
 }
 
 impl Built {
+    /// Which members of the chains may hold established flows, as far as
+    /// the table tells: the primaries, and the members that take no new
+    /// flows (a backend whose state is not known counts as one).
+    fn holders(&self) -> Holders {
+        Holders::assumed(&self.rows, |ip| {
+            self.backends.iter().any(|b| {
+                b.addr == ip
+                    && b.state.is_some_and(BackendState::serves)
+                    && b.healthy != Some(false)
+                    && b.reachable != Some(false)
+            })
+        })
+    }
+
     /// The backends this table takes out of every row on purpose, compared
     /// with `old` (removed, made inactive, marked unreachable).
     fn released_since(&self, old: &Built) -> BTreeMap<IpAddr, Release> {
@@ -345,7 +361,7 @@ pub fn diff(old_path: &Path, new_path: &Path, as_json: bool) -> Result<ExitCode>
             reports.push((o.name.as_str(), "removed", None));
             continue;
         };
-        let d = proto::table::diff_rows(&o.rows, &n.rows, &n.released_since(o));
+        let d = proto::table::diff_rows(&o.rows, &n.rows, &o.holders(), &n.released_since(o));
         let status = if d.rows_changed == 0 {
             "unchanged"
         } else {

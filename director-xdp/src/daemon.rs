@@ -38,7 +38,7 @@ use aya::programs::links::FdLink;
 use aya::programs::xdp::{XdpLink, XdpLinkId};
 use director_xdp::dataplane::{ApplyReport, Dataplane, DataplaneError};
 use proto::config::Config;
-use proto::table::{Chain, Release, Rendezvous, RowCount, row_counts};
+use proto::table::{Chain, Holders, Release, RowCount, row_counts};
 use serde_json::{Value, json};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Notify, mpsc};
@@ -348,47 +348,64 @@ type ViewKey = ([u8; 16], u8, Vec<proto::table::Backend>, [u8; 16]);
 
 /// One live table as the API shows it.
 struct TableView {
+    name: String,
     key: ViewKey,
     rows: Vec<Chain<IpAddr>>,
     /// Rows per backend, as primary and as alternate.
     counts: BTreeMap<IpAddr, RowCount>,
+    /// Which members of each chain may hold established flows, as far as
+    /// this daemon has seen the table change (the loss report's input).
+    holders: Holders,
     hash: String,
 }
 
 /// Builds the views of `config`'s tables, reusing those of `old` whose
-/// inputs did not change.
+/// inputs did not change. A table of `old` with the same name carries its
+/// flows' holders over to the new rows; a table seen for the first time
+/// (at start, or added) gets what its rows alone tell
+/// ([`Holders::assumed`]).
 fn views(config: &Config, old: &[TableView]) -> anyhow::Result<Vec<TableView>> {
     config
         .tables
         .iter()
         .map(|t| {
             let key = (t.seed, t.hops, t.builder_backends(), t.hash_key);
-            if let Some(v) = old.iter().find(|v| v.key == key) {
+            let previous = old.iter().find(|v| v.name == t.name);
+            if let Some(v) = previous.filter(|v| v.key == key) {
                 return Ok(TableView {
+                    name: t.name.clone(),
                     key,
                     rows: v.rows.clone(),
                     counts: v.counts.clone(),
+                    holders: v.holders.clone(),
                     hash: v.hash.clone(),
                 });
             }
             let r = t
                 .rendezvous()
                 .with_context(|| format!("building table \"{}\"", t.name))?;
-            Ok(view_of(key, &r))
+            let rows: Vec<Chain<IpAddr>> = r.row_addrs().collect();
+            let holders = match previous {
+                Some(v) => v.holders.after(&v.rows, &rows),
+                None => Holders::assumed(&rows, |ip| {
+                    r.index_of(ip)
+                        .and_then(|i| r.backend(i))
+                        .is_some_and(|b| b.state.serves() && b.healthy && b.reachable)
+                }),
+            };
+            let counts = row_counts(&rows);
+            let hash =
+                proto::hex::encode(&proto::table::content_hash(&key.3, rows.iter().copied()));
+            Ok(TableView {
+                name: t.name.clone(),
+                key,
+                rows,
+                counts,
+                holders,
+                hash,
+            })
         })
         .collect()
-}
-
-fn view_of(key: ViewKey, r: &Rendezvous) -> TableView {
-    let rows: Vec<Chain<IpAddr>> = r.row_addrs().collect();
-    let counts = row_counts(&rows);
-    let hash = proto::hex::encode(&proto::table::content_hash(&key.3, rows.iter().copied()));
-    TableView {
-        key,
-        rows,
-        counts,
-        hash,
-    }
 }
 
 /// Reads the API token named by the config: the file's first line, which
@@ -1174,13 +1191,12 @@ impl Daemon {
             .get(ti)
             .map(|v| v.rows.as_slice())
             .unwrap_or_default();
-        let old_backends = self
-            .views
-            .get(ti)
-            .map(|v| v.key.2.as_slice())
-            .unwrap_or_default();
+        let (old_backends, holders) = match self.views.get(ti) {
+            Some(v) => (v.key.2.as_slice(), v.holders.clone()),
+            None => (&[][..], Holders::all(before)),
+        };
         let released = Release::between(old_backends, &after.key.2);
-        let d = proto::table::diff_rows(before, &after.rows, &released);
+        let d = proto::table::diff_rows(before, &after.rows, &holders, &released);
         let mut v = serde_json::to_value(&d).unwrap_or_default();
         v["table"] = json!(t.name);
         v["hash_before"] = json!(self.views.get(ti).map(|v| v.hash.clone()));

@@ -1158,6 +1158,84 @@ impl Release {
     }
 }
 
+/// Which members of each row's chain may hold established flows of the
+/// row: the loss report counts a backend leaving a chain only where it may.
+///
+/// Flows are made on a row's primary (a SYN is accepted where it lands, and
+/// UDP has no second chance), so the backends that may hold a row's flows
+/// are those that were its primary since they last joined its chain. A
+/// director that applies every change knows them ([`Holders::after`]); a
+/// table alone only tells part ([`Holders::assumed`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Holders {
+    /// Per row, bit `i`: the chain's entry `i` may hold flows (a backend
+    /// padded into several places has the bit of its first).
+    masks: Vec<u8>,
+}
+
+impl Holders {
+    /// Every member of every chain: nothing is known.
+    pub fn all(rows: &[Chain<IpAddr>]) -> Holders {
+        Holders {
+            masks: rows.iter().map(|c| first_places(c, |_| true)).collect(),
+        }
+    }
+
+    /// As far as a table alone tells: the primary, and the members that
+    /// take no new flows (draining, unhealthy, unreachable or inactive per
+    /// `takes_new_flows`), which are in the chain because they may still
+    /// hold flows. An alternate that takes new flows holds some only if it
+    /// was the row's primary before the primary was added or became
+    /// eligible: a change the table does not show.
+    pub fn assumed(rows: &[Chain<IpAddr>], takes_new_flows: impl Fn(IpAddr) -> bool) -> Holders {
+        Holders {
+            masks: rows
+                .iter()
+                .map(|c| first_places(c, |(i, a)| i == 0 || !takes_new_flows(a)))
+                .collect(),
+        }
+    }
+
+    /// The holders once `old` (whose holders `self` are) became `new`: the
+    /// members of a new chain that may hold flows in the old one, and every
+    /// new primary. A backend that leaves a chain holds none of its flows
+    /// after (they are lost, and the report of that change said so).
+    pub fn after(&self, old: &[Chain<IpAddr>], new: &[Chain<IpAddr>]) -> Holders {
+        Holders {
+            masks: old
+                .iter()
+                .zip(new)
+                .enumerate()
+                .map(|(row, (o, n))| {
+                    first_places(n, |(i, a)| {
+                        i == 0
+                            || o.iter()
+                                .enumerate()
+                                .any(|(j, &x)| x == a && self.holds(row, j))
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    /// Whether entry `place` of row `row`'s chain may hold flows.
+    pub fn holds(&self, row: usize, place: usize) -> bool {
+        self.masks.get(row).is_some_and(|m| m & (1 << place) != 0)
+    }
+}
+
+/// The mask of the places of `chain` where `pick` says yes, each backend
+/// at its first place only.
+fn first_places(chain: &Chain<IpAddr>, pick: impl Fn((usize, IpAddr)) -> bool) -> u8 {
+    let mut mask = 0u8;
+    for (i, &a) in chain.iter().enumerate() {
+        if !chain[..i].contains(&a) && pick((i, a)) {
+            mask |= 1 << i;
+        }
+    }
+    mask
+}
+
 /// Rows where a backend that may hold established flows leaves the chain:
 /// second chance can no longer find those flows, and they break.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -1166,8 +1244,8 @@ pub struct LostRows {
     pub ip: IpAddr,
     /// Rows it was the primary of: it holds their newest flows.
     pub primary_rows: Vec<u32>,
-    /// Rows it was an alternate of: it holds flows there if it was their
-    /// primary before an earlier change whose flows are still open.
+    /// Rows it was an alternate of, and may hold flows of: it was their
+    /// primary before an earlier change whose flows may still be open.
     pub alternate_rows: Vec<u32>,
 }
 
@@ -1192,9 +1270,9 @@ pub struct RowDiff {
     pub rows_primary_changed: usize,
     /// Rows whose alternates change.
     pub rows_alternates_changed: usize,
-    /// Rows in which some backend of the old chain is in no place of the
-    /// new one, not released on purpose (the sum over [`RowDiff::lost`],
-    /// a row counted once).
+    /// Rows in which some backend of the old chain that may hold flows is
+    /// in no place of the new one, not released on purpose (the rows of
+    /// [`RowDiff::lost`], each counted once).
     pub rows_lost: usize,
     /// Per backend, the rows in which it leaves the chain while it may
     /// hold established flows there, and was not released on purpose.
@@ -1217,12 +1295,14 @@ impl RowDiff {
     }
 }
 
-/// Compares two versions of a table, row by row. `released`: the backends
-/// the change takes out on purpose ([`Release::between`]); their rows are
+/// Compares two versions of a table, row by row. `holders`: which members
+/// of the old chains may hold established flows; `released`: the backends
+/// the change takes out on purpose ([`Release::between`]), whose rows are
 /// reported apart from the rows lost.
 pub fn diff_rows(
     old: &[Chain<IpAddr>],
     new: &[Chain<IpAddr>],
+    holders: &Holders,
     released: &BTreeMap<IpAddr, Release>,
 ) -> RowDiff {
     let mut d = RowDiff::default();
@@ -1240,6 +1320,9 @@ pub fn diff_rows(
             }
             if released.contains_key(&x) {
                 *gone.entry(x).or_default() += 1;
+                continue;
+            }
+            if !holders.holds(row as usize, i) {
                 continue;
             }
             row_lost = true;

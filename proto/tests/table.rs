@@ -9,8 +9,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use proto::TABLE_ROWS;
 use proto::hex::decode_array;
 use proto::table::{
-    Backend, BackendState, Chain, MAX_HOPS, Release, Rendezvous, TableError, diff_rows, row_seed,
-    score,
+    Backend, BackendState, Chain, Holders, MAX_HOPS, Release, Rendezvous, TableError, diff_rows,
+    row_seed, score,
 };
 
 /// splitmix64: a small deterministic generator, so every run tests the same
@@ -539,6 +539,7 @@ fn an_unreachable_backend_leaves_every_row_and_only_its_rows_change() {
         let d = diff_rows(
             &before,
             &rows_of(&t),
+            &Holders::all(&before),
             &[(victim, Release::Unreachable)].into(),
         );
         assert!(d.lost.is_empty(), "case {case}: {:?}", d.lost);
@@ -565,7 +566,8 @@ enum Change {
 /// changes (drain, add, mark unhealthy, and their undoing) leave every
 /// backend that was a row's primary at any step in that row's final chain,
 /// so second chance still finds every flow. One more change than H loses
-/// some, and the diff of the last change names exactly those rows.
+/// some, and the diff of the last change, with the holders tracked since
+/// the start, names exactly those.
 #[test]
 fn up_to_hops_overlapping_changes_keep_every_past_primary_in_the_chain() {
     let mut g = Gen(10);
@@ -581,7 +583,11 @@ fn up_to_hops_overlapping_changes_keep_every_past_primary_in_the_chain() {
             .collect();
         let seed = g.seed();
         let mut t = Rendezvous::build(seed, hops, &list).unwrap();
-        let mut holders: Vec<Vec<IpAddr>> = rows_of(&t).iter().map(|c| vec![c[0]]).collect();
+        let start = rows_of(&t);
+        // Every backend takes new flows: only the primaries hold any.
+        let mut tracked = Holders::assumed(&start, |_| true);
+        // The same, kept by hand: per row, the past primaries still in it.
+        let mut held: Vec<Vec<IpAddr>> = start.iter().map(|c| vec![c[0]]).collect();
         for step in 0..=usize::from(hops) {
             let before = rows_of(&t);
             let pick = |g: &mut Gen, list: &[Backend], f: &dyn Fn(&Backend) -> bool| {
@@ -618,32 +624,44 @@ fn up_to_hops_overlapping_changes_keep_every_past_primary_in_the_chain() {
             }
             apply(&mut list, &op);
             let after = rows_of(&t);
-            let d = diff_rows(&before, &after, &Default::default());
+            let d = diff_rows(&before, &after, &tracked, &Default::default());
             let within = step < usize::from(hops);
+            let mut rows_lost = 0;
             for (row, chain) in after.iter().enumerate() {
-                let missing: Vec<IpAddr> = holders[row]
+                let what = format!(
+                    "case {case} hops {hops} step {step} {op:?} row {row}: holders {:?}, chain {chain:?}",
+                    held[row]
+                );
+                if row % 97 == 0 {
+                    for (i, a) in before[row].iter().enumerate() {
+                        let first = !before[row][..i].contains(a);
+                        assert_eq!(
+                            tracked.holds(row, i),
+                            first && held[row].contains(a),
+                            "{what}: place {i}"
+                        );
+                    }
+                }
+                let missing: Vec<IpAddr> = held[row]
                     .iter()
                     .copied()
                     .filter(|h| !chain.contains(h))
                     .collect();
-                let what = format!(
-                    "case {case} hops {hops} step {step} {op:?} row {row}: holders {:?}, chain {chain:?}",
-                    holders[row]
-                );
                 if within {
                     assert!(missing.is_empty(), "{what}");
                 }
-                for h in &missing {
-                    // The diff of this change names each holder lost now.
-                    if before[row].contains(h) {
-                        assert!(d.loses(*h, row as u32), "{what}: {h} not reported");
-                        lost_beyond_h += 1;
-                    }
+                for h in &held[row] {
+                    assert_eq!(d.loses(*h, row as u32), missing.contains(h), "{what}: {h}");
                 }
-                if !holders[row].contains(&chain[0]) {
-                    holders[row].push(chain[0]);
+                rows_lost += usize::from(!missing.is_empty());
+                lost_beyond_h += missing.len();
+                held[row].retain(|h| chain.contains(h));
+                if !held[row].contains(&chain[0]) {
+                    held[row].push(chain[0]);
                 }
             }
+            assert_eq!(d.rows_lost, rows_lost, "case {case} step {step}");
+            tracked = tracked.after(&before, &after);
         }
     }
     // One change more than H does lose flows (the bound is tight).
@@ -652,8 +670,9 @@ fn up_to_hops_overlapping_changes_keep_every_past_primary_in_the_chain() {
 
 /// The case: with one hop, drain a backend, then add one while it
 /// drains: the rows where the new one ranks above the drain-time primary
-/// lose that primary (its flows since the drain), and the diff says so
-/// exactly; with two hops nothing is lost.
+/// lose that primary (its flows since the drain), and the diff of the add,
+/// with the holders known since the start, says so exactly; with two hops
+/// nothing is lost and the diff names nothing.
 #[test]
 fn drain_then_add_loses_only_what_the_diff_reports() {
     let mut g = Gen(11);
@@ -664,15 +683,17 @@ fn drain_then_add_loses_only_what_the_diff_reports() {
         let seed = g.seed();
         let mut t = Rendezvous::build(seed, hops, &list).unwrap();
         let original = rows_of(&t);
+        let holders = Holders::assumed(&original, |_| true);
         t.set_state(list[0].addr, BackendState::Draining).unwrap();
         let draining = rows_of(&t);
-        let d = diff_rows(&original, &draining, &Default::default());
-        assert!(d.lost.is_empty(), "hops {hops}: a drain loses nothing");
+        let d = diff_rows(&original, &draining, &holders, &Default::default());
+        assert_eq!(d.rows_lost, 0, "hops {hops}: a drain loses nothing");
+        let holders = holders.after(&original, &draining);
         let new: IpAddr = "198.51.100.7".parse().unwrap();
         t.add(Backend::new(new, BackendState::Active)).unwrap();
         let added = rows_of(&t);
-        let d = diff_rows(&draining, &added, &Default::default());
-        let mut lost_primary = 0;
+        let d = diff_rows(&draining, &added, &holders, &Default::default());
+        let mut lost = 0;
         for (row, (o, n)) in draining.iter().zip(&added).enumerate() {
             // Flows of a row live on the primaries it had: the original
             // one and the drain-time one.
@@ -683,17 +704,26 @@ fn drain_then_add_loses_only_what_the_diff_reports() {
                     d.loses(holder, row as u32),
                     "hops {hops} row {row}: {o:?} -> {n:?}"
                 );
-                lost_primary += usize::from(!survives);
+                lost += usize::from(!survives);
             }
         }
         if hops == 1 {
-            assert!(lost_primary > 0, "one hop cannot hold two changes");
+            assert!(lost > 0, "one hop cannot hold two changes");
+            assert_eq!(d.rows_lost, lost);
         } else {
-            assert_eq!(lost_primary, 0);
-            // What the diff still names are alternates pushed out of their
-            // chains, which held no flow here.
-            assert!(d.lost.iter().all(|l| l.primary_rows.is_empty()));
+            assert_eq!(lost, 0);
+            assert_eq!(d.rows_lost, 0, "nothing that may hold flows leaves");
+            assert!(d.lost.is_empty());
         }
+        // Without the history, every member of the old chain may hold
+        // flows: the alternates the new backend pushes out are reported.
+        let blind = diff_rows(
+            &draining,
+            &added,
+            &Holders::all(&draining),
+            &Default::default(),
+        );
+        assert!(blind.rows_lost > d.rows_lost);
     }
 }
 
@@ -709,7 +739,8 @@ fn diff_counts_moves_and_reports_released_rows_apart() {
     let (a, b) = (rows_of(&old), rows_of(&new));
     let released = Release::between(&list, &next);
     assert_eq!(released, [(gone, Release::Removed)].into());
-    let d = diff_rows(&a, &b, &released);
+    let all = Holders::all(&a);
+    let d = diff_rows(&a, &b, &all, &released);
     assert!(d.lost.is_empty());
     assert_eq!(d.rows_lost, 0);
     let held = a.iter().filter(|r| r.contains(&gone)).count();
@@ -722,7 +753,7 @@ fn diff_counts_moves_and_reports_released_rows_apart() {
     assert_eq!((m.primary_before, m.primary_after), (primary, 0));
     assert_eq!((m.alternate_before, m.alternate_after), (held - primary, 0));
     // Without the release, the same rows are reported lost, per place.
-    let d = diff_rows(&a, &b, &Default::default());
+    let d = diff_rows(&a, &b, &all, &Default::default());
     assert_eq!(d.rows_lost, held);
     assert_eq!(d.lost.len(), 1);
     assert_eq!(d.lost[0].primary_rows.len(), primary);
