@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # `make demo`: first the real thing, a lab of network namespaces (client,
-# director, three backends with an HTTP server) where requests go through the
-# VIP and a backend is drained under open connections; then the offline tools
-# an operator uses before a change (build, inspect, preview, trace, replay).
+# director, four backends with an HTTP server) where requests go through the
+# VIP and three overlapping changes are made under open connections (a
+# drain, an addition during it, an unhealthy verdict); then the offline
+# tools an operator uses before a change (build, inspect, preview, trace,
+# replay).
 # Needs root; leaves nothing behind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,12 +18,12 @@ trap 'rm -rf "$work"' EXIT
 
 step() { printf '\n\033[1m== %s\033[0m\n$ %s\n' "$1" "${*:2}"; "${@:2}"; }
 
-step "Build the forwarding tables (65,536 rows each)" \
+step "Build the forwarding tables (65,536 rows each: a primary and its alternates)" \
   "$ctl" table build "$config" --out "$work/table.json"
 echo "first rows of table \"web\":"
 grep -m 4 '^        \["' "$work/table.json"
 
-step "Rows per backend: draining, unhealthy and inactive backends hold no row as primary" \
+step "Rows per backend: draining, unhealthy and inactive backends hold no row as primary; draining and unhealthy ones stay alternates" \
   "$ctl" table show "$config"
 
 # Two operator steps, previewed before they are applied: 198.51.100.13 has
@@ -30,14 +32,14 @@ sed 's/"198.51.100.13", "state": "draining"/"198.51.100.13", "state": "inactive"
   "$config" > "$work/step1.json"
 sed 's/"198.51.100.12", "state": "active"/"198.51.100.12", "state": "draining"/' \
   "$work/step1.json" > "$work/step2.json"
-step "Preview taking out 198.51.100.13 (drained): only rows where it was secondary change" \
+step "Preview taking out 198.51.100.13 (drained): only rows where it was an alternate change, released on purpose" \
   "$ctl" table diff "$config" "$work/step1.json"
-step "Preview draining 198.51.100.12: exactly its rows get a new primary, and it stays their secondary" \
+step "Preview draining 198.51.100.12: exactly its rows get a new primary, it stays in their chains, and the report names what would be lost" \
   "$ctl" table diff "$work/step1.json" "$work/step2.json"
 
 step "Where does a client's connection go?" \
   "$ctl" trace "$work/step1.json" --src 192.0.2.7:40000 --dst 203.0.113.10:443/tcp
-step "The same client after the drain: new primary, and the old one is the secondary (second chance keeps the connection)" \
+step "The same client after the drain: new primary, and the old one an alternate (second chance keeps the connection)" \
   "$ctl" trace "$work/step2.json" --src 192.0.2.7:40000 --dst 203.0.113.10:443/tcp
 python3 scripts/sample_pcap.py "$work/in.pcap"
 step "The real XDP director (in the kernel, through BPF_PROG_TEST_RUN) on a capture: 6 to backends, 1 not for a VIP, 1 malformed; the packet-too-big follows its flow" \

@@ -1,9 +1,12 @@
 //! `make demo`: the real thing in a lab of network namespaces. A client, a
-//! director (`director-xdp run`, native XDP) and three backends (each with
-//! the redirect agent, the VIPs on `lo` and Python's HTTP server). Real HTTP
-//! requests go through the VIP, one backend is drained while connections
-//! are open, and none of them breaks. Everything is removed at the end, on
-//! every exit path. Documentation addresses only. Needs root.
+//! director (`director-xdp run`, native XDP) and four backend hosts (each
+//! with the redirect agent, the VIPs on `lo` and Python's HTTP server; the
+//! fourth not yet in the table). Real HTTP requests go through the VIP;
+//! while connections are open, three overlapping changes are made with
+//! `director-ctl`: a backend is drained, another added during the drain, a
+//! third marked unhealthy while it still serves. None of the connections
+//! breaks. Everything is removed at the end, on every exit path.
+//! Documentation addresses only. Needs root.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -36,6 +39,47 @@ fn http_requests(lab: &Lab, vip: &str, n: usize) -> io::Result<BTreeMap<String, 
     Ok(seen)
 }
 
+/// Exchanges lines on every live connection for `secs`; returns the
+/// round trips made and how many connections broke.
+fn talk(conns: &mut [Conn], alive: &mut [bool], secs: u64) -> (usize, usize) {
+    let start = Instant::now();
+    let mut rounds = 0;
+    let mut broken = 0;
+    while start.elapsed() < Duration::from_secs(secs) {
+        for (c, ok) in conns.iter_mut().zip(alive.iter_mut()) {
+            if *ok && c.ping(&format!("round {rounds}")).is_err() {
+                *ok = false;
+                broken += 1;
+            }
+        }
+        rounds += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (rounds, broken)
+}
+
+/// Runs `director-ctl ARGS` (with the lab's token) as an operator would,
+/// printing the command and what it answered.
+fn ctl(lab: &Lab, args: &[&str]) -> io::Result<()> {
+    let token = lab.token_file();
+    let token = token.to_str().unwrap_or_default();
+    println!("  $ director-ctl {}", args.join(" "));
+    let mut all = vec!["--token-file", token];
+    all.extend_from_slice(args);
+    let out = lab.ctl(&all)?;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        println!("    {line}");
+    }
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "director-ctl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    Ok(())
+}
+
 fn show(seen: &BTreeMap<String, usize>) {
     let total: usize = seen.values().sum();
     for (who, n) in seen {
@@ -44,15 +88,18 @@ fn show(seen: &BTreeMap<String, usize>) {
 }
 
 fn demo() -> io::Result<()> {
-    title("Building the lab: client, director, three backends (namespaces, one bridge)");
-    let mut lab = Lab::new(&["active", "active", "active"])?;
+    title(
+        "Building the lab: client, director, four backend hosts (namespaces, one bridge); a table of three backends, two alternates per row",
+    );
+    let mut lab = Lab::with_hops(&["active", "active", "active", "absent"], 2)?;
     println!("  director: {}", lab.director_ns.name());
     for (i, b) in lab.backends.iter().enumerate() {
         println!(
-            "  backend {}: {} ({})",
+            "  backend {}: {} ({}){}",
             i + 1,
             glb::backend_ip(i),
-            b.ns.name()
+            b.ns.name(),
+            if i == 3 { ", not in the table yet" } else { "" }
         );
     }
     // A real HTTP server on every backend, answering with the backend's name.
@@ -100,39 +147,55 @@ fn demo() -> io::Result<()> {
     }
     show(&by_backend);
 
-    title(&format!(
-        "Draining backend 2 ({}) while they talk",
-        glb::backend_ip(1)
-    ));
-    lab.set_state(1, "draining")?;
-    println!(
-        "  director: {}",
-        lab.director
-            .log()
-            .lines()
-            .rfind(|l| l.contains("applied"))
-            .unwrap_or("")
-    );
-    let start = Instant::now();
-    let mut rounds = 0;
-    let mut broken = 0;
+    let (b2, b3, b4) = (glb::backend_ip(1), glb::backend_ip(2), glb::backend_ip(3));
     let mut alive = vec![true; conns.len()];
-    while start.elapsed() < Duration::from_secs(3) {
-        for (c, ok) in conns.iter_mut().zip(alive.iter_mut()) {
-            if *ok && c.ping(&format!("round {rounds}")).is_err() {
-                *ok = false;
-                broken += 1;
-            }
-        }
-        rounds += 1;
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut broken = 0;
+    let mut rounds = 0;
+    let mut tally = |(r, b): (usize, usize)| {
+        rounds += r;
+        broken += b;
+    };
+    tally(talk(&mut conns, &mut alive, 1));
+
+    title(&format!(
+        "Change 1 of 3: drain backend 2 ({b2}) while they talk"
+    ));
+    ctl(&lab, &["backends", "drain", "lab", &b2])?;
+    tally(talk(&mut conns, &mut alive, 2));
+
+    title(&format!(
+        "Change 2 of 3, during the drain: add backend 4 ({b4}); first, what it would do"
+    ));
+    ctl(&lab, &["preview", "lab", "add", &b4])?;
+    ctl(&lab, &["backends", "add", "lab", &b4])?;
+    tally(talk(&mut conns, &mut alive, 2));
+
+    title(&format!(
+        "Change 3 of 3: mark backend 3 ({b3}) unhealthy while it still serves (a slow health endpoint)"
+    ));
+    ctl(
+        &lab,
+        &[
+            "health",
+            "set",
+            "lab",
+            &b3,
+            "--healthy",
+            "false",
+            "--reason",
+            "health check timed out",
+        ],
+    )?;
+    tally(talk(&mut conns, &mut alive, 2));
     println!(
-        "  {} connections x {rounds} round trips after the drain: {broken} broken",
+        "\n  {} connections, {rounds} rounds of round trips through the three changes: {broken} broken",
         conns.len()
     );
+    ctl(&lab, &["backends", "list", "lab"])?;
 
-    title("New HTTP requests after the drain: none reaches the drained backend");
+    title(
+        "New HTTP requests now: none reaches the drained or the unhealthy backend; the new one takes its share",
+    );
     show(&http_requests(&lab, VIP4, 60)?);
 
     title("What the backends' redirect modules counted (second chance at work)");

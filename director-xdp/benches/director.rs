@@ -17,6 +17,7 @@
 //! over the loads. Programs and loads are measured in interleaved batches
 //! so that drift affects them alike. Needs root.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use aya::programs::{TestRun as _, TestRunOptions, Xdp};
@@ -24,7 +25,7 @@ use director_xdp::{
     BENCH_FLOOR_PROGRAM, BENCH_MIN_ENCAP_PROGRAM, BENCH_SIPHASH_PROGRAM, DIRECTOR_PROGRAM,
     Dataplane,
 };
-use proto::config::Config;
+use proto::config::{Bind, Config, Prefix, Proto};
 
 /// Loads of the object measured (see the text `main` prints).
 const LOADS: usize = 16;
@@ -90,7 +91,37 @@ fn v6(s: &str) -> [u8; 16] {
         .octets()
 }
 
-/// The packets measured, against `examples/director.json`.
+/// The VIP of the copy of table "web" with `hops` alternates per row.
+fn hops_vip(hops: u8) -> [u8; 4] {
+    [203, 0, 113, 100 + hops]
+}
+
+/// `examples/director.json` with two copies of its table "web" (same seed
+/// and backends, so the same rankings) that have one and three
+/// alternates per row where "web" has two, each on a VIP of its own
+/// ([`hops_vip`]): the cost of a hop, measured within one load.
+fn bench_config(example: &Config) -> Config {
+    let mut config = example.clone();
+    let web = example.table("web").expect("table web").clone();
+    for hops in [1, 3] {
+        let mut t = web.clone();
+        t.name = format!("web-hops-{hops}");
+        t.hops = hops;
+        t.binds = vec![Bind {
+            prefix: Prefix {
+                addr: IpAddr::from(hops_vip(hops)),
+                len: 32,
+            },
+            proto: Proto::Tcp,
+            port_start: 80,
+            port_end: 80,
+        }];
+        config.tables.push(t);
+    }
+    config
+}
+
+/// The packets measured, against [`bench_config`].
 fn packets() -> Vec<(&'static str, Vec<u8>)> {
     let client4 = [192, 0, 2, 7];
     let vip4 = [203, 0, 113, 10];
@@ -109,10 +140,17 @@ fn packets() -> Vec<(&'static str, Vec<u8>)> {
     ptb.extend(ipv6(v6("2001:db8:ff::1"), vip6, 58, &icmp));
     let mut not_vip = eth(0x0800);
     not_vip.extend(ipv4(client4, [198, 51, 100, 200], 6, &tcp(40000, 80)));
+    let hops = |h: u8| {
+        let mut f = eth(0x0800);
+        f.extend(ipv4(client4, hops_vip(h), 6, &tcp(40000, 80)));
+        f
+    };
     vec![
-        ("matched IPv4 TCP (to IPv4 backends)", v4_tcp),
-        ("matched IPv6 TCP (to IPv4 backends)", v6_tcp),
-        ("ICMPv6 packet too big (quoting a VIP flow)", ptb),
+        ("matched IPv4 TCP (to IPv4 backends), 2 hops", v4_tcp),
+        ("matched IPv4 TCP, 1 hop", hops(1)),
+        ("matched IPv4 TCP, 3 hops", hops(3)),
+        ("matched IPv6 TCP (to IPv4 backends), 2 hops", v6_tcp),
+        ("ICMPv6 packet too big (quoting a VIP flow), 2 hops", ptb),
         ("not a VIP (IPv4 TCP)", not_vip),
     ]
 }
@@ -145,7 +183,7 @@ fn main() {
         "/../examples/director.json"
     ))
     .expect("examples/director.json");
-    let config = Config::from_json(&text).expect("example config");
+    let config = bench_config(&Config::from_json(&text).expect("example config"));
     let mut loads = Vec::new();
     for _ in 0..LOADS {
         let mut dp = Dataplane::load().expect("loading the director (root needed)");
@@ -218,15 +256,21 @@ fn main() {
     );
     println!("|---|---|---:|---:|---:|---:|---:|---:|");
     let mut worst_ratio: f64 = 0.0;
+    // Per packet and load: the floor, then the others above it.
+    let above: Vec<Vec<[f64; 4]>> = samples
+        .iter()
+        .map(|loads| {
+            loads
+                .iter()
+                .map(|progs| {
+                    let [f, m, h, d] = progs.clone().map(median);
+                    [f, m - f, h - f, d - f]
+                })
+                .collect()
+        })
+        .collect();
     for (i, (name, _)) in packets.iter().enumerate() {
-        // Per load: the floor, then the others above it.
-        let per_load: Vec<[f64; 4]> = samples[i]
-            .iter()
-            .map(|progs| {
-                let [f, m, h, d] = progs.clone().map(median);
-                [f, m - f, h - f, d - f]
-            })
-            .collect();
+        let per_load = &above[i];
         let over_loads = |k: usize| median(per_load.iter().map(|l| l[k]).collect());
         let [f, m, h, d] = [0, 1, 2, 3].map(over_loads);
         let director = per_load.iter().map(|l| l[3]);
@@ -247,6 +291,27 @@ fn main() {
             "| {name} | {verdict} | {f:.1} | {m:.1} | {h:.1} | {d:.1} | {low:.1} to {high:.1} | {ratio:.2} |"
         );
     }
+    // The hop rows differ only by their table's hops: within each load,
+    // the same code and packet, so the difference is the hop's cost.
+    let hop_cost = |from: usize, to: usize| {
+        let d: Vec<f64> = (0..LOADS)
+            .map(|l| above[to][l][3] - above[from][l][3])
+            .collect();
+        let (lo, hi) = d
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
+                (lo.min(x), hi.max(x))
+            });
+        (median(d), lo, hi)
+    };
+    let (one_two, lo12, hi12) = hop_cost(1, 0);
+    let (two_three, lo23, hi23) = hop_cost(0, 2);
+    println!(
+        "\nThe cost of a hop (matched IPv4 TCP, director above floor, the median over loads of each \
+         load's difference, lowest to highest load): 1 to 2 hops {one_two:+.1} ns ({lo12:+.1} to \
+         {hi12:+.1}), 2 to 3 hops {two_three:+.1} ns ({lo23:+.1} to {hi23:+.1}). Tables \
+         `web-hops-1` and `web-hops-3` are copies of `web` (2 hops) on VIPs of their own."
+    );
     println!(
         "\nTarget (issue [2]): the director's cost above the floor at most 2x the minimal \
          encapsulation's, for encapsulated packets: worst here {worst_ratio:.2}x. For scale (same method, \
