@@ -445,21 +445,18 @@ pub(crate) fn print_movement(name: &str, d: &RowDiff, verb: &str) {
             pct(d.rows_lost)
         );
         for l in &d.lost {
-            if !l.primary_rows.is_empty() {
-                println!(
-                    "    {:<40} {:>6} rows it is primary of: {}",
-                    l.ip.to_string(),
-                    l.primary_rows.len(),
-                    some_rows(&l.primary_rows)
-                );
-            }
-            if !l.alternate_rows.is_empty() {
-                println!(
-                    "    {:<40} {:>6} rows it is an alternate of (flows of earlier changes): {}",
-                    l.ip.to_string(),
-                    l.alternate_rows.len(),
-                    some_rows(&l.alternate_rows)
-                );
+            for (rows, place) in [
+                (&l.primary_rows, "primary"),
+                (&l.alternate_rows, "an alternate (flows of earlier changes)"),
+            ] {
+                if !rows.is_empty() {
+                    println!(
+                        "    {:<40} {:>6} rows it is {place} of: {}",
+                        l.ip.to_string(),
+                        rows.len(),
+                        some_rows(rows)
+                    );
+                }
             }
         }
     }

@@ -878,19 +878,25 @@ impl Rendezvous {
 
     /// Sets a backend's health verdict and re-places the rows.
     pub fn set_healthy(&mut self, addr: IpAddr, healthy: bool) -> Result<(), TableError> {
-        let i = self
-            .index_of(addr)
-            .ok_or(TableError::UnknownBackend(addr))?;
-        self.slot_mut(i).backend.healthy = healthy;
-        self.place()
+        self.set_health(addr, |b| b.healthy = healthy)
     }
 
     /// Sets whether a backend is reachable and re-places the rows.
     pub fn set_reachable(&mut self, addr: IpAddr, reachable: bool) -> Result<(), TableError> {
+        self.set_health(addr, |b| b.reachable = reachable)
+    }
+
+    /// Changes a backend with `set` (health only: its ranking stays) and
+    /// re-places the rows.
+    fn set_health(
+        &mut self,
+        addr: IpAddr,
+        set: impl FnOnce(&mut Backend),
+    ) -> Result<(), TableError> {
         let i = self
             .index_of(addr)
             .ok_or(TableError::UnknownBackend(addr))?;
-        self.slot_mut(i).backend.reachable = reachable;
+        set(&mut self.slot_mut(i).backend);
         self.place()
     }
 
