@@ -3,7 +3,9 @@
 //! - `director`: the GLB-style director of `docs/director.md`. It finds the
 //!   bind of each packet for a VIP, hashes the flow into that bind's table,
 //!   and sends the packet, wrapped in GUE with the row's secondary as the one
-//!   hop, to the row's primary (`XDP_TX`). Everything else passes untouched.
+//!   hop, to the row's primary (`XDP_TX`); a packet too big for the path MTU
+//!   once wrapped is answered with an ICMP error instead (`too_big`).
+//!   Everything else passes untouched.
 //! - `bench_floor`, `bench_min_encap` and `bench_siphash`: references for
 //!   the benchmark (the cost of `XDP_TX` alone, of the smallest possible
 //!   encapsulation, and of the director's hash of an IPv6 address alone).
@@ -30,6 +32,7 @@
 
 mod encap;
 mod hash;
+mod too_big;
 
 use aya_ebpf::{
     bindings::xdp_action,
@@ -47,6 +50,7 @@ use proto::maps::{
 
 use crate::encap::{Target, director_encapsulate};
 use crate::hash::{Flow, HashArgs, addr_words, director_flow_hash, flow_hash};
+use crate::too_big::director_too_big;
 use director_xdp_ebpf::packet::{
     View, eth, frame_len, icmp, ipv4, ipv6, proto as ipproto, tcp, udp,
 };
@@ -106,6 +110,11 @@ enum Outcome {
     EncapFailure,
     /// Encapsulated in place (see [`Sent`]): `XDP_TX`.
     Sent,
+    /// Too big for the path MTU once encapsulated, and rewritten in place
+    /// into the ICMP error that says so: `XDP_TX`.
+    TooBig,
+    /// Too big for the path MTU, and no error may be sent: `XDP_DROP`.
+    TooBigDropped,
 }
 
 /// How an encapsulated packet is counted besides its bind and backend.
@@ -120,7 +129,8 @@ struct Sent {
     bind: u32,
     /// The primary's backend index.
     backend: u32,
-    /// `Sent::ICMP`, `Sent::FRAGMENT`, `Sent::MAC_FALLBACK`.
+    /// `Sent::ICMP`, `Sent::ICMP_ERROR`, `Sent::FRAGMENT`,
+    /// `Sent::MAC_FALLBACK`.
     flags: u32,
 }
 
@@ -131,6 +141,9 @@ impl Sent {
     const FRAGMENT: u32 = 2;
     /// Sent to the gateway MAC: the primary's is not resolved.
     const MAC_FALLBACK: u32 = 4;
+    /// An ICMP error (frag-needed, packet-too-big): never answered with
+    /// one when too big.
+    const ICMP_ERROR: u32 = 8;
 }
 
 /// The director.
@@ -163,6 +176,16 @@ pub fn director(ctx: XdpContext) -> u32 {
                 count(DirectorStat::MacFallback);
             }
             xdp_action::XDP_TX
+        }
+        Outcome::TooBig => {
+            core::hint::cold_path();
+            count(DirectorStat::TooBigIcmp);
+            xdp_action::XDP_TX
+        }
+        Outcome::TooBigDropped => {
+            core::hint::cold_path();
+            count(DirectorStat::TooBigDropped);
+            xdp_action::XDP_DROP
         }
     }
 }
@@ -578,7 +601,7 @@ fn general(
             echo_range(p.vip)
         }
         L4::Quoted => {
-            sent.flags |= Sent::ICMP;
+            sent.flags |= Sent::ICMP | Sent::ICMP_ERROR;
             // A router answers the packet's source, so the quoted source is
             // usually the VIP the packet is addressed to, looked up already.
             let quoted_vip = if same_addr(ctx, p.v6, p.quoted_src, p.flow.dst) {
@@ -727,7 +750,8 @@ fn fast_forward<const IP: usize, const AT_L4: usize, const V6: bool>(
         return Some(Outcome::Pass);
     };
     if icmp {
-        sent.flags |= Sent::ICMP;
+        // `fast_quote` takes ICMP errors only.
+        sent.flags |= Sent::ICMP | Sent::ICMP_ERROR;
     }
     Some(fast_send::<V6>(ctx, settings, range, flow, client, sent))
 }
@@ -1070,8 +1094,8 @@ fn offset16(offset: usize) -> u16 {
 /// bind's before the hash, so that those counters' memory is fetched while
 /// the hash is computed, and the primary's before the frame is touched
 /// (the same updates cost about 10 ns more each after the header stores).
-/// A failure takes them back. See docs/director.md, "How the program
-/// spends its time".
+/// A failure, or a packet too big to encapsulate, takes them back. See
+/// docs/director.md, "How the program spends its time".
 #[inline(always)]
 fn forward<const FAST: bool>(
     ctx: &XdpContext,
@@ -1116,7 +1140,9 @@ fn count_kinds<const UNDO: bool>(kinds: u32) {
     }
 }
 
-/// [`forward`] after the bind is counted: `Sent` or `EncapFailure`.
+/// [`forward`] after the bind is counted: `Sent`, `EncapFailure`, or, for
+/// a packet that would not fit the path MTU once encapsulated, `TooBig` or
+/// `TooBigDropped`.
 #[inline(always)]
 fn route<const FAST: bool>(
     ctx: &XdpContext,
@@ -1167,6 +1193,15 @@ fn route<const FAST: bool>(
         return encap_failure();
     };
     sent.backend = row.primary;
+    // The path MTU, as soon as the outer family is known: one compare for
+    // the packets that fit. Every table has one hop today.
+    let outer_v6 = primary.family == FAMILY_V6;
+    let hop_count = proto::mtu::HOP_COUNT;
+    let original = received - p.l2_len as u64;
+    if !proto::mtu::fits(original, settings.mtu, outer_v6, hop_count) {
+        core::hint::cold_path();
+        return too_big(ctx, p, settings, outer_v6, hop_count, sent);
+    }
     count_backend::<false>(sent.backend, received);
     let client_port = if ports { flow.sport } else { 0 };
     let target = Target {
@@ -1184,6 +1219,31 @@ fn route<const FAST: bool>(
             count_backend::<true>(sent.backend, received);
             encap_failure()
         }
+    }
+}
+
+/// A packet for a bind that would not fit the path MTU once encapsulated
+/// to an IPv6 (`outer_v6`) or IPv4 primary with `hop_count` hops: the frame
+/// becomes the ICMP error advertising what fits (`TooBig`), or, when none
+/// may be sent, is dropped (`TooBigDropped`).
+#[inline(always)]
+fn too_big(
+    ctx: &XdpContext,
+    p: &Packet,
+    settings: &DirectorSettings,
+    outer_v6: bool,
+    hop_count: usize,
+    sent: &Sent,
+) -> Outcome {
+    let args = too_big::Args {
+        mtu: proto::mtu::max_inner_len(settings.mtu, outer_v6, hop_count),
+        l2_len: p.l2_len,
+        v6: p.v6,
+        icmp_error: sent.flags & Sent::ICMP_ERROR != 0,
+    };
+    match director_too_big(ctx.ctx, args.pack()) {
+        too_big::ANSWERED => Outcome::TooBig,
+        _ => Outcome::TooBigDropped,
     }
 }
 
