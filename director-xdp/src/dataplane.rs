@@ -254,7 +254,7 @@ pub enum DataplaneError {
 
 /// The path MTU toward the backends (`DirectorSettings::mtu`), and where
 /// it comes from.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum PathMtu {
     /// `director.mtu`.
     Config(u32),
@@ -267,6 +267,7 @@ pub enum PathMtu {
         mtu: u32,
     },
     /// Neither: no limit (`director-xdp replay`, which has no interface).
+    #[default]
     None,
 }
 
@@ -340,6 +341,8 @@ pub struct ApplyReport {
     /// Backends without a known MAC (sent to the gateway MAC, or dropped
     /// as `encap_failure` when there is none).
     pub unresolved_macs: usize,
+    /// The path MTU written.
+    pub path_mtu: PathMtu,
 }
 
 /// What happened to one table in [`Dataplane::apply`].
@@ -625,6 +628,7 @@ struct Plan {
     binds: Vec<(String, Bind, u32)>,
     table_ids: HashMap<String, u32>,
     unresolved_macs: usize,
+    path_mtu: PathMtu,
 }
 
 impl Dataplane {
@@ -1045,7 +1049,7 @@ impl Dataplane {
         if path_mtu != PathMtu::None {
             proto::config::check_path_mtu(mtu, &config.tables).map_err(|reason| {
                 CheckError::PathMtu {
-                    mtu: path_mtu,
+                    mtu: path_mtu.clone(),
                     reason,
                 }
             })?;
@@ -1079,6 +1083,7 @@ impl Dataplane {
             binds,
             table_ids,
             unresolved_macs,
+            path_mtu,
         })
     }
 
@@ -1091,6 +1096,7 @@ impl Dataplane {
             vips: plan.vips.len(),
             backends: plan.backend_index.len(),
             unresolved_macs: plan.unresolved_macs,
+            path_mtu: plan.path_mtu.clone(),
             ..ApplyReport::default()
         };
 

@@ -228,6 +228,7 @@ fn reads_show_tables_counters_metrics_and_the_openapi_document() {
     assert_eq!(v["backends"][0]["table"], "web");
     assert_eq!(v["backends"][0]["packets"], 0);
     assert_eq!(v["last_apply"]["source"], "start");
+    assert_eq!(v["path_mtu"], 1500, "the veth's MTU: {v}");
 
     let r = lab.call("GET", "/metrics", None, None);
     assert_eq!(r.status, 200);
@@ -241,6 +242,7 @@ fn reads_show_tables_counters_metrics_and_the_openapi_document() {
         "glb_backend_bytes_total{table=\"web\",backend=\"198.51.100.5\"} 0",
         "glb_backend_state{table=\"web\",backend=\"198.51.100.2\",state=\"active\"} 1",
         "glb_director_generation 1",
+        "glb_director_path_mtu_bytes 1500",
         "glb_director_last_apply_success{source=\"start\"} 1",
     ] {
         assert!(r.body.contains(line), "no {line:?} in\n{}", r.body);
