@@ -174,6 +174,7 @@ async fn run_async(config_path: &Path, keep_on_exit: bool) -> Result<(), Failure
 
     // The path MTU toward the backends when director.mtu is not set.
     dataplane.set_link_mtu(&interface, link_mtu);
+    warn_if_above_link(&config, &interface, link_mtu);
     let mut daemon = Daemon {
         config_path: config_path.to_path_buf(),
         generation: 1,
@@ -521,7 +522,10 @@ impl Daemon {
         // The interface's MTU may have changed (jumbo frames turned on).
         if let Some(interface) = &config.director.interface {
             match interface_mtu(interface) {
-                Ok(mtu) => self.dataplane.set_link_mtu(interface, mtu),
+                Ok(mtu) => {
+                    self.dataplane.set_link_mtu(interface, mtu);
+                    warn_if_above_link(&config, interface, mtu);
+                }
                 Err(e) => warn!("keeping the last MTU read: {e:#}"),
             }
         }
@@ -703,6 +707,19 @@ pub(crate) fn interface_index(name: &str) -> anyhow::Result<u32> {
             .with_context(|| format!("looking up interface {name} (director.interface)"));
     }
     Ok(index)
+}
+
+/// Warns when `director.mtu` is above the MTU of the interface the
+/// encapsulated packets leave by: the config's word is taken, but a link
+/// rarely carries more than its interface's MTU.
+fn warn_if_above_link(config: &Config, interface: &str, link_mtu: u32) {
+    if let Some(mtu) = config.director.mtu
+        && mtu > link_mtu
+    {
+        warn!(
+            "director.mtu {mtu} is above the MTU of {interface} ({link_mtu}), which the encapsulated packets leave by: packets between the two sizes may be lost without a word"
+        );
+    }
 }
 
 /// The interface's MTU in this network namespace (`SIOCGIFMTU`; not
