@@ -685,6 +685,10 @@ fn director_ctl_drives_the_api_with_distinct_exit_codes() {
     let (code, out, err) = run(&["stats", "--json"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(serde_json::from_str::<Value>(&out).expect("JSON")["outcomes"].is_object());
+    let (code, out, err) = run(&["stats"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("path MTU toward the backends: 1500"), "{out}");
+    assert!(out.contains("too_big_icmp"), "{out}");
 
     let (code, _, err) = run(&["backends", "list", "nope"]);
     assert_eq!(code, Some(3), "{err}");
