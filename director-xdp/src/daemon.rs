@@ -1022,10 +1022,9 @@ impl Daemon {
         }
     }
 
-    /// The path MTU the live config applies, `None` for no limit.
+    /// The path MTU the director applies, `None` for no limit.
     fn path_mtu(&self) -> Option<u32> {
-        let mtu = self.dataplane.path_mtu(&self.config);
-        (mtu != PathMtu::None).then(|| mtu.value())
+        self.dataplane.live_path_mtu()
     }
 
     pub(crate) fn stats_json(&self) -> Result<Value, ApiError> {

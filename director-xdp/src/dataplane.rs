@@ -819,6 +819,15 @@ impl Dataplane {
         }
     }
 
+    /// The path MTU the director applies now (as last written), `None` for
+    /// no limit.
+    pub fn live_path_mtu(&self) -> Option<u32> {
+        self.written
+            .settings
+            .map(|s| s.mtu)
+            .filter(|mtu| *mtu != proto::mtu::NO_LIMIT)
+    }
+
     /// Rewrites only the MACs of the backend entries (neighbour changes), no
     /// table change. Returns the number of entries rewritten.
     pub fn refresh_macs(

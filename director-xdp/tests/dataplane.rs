@@ -644,6 +644,7 @@ fn the_path_mtu_is_the_configs_else_the_interfaces_else_none() {
         proto::mtu::NO_LIMIT,
         "no interface (replay): no limit"
     );
+    assert_eq!(dp.live_path_mtu(), None);
 
     dp.set_link_mtu("eth0", 9000);
     dp.apply(&config, &no_macs).expect("applying");
@@ -671,6 +672,7 @@ fn the_path_mtu_is_the_configs_else_the_interfaces_else_none() {
         "the MTU of interface eth0 (director.mtu not set): 1351 is below 1352, the least path MTU that leaves clients 1280 bytes (IPv6's minimum MTU) once the 72 bytes of encapsulation to IPv6 backends are added (table \"dns\")"
     );
     assert_eq!(snapshot(&dp), before);
+    assert_eq!(dp.live_path_mtu(), Some(1500), "the MTU written last");
     dp.set_link_mtu("eth0", 1352);
     dp.apply(&config, &no_macs).expect("just enough");
     assert_eq!(mtu(&dp), 1352);
