@@ -110,11 +110,10 @@ enum Outcome {
     EncapFailure,
     /// Encapsulated in place (see [`Sent`]): `XDP_TX`.
     Sent,
-    /// Too big for the path MTU once encapsulated, and rewritten in place
-    /// into the ICMP error that says so: `XDP_TX`.
+    /// Too big for the path MTU once encapsulated to the primary
+    /// `Sent::backend` with `Sent::hop_count` hops: answered with an ICMP
+    /// error (`XDP_TX`) or dropped (`XDP_DROP`), see [`director`].
     TooBig,
-    /// Too big for the path MTU, and no error may be sent: `XDP_DROP`.
-    TooBigDropped,
 }
 
 /// How an encapsulated packet is counted besides its bind and backend.
@@ -130,7 +129,8 @@ struct Sent {
     /// The primary's backend index.
     backend: u32,
     /// `Sent::ICMP`, `Sent::ICMP_ERROR`, `Sent::FRAGMENT`,
-    /// `Sent::MAC_FALLBACK`.
+    /// `Sent::MAC_FALLBACK`; for `Outcome::TooBig`, the hop count in bits
+    /// `Sent::HOPS_SHIFT..`.
     flags: u32,
 }
 
@@ -144,6 +144,14 @@ impl Sent {
     /// An ICMP error (frag-needed, packet-too-big): never answered with
     /// one when too big.
     const ICMP_ERROR: u32 = 8;
+    /// Where a too-big packet's hop count is (8 bits).
+    const HOPS_SHIFT: u32 = 8;
+
+    /// The hop count of a too-big packet's table.
+    #[inline(always)]
+    fn hop_count(&self) -> usize {
+        ((self.flags >> Self::HOPS_SHIFT) & 0xff) as usize
+    }
 }
 
 /// The director.
@@ -179,13 +187,20 @@ pub fn director(ctx: XdpContext) -> u32 {
         }
         Outcome::TooBig => {
             core::hint::cold_path();
-            count(DirectorStat::TooBigIcmp);
-            xdp_action::XDP_TX
-        }
-        Outcome::TooBigDropped => {
-            core::hint::cold_path();
-            count(DirectorStat::TooBigDropped);
-            xdp_action::XDP_DROP
+            // Here rather than where the packet was found too big: one call
+            // site, out of the way of the encapsulation's code.
+            let args = too_big::Args {
+                backend: sent.backend,
+                hop_count: sent.hop_count(),
+                icmp_error: sent.flags & Sent::ICMP_ERROR != 0,
+            };
+            if director_too_big(ctx.ctx, args.pack()) == too_big::ANSWERED {
+                count(DirectorStat::TooBigIcmp);
+                xdp_action::XDP_TX
+            } else {
+                count(DirectorStat::TooBigDropped);
+                xdp_action::XDP_DROP
+            }
         }
     }
 }
@@ -1141,8 +1156,7 @@ fn count_kinds<const UNDO: bool>(kinds: u32) {
 }
 
 /// [`forward`] after the bind is counted: `Sent`, `EncapFailure`, or, for
-/// a packet that would not fit the path MTU once encapsulated, `TooBig` or
-/// `TooBigDropped`.
+/// a packet that would not fit the path MTU once encapsulated, `TooBig`.
 #[inline(always)]
 fn route<const FAST: bool>(
     ctx: &XdpContext,
@@ -1200,7 +1214,8 @@ fn route<const FAST: bool>(
     let original = received - p.l2_len as u64;
     if !proto::mtu::fits(original, settings.mtu, outer_v6, hop_count) {
         core::hint::cold_path();
-        return too_big(ctx, p, settings, outer_v6, hop_count, sent);
+        sent.flags |= (hop_count as u32) << Sent::HOPS_SHIFT;
+        return Outcome::TooBig;
     }
     count_backend::<false>(sent.backend, received);
     let client_port = if ports { flow.sport } else { 0 };
@@ -1219,31 +1234,6 @@ fn route<const FAST: bool>(
             count_backend::<true>(sent.backend, received);
             encap_failure()
         }
-    }
-}
-
-/// A packet for a bind that would not fit the path MTU once encapsulated
-/// to an IPv6 (`outer_v6`) or IPv4 primary with `hop_count` hops: the frame
-/// becomes the ICMP error advertising what fits (`TooBig`), or, when none
-/// may be sent, is dropped (`TooBigDropped`).
-#[inline(always)]
-fn too_big(
-    ctx: &XdpContext,
-    p: &Packet,
-    settings: &DirectorSettings,
-    outer_v6: bool,
-    hop_count: usize,
-    sent: &Sent,
-) -> Outcome {
-    let args = too_big::Args {
-        mtu: proto::mtu::max_inner_len(settings.mtu, outer_v6, hop_count),
-        l2_len: p.l2_len,
-        v6: p.v6,
-        icmp_error: sent.flags & Sent::ICMP_ERROR != 0,
-    };
-    match director_too_big(ctx.ctx, args.pack()) {
-        too_big::ANSWERED => Outcome::TooBig,
-        _ => Outcome::TooBigDropped,
     }
 }
 

@@ -3,16 +3,18 @@
 //! place, the ICMPv4 frag-needed or ICMPv6 packet-too-big a router would
 //! send the client, from the VIP, back out of the interface it came in by.
 //!
-//! A cold path: one global BPF function, which the verifier checks once
-//! (not once per path that reaches it) and which costs the packets that
-//! fit nothing but the compare that sends the others here.
+//! A cold path: one global BPF function, called from one place in
+//! `director`, which the verifier checks once (not once per path that
+//! reaches it) and which costs the packets that fit nothing but the check
+//! that sends the others here.
 
 use aya_ebpf::{
     bindings::xdp_md,
     helpers::generated::{bpf_csum_diff, bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
     programs::XdpContext,
 };
-use proto::mtu::{IPV4_QUOTE_MAX, IPV6_QUOTE_MAX, answerable_v4};
+use proto::maps::FAMILY_V6;
+use proto::mtu::{IPV4_QUOTE_MAX, IPV6_QUOTE_MAX, answerable_v4, max_inner_len};
 
 use director_xdp_ebpf::packet::{
     View, WriteView, eth, frame_len, icmp, ipv4, ipv6, proto as ipproto, ptr_at,
@@ -37,41 +39,41 @@ const CSUM_PIECE: usize = 512;
 const _: () = assert!(IPV4_QUOTE_MAX == 512 + 32 + 4);
 const _: () = assert!(IPV6_QUOTE_MAX == 2 * 512 + 128 + 64 + 16);
 
-/// What [`director_too_big`] needs besides the frame.
+/// What [`director_too_big`] needs besides the frame and the settings.
 #[derive(Clone, Copy)]
 pub struct Args {
-    /// The MTU the error advertises: the largest original packet that fits.
-    pub mtu: u32,
-    /// Length of the Ethernet header: 14, or 18 with an 802.1Q tag.
-    pub l2_len: usize,
-    /// Family of the packet (and of the error).
-    pub v6: bool,
+    /// The row's primary (index of `DIR_BACKENDS`): its family is the
+    /// outer one.
+    pub backend: u32,
+    /// Hops the encapsulation would have carried.
+    pub hop_count: usize,
     /// The packet is an ICMP error: never answered with one.
     pub icmp_error: bool,
 }
 
 impl Args {
-    const L2_SHIFT: u32 = 32;
-    const V6: u64 = 1 << 40;
-    const ICMP_ERROR: u64 = 1 << 41;
+    const HOPS_SHIFT: u32 = 32;
+    const ICMP_ERROR: u64 = 1 << 40;
 
     /// The argument word.
     #[inline(always)]
     pub fn pack(self) -> u64 {
-        u64::from(self.mtu)
-            | ((self.l2_len as u64 & 0xff) << Self::L2_SHIFT)
-            | (u64::from(self.v6) * Self::V6)
-            | (u64::from(self.icmp_error) * Self::ICMP_ERROR)
+        u64::from(self.backend)
+            | ((self.hop_count as u64 & 0xff) << Self::HOPS_SHIFT)
+            | if self.icmp_error { Self::ICMP_ERROR } else { 0 }
     }
 }
 
-/// Turns the frame, a packet too big for the path MTU, into the ICMP error
-/// that answers it ([`ANSWERED`]), or says it gets none ([`DROPPED`]; the
-/// frame may be half rewritten then, and is dropped). `args` is
-/// [`Args::pack`].
+/// Turns the frame, a packet for a bind too big for the path MTU once
+/// encapsulated, into the ICMP error that answers it ([`ANSWERED`]), or
+/// says it gets none ([`DROPPED`]; the frame may be half rewritten then,
+/// and is dropped). `args` is [`Args::pack`]. The advertised MTU is the
+/// largest packet that fits ([`max_inner_len`] of the path MTU, the
+/// primary's family and the hop count).
 ///
 /// One copy per L2 length and family, so that every offset is a constant
-/// (as in `encap::director_encapsulate`).
+/// (as in `encap::director_encapsulate`). The frame is one the director
+/// parsed: at most one 802.1Q tag, then IPv4 or IPv6.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn director_too_big(ctx: *mut xdp_md, args: u64) -> u32 {
@@ -79,16 +81,32 @@ pub extern "C" fn director_too_big(ctx: *mut xdp_md, args: u64) -> u32 {
     if args & Args::ICMP_ERROR != 0 {
         return DROPPED;
     }
+    let (Some(settings), Some(primary)) = (
+        crate::DIR_SETTINGS.get(0),
+        crate::DIR_BACKENDS.get(args as u32),
+    ) else {
+        return DROPPED;
+    };
+    let hop_count = ((args >> Args::HOPS_SHIFT) & 0xff) as usize;
+    let mtu = max_inner_len(settings.mtu, primary.family == FAMILY_V6, hop_count);
     let ctx = XdpContext::new(ctx);
-    let mtu = args as u32;
-    let vlan = (args >> Args::L2_SHIFT) as u8 as usize == eth::VLAN_HLEN;
-    match (vlan, args & Args::V6 != 0) {
-        (false, false) => frag_needed::<{ eth::HLEN }, { eth::HLEN + V4_GROW }>(&ctx, mtu),
-        (true, false) => frag_needed::<{ eth::VLAN_HLEN }, { eth::VLAN_HLEN + V4_GROW }>(&ctx, mtu),
-        (false, true) => packet_too_big::<{ eth::HLEN }, { eth::HLEN + V6_GROW }>(&ctx, mtu),
-        (true, true) => {
+    let Some(h) = View::<{ eth::VLAN_HLEN }>::at(&ctx, 0) else {
+        return DROPPED;
+    };
+    let (vlan, ethertype) = match h.be16::<{ eth::TYPE }>() {
+        eth::P_8021Q => (true, h.be16::<{ eth::VLAN_TYPE }>()),
+        ethertype => (false, ethertype),
+    };
+    match (vlan, ethertype) {
+        (false, eth::P_IPV4) => frag_needed::<{ eth::HLEN }, { eth::HLEN + V4_GROW }>(&ctx, mtu),
+        (true, eth::P_IPV4) => {
+            frag_needed::<{ eth::VLAN_HLEN }, { eth::VLAN_HLEN + V4_GROW }>(&ctx, mtu)
+        }
+        (false, eth::P_IPV6) => packet_too_big::<{ eth::HLEN }, { eth::HLEN + V6_GROW }>(&ctx, mtu),
+        (true, eth::P_IPV6) => {
             packet_too_big::<{ eth::VLAN_HLEN }, { eth::VLAN_HLEN + V6_GROW }>(&ctx, mtu)
         }
+        _ => DROPPED,
     }
 }
 
