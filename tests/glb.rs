@@ -13,6 +13,11 @@
 //! Port 80 is the lab's own server (below); port 8080 is free for a real
 //! HTTP server that a user of the lab starts (the demo runs Python's).
 //!
+//! Every link keeps the veth default MTU, 1500: the director's path toward
+//! the backends is 1500 bytes (its `director.mtu` is unset, so it reads its
+//! interface's, unless [`Lab::set_mtu`] says otherwise), and full-size
+//! client packets do not fit it once encapsulated.
+//!
 //! The director's API listens on [`API`] inside the director's namespace
 //! (its loopback), with the token of [`Lab::token_file`]: [`Lab::api`]
 //! and [`Lab::ctl`] reach it from there.
@@ -111,6 +116,8 @@ pub struct Lab {
     pub scratch: Scratch,
     states: Vec<String>,
     hops: u8,
+    /// `director.mtu`; `None`: the director's interface's MTU (1500).
+    mtu: Option<u32>,
 }
 
 impl Lab {
@@ -229,7 +236,7 @@ impl Lab {
         std::fs::write(&token, format!("{TOKEN}\n"))?;
         std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         let cfg = scratch.file("director.json");
-        std::fs::write(&cfg, config(&states, hops, &token))?;
+        std::fs::write(&cfg, config(&states, hops, None, &token))?;
         let mut director = director_ns.spawn(
             bin,
             &["run", "--config", cfg.to_str().unwrap_or_default()],
@@ -246,6 +253,7 @@ impl Lab {
             scratch,
             states,
             hops,
+            mtu: None,
         })
     }
 
@@ -253,10 +261,22 @@ impl Lab {
     /// waits for the director to apply it.
     pub fn set_state(&mut self, i: usize, state: &str) -> io::Result<()> {
         self.states[i] = state.to_string();
+        self.reload()
+    }
+
+    /// Rewrites the config with `director.mtu` set to `mtu` (`None`: not
+    /// set, so the director's interface's MTU, 1500), sends SIGHUP and
+    /// waits for the director to apply it.
+    pub fn set_mtu(&mut self, mtu: Option<u32>) -> io::Result<()> {
+        self.mtu = mtu;
+        self.reload()
+    }
+
+    fn reload(&mut self) -> io::Result<()> {
         let generation = self.director.log().matches("applied: generation").count() + 1;
         std::fs::write(
             self.scratch.file("director.json"),
-            config(&self.states, self.hops, &self.token_file()),
+            config(&self.states, self.hops, self.mtu, &self.token_file()),
         )?;
         self.director.signal(libc::SIGHUP)?;
         self.director.wait_for_log(
@@ -296,8 +316,9 @@ impl Lab {
     }
 }
 
-/// The lab's config: its one table "lab" with `hops` alternates per row.
-fn config(states: &[String], hops: u8, token_file: &std::path::Path) -> String {
+/// The lab's config: its one table "lab" with `hops` alternates per row,
+/// and `director.mtu` if `mtu` says.
+fn config(states: &[String], hops: u8, mtu: Option<u32>, token_file: &std::path::Path) -> String {
     let backends: Vec<String> = states
         .iter()
         .enumerate()
@@ -317,9 +338,10 @@ fn config(states: &[String], hops: u8, token_file: &std::path::Path) -> String {
             "backends":[{}]}}],
           "director":{{"interface":"eth0","source_v4":"{DIRECTOR4}",
             "hash_fields":["src_addr","src_port"],"gateway_mac":"02:00:00:00:03:fe",
-            "api_listen":"{API}","api_token_file":"{}"}}}}"#,
+            "api_listen":"{API}","api_token_file":"{}"{}}}}}"#,
         backends.join(","),
-        token_file.display()
+        token_file.display(),
+        mtu.map_or(String::new(), |m| format!(r#","mtu":{m}"#))
     )
 }
 

@@ -345,6 +345,10 @@ pub fn stats(c: &Client, json: bool) -> Result<(), Failure> {
         return Ok(());
     }
     println!("generation {}", v["generation"]);
+    match v["path_mtu"].as_u64() {
+        Some(mtu) => println!("path MTU toward the backends: {mtu}"),
+        None => println!("path MTU toward the backends: none"),
+    }
     if let Some(o) = v["outcomes"].as_object() {
         for (k, n) in o {
             println!("  {k:<16} {n}");

@@ -933,6 +933,7 @@ fn schemas() -> Value {
                 "outcomes": { "type": "object", "additionalProperties": count },
                 "binds": { "type": "array", "items": { "type": "object" } },
                 "backends": { "type": "array", "items": { "type": "object" } },
+                "path_mtu": { "type": ["integer", "null"], "minimum": 0 },
                 "last_apply": { "type": "object" },
             },
         },

@@ -36,7 +36,7 @@ use axum::http::StatusCode;
 use aya::programs::XdpMode;
 use aya::programs::links::FdLink;
 use aya::programs::xdp::{XdpLink, XdpLinkId};
-use director_xdp::dataplane::{ApplyReport, Dataplane, DataplaneError};
+use director_xdp::dataplane::{ApplyReport, Dataplane, DataplaneError, PathMtu};
 use proto::config::Config;
 use proto::table::{Chain, Holders, Release, RowCount, row_counts};
 use serde_json::{Value, json};
@@ -101,11 +101,12 @@ async fn run_async(config_path: &Path, keep_on_exit: bool) -> Result<(), Failure
         ))
     })?;
     let ifindex = interface_index(&interface, "director.interface").map_err(Failure::runtime)?;
+    let link_mtu = interface_mtu(&interface).map_err(Failure::runtime)?;
 
     pins::ensure_bpffs().map_err(Failure::runtime)?;
     let pin_dir = pins::pin_dir(&config, &interface).map_err(Failure::runtime)?;
     let mut found = pins::inspect(&pin_dir, &interface, ifindex).map_err(Failure::runtime)?;
-    let dataplane = match Dataplane::load_pinned(&pin_dir) {
+    let mut dataplane = match Dataplane::load_pinned(&pin_dir) {
         Ok((dp, _)) => dp,
         Err(e) if matches!(found, pins::Found::Adopt(_)) => {
             warn!(
@@ -171,6 +172,9 @@ async fn run_async(config_path: &Path, keep_on_exit: bool) -> Result<(), Failure
         }
     );
 
+    // The path MTU toward the backends when director.mtu is not set.
+    dataplane.set_link_mtu(&interface, link_mtu);
+    warn_if_above_link(&config, &interface, link_mtu);
     let mut daemon = Daemon {
         config_path: config_path.to_path_buf(),
         generation: 1,
@@ -532,6 +536,16 @@ impl Daemon {
                 return;
             }
         };
+        // The interface's MTU may have changed (jumbo frames turned on).
+        if let Some(interface) = &config.director.interface {
+            match interface_mtu(interface) {
+                Ok(mtu) => {
+                    self.dataplane.set_link_mtu(interface, mtu);
+                    warn_if_above_link(&config, interface, mtu);
+                }
+                Err(e) => warn!("keeping the last MTU read: {e:#}"),
+            }
+        }
         match self.apply_config(config) {
             Ok(report) => {
                 info!(
@@ -713,6 +727,54 @@ pub(crate) fn interface_index(name: &str, setting: &str) -> anyhow::Result<u32> 
     Ok(index)
 }
 
+/// Warns when `director.mtu` is above the MTU of the interface the
+/// encapsulated packets leave by: the config's word is taken, but a link
+/// rarely carries more than its interface's MTU.
+fn warn_if_above_link(config: &Config, interface: &str, link_mtu: u32) {
+    if let Some(mtu) = config.director.mtu
+        && mtu > link_mtu
+    {
+        warn!(
+            "director.mtu {mtu} is above the MTU of {interface} ({link_mtu}), which the encapsulated packets leave by: packets between the two sizes may be lost without a word"
+        );
+    }
+}
+
+/// The interface's MTU in this network namespace (`SIOCGIFMTU`; not
+/// sysfs, which under `nsenter --net` shows the mount namespace's network
+/// namespace).
+pub(crate) fn interface_mtu(name: &str) -> anyhow::Result<u32> {
+    use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+    let what = || format!("reading the MTU of interface {name} (director.interface)");
+    // SAFETY: a zeroed `ifreq` is a valid value (a name and a union of
+    // integers).
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    let bytes = name.as_bytes();
+    if bytes.len() >= req.ifr_name.len() {
+        return Err(anyhow!("interface name {name:?} is too long")).with_context(what);
+    }
+    for (dst, src) in req.ifr_name.iter_mut().zip(bytes) {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: plain socket(2); the descriptor is owned right away.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).with_context(what);
+    }
+    // SAFETY: `fd` is a fresh descriptor nothing else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: SIOCGIFMTU reads the NUL-terminated name of `req` and writes
+    // its `ifru_mtu`; `req` outlives the call.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFMTU, &mut req) } != 0 {
+        return Err(std::io::Error::last_os_error()).with_context(what);
+    }
+    // SAFETY: the kernel wrote the MTU member of the union.
+    let mtu = unsafe { req.ifr_ifru.ifru_mtu };
+    u32::try_from(mtu)
+        .map_err(|_| anyhow!("the kernel gave MTU {mtu}"))
+        .with_context(what)
+}
+
 /// Swaps this process's program into the adopted link (one
 /// `BPF_LINK_UPDATE`: the interface always runs one program or the other)
 /// and returns the link, owned by this process.
@@ -818,8 +880,16 @@ fn summary(generation: u64, report: &ApplyReport) -> String {
             }
         })
         .collect();
+    let path_mtu = match &report.path_mtu {
+        PathMtu::Config(mtu) => format!("path MTU {mtu} (director.mtu)"),
+        PathMtu::Interface { interface, .. } => format!(
+            "path MTU {} (interface {interface})",
+            report.path_mtu.value()
+        ),
+        PathMtu::None => "no path MTU".to_string(),
+    };
     format!(
-        "generation {generation}; tables: {}; {} binds, {} VIP entries ({} removed), {} backends ({} entries written, {} without a next-hop MAC)",
+        "generation {generation}; tables: {}; {} binds, {} VIP entries ({} removed), {} backends ({} entries written, {} without a next-hop MAC); {path_mtu}",
         if tables.is_empty() {
             "none".to_string()
         } else {
@@ -972,6 +1042,11 @@ impl Daemon {
         }
     }
 
+    /// The path MTU the director applies, `None` for no limit.
+    fn path_mtu(&self) -> Option<u32> {
+        self.dataplane.live_path_mtu()
+    }
+
     pub(crate) fn stats_json(&self) -> Result<Value, ApiError> {
         let stats = self.stats()?;
         let outcomes: serde_json::Map<String, Value> = stats
@@ -1004,6 +1079,7 @@ impl Daemon {
             "outcomes": outcomes,
             "binds": binds,
             "backends": backends,
+            "path_mtu": self.path_mtu(),
             "last_apply": self.last_apply_json(),
         }))
     }
@@ -1152,6 +1228,15 @@ impl Daemon {
             "Configs applied since the daemon started, the first included.",
         );
         let _ = writeln!(m, "glb_director_generation {}", self.generation);
+        if let Some(mtu) = self.path_mtu() {
+            family(
+                &mut m,
+                "glb_director_path_mtu_bytes",
+                "gauge",
+                "Path MTU toward the backends: larger packets, once encapsulated, are answered with ICMP (too_big_icmp) or dropped (too_big_dropped).",
+            );
+            let _ = writeln!(m, "glb_director_path_mtu_bytes {mtu}");
+        }
         if let Some((source, at, error)) = &self.last_apply {
             family(
                 &mut m,

@@ -52,11 +52,12 @@ pub const PINNED_MAPS: [&str; 9] = [
     names::BIND_STATS,
 ];
 
-/// Bump when a map's value changes meaning without changing size (aya
-/// checks sizes, entries and flags of pinned maps itself). 2: the port
-/// ranges carry their bind's table id, and a VIP entry's count comes first.
-/// 3: a row is a chain of four 16-bit backend indexes, and the table head
-/// holds each slot's hops.
+/// Bump when a map's value changes meaning or size (aya checks sizes,
+/// entries and flags of pinned maps itself, but a changed meaning it cannot
+/// see). 2: the port ranges carry their bind's table id, and a VIP entry's
+/// count comes first. 3: a row is a chain of four 16-bit backend indexes,
+/// the table head holds each slot's hops, the settings carry the path MTU,
+/// and two more counters (`too_big_icmp`, `too_big_dropped`).
 pub const MAP_LAYOUT_VERSION: u32 = 3;
 
 /// Name of the marker directory written beside the pins: the layout
@@ -87,6 +88,7 @@ pub fn layout_marker() -> String {
         MAX_BACKENDS as usize,
         MAX_VIPS as usize,
         TABLE_ROWS as usize,
+        DirectorStat::COUNT,
     ])
     .chain(sizes);
     for w in words {
@@ -176,6 +178,15 @@ pub enum CheckError {
         /// [`MAX_VIPS`].
         max: u32,
     },
+    /// The path MTU toward the backends (`director.mtu`, else the
+    /// interface's) leaves clients less than IPv6's minimum MTU.
+    #[error("{mtu}: {reason}")]
+    PathMtu {
+        /// The MTU and where it came from.
+        mtu: PathMtu,
+        /// Why it is refused.
+        reason: proto::config::PathMtuTooSmall,
+    },
     /// The table builder refused a table.
     #[error("building table {table:?}")]
     Table {
@@ -242,6 +253,50 @@ pub enum DataplaneError {
     },
 }
 
+/// The path MTU toward the backends (`DirectorSettings::mtu`), and where
+/// it comes from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum PathMtu {
+    /// `director.mtu`.
+    Config(u32),
+    /// The MTU of the interface the director runs on, `director.mtu` being
+    /// unset.
+    Interface {
+        /// The interface.
+        interface: String,
+        /// Its MTU.
+        mtu: u32,
+    },
+    /// Neither: no limit (`director-xdp replay`, which has no interface).
+    #[default]
+    None,
+}
+
+impl PathMtu {
+    /// The value the director's settings hold: [`proto::mtu::NO_LIMIT`]
+    /// for none; an interface's MTU capped at [`proto::mtu::MAX_MTU`]
+    /// (loopback's is 65,536).
+    pub fn value(&self) -> u32 {
+        match self {
+            PathMtu::Config(mtu) => *mtu,
+            PathMtu::Interface { mtu, .. } => (*mtu).min(proto::mtu::MAX_MTU),
+            PathMtu::None => proto::mtu::NO_LIMIT,
+        }
+    }
+}
+
+impl fmt::Display for PathMtu {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PathMtu::Config(_) => f.write_str("director.mtu"),
+            PathMtu::Interface { interface, .. } => {
+                write!(f, "the MTU of interface {interface} (director.mtu not set)")
+            }
+            PathMtu::None => f.write_str("no path MTU"),
+        }
+    }
+}
+
 /// A bind's id in `DIR_BINDS`, `DIR_BIND_STATS` and the VIP entries.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BindId {
@@ -287,6 +342,8 @@ pub struct ApplyReport {
     /// Backends without a known MAC (sent to the gateway MAC, or dropped
     /// as `encap_failure` when there is none).
     pub unresolved_macs: usize,
+    /// The path MTU written.
+    pub path_mtu: PathMtu,
 }
 
 /// What happened to one table in [`Dataplane::apply`].
@@ -552,6 +609,9 @@ struct Written {
 pub struct Dataplane {
     ebpf: Ebpf,
     written: Written,
+    /// The MTU of the interface the director runs on, if it has one: the
+    /// path MTU when the config sets none ([`Dataplane::set_link_mtu`]).
+    link_mtu: Option<(String, u32)>,
 }
 
 impl fmt::Debug for Dataplane {
@@ -577,6 +637,7 @@ struct Plan {
     binds: Vec<(String, Bind, u32)>,
     table_ids: HashMap<String, u32>,
     unresolved_macs: usize,
+    path_mtu: PathMtu,
 }
 
 impl Dataplane {
@@ -586,6 +647,7 @@ impl Dataplane {
         let mut dp = Dataplane {
             ebpf,
             written: Written::default(),
+            link_mtu: None,
         };
         dp.written.tables = vec![TableState::default(); MAX_TABLES as usize];
         // Fail now, not at the first apply, if a map is missing or has
@@ -614,6 +676,7 @@ impl Dataplane {
         let mut dp = Dataplane {
             ebpf,
             written: Written::default(),
+            link_mtu: None,
         };
         dp.written.tables = vec![TableState::default(); MAX_TABLES as usize];
         dp.check_maps()?;
@@ -743,6 +806,38 @@ impl Dataplane {
     ) -> Result<ApplyReport, DataplaneError> {
         let plan = self.plan(config, mac_of)?;
         self.write(plan)
+    }
+
+    /// Sets the MTU of the interface the director runs on (`interface`
+    /// names it in messages): the path MTU toward the backends when the
+    /// config has no `director.mtu`, from the next [`Dataplane::apply`] on.
+    /// Without it (`director-xdp replay`, tests) such a config sets no
+    /// limit.
+    pub fn set_link_mtu(&mut self, interface: &str, mtu: u32) {
+        self.link_mtu = Some((interface.to_string(), mtu));
+    }
+
+    /// The path MTU [`Dataplane::apply`] writes for `config`:
+    /// `director.mtu`, else the interface's ([`Dataplane::set_link_mtu`]),
+    /// else none.
+    pub fn path_mtu(&self, config: &Config) -> PathMtu {
+        match (config.director.mtu, &self.link_mtu) {
+            (Some(mtu), _) => PathMtu::Config(mtu),
+            (None, Some((interface, mtu))) => PathMtu::Interface {
+                interface: interface.clone(),
+                mtu: *mtu,
+            },
+            (None, None) => PathMtu::None,
+        }
+    }
+
+    /// The path MTU the director applies now (as last written), `None` for
+    /// no limit.
+    pub fn live_path_mtu(&self) -> Option<u32> {
+        self.written
+            .settings
+            .map(|s| s.mtu)
+            .filter(|mtu| *mtu != proto::mtu::NO_LIMIT)
     }
 
     /// Rewrites only the MACs of the backend entries (neighbour changes), no
@@ -976,8 +1071,19 @@ impl Dataplane {
             tables.push((t.name.clone(), table_ids[&t.name], rows, head));
         }
 
+        let path_mtu = self.path_mtu(config);
+        let mtu = path_mtu.value();
+        if path_mtu != PathMtu::None {
+            proto::config::check_path_mtu(mtu, &config.tables).map_err(|reason| {
+                CheckError::PathMtu {
+                    mtu: path_mtu.clone(),
+                    reason,
+                }
+            })?;
+        }
         let d = &config.director;
         let settings = DirectorSettings {
+            mtu,
             src_v4: d.source_v4.map_or([0; 4], |a| a.octets()),
             src_v6: d.source_v6.map_or([0; 16], |a| a.octets()),
             gateway_mac: d.gateway_mac.unwrap_or([0; 6]),
@@ -1004,6 +1110,7 @@ impl Dataplane {
             binds,
             table_ids,
             unresolved_macs,
+            path_mtu,
         })
     }
 
@@ -1016,6 +1123,7 @@ impl Dataplane {
             vips: plan.vips.len(),
             backends: plan.backend_index.len(),
             unresolved_macs: plan.unresolved_macs,
+            path_mtu: plan.path_mtu.clone(),
             ..ApplyReport::default()
         };
 

@@ -19,7 +19,8 @@ pub mod pcap;
 pub mod redirect;
 
 pub use dataplane::{
-    ApplyReport, BackendStats, BindId, BindStats, Dataplane, DataplaneError, Stats, bind_ids,
+    ApplyReport, BackendStats, BindId, BindStats, Dataplane, DataplaneError, PathMtu, Stats,
+    bind_ids,
 };
 
 /// Name of the director's XDP program in the object.

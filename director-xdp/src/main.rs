@@ -70,9 +70,11 @@ enum Command {
     /// the encapsulated or passed bytes, or, for a dropped packet, the bytes
     /// as they came in. Prints one line per packet, numbered from 1 as
     /// Wireshark numbers frames, then a summary. Nothing is resolved: every
-    /// backend gets `director.gateway_mac` as its next-hop MAC. Captured
-    /// bytes are what runs, so a VIP packet cut short by the capture's snap
-    /// length is dropped as malformed. Needs root (BPF); attaches nothing.
+    /// backend gets `director.gateway_mac` as its next-hop MAC. There is no
+    /// interface either: the path MTU is `director.mtu`, and without it
+    /// nothing is too big. Captured bytes are what runs, so a VIP packet
+    /// cut short by the capture's snap length is dropped as malformed.
+    /// Needs root (BPF); attaches nothing.
     Replay(ReplayArgs),
     /// The backend-side redirect module: attach it to the interface GUE
     /// arrives on, and accept (decapsulate for the local stack) or forward
@@ -372,15 +374,59 @@ fn run_packet(dataplane: &Dataplane, frame: &[u8]) -> anyhow::Result<(Verdict, V
     Ok((verdict, out))
 }
 
-/// ` VIP -> backend hops [...]` for an encapsulated frame, read back from
-/// its bytes: what the director actually wrote, not what it was meant to.
+/// ` VIP -> backend hops [...]` for an encapsulated frame, or ` ICMP ...`
+/// for the error answering a packet too big for the path MTU, read back
+/// from its bytes: what the director actually wrote, not what it was meant
+/// to.
 fn describe_tx(frame: &[u8]) -> String {
     match parse_gue_frame(frame) {
         Ok(tx) => {
             let hops: Vec<String> = tx.hops.iter().map(ToString::to_string).collect();
             format!(" {} -> {} hops [{}]", tx.inner, tx.backend, hops.join(", "))
         }
-        Err(why) => format!(" (output is not a GUE packet: {why})"),
+        Err(why) => describe_too_big(frame)
+            .unwrap_or_else(|| format!(" (output is not a GUE packet: {why})")),
+    }
+}
+
+/// ` ICMP frag-needed mtu M VIP -> client` (or `ICMPv6 packet-too-big`) for
+/// the director's answer to a packet too big for the path MTU.
+fn describe_too_big(frame: &[u8]) -> Option<String> {
+    let at = if frame.get(12..14)? == [0x81, 0x00] {
+        ETH_HLEN + 4
+    } else {
+        ETH_HLEN
+    };
+    let ip = frame.get(at..)?;
+    let word = |at: usize| -> Option<u32> {
+        Some(u32::from_be_bytes(ip.get(at..at + 4)?.try_into().ok()?))
+    };
+    match ip.first()? >> 4 {
+        4 if ip.get(9) == Some(&1) && ip.get(20..22) == Some(&[3, 4]) => {
+            let (src, dst): ([u8; 4], [u8; 4]) = (
+                ip.get(12..16)?.try_into().ok()?,
+                ip.get(16..20)?.try_into().ok()?,
+            );
+            Some(format!(
+                " ICMP frag-needed mtu {} {} -> {}",
+                word(24)? & 0xffff,
+                IpAddr::from(src),
+                IpAddr::from(dst)
+            ))
+        }
+        6 if ip.get(6) == Some(&58) && ip.get(40) == Some(&2) => {
+            let (src, dst): ([u8; 16], [u8; 16]) = (
+                ip.get(8..24)?.try_into().ok()?,
+                ip.get(24..40)?.try_into().ok()?,
+            );
+            Some(format!(
+                " ICMPv6 packet-too-big mtu {} {} -> {}",
+                word(44)?,
+                IpAddr::from(src),
+                IpAddr::from(dst)
+            ))
+        }
+        _ => None,
     }
 }
 
@@ -564,6 +610,43 @@ mod tests {
         assert_eq!(
             describe_tx(&frame[..20]),
             " (output is not a GUE packet: ends at 20 bytes)"
+        );
+    }
+
+    #[test]
+    fn describes_the_answer_to_a_packet_too_big() {
+        let mut frame = vec![0u8; 14 + 28];
+        frame[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+        frame[14] = 0x45;
+        frame[14 + 9] = 1;
+        frame[14 + 12..14 + 20].copy_from_slice(&[203, 0, 113, 10, 192, 0, 2, 100]);
+        frame[34..36].copy_from_slice(&[3, 4]);
+        frame[40..42].copy_from_slice(&1460u16.to_be_bytes());
+        assert_eq!(
+            describe_tx(&frame),
+            " ICMP frag-needed mtu 1460 203.0.113.10 -> 192.0.2.100"
+        );
+        let mut frame6 = vec![0u8; 18 + 48];
+        frame6[12..18].copy_from_slice(&[0x81, 0x00, 0x00, 0x2a, 0x86, 0xdd]);
+        frame6[18] = 0x60;
+        frame6[18 + 6] = 58;
+        frame6[18 + 8..18 + 24].copy_from_slice(
+            &"2001:db8:10::20"
+                .parse::<std::net::Ipv6Addr>()
+                .expect("address")
+                .octets(),
+        );
+        frame6[18 + 24..18 + 40].copy_from_slice(
+            &"2001:db8:1::100"
+                .parse::<std::net::Ipv6Addr>()
+                .expect("address")
+                .octets(),
+        );
+        frame6[58] = 2;
+        frame6[62..66].copy_from_slice(&1428u32.to_be_bytes());
+        assert_eq!(
+            describe_tx(&frame6),
+            " ICMPv6 packet-too-big mtu 1428 2001:db8:10::20 -> 2001:db8:1::100"
         );
     }
 }

@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use aya::maps::{Array, LpmTrie, MapData};
 use aya::programs::{TestRun as _, TestRunOptions};
 use director_xdp::dataplane::CheckError;
-use director_xdp::{Dataplane, DataplaneError, bind_ids};
+use director_xdp::{Dataplane, DataplaneError, PathMtu, bind_ids};
 use proto::config::{BackendConfig, Bind, Config, Prefix, Proto, Table};
 use proto::maps::{
     BACKEND_MAC_RESOLVED, BackendEntry, BindInfo, DirectorSettings, MAX_BACKENDS, PortRange,
@@ -630,6 +630,53 @@ fn configs_the_data_plane_cannot_hold_are_refused_and_nothing_is_written() {
     );
 
     assert_eq!(snapshot(&dp), good, "refused configs wrote nothing");
+}
+
+#[test]
+fn the_path_mtu_is_the_configs_else_the_interfaces_else_none() {
+    let mut dp = load();
+    let mtu = |dp: &Dataplane| get::<DirectorSettings>(dp, names::SETTINGS, 0).mtu;
+    let mut config = example();
+    assert_eq!(config.director.mtu, None);
+    dp.apply(&config, &no_macs).expect("applying the example");
+    assert_eq!(dp.path_mtu(&config), PathMtu::None);
+    assert_eq!(
+        mtu(&dp),
+        proto::mtu::NO_LIMIT,
+        "no interface (replay): no limit"
+    );
+    assert_eq!(dp.live_path_mtu(), None);
+
+    dp.set_link_mtu("eth0", 9000);
+    dp.apply(&config, &no_macs).expect("applying");
+    assert_eq!(mtu(&dp), 9000);
+    dp.set_link_mtu("lo", 65536);
+    dp.apply(&config, &no_macs).expect("applying");
+    assert_eq!(mtu(&dp), 65535, "capped at the largest IPv4 packet");
+    config.director.mtu = Some(1500);
+    dp.apply(&config, &no_macs).expect("applying");
+    assert_eq!(dp.path_mtu(&config), PathMtu::Config(1500));
+    assert_eq!(mtu(&dp), 1500, "director.mtu wins over the interface");
+
+    // An interface too small for table "dns"'s IPv6 backends (two hops):
+    // refused, and nothing written.
+    config.director.mtu = None;
+    dp.set_link_mtu("eth0", 1367);
+    let before = snapshot(&dp);
+    let err = dp.apply(&config, &no_macs).expect_err("refused");
+    assert!(matches!(
+        err,
+        DataplaneError::Check(CheckError::PathMtu { .. })
+    ));
+    assert_eq!(
+        err.to_string(),
+        "the MTU of interface eth0 (director.mtu not set): 1367 is below 1368, the least path MTU that leaves clients 1280 bytes (IPv6's minimum MTU) once the 88 bytes of encapsulation to IPv6 backends are added (table \"dns\")"
+    );
+    assert_eq!(snapshot(&dp), before);
+    assert_eq!(dp.live_path_mtu(), Some(1500), "the MTU written last");
+    dp.set_link_mtu("eth0", 1368);
+    dp.apply(&config, &no_macs).expect("just enough");
+    assert_eq!(mtu(&dp), 1368);
 }
 
 /// A bpffs mounted on a fresh directory for as long as this value lives.

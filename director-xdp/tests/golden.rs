@@ -22,6 +22,7 @@ mod packet;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::net::IpAddr;
 use std::ops::Range;
 
 use aya::programs::{TestRun as _, TestRunOptions};
@@ -41,6 +42,8 @@ struct Counters {
     stats: [u64; DirectorStat::COUNT],
     /// Per bind id: (packets, bytes).
     binds: BTreeMap<u32, (u64, u64)>,
+    /// Per (table, backend) encapsulated to as primary: (packets, bytes).
+    backends: BTreeMap<(String, IpAddr), (u64, u64)>,
 }
 
 impl Counters {
@@ -53,6 +56,10 @@ impl Counters {
         for b in &stats.per_bind {
             c.binds.insert(b.bind, (b.packets, b.bytes));
         }
+        for b in &stats.per_backend {
+            c.backends
+                .insert((b.table.clone(), b.addr), (b.packets, b.bytes));
+        }
         c
     }
 
@@ -64,6 +71,11 @@ impl Counters {
         }
         if let Some((bind, b)) = outcome.bind_counters {
             c.binds.insert(bind, (b.packets, b.bytes));
+            // What the bind gains, the primary it was sent to gains.
+            if let Some(d) = &outcome.decision {
+                c.backends
+                    .insert((d.table.clone(), d.primary), (b.packets, b.bytes));
+            }
         }
         c
     }
@@ -74,6 +86,11 @@ impl Counters {
         }
         for (bind, (p, b)) in &other.binds {
             let e = self.binds.entry(*bind).or_default();
+            e.0 += p;
+            e.1 += b;
+        }
+        for (backend, (p, b)) in &other.backends {
+            let e = self.backends.entry(backend.clone()).or_default();
             e.0 += p;
             e.1 += b;
         }
@@ -92,6 +109,13 @@ impl Counters {
                     .insert(*bind, (p.wrapping_sub(p0), b.wrapping_sub(b0)));
             }
         }
+        for (backend, (p, b)) in &self.backends {
+            let (p0, b0) = before.backends.get(backend).copied().unwrap_or_default();
+            if (*p, *b) != (p0, b0) {
+                d.backends
+                    .insert(backend.clone(), (p.wrapping_sub(p0), b.wrapping_sub(b0)));
+            }
+        }
         d
     }
 
@@ -106,7 +130,17 @@ impl Counters {
             .iter()
             .map(|(id, (p, b))| format!("bind{id}={p}p/{b}B"))
             .collect();
-        format!("[{}] [{}]", stats.join(" "), binds.join(" "))
+        let backends: Vec<String> = self
+            .backends
+            .iter()
+            .map(|((t, a), (p, b))| format!("{t}/{a}={p}p/{b}B"))
+            .collect();
+        format!(
+            "[{}] [{}] [{}]",
+            stats.join(" "),
+            binds.join(" "),
+            backends.join(" ")
+        )
     }
 }
 
@@ -249,7 +283,8 @@ fn golden_packets() {
                 // A dropped frame never leaves: its bytes are not part of
                 // the contract.
                 if case.verdict != Verdict::Drop && out != case.output {
-                    problems.push(diff(&out, &case.output, case.verdict == Verdict::Tx));
+                    let encapsulated = case.outcome.counts(DirectorStat::Encapsulated);
+                    problems.push(diff(&out, &case.output, encapsulated));
                 }
             }
         }
@@ -327,6 +362,7 @@ fn there_are_enough_cases_and_every_counter_is_exercised() {
             Cfg::Swapped,
             Cfg::PortHash,
             Cfg::NoFallback,
+            Cfg::PathMtu,
             Cfg::LongChains,
             Cfg::ShortChains
         ]
@@ -514,4 +550,128 @@ fn layers_point_at_the_right_header() {
     got[14 + 20 + 1] ^= 1; // UDP source port
     let d = diff(&got, &c.output, true);
     assert!(d.contains("in UDP"), "{d}");
+}
+
+/// The ICMP error of case `name`, read back from the bytes the model says
+/// come out (and the kernel must send): checked field by field against
+/// the RFCs, independently of how the model builds it.
+fn check_answer(name: &str, advertised: u32) {
+    let c = find(cases::all(), name);
+    assert_eq!(c.verdict, Verdict::Tx, "{name}");
+    assert_eq!(c.outcome.counted, [DirectorStat::TooBigIcmp], "{name}");
+    assert!(
+        c.outcome.bind_counters.is_none(),
+        "{name}: not encapsulated"
+    );
+    let (input, out) = (&c.input, &c.output);
+    // Back where it came from, in its VLAN.
+    assert_eq!(out[..6], input[6..12], "{name}: to the sender's MAC");
+    assert_eq!(
+        out[6..12],
+        input[..6],
+        "{name}: from the MAC it was sent to"
+    );
+    let l3 = if input[12..14] == [0x81, 0x00] {
+        18
+    } else {
+        14
+    };
+    assert_eq!(out[12..l3], input[12..l3], "{name}: tag and EtherType kept");
+    let (ip, original) = (&out[l3..], &input[l3..]);
+    let sum = |bytes: &[u8]| proto::director::ipv4_checksum(bytes);
+    match ip[0] >> 4 {
+        4 => {
+            // 576 bytes (RFC 1812 4.3.2.3), from the VIP to the client.
+            assert_eq!(ip.len(), 576, "{name}");
+            assert_eq!(u16::from_be_bytes([ip[2], ip[3]]), 576);
+            assert_eq!(ip[..2], [0x45, 0xc0], "{name}: precedence 6");
+            assert_eq!((ip[8], ip[9]), (64, 1), "{name}: TTL 64, ICMP");
+            assert_eq!(sum(&ip[..20]), 0, "{name}: IPv4 header checksum");
+            assert_eq!(ip[12..16], original[16..20], "{name}: from the VIP");
+            assert_eq!(ip[16..20], original[12..16], "{name}: to the client");
+            let icmp = &ip[20..];
+            assert_eq!(icmp[..2], [3, 4], "{name}: frag-needed");
+            assert_eq!(sum(icmp), 0, "{name}: ICMP checksum");
+            assert_eq!(icmp[4..6], [0, 0]);
+            assert_eq!(
+                u32::from(u16::from_be_bytes([icmp[6], icmp[7]])),
+                advertised
+            );
+            assert_eq!(icmp[8..], original[..548], "{name}: the quote");
+        }
+        6 => {
+            // 1280 bytes (RFC 4443 2.4(c)).
+            assert_eq!(ip.len(), 1280, "{name}");
+            assert_eq!(ip[..4], [0x60, 0, 0, 0], "{name}");
+            assert_eq!(u16::from_be_bytes([ip[4], ip[5]]), 1240);
+            assert_eq!((ip[6], ip[7]), (58, 64), "{name}: ICMPv6, hop limit 64");
+            assert_eq!(ip[8..24], original[24..40], "{name}: from the VIP");
+            assert_eq!(ip[24..40], original[8..24], "{name}: to the client");
+            let icmp = &ip[40..];
+            assert_eq!(icmp[..2], [2, 0], "{name}: packet too big");
+            let mut pseudo = ip[8..40].to_vec();
+            pseudo.extend_from_slice(&1240u32.to_be_bytes());
+            pseudo.extend_from_slice(&[0, 0, 0, 58]);
+            pseudo.extend_from_slice(icmp);
+            assert_eq!(sum(&pseudo), 0, "{name}: ICMPv6 checksum");
+            assert_eq!(
+                u32::from_be_bytes([icmp[4], icmp[5], icmp[6], icmp[7]]),
+                advertised
+            );
+            assert_eq!(icmp[8..], original[..1232], "{name}: the quote");
+        }
+        v => panic!("{name}: IP version {v}"),
+    }
+}
+
+#[test]
+fn a_packet_a_byte_over_the_limit_is_answered_and_one_at_it_is_encapsulated() {
+    let cases = cases::all();
+    for (at, over, limit) in names::AT_AND_OVER {
+        let c = find(cases, at);
+        let l3 = 14;
+        assert_eq!(c.input.len() - l3, limit as usize, "{at}");
+        assert!(c.outcome.counts(DirectorStat::Encapsulated), "{at}");
+        // Outer header, UDP, GUE and the GLB fixed part, then the hops.
+        let d = decision(cases, at);
+        let hops = d.alternates.len() as u32;
+        let overhead = if d.primary.is_ipv4() {
+            36 + 4 * hops
+        } else {
+            56 + 16 * hops
+        };
+        assert_eq!(c.output.len() - l3, 1500, "{at}: exactly the path MTU");
+        assert_eq!(limit + overhead, 1500, "{at}: {hops} hops");
+        assert_eq!(find(cases, over).input.len() - l3, limit as usize + 1);
+        check_answer(over, limit);
+        // Same flow, same row: the answer is about the flow's own path.
+        assert_eq!(decision(cases, over).primary, decision(cases, at).primary);
+    }
+    for (name, advertised) in names::ANSWERED {
+        check_answer(name, advertised);
+    }
+}
+
+#[test]
+fn too_big_packets_that_get_no_answer_are_dropped_and_counted() {
+    let cases = cases::all();
+    let dropped: Vec<&Case> = cases
+        .iter()
+        .filter(|c| c.outcome.counts(DirectorStat::TooBigDropped))
+        .collect();
+    assert_eq!(dropped.len(), 6);
+    for c in dropped {
+        assert_eq!(c.verdict, Verdict::Drop, "{}", c.name);
+        assert_eq!(
+            c.outcome.counted,
+            [DirectorStat::TooBigDropped],
+            "{}",
+            c.name
+        );
+        assert!(c.outcome.bind_counters.is_none(), "{}", c.name);
+        assert!(c.outcome.decision.is_some(), "{}: after the row", c.name);
+    }
+    // Without a path MTU (every other config) nothing is too big: the
+    // 1500-byte first fragment goes to its backend there.
+    assert_eq!(find(cases, "ipv4_first_fragment").verdict, Verdict::Tx);
 }

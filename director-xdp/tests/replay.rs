@@ -484,3 +484,61 @@ fn truncated_capture_is_refused_naming_the_packet_and_offset() {
     );
     assert!(!output.exists(), "no half-written output is left behind");
 }
+
+#[test]
+fn replay_has_no_path_mtu_unless_the_config_gives_one() {
+    let dir = TempDir::new("replay-mtu");
+    let (input, output) = (dir.join("in.pcap"), dir.join("out.pcap"));
+    // A full-size 1500-byte IPv4 TCP segment (DF) to a VIP of IPv4 backends.
+    let mut big = ipv4_frame(
+        "192.0.2.44".parse().expect("address"),
+        "203.0.113.10".parse().expect("address"),
+        6,
+        40000,
+        80,
+    );
+    big.resize(ETH_HLEN + 1500, 0x5a);
+    big[ETH_HLEN + 2..ETH_HLEN + 4].copy_from_slice(&1500u16.to_be_bytes());
+    big[ETH_HLEN + 10..ETH_HLEN + 12].copy_from_slice(&[0, 0]);
+    let c = ipv4_checksum(&big[ETH_HLEN..ETH_HLEN + 20]);
+    big[ETH_HLEN + 10..ETH_HLEN + 12].copy_from_slice(&c.to_be_bytes());
+    write_pcap(
+        &input,
+        &[Record {
+            secs: 1_700_000_000,
+            micros: 0,
+            data: big.clone(),
+        }],
+    );
+
+    // No interface, no director.mtu: no limit, encapsulated to 1544 bytes
+    // (table "web": IPv4 backends, two hops).
+    let run = replay(Path::new(EXAMPLE_CONFIG), &input, &output);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{stdout}");
+    assert!(
+        stdout.starts_with("1 TX 203.0.113.10:80/tcp -> "),
+        "{stdout}"
+    );
+    assert_eq!(read_pcap(&output)[0].data.len(), big.len() + 44);
+
+    // director.mtu 1500: answered with a frag-needed advertising 1456.
+    let with_mtu = dir.join("mtu.json");
+    let text = std::fs::read_to_string(EXAMPLE_CONFIG).expect("reading the example");
+    std::fs::write(
+        &with_mtu,
+        text.replace(r#""hash_fields""#, r#""mtu": 1500, "hash_fields""#),
+    )
+    .expect("writing the config");
+    let run = replay(&with_mtu, &input, &output);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{stdout}");
+    assert_eq!(
+        stdout.lines().next(),
+        Some("1 TX ICMP frag-needed mtu 1456 203.0.113.10 -> 192.0.2.44"),
+        "{stdout}"
+    );
+    let out = &read_pcap(&output)[0].data;
+    assert_eq!(out.len(), ETH_HLEN + 576);
+    assert_eq!(&out[0..6], &ROUTER_MAC, "back to the router");
+}

@@ -1,6 +1,7 @@
 //! `director-xdp run` smoke test, in two network namespaces joined by a
 //! veth pair: the daemon attaches to its end, survives a SIGHUP with a
-//! broken config (keeping its tables), and on SIGTERM detaches and exits 0.
+//! broken config (keeping its tables), takes the interface's MTU as the
+//! path MTU (read again at a reload), and on SIGTERM detaches and exits 0.
 //! Needs root; the namespaces and the daemon are removed on every exit path,
 //! panics included, and the root namespace's interfaces are never touched.
 
@@ -269,6 +270,22 @@ fn run_attaches_keeps_tables_on_a_broken_reload_and_detaches_on_sigterm() {
         1,
         "only the start-up config was applied:\n{}",
         daemon.log()
+    );
+
+    // The path MTU toward the backends is the interface's (no
+    // director.mtu), read again at each reload.
+    assert!(
+        daemon.log().contains("path MTU 1500 (interface va)"),
+        "{}",
+        daemon.log()
+    );
+    a.ip(&["link", "set", "va", "mtu", "2000"]);
+    std::fs::write(&config, config_json("va")).expect("restoring the config");
+    daemon.signal(libc::SIGHUP);
+    let applied = daemon.wait_for("applied: generation 2", STEP_TIMEOUT);
+    assert!(
+        applied.contains("path MTU 2000 (interface va)"),
+        "{applied}"
     );
 
     daemon.signal(libc::SIGTERM);

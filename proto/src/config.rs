@@ -269,6 +269,10 @@ pub struct Director {
     /// pinned, so that a restarted daemon adopts them (absolute path);
     /// `None`: [`Director::default_pin_dir`].
     pub pin_dir: Option<PathBuf>,
+    /// Path MTU toward the backends (the largest IP packet, outer header
+    /// included, the director may send them); `None`: the interface's MTU
+    /// when running, no limit in `director-xdp replay`.
+    pub mtu: Option<u32>,
 }
 
 impl Director {
@@ -298,6 +302,7 @@ impl Default for Director {
             api_listen: DEFAULT_API_LISTEN,
             api_token_file: None,
             pin_dir: None,
+            mtu: None,
         }
     }
 }
@@ -328,6 +333,9 @@ impl Config {
             None => Director::default(),
             Some(d) => cx.director(d)?,
         };
+        if let Some(mtu) = director.mtu {
+            check_path_mtu(mtu, &tables).map_err(|e| invalid("director.mtu", e.to_string()))?;
+        }
         Ok(Config {
             tables,
             director,
@@ -612,6 +620,7 @@ impl Cx {
                 "api_listen",
                 "api_token_file",
                 "pin_dir",
+                "mtu",
             ],
         )?;
         let mut d = Director::default();
@@ -731,8 +740,78 @@ impl Cx {
             }
             d.hash_fields = HashFields(bits);
         }
+        if let Some(v) = o.get("mtu") {
+            // The least any table needs (IPv4 backends, one hop); the
+            // tables' own needs are checked once they are read.
+            let least = crate::mtu::min_mtu(false, 1);
+            let mtu = v
+                .as_u64()
+                .filter(|n| (u64::from(least)..=u64::from(crate::mtu::MAX_MTU)).contains(n))
+                .ok_or_else(|| {
+                    invalid(
+                        field("mtu"),
+                        format!(
+                            "{} is not a path MTU (an integer from {least} to {})",
+                            show(v),
+                            crate::mtu::MAX_MTU
+                        ),
+                    )
+                })?;
+            d.mtu = Some(mtu as u32);
+        }
         Ok(d)
     }
+}
+
+/// A path MTU too small for a table: once encapsulated, clients would be
+/// left less than IPv6's minimum MTU.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{mtu} is below {least}, the least path MTU that leaves clients {} bytes (IPv6's minimum MTU) once the {overhead} bytes of encapsulation to {} backends are added{}",
+    crate::mtu::IPV6_MIN_MTU,
+    if *.outer_v6 { "IPv6" } else { "IPv4" },
+    .table.as_ref().map_or(String::new(), |t| format!(" (table \"{t}\")"))
+)]
+pub struct PathMtuTooSmall {
+    /// The path MTU given.
+    pub mtu: u32,
+    /// The least the tables accept.
+    pub least: u32,
+    /// The table that needs it (`None` with no table: IPv4 backends').
+    pub table: Option<String>,
+    /// Whether that table's backends are IPv6 (the outer family).
+    pub outer_v6: bool,
+    /// Bytes its encapsulation adds.
+    pub overhead: usize,
+}
+
+/// Checks that a path MTU toward the backends of `tables` leaves every
+/// client at least IPv6's minimum MTU once encapsulated
+/// ([`crate::mtu::min_mtu`] for each table's outer family and hop count).
+/// The director refuses less: an IPv6 client never sends smaller packets
+/// on request, so its flows would stall.
+pub fn check_path_mtu(mtu: u32, tables: &[Table]) -> Result<(), PathMtuTooSmall> {
+    // (least, table, outer_v6, hops): with no table, IPv4 backends' least.
+    let mut need = (crate::mtu::min_mtu(false, 1), None, false, 1);
+    for t in tables {
+        let outer_v6 = t.backends.first().is_some_and(|b| b.backend.addr.is_ipv6());
+        let hops = usize::from(t.hops);
+        let least = crate::mtu::min_mtu(outer_v6, hops);
+        if least > need.0 || need.1.is_none() {
+            need = (least, Some(t.name.clone()), outer_v6, hops);
+        }
+    }
+    let (least, table, outer_v6, hops) = need;
+    if mtu >= least {
+        return Ok(());
+    }
+    Err(PathMtuTooSmall {
+        mtu,
+        least,
+        table,
+        outer_v6,
+        overhead: crate::mtu::encap_overhead(outer_v6, hops),
+    })
 }
 
 fn state_error(path: &str, v: Option<&Value>) -> ConfigError {
@@ -953,6 +1032,9 @@ pub fn to_json(config: &Config) -> Value {
     }
     if let Some(p) = &d.pin_dir {
         dir.insert("pin_dir", Value::String(p.to_string_lossy().into_owned()));
+    }
+    if let Some(m) = d.mtu {
+        dir.insert("mtu", m.into());
     }
     let dir: Map<String, Value> = dir.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
     let mut root = Map::new();

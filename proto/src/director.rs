@@ -31,6 +31,9 @@
 //!   included (the table says "(ICMP)").
 //! - A quoted IPv4 header with IHL < 5 is malformed, like the packet's own.
 //! - A bind's `bytes` are the frame's length as received, L2 included.
+//! - Without `director.mtu` the model has no path MTU: nothing is too big
+//!   (the daemon would use its interface's MTU, which the model does not
+//!   know).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -43,6 +46,7 @@ use crate::maps::{
     BindCounters, DirectorStat, HASH_DST_PORT, HASH_SRC_PORT, MAX_BINDS, MAX_PORT_RANGES,
     MAX_TABLES,
 };
+use crate::mtu;
 use crate::table::{Rendezvous, TableError};
 use crate::wire::{GuePacket, GueRepr, Hops, InnerProto};
 
@@ -80,8 +84,12 @@ mod ipv4 {
     pub const TOTAL_LEN: Range<usize> = 2..4;
     /// Flags and fragment offset.
     pub const FRAG: Range<usize> = 6..8;
+    /// Type of service (DSCP and ECN).
+    pub const TOS: usize = 1;
     /// Time to live.
     pub const TTL: usize = 8;
+    /// Don't-fragment flag within [`FRAG`].
+    pub const DF: u16 = 0x4000;
     /// More-fragments flag within [`FRAG`].
     pub const MF: u16 = 0x2000;
     /// Fragment offset within [`FRAG`].
@@ -152,6 +160,8 @@ mod l4 {
     pub const ICMP_TYPE: usize = 0;
     /// ICMP code.
     pub const ICMP_CODE: usize = 1;
+    /// ICMP checksum.
+    pub const ICMP_CHECKSUM: Range<usize> = 2..4;
 }
 
 /// IP protocol numbers.
@@ -175,6 +185,12 @@ const ICMPV6_ECHO_REQUEST: u8 = 128;
 /// Outer IPv4 header fields that never vary: DF, TTL 64, UDP.
 const OUTER_V4_FLAGS: u16 = 0x4000;
 const OUTER_TTL: u8 = 64;
+
+/// The IPv4 type of service of the director's ICMP errors: precedence 6,
+/// internetwork control (RFC 1812 4.3.2.5).
+const ICMP_ERROR_TOS: u8 = 0xc0;
+/// TTL / hop limit of the director's ICMP errors.
+const ICMP_ERROR_TTL: u8 = 64;
 
 /// `enum xdp_action` values (include/uapi/linux/bpf.h).
 pub mod xdp_action {
@@ -342,6 +358,8 @@ pub struct Model {
     src_v6: Option<Ipv6Addr>,
     gateway_mac: Option<[u8; 6]>,
     hash_fields: u8,
+    /// Path MTU toward the backends; [`mtu::NO_LIMIT`] without one.
+    mtu: u32,
     /// Backends whose MAC is resolved; the others use the gateway MAC.
     macs: HashMap<IpAddr, [u8; 6]>,
 }
@@ -364,6 +382,7 @@ impl fmt::Debug for Model {
             .field("src_v6", &self.src_v6)
             .field("gateway_mac", &self.gateway_mac)
             .field("hash_fields", &self.hash_fields)
+            .field("mtu", &self.mtu)
             .field("macs", &self.macs)
             .finish()
     }
@@ -390,6 +409,8 @@ struct Target {
     client_src_port: u16,
     fragment: bool,
     icmp: bool,
+    /// An ICMP error (frag-needed, packet-too-big): never answered with one.
+    icmp_error: bool,
 }
 
 /// What the L4 header of an unfragmented packet (or a first fragment) says.
@@ -437,6 +458,7 @@ fn octets(addr: &IpAddr) -> Vec<u8> {
 
 /// The Internet checksum (RFC 1071) of an IPv4 header whose checksum field
 /// holds zero; over a header with its checksum in place, 0 means valid.
+/// ICMP and ICMPv6 (with its pseudo-header) use the same sum.
 pub fn ipv4_checksum(header: &[u8]) -> u16 {
     let (words, rest) = header.as_chunks::<2>();
     let mut sum: u32 = words
@@ -519,6 +541,7 @@ impl Model {
             src_v6: d.source_v6.filter(|a| !a.is_unspecified()),
             gateway_mac: d.gateway_mac.filter(|m| *m != [0; 6]),
             hash_fields: d.hash_fields.0,
+            mtu: d.mtu.unwrap_or(mtu::NO_LIMIT),
             macs,
         })
     }
@@ -747,9 +770,10 @@ impl Model {
                 fragment: true,
                 // Only TCP and UDP have binds, so a fragment is never ICMP.
                 icmp: false,
+                icmp_error: false,
             });
         }
-        let (bind, flow, icmp) = match parsed {
+        let (bind, flow, icmp, icmp_error) = match parsed {
             L4::Ports { src, dst } => {
                 let bind = self.bind_for_port(h.proto, h.dst, dst);
                 let flow = FlowKey {
@@ -758,7 +782,7 @@ impl Model {
                     src_port: src,
                     dst_port: dst,
                 };
-                (bind, flow, false)
+                (bind, flow, false, false)
             }
             L4::Echo => {
                 let bind = self
@@ -770,7 +794,7 @@ impl Model {
                     src_port: 0,
                     dst_port: 0,
                 };
-                (bind, flow, true)
+                (bind, flow, true, false)
             }
             L4::Quote {
                 proto,
@@ -787,7 +811,7 @@ impl Model {
                     src_port: dst_port,
                     dst_port: src_port,
                 };
-                (bind, flow, true)
+                (bind, flow, true, true)
             }
             L4::Other | L4::Malformed => return Class::NotVip,
         };
@@ -802,6 +826,7 @@ impl Model {
             client_src_port: flow.src_port,
             fragment: false,
             icmp,
+            icmp_error,
         })
     }
 
@@ -848,6 +873,13 @@ impl Model {
             primary,
             alternates: alternates.to_vec(),
         };
+        // The path MTU, checked as soon as the outer family and the hop
+        // count are known.
+        let (outer_v6, hop_count) = (primary.is_ipv6(), alternates.len());
+        if !mtu::fits((frame.len() - t.l3) as u64, self.mtu, outer_v6, hop_count) {
+            let limit = mtu::max_inner_len(self.mtu, outer_v6, hop_count);
+            return too_big(frame, t, decision, limit);
+        }
         let failure = || Outcome {
             verdict: Verdict::Drop,
             output: frame.to_vec(),
@@ -1093,5 +1125,124 @@ fn build_output(
     out.resize(at + gue.buffer_len(), 0);
     gue.emit(&mut GuePacket::new_unchecked(&mut out[at..]));
     out.extend_from_slice(inner);
+    Some(out)
+}
+
+/// A frame for a bind that would not fit the path MTU once encapsulated:
+/// answered with an ICMP frag-needed or packet-too-big advertising `limit`
+/// (`too_big_icmp`), or dropped (`too_big_dropped`) when docs/director.md
+/// says no error may be sent. Counts nothing of the encapsulated.
+fn too_big(frame: &[u8], t: &Target, decision: Decision, limit: u32) -> Outcome {
+    let reply = if t.icmp_error {
+        // Never an ICMP error about an ICMP error (RFC 1122 3.2.2, RFC
+        // 4443 2.4(e)).
+        None
+    } else {
+        too_big_reply(frame, t.l3, t.inner, limit)
+    };
+    let (verdict, output, stat) = match reply {
+        Some(reply) => (Verdict::Tx, reply, DirectorStat::TooBigIcmp),
+        None => (Verdict::Drop, frame.to_vec(), DirectorStat::TooBigDropped),
+    };
+    Outcome {
+        verdict,
+        output,
+        counted: vec![stat],
+        bind: Some(t.bind),
+        bind_counters: None,
+        decision: Some(decision),
+    }
+}
+
+/// The ICMP error answering the too-big packet at `l3` in `frame`, as a
+/// router would send it back to the client: from the VIP, advertising
+/// `mtu`, quoting what [`mtu::quote_len`] says; `None` for IPv4 without
+/// DF, for a source that is not a single host, and for a packet shorter
+/// than the quote (which a path MTU the config accepts never makes too
+/// big).
+fn too_big_reply(frame: &[u8], l3: usize, inner: InnerProto, mtu: u32) -> Option<Vec<u8>> {
+    let original = frame.get(l3..)?;
+    let (ethertype, ip) = match inner {
+        InnerProto::Ipv4 => (eth::TYPE_IPV4, frag_needed(original, mtu)?),
+        InnerProto::Ipv6 => (eth::TYPE_IPV6, packet_too_big(original, mtu)?),
+    };
+    // Back where the frame came from, in its VLAN if it had one.
+    let mut out = Vec::with_capacity(l3 + ip.len());
+    out.extend_from_slice(frame.get(6..12)?);
+    out.extend_from_slice(frame.get(eth::DST)?);
+    if l3 > eth::HLEN {
+        out.extend_from_slice(frame.get(eth::VLAN_TAG)?);
+    }
+    out.extend_from_slice(&ethertype.to_be_bytes());
+    out.extend_from_slice(&ip);
+    Some(out)
+}
+
+/// ICMPv4 destination unreachable, fragmentation needed (RFC 792, RFC 1191
+/// next-hop MTU), answering the IPv4 packet `original`.
+fn frag_needed(original: &[u8], mtu: u32) -> Option<Vec<u8>> {
+    let client: [u8; 4] = original.get(ipv4::SRC)?.try_into().ok()?;
+    let frag = be16(original, ipv4::FRAG)?;
+    if frag & ipv4::DF == 0 || !mtu::answerable_v4(client) {
+        return None;
+    }
+    let quote = original.get(..mtu::quote_len(false))?;
+    let next_hop_mtu = u16::try_from(mtu).unwrap_or(u16::MAX);
+    let mut icmp = vec![ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, 0, 0, 0, 0];
+    icmp.extend_from_slice(&next_hop_mtu.to_be_bytes());
+    icmp.extend_from_slice(quote);
+    let checksum = ipv4_checksum(&icmp);
+    icmp[l4::ICMP_CHECKSUM].copy_from_slice(&checksum.to_be_bytes());
+
+    let total = u16::try_from(ipv4::MIN_HLEN + icmp.len()).ok()?;
+    let mut ip = [0u8; ipv4::MIN_HLEN];
+    ip[ipv4::VER_IHL] = 0x45;
+    ip[ipv4::TOS] = ICMP_ERROR_TOS;
+    ip[ipv4::TOTAL_LEN].copy_from_slice(&total.to_be_bytes());
+    ip[ipv4::FRAG].copy_from_slice(&ipv4::DF.to_be_bytes());
+    ip[ipv4::TTL] = ICMP_ERROR_TTL;
+    ip[ipv4::PROTO] = proto_num::ICMP;
+    // From the VIP (the packet's destination) to the client.
+    ip[ipv4::SRC].copy_from_slice(original.get(ipv4::DST)?);
+    ip[ipv4::DST].copy_from_slice(&client);
+    let checksum = ipv4_checksum(&ip);
+    ip[ipv4::CHECKSUM].copy_from_slice(&checksum.to_be_bytes());
+    let mut out = ip.to_vec();
+    out.extend_from_slice(&icmp);
+    Some(out)
+}
+
+/// ICMPv6 packet too big (RFC 4443 3.2) answering the IPv6 packet
+/// `original`.
+fn packet_too_big(original: &[u8], mtu: u32) -> Option<Vec<u8>> {
+    let client: [u8; 16] = original.get(ipv6::SRC)?.try_into().ok()?;
+    let vip: [u8; 16] = original.get(ipv6::DST)?.try_into().ok()?;
+    if !mtu::answerable_v6(client) {
+        return None;
+    }
+    let quote = original.get(..mtu::quote_len(true))?;
+    let mut icmp = vec![ICMPV6_PACKET_TOO_BIG, 0, 0, 0];
+    icmp.extend_from_slice(&mtu.to_be_bytes());
+    icmp.extend_from_slice(quote);
+    let payload_len = u16::try_from(icmp.len()).ok()?;
+    // The checksum covers the pseudo-header (RFC 8200 8.1).
+    let mut summed = Vec::with_capacity(40 + icmp.len());
+    summed.extend_from_slice(&vip);
+    summed.extend_from_slice(&client);
+    summed.extend_from_slice(&u32::from(payload_len).to_be_bytes());
+    summed.extend_from_slice(&[0, 0, 0, proto_num::ICMPV6]);
+    summed.extend_from_slice(&icmp);
+    let checksum = ipv4_checksum(&summed);
+    icmp[l4::ICMP_CHECKSUM].copy_from_slice(&checksum.to_be_bytes());
+
+    let mut ip = [0u8; ipv6::HLEN];
+    ip[ipv6::VER] = 0x60;
+    ip[ipv6::PAYLOAD_LEN].copy_from_slice(&payload_len.to_be_bytes());
+    ip[ipv6::NEXT] = proto_num::ICMPV6;
+    ip[ipv6::HOP_LIMIT] = ICMP_ERROR_TTL;
+    ip[ipv6::SRC].copy_from_slice(&vip);
+    ip[ipv6::DST].copy_from_slice(&client);
+    let mut out = ip.to_vec();
+    out.extend_from_slice(&icmp);
     Some(out)
 }

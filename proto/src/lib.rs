@@ -5,6 +5,8 @@
 //!   (SPEC.md section 2).
 //! - [`maps`]: the layouts of the BPF maps shared by the eBPF programs and
 //!   the loader.
+//! - [`mtu`]: the path MTU toward the backends: the encapsulation's
+//!   overhead, the largest packet that fits, what the ICMP errors quote.
 //! - [`table`] (feature `std`): the rendezvous forwarding table builder
 //!   (SPEC.md section 4).
 //! - [`config`] (feature `std`): GLB's forwarding-table JSON plus this
@@ -16,6 +18,7 @@
 pub mod flow;
 pub mod hex;
 pub mod maps;
+pub mod mtu;
 pub mod siphash;
 pub mod wire;
 

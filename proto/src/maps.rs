@@ -498,9 +498,15 @@ pub struct DirectorSettings {
     pub _pad: u8,
     /// Per host VIP table slot: its hash multiplier.
     pub vip_mult: [u64; 2],
+    /// Path MTU toward the backends: the largest IP packet, outer header
+    /// included, the director may send them ([`crate::mtu`]);
+    /// [`crate::mtu::NO_LIMIT`]: none.
+    pub mtu: u32,
+    /// Zero; brings the size to a multiple of 8.
+    pub _pad2: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<DirectorSettings>() == 48);
+const _: () = assert!(core::mem::size_of::<DirectorSettings>() == 56);
 
 impl Default for DirectorSettings {
     // Not derived: an all-zero `hash_fields` would hash nothing and send
@@ -516,6 +522,8 @@ impl Default for DirectorSettings {
             vip_bits: [0; 2],
             _pad: 0,
             vip_mult: [0; 2],
+            mtu: crate::mtu::NO_LIMIT,
+            _pad2: 0,
         }
     }
 }
@@ -567,11 +575,18 @@ pub enum DirectorStat {
     MacFallback,
     /// Packets dropped because encapsulation failed (headroom, missing row).
     EncapFailure,
+    /// Packets too big for the path MTU once encapsulated, answered with
+    /// an ICMP frag-needed or ICMPv6 packet-too-big (sent back, `XDP_TX`).
+    TooBigIcmp,
+    /// Packets too big for the path MTU once encapsulated that get no
+    /// answer: IPv4 without DF, ICMP errors, sources that are not a single
+    /// host (dropped).
+    TooBigDropped,
 }
 
 impl DirectorStat {
     /// Number of counters (entries of the stats array).
-    pub const COUNT: usize = 7;
+    pub const COUNT: usize = 9;
     /// Every counter, in index order.
     pub const ALL: [DirectorStat; Self::COUNT] = [
         DirectorStat::Encapsulated,
@@ -581,6 +596,8 @@ impl DirectorStat {
         DirectorStat::Fragment,
         DirectorStat::MacFallback,
         DirectorStat::EncapFailure,
+        DirectorStat::TooBigIcmp,
+        DirectorStat::TooBigDropped,
     ];
 
     /// Index into the stats array.
@@ -598,6 +615,8 @@ impl DirectorStat {
             DirectorStat::Fragment => "fragment",
             DirectorStat::MacFallback => "mac_fallback",
             DirectorStat::EncapFailure => "encap_failure",
+            DirectorStat::TooBigIcmp => "too_big_icmp",
+            DirectorStat::TooBigDropped => "too_big_dropped",
         }
     }
 }
@@ -837,7 +856,7 @@ mod tests {
 
     #[test]
     fn director_settings_and_table_keys_layout() {
-        assert_eq!(size_of::<DirectorSettings>(), 48);
+        assert_eq!(size_of::<DirectorSettings>(), 56);
         assert_eq!(offset_of!(DirectorSettings, src_v4), 0);
         assert_eq!(offset_of!(DirectorSettings, src_v6), 4);
         assert_eq!(offset_of!(DirectorSettings, gateway_mac), 20);
@@ -847,6 +866,8 @@ mod tests {
         assert_eq!(offset_of!(DirectorSettings, vip_bits), 29);
         assert_eq!(offset_of!(DirectorSettings, _pad), 31);
         assert_eq!(offset_of!(DirectorSettings, vip_mult), 32);
+        assert_eq!(offset_of!(DirectorSettings, mtu), 48);
+        assert_eq!(offset_of!(DirectorSettings, _pad2), 52);
         assert_eq!(size_of::<TableKeys>(), 32);
         assert_eq!(offset_of!(TableKeys, state), 0);
         let key = *b"0123456789abcdef";
@@ -962,6 +983,11 @@ mod tests {
     }
 
     #[test]
+    fn default_settings_limit_no_packet_size() {
+        assert_eq!(DirectorSettings::default().mtu, crate::mtu::NO_LIMIT);
+    }
+
+    #[test]
     fn director_map_names_are_unique_and_prefixed() {
         for (i, n) in names::ALL.iter().enumerate() {
             assert!(n.starts_with("DIR_"), "{n}");
@@ -979,7 +1005,7 @@ mod tests {
             }
         }
         assert_eq!(
-            DirectorStat::EncapFailure.index() as usize + 1,
+            DirectorStat::TooBigDropped.index() as usize + 1,
             DirectorStat::COUNT
         );
         assert_eq!(DirectorStat::NotVip.name(), "not_vip");

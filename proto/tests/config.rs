@@ -154,6 +154,81 @@ fn round_trips_through_to_json() {
     let b = &c.tables[0].backends[1].backend;
     assert_eq!((b.healthy, b.reachable), (false, false));
     assert_eq!(Config::from_json(&to_json(&c).to_string()).unwrap(), c);
+    assert_eq!(c.director.mtu, None);
+    let with_mtu = EXAMPLE.replace(r#""gateway_mac""#, r#""mtu": 9000, "gateway_mac""#);
+    let c = Config::from_json(&with_mtu).unwrap();
+    assert_eq!(c.director.mtu, Some(9000));
+    assert_eq!(to_json(&c)["director"]["mtu"], 9000);
+    assert_eq!(Config::from_json(&to_json(&c).to_string()).unwrap(), c);
+}
+
+/// A config whose table "t" has `backend` and one hop per row, and whose
+/// director sets `mtu`.
+fn with_mtu(backend: &str, mtu: &str) -> String {
+    format!(
+        r#"{{"tables":[{{"name":"t","hash_key":"000102030405060708090a0b0c0d0e0f",
+        "seed":"49a3d861d661ae5ab06ed9326871a2f5","hops":1,"binds":[{ONE_BIND}],
+        "backends":[{{"ip":"{backend}"}}]}}],"director":{{"mtu":{mtu}}}}}"#
+    )
+}
+
+#[test]
+fn the_path_mtu_must_leave_clients_ipv6s_minimum_once_encapsulated() {
+    // IPv4 backends: 40 bytes of encapsulation, so at least 1320.
+    let v4 = |mtu: &str| with_mtu("198.51.100.1", mtu);
+    assert_eq!(
+        Config::from_json(&v4("1320")).unwrap().director.mtu,
+        Some(1320)
+    );
+    assert_eq!(
+        Config::from_json(&v4("65535")).unwrap().director.mtu,
+        Some(65535)
+    );
+    // IPv6 backends: 72 bytes, so at least 1352.
+    let v6 = |mtu: &str| with_mtu("2001:db8::1", mtu);
+    assert_eq!(
+        Config::from_json(&v6("1352")).unwrap().director.mtu,
+        Some(1352)
+    );
+    assert_eq!(
+        err(&v6("1351")),
+        "director.mtu: 1351 is below 1352, the least path MTU that leaves clients 1280 bytes (IPv6's minimum MTU) once the 72 bytes of encapsulation to IPv6 backends are added (table \"t\")"
+    );
+    for (mtu, found) in [
+        ("1319", "1319"),
+        ("65536", "65536"),
+        ("0", "0"),
+        ("-1500", "-1500"),
+        ("1500.5", "1500.5"),
+        (r#""1500""#, r#""1500""#),
+    ] {
+        assert_eq!(
+            err(&v4(mtu)),
+            format!("director.mtu: {found} is not a path MTU (an integer from 1320 to 65535)"),
+        );
+    }
+    // Each hop adds 4 bytes to IPv4 backends' packets, 16 to IPv6 ones'.
+    let hops = |backend: &str, hops: u8, mtu: u32| {
+        Config::from_json(
+            &with_mtu(backend, &mtu.to_string())
+                .replace(r#""hops":1"#, &format!(r#""hops":{hops}"#)),
+        )
+    };
+    assert!(hops("198.51.100.1", 3, 1320 + 8).is_ok());
+    assert!(hops("198.51.100.1", 3, 1320 + 7).is_err());
+    assert!(hops("2001:db8::1", 2, 1352 + 16).is_ok());
+    let e = hops("2001:db8::1", 3, 1352 + 31).unwrap_err().to_string();
+    assert!(
+        e.contains("below 1384") && e.contains("the 104 bytes of encapsulation"),
+        "{e}"
+    );
+    // With tables of both families, the IPv6 one decides.
+    let both = with_mtu("2001:db8::1", "1340").replace(
+        r#""tables":["#,
+        r#""tables":[{"name":"a","hash_key":"000102030405060708090a0b0c0d0e0f",
+        "seed":"49a3d861d661ae5ab06ed9326871a2f5","backends":[{"ip":"198.51.100.1"}]},"#,
+    );
+    assert!(err(&both).contains("(table \"t\")"), "{}", err(&both));
 }
 
 #[test]

@@ -579,3 +579,135 @@ fn fragments_of_one_datagram_share_a_backend_and_ignore_ports() {
         assert_eq!((da.hash, da.primary), (db.hash, db.primary), "datagram {i}");
     }
 }
+
+// ---- the path MTU: too big once encapsulated ----
+
+/// [`SOLO`] with a path MTU of 1500 toward the backends.
+fn solo_mtu() -> Model {
+    let text = SOLO.replace(
+        r#""gateway_mac": "02:00:5e:00:53:01""#,
+        r#""gateway_mac": "02:00:5e:00:53:01", "mtu": 1500"#,
+    );
+    Model::new(&Config::from_json(&text).unwrap(), &solo_macs).unwrap()
+}
+
+/// A 1500-byte IPv4 TCP segment, DF, 192.0.2.100:40000 -> 203.0.113.10:80
+/// (payload byte i = 7i), in a frame from the router; `flags` is the IPv4
+/// flags/offset word and the header checksum is left for the caller.
+fn big_v4(flags: u16) -> Vec<u8> {
+    let mut f = ETH.to_vec();
+    f.extend_from_slice(&[0x08, 0x00]);
+    f.extend_from_slice(&[0x45, 0, 0x05, 0xdc, 0, 1]);
+    f.extend_from_slice(&flags.to_be_bytes());
+    f.extend_from_slice(&[64, 6, 0, 0, 192, 0, 2, 100, 203, 0, 113, 10]);
+    f.extend_from_slice(&[0x9c, 0x40, 0, 0x50, 0, 0, 0, 1, 0, 0, 0, 0]);
+    f.extend_from_slice(&[0x50, 0x10, 0xff, 0xff, 0, 0, 0, 0]);
+    f.extend((0..1460u32).map(|i| (i * 7) as u8));
+    f
+}
+
+/// The ICMP frag-needed headers (Ethernet, IPv4, ICMP) answering
+/// `big_v4(0x4000)` under a 1500-byte path MTU to IPv4 backends; the
+/// checksums were computed apart (`ip 0x36ac` in, `0x398e` and `0x620c` out).
+#[rustfmt::skip]
+const FRAG_NEEDED_HEADERS: [u8; 42] = [
+    // Ethernet: back to the router, from the director, IPv4
+    0x02, 0x00, 0x00, 0x00, 0x00, 0x01,  0x02, 0x00, 0x00, 0x00, 0x00, 0x0a,  0x08, 0x00,
+    // IPv4: 45 c0 (precedence 6) | total 576 | id 0 | DF | TTL 64, ICMP | checksum
+    0x45, 0xc0, 0x02, 0x40,  0x00, 0x00, 0x40, 0x00,  0x40, 0x01, 0x39, 0x8e,
+    // 203.0.113.10 (the VIP) -> 192.0.2.100 (the client)
+    203, 0, 113, 10,  192, 0, 2, 100,
+    // ICMP: type 3, code 4 | checksum | unused | next-hop MTU 1500 - 40 = 1460
+    0x03, 0x04, 0x62, 0x0c,  0x00, 0x00, 0x05, 0xb4,
+];
+
+#[test]
+fn a_packet_too_big_once_encapsulated_gets_frag_needed_byte_for_byte() {
+    let mut input = big_v4(0x4000);
+    input[24..26].copy_from_slice(&0x36acu16.to_be_bytes());
+    assert_eq!(ipv4_checksum(&input[14..34]), 0);
+    let out = solo_mtu().process(&input);
+    assert_eq!(out.verdict, Verdict::Tx);
+    assert_eq!(out.counted, [DirectorStat::TooBigIcmp]);
+    assert_eq!((out.bind, out.bind_counters), (Some(0), None));
+    assert_eq!(out.decision.unwrap().table, "v4");
+    assert_eq!(out.output.len(), 14 + 576);
+    assert_frame(&out.output[..42], &FRAG_NEEDED_HEADERS);
+    assert_frame(&out.output[42..], &input[14..14 + 548]);
+
+    // Without DF, or without a path MTU, it is not answered.
+    let mut no_df = big_v4(0);
+    no_df[24..26].copy_from_slice(&0x76acu16.to_be_bytes());
+    let out = solo_mtu().process(&no_df);
+    assert_eq!((out.verdict, out.output), (Verdict::Drop, no_df));
+    assert_eq!(out.counted, [DirectorStat::TooBigDropped]);
+    let out = solo().process(&input);
+    assert_eq!(out.verdict, Verdict::Tx);
+    assert_eq!(out.counted, [DirectorStat::Encapsulated]);
+    assert_eq!(out.output.len(), input.len() + 40);
+}
+
+/// The ICMPv6 packet-too-big headers answering a 1500-byte IPv6 UDP
+/// datagram 2001:db8:1::100:5353 -> [2001:db8:10::20]:53 (payload byte i =
+/// 13i) under a 1500-byte path MTU to IPv6 backends; the checksum was
+/// computed apart.
+#[rustfmt::skip]
+const PACKET_TOO_BIG_HEADERS: [u8; 62] = [
+    // Ethernet: back to the router, from the director, IPv6
+    0x02, 0x00, 0x00, 0x00, 0x00, 0x01,  0x02, 0x00, 0x00, 0x00, 0x00, 0x0a,  0x86, 0xdd,
+    // IPv6: version 6 | payload 8 + 1232 = 1240 | ICMPv6, hop limit 64
+    0x60, 0x00, 0x00, 0x00,  0x04, 0xd8, 0x3a, 0x40,
+    // 2001:db8:10::20 (the VIP)
+    0x20, 0x01, 0x0d, 0xb8, 0x00, 0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x20,
+    // 2001:db8:1::100 (the client)
+    0x20, 0x01, 0x0d, 0xb8, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00,
+    // ICMPv6: type 2, code 0 | checksum | MTU 1500 - 72 = 1428
+    0x02, 0x00, 0xd0, 0x36,  0x00, 0x00, 0x05, 0x94,
+];
+
+#[test]
+fn an_ipv6_packet_too_big_once_encapsulated_gets_packet_too_big_byte_for_byte() {
+    let mut udp = Vec::new();
+    udp.extend_from_slice(&[0x14, 0xe9, 0x00, 0x35, 0x05, 0xb4, 0xbe, 0xef]);
+    udp.extend((0..1452u32).map(|i| (i * 13) as u8));
+    let client: IpAddr = "2001:db8:1::100".parse().unwrap();
+    let vip: IpAddr = "2001:db8:10::20".parse().unwrap();
+    let input = frame(&ip_packet(client, vip, 17, &udp));
+    assert_eq!(input.len(), 14 + 1500);
+    let out = solo_mtu().process(&input);
+    assert_eq!(out.verdict, Verdict::Tx);
+    assert_eq!(out.counted, [DirectorStat::TooBigIcmp]);
+    assert_eq!(out.output.len(), 14 + 1280);
+    assert_frame(&out.output[..62], &PACKET_TOO_BIG_HEADERS);
+    assert_frame(&out.output[62..], &input[14..14 + 1232]);
+
+    // At the limit (1428 bytes), it is encapsulated to exactly 1500.
+    let at_limit = frame(&ip_packet(client, vip, 17, &udp[..1428 - 40]));
+    let out = solo_mtu().process(&at_limit);
+    assert_eq!(
+        out.counted,
+        [DirectorStat::Encapsulated, DirectorStat::MacFallback]
+    );
+    assert_eq!(out.output.len(), 14 + 1500);
+}
+
+#[test]
+fn an_icmp_error_too_big_once_encapsulated_is_dropped_not_answered() {
+    // A frag-needed quoting the whole 1500-byte reply of the VIP.
+    let reply = big_v4(0x4000);
+    let mut quoted = reply[14..].to_vec();
+    quoted[12..20].copy_from_slice(&[203, 0, 113, 10, 192, 0, 2, 100]);
+    quoted[20..24].copy_from_slice(&[0, 0x50, 0x9c, 0x40]);
+    let router = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 254));
+    let vip = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10));
+    let input = too_big(router, vip, &quoted);
+    let out = solo_mtu().process(&input);
+    assert_eq!(out.verdict, Verdict::Drop);
+    assert_eq!(out.counted, [DirectorStat::TooBigDropped]);
+    // Quoting less, it fits and follows its flow as ever.
+    let out = solo_mtu().process(&too_big(router, vip, &quoted[..28]));
+    assert_eq!(
+        out.counted,
+        [DirectorStat::Encapsulated, DirectorStat::IcmpHandled]
+    );
+}

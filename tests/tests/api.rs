@@ -228,6 +228,7 @@ fn reads_show_tables_counters_metrics_and_the_openapi_document() {
     assert_eq!(v["backends"][0]["table"], "web");
     assert_eq!(v["backends"][0]["packets"], 0);
     assert_eq!(v["last_apply"]["source"], "start");
+    assert_eq!(v["path_mtu"], 1500, "the veth's MTU: {v}");
 
     let r = lab.call("GET", "/metrics", None, None);
     assert_eq!(r.status, 200);
@@ -241,6 +242,7 @@ fn reads_show_tables_counters_metrics_and_the_openapi_document() {
         "glb_backend_bytes_total{table=\"web\",backend=\"198.51.100.5\"} 0",
         "glb_backend_state{table=\"web\",backend=\"198.51.100.2\",state=\"active\"} 1",
         "glb_director_generation 1",
+        "glb_director_path_mtu_bytes 1500",
         "glb_director_last_apply_success{source=\"start\"} 1",
     ] {
         assert!(r.body.contains(line), "no {line:?} in\n{}", r.body);
@@ -741,6 +743,10 @@ fn director_ctl_drives_the_api_with_distinct_exit_codes() {
     let (code, out, err) = run(&["stats", "--json"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(serde_json::from_str::<Value>(&out).expect("JSON")["outcomes"].is_object());
+    let (code, out, err) = run(&["stats"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("path MTU toward the backends: 1500"), "{out}");
+    assert!(out.contains("too_big_icmp"), "{out}");
 
     let (code, _, err) = run(&["backends", "list", "nope"]);
     assert_eq!(code, Some(3), "{err}");

@@ -78,8 +78,9 @@ const _: () = assert!(MAX_HOPS == 3);
 /// Encapsulates the frame for the row (`primary`, `alternates`) under
 /// `settings` (map values, read in place) and `target` ([`Target::pack`]):
 /// [`SENT`] or [`SENT_MAC_FALLBACK`] when done, [`FAILED`] when it cannot be
-/// encapsulated (no outer source, no MAC, no headroom, a hop count out of
-/// range), and then the frame is to be dropped.
+/// encapsulated (no outer source, no MAC, no headroom, a hop of another
+/// family), and then the frame is to be dropped. `alternates.count` must
+/// be 1 to [`MAX_HOPS`].
 ///
 /// Inlined into its one caller, like the flow hash: a global BPF function
 /// call cost about 13 ns a packet, for 7k fewer instructions verified.
@@ -102,9 +103,8 @@ pub fn director_encapsulate(
     // others), so the hops' is the outer header's; a row that mixes them
     // did not come from the loader.
     let [a0, a1, a2] = alternates.entries;
-    if hops == 0
-        || hops > MAX_HOPS
-        || a0.family != family
+    // `hops` is 1 to MAX_HOPS: the caller checked the table head's.
+    if a0.family != family
         || (hops > 1 && a1.family != family)
         || (hops > 2 && a2.family != family)
     {

@@ -3,8 +3,9 @@
 //! - `director`: the GLB-style director of `docs/director.md`. It finds the
 //!   bind of each packet for a VIP, hashes the flow into that bind's table,
 //!   and sends the packet, wrapped in GUE with the row's alternates as the
-//!   hop list, to the row's primary (`XDP_TX`). Everything else passes
-//!   untouched.
+//!   hop list, to the row's primary (`XDP_TX`); a packet too big for the
+//!   path MTU once wrapped is answered with an ICMP error instead
+//!   (`too_big`). Everything else passes untouched.
 //! - `bench_floor`, `bench_min_encap` and `bench_siphash`: references for
 //!   the benchmark (the cost of `XDP_TX` alone, of the smallest possible
 //!   encapsulation, and of the director's hash of an IPv6 address alone).
@@ -31,6 +32,7 @@
 
 mod encap;
 mod hash;
+mod too_big;
 
 use aya_ebpf::{
     bindings::xdp_action,
@@ -48,6 +50,7 @@ use proto::maps::{
 
 use crate::encap::{Alternates, Target, director_encapsulate};
 use crate::hash::{Flow, HashArgs, addr_words, director_flow_hash, flow_hash};
+use crate::too_big::director_too_big;
 use director_xdp_ebpf::packet::{
     View, eth, frame_len, icmp, ipv4, ipv6, proto as ipproto, tcp, udp,
 };
@@ -107,6 +110,10 @@ enum Outcome {
     EncapFailure,
     /// Encapsulated in place (see [`Sent`]): `XDP_TX`.
     Sent,
+    /// Too big for the path MTU once encapsulated to the primary
+    /// `Sent::backend` with `Sent::hop_count` hops: answered with an ICMP
+    /// error (`XDP_TX`) or dropped (`XDP_DROP`), see [`director`].
+    TooBig,
 }
 
 /// How an encapsulated packet is counted besides its bind and backend.
@@ -121,7 +128,9 @@ struct Sent {
     bind: u32,
     /// The primary's backend index.
     backend: u32,
-    /// `Sent::ICMP`, `Sent::FRAGMENT`, `Sent::MAC_FALLBACK`.
+    /// `Sent::ICMP`, `Sent::ICMP_ERROR`, `Sent::FRAGMENT`,
+    /// `Sent::MAC_FALLBACK`; for `Outcome::TooBig`, the hop count in bits
+    /// `Sent::HOPS_SHIFT..`.
     flags: u32,
 }
 
@@ -132,6 +141,17 @@ impl Sent {
     const FRAGMENT: u32 = 2;
     /// Sent to the gateway MAC: the primary's is not resolved.
     const MAC_FALLBACK: u32 = 4;
+    /// An ICMP error (frag-needed, packet-too-big): never answered with
+    /// one when too big.
+    const ICMP_ERROR: u32 = 8;
+    /// Where a too-big packet's hop count is (8 bits).
+    const HOPS_SHIFT: u32 = 8;
+
+    /// The hop count of a too-big packet's table.
+    #[inline(always)]
+    fn hop_count(&self) -> usize {
+        ((self.flags >> Self::HOPS_SHIFT) & 0xff) as usize
+    }
 }
 
 /// The director.
@@ -164,6 +184,23 @@ pub fn director(ctx: XdpContext) -> u32 {
                 count(DirectorStat::MacFallback);
             }
             xdp_action::XDP_TX
+        }
+        Outcome::TooBig => {
+            core::hint::cold_path();
+            // Here rather than where the packet was found too big: one call
+            // site, out of the way of the encapsulation's code.
+            let args = too_big::Args {
+                backend: sent.backend,
+                hop_count: sent.hop_count(),
+                icmp_error: sent.flags & Sent::ICMP_ERROR != 0,
+            };
+            if director_too_big(ctx.ctx, args.pack()) == too_big::ANSWERED {
+                count(DirectorStat::TooBigIcmp);
+                xdp_action::XDP_TX
+            } else {
+                count(DirectorStat::TooBigDropped);
+                xdp_action::XDP_DROP
+            }
         }
     }
 }
@@ -579,7 +616,7 @@ fn general(
             echo_range(p.vip)
         }
         L4::Quoted => {
-            sent.flags |= Sent::ICMP;
+            sent.flags |= Sent::ICMP | Sent::ICMP_ERROR;
             // A router answers the packet's source, so the quoted source is
             // usually the VIP the packet is addressed to, looked up already.
             let quoted_vip = if same_addr(ctx, p.v6, p.quoted_src, p.flow.dst) {
@@ -728,7 +765,8 @@ fn fast_forward<const IP: usize, const AT_L4: usize, const V6: bool>(
         return Some(Outcome::Pass);
     };
     if icmp {
-        sent.flags |= Sent::ICMP;
+        // `fast_quote` takes ICMP errors only.
+        sent.flags |= Sent::ICMP | Sent::ICMP_ERROR;
     }
     Some(fast_send::<V6>(ctx, settings, range, flow, client, sent))
 }
@@ -1071,8 +1109,8 @@ fn offset16(offset: usize) -> u16 {
 /// bind's before the hash, so that those counters' memory is fetched while
 /// the hash is computed, and the primary's before the frame is touched
 /// (the same updates cost about 10 ns more each after the header stores).
-/// A failure takes them back. See docs/director.md, "How the program
-/// spends its time".
+/// A failure, or a packet too big to encapsulate, takes them back. See
+/// docs/director.md, "How the program spends its time".
 #[inline(always)]
 fn forward<const FAST: bool>(
     ctx: &XdpContext,
@@ -1117,7 +1155,8 @@ fn count_kinds<const UNDO: bool>(kinds: u32) {
     }
 }
 
-/// [`forward`] after the bind is counted: `Sent` or `EncapFailure`.
+/// [`forward`] after the bind is counted: `Sent`, `EncapFailure`, or, for
+/// a packet that would not fit the path MTU once encapsulated, `TooBig`.
 #[inline(always)]
 fn route<const FAST: bool>(
     ctx: &XdpContext,
@@ -1162,6 +1201,11 @@ fn route<const FAST: bool>(
         return encap_failure();
     };
     let hops = usize::from(head.hops.get(slot as usize).copied().unwrap_or(0));
+    if hops == 0 || hops > encap::MAX_HOPS {
+        // Not a slot the loader wrote.
+        core::hint::cold_path();
+        return encap_failure();
+    }
     let [first, h0, h1, h2] = row.chain.map(u32::from);
     let (Some(primary), Some(a0)) = (DIR_BACKENDS.get(first), DIR_BACKENDS.get(h0)) else {
         return encap_failure();
@@ -1180,6 +1224,15 @@ fn route<const FAST: bool>(
         count: hops,
     };
     sent.backend = first;
+    // The path MTU, as soon as the outer family and the hop count are
+    // known: one compare for the packets that fit.
+    let outer_v6 = primary.family == FAMILY_V6;
+    let original = received - p.l2_len as u64;
+    if !proto::mtu::fits(original, settings.mtu, outer_v6, hops) {
+        core::hint::cold_path();
+        sent.flags |= (hops as u32) << Sent::HOPS_SHIFT;
+        return Outcome::TooBig;
+    }
     count_backend::<false>(sent.backend, received);
     let client_port = if ports { flow.sport } else { 0 };
     let target = Target {

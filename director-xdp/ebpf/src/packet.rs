@@ -148,6 +148,8 @@ pub mod eth {
     pub const HLEN: usize = 14;
     /// Destination MAC.
     pub const DST: usize = 0;
+    /// Source MAC.
+    pub const SRC: usize = 6;
     /// EtherType, or the TPID of a VLAN tag.
     pub const TYPE: usize = 12;
     /// Header with one 802.1Q tag.
@@ -174,6 +176,8 @@ pub mod ipv4 {
     pub const TOTAL_LEN: usize = 2;
     /// Flags (3 bits) and fragment offset (13 bits).
     pub const FRAG: usize = 6;
+    /// Don't-fragment flag in the big-endian flags/offset word.
+    pub const DF: u16 = 0x4000;
     /// More-fragments flag in the big-endian flags/offset word.
     pub const MF: u16 = 0x2000;
     /// Fragment offset mask in that word.

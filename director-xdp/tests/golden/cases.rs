@@ -29,6 +29,9 @@ pub enum Cfg {
     PortHash,
     /// [`MAIN`] without a gateway MAC.
     NoFallback,
+    /// [`MAIN`] with a path MTU of 1500 toward the backends (the others
+    /// set none: nothing is too big).
+    PathMtu,
     /// [`MAIN`] with chains of three alternates in "web4" and "web6".
     LongChains,
     /// [`MAIN`] with two alternates in "web4" and one in "web6".
@@ -147,6 +150,11 @@ pub fn config_text(cfg: Cfg) -> String {
         // (CheckError::MissingSource), so that encap_failure cannot be
         // reached through a config.
         Cfg::NoFallback => replace_once(MAIN, r#""gateway_mac": "02:00:5e:00:53:01","#, ""),
+        Cfg::PathMtu => replace_once(
+            MAIN,
+            r#""hash_fields": ["src_addr"]"#,
+            r#""hash_fields": ["src_addr"], "mtu": 1500"#,
+        ),
         Cfg::LongChains => with_hops(3, 3),
         Cfg::ShortChains => with_hops(2, 1),
     }
@@ -311,6 +319,56 @@ pub mod names {
     pub const PH_FRAG_NEEDED: &str = "port_hash_frag_needed_follows_the_tcp_flow";
     pub const PH_TOO_BIG: &str = "port_hash_packet_too_big_follows_the_tcp_flow";
     pub const PH_V6_FLOW: &str = "port_hash_ipv6_tcp_flow";
+    /// Under [`super::Cfg::PathMtu`]: per outer family and client family,
+    /// the case at the limit (encapsulated) and the one a byte over
+    /// (answered), and the limit.
+    pub const AT_AND_OVER: [(&str, &str, u32); 4] = [
+        (
+            "path_mtu_ipv4_tcp_to_ipv4_backends_at_the_limit_is_encapsulated",
+            "path_mtu_ipv4_tcp_to_ipv4_backends_a_byte_over_gets_frag_needed",
+            1460,
+        ),
+        (
+            "path_mtu_ipv4_tcp_to_ipv6_backends_at_the_limit_is_encapsulated",
+            "path_mtu_ipv4_tcp_to_ipv6_backends_a_byte_over_gets_frag_needed",
+            1412,
+        ),
+        (
+            "path_mtu_ipv6_tcp_to_ipv4_backends_at_the_limit_is_encapsulated",
+            "path_mtu_ipv6_tcp_to_ipv4_backends_a_byte_over_gets_packet_too_big",
+            1460,
+        ),
+        (
+            "path_mtu_ipv6_tcp_to_ipv6_backends_at_the_limit_is_encapsulated",
+            "path_mtu_ipv6_tcp_to_ipv6_backends_a_byte_over_gets_packet_too_big",
+            1412,
+        ),
+    ];
+    /// Under [`super::Cfg::PathMtu`]: other packets answered with an ICMP
+    /// error, and the MTU it advertises.
+    pub const ANSWERED: [(&str, u32); 9] = [
+        ("path_mtu_ipv4_udp_too_big_gets_frag_needed", 1460),
+        (
+            "path_mtu_vlan_tagged_ipv4_too_big_gets_frag_needed_in_its_vlan",
+            1460,
+        ),
+        (
+            "path_mtu_vlan_tagged_ipv6_too_big_gets_packet_too_big_in_its_vlan",
+            1412,
+        ),
+        ("path_mtu_ipv4_options_too_big_are_quoted", 1460),
+        ("path_mtu_ipv4_fragment_with_df_gets_frag_needed", 1460),
+        ("path_mtu_ipv6_fragment_too_big_gets_packet_too_big", 1412),
+        (
+            "path_mtu_ipv6_extension_headers_too_big_get_packet_too_big",
+            1412,
+        ),
+        ("path_mtu_icmp_echo_request_too_big_gets_frag_needed", 1460),
+        (
+            "path_mtu_icmpv6_echo_request_too_big_gets_packet_too_big",
+            1460,
+        ),
+    ];
 }
 
 /// Every case, in the order the runner runs them (grouped by config).
@@ -1089,6 +1147,166 @@ fn build() -> Vec<Case> {
         nf,
         Verdict::Pass,
         frame(&ip_from(client4, "203.0.113.11").tcp(40040, 80, SYN, &[])),
+    );
+
+    // ---- the path MTU (1500): too big once encapsulated ----
+    let pm = Cfg::PathMtu;
+    // A TCP segment whose IP packet is `len` bytes long.
+    let sized = |client: &str, vip: &str, port: u16, len: usize| {
+        let header = if client.contains(':') { 60 } else { 40 };
+        ip_from(client, vip).tcp(40200, port, PSH_ACK, &vec![0x5a; len - header])
+    };
+    let targets = [
+        (client4, "203.0.113.10", 80),
+        (client4, "203.0.113.20", 80),
+        (client6, "2001:db8:10::10", 443),
+        (client6, "2001:db8:10::20", 80),
+    ];
+    for ((at, over, limit), (client, vip, port)) in names::AT_AND_OVER.into_iter().zip(targets) {
+        let limit = limit as usize;
+        b.add(at, pm, Verdict::Tx, frame(&sized(client, vip, port, limit)));
+        b.add(
+            over,
+            pm,
+            Verdict::Tx,
+            frame(&sized(client, vip, port, limit + 1)),
+        );
+    }
+    let [
+        udp_over,
+        vlan4,
+        vlan6,
+        options,
+        df_fragment,
+        frag6_over,
+        ext6,
+        ping4,
+        ping6_over,
+    ] = names::ANSWERED.map(|(name, _)| name);
+    b.add(
+        udp_over,
+        pm,
+        Verdict::Tx,
+        frame(&ip_from(client4, "203.0.113.10").udp(53000, 53, &[0x3c; 1472])),
+    );
+    b.add(
+        vlan4,
+        pm,
+        Verdict::Tx,
+        frame_vlan(42, &sized(client4, "203.0.113.10", 80, 1500)),
+    );
+    b.add(
+        vlan6,
+        pm,
+        Verdict::Tx,
+        frame_vlan(4094, &sized(client6, "2001:db8:10::20", 80, 1500)),
+    );
+    b.add(
+        options,
+        pm,
+        Verdict::Tx,
+        frame(
+            &ip_from(client4, "203.0.113.10").options(&router_alert).tcp(
+                40201,
+                80,
+                PSH_ACK,
+                &[0x5a; 1456],
+            ),
+        ),
+    );
+    // The rule looks at DF alone, in fragments too (Linux routers do).
+    b.add(
+        df_fragment,
+        pm,
+        Verdict::Tx,
+        frame(
+            &ip_from(client4, "203.0.113.10")
+                .fragment(false, 185)
+                .df(true)
+                .raw(UDP, &[0x11; 1480]),
+        ),
+    );
+    b.add(
+        frag6_over,
+        pm,
+        Verdict::Tx,
+        frame(
+            &ip_from(client6, "2001:db8:10::20")
+                .ext(frag6(0, true))
+                .udp(53001, 53, &[0x33; 1400]),
+        ),
+    );
+    b.add(
+        ext6,
+        pm,
+        Verdict::Tx,
+        frame(
+            &ip_from(client6, "2001:db8:10::20")
+                .ext(Ext::HopByHop(0))
+                .tcp(40202, 80, PSH_ACK, &[0x5a; 1400]),
+        ),
+    );
+    b.add(
+        ping4,
+        pm,
+        Verdict::Tx,
+        frame(&ip_from(client4, "203.0.113.10").icmp(8, 0, [0x12, 0x34, 0, 1], &[0xa5; 1472])),
+    );
+    b.add(
+        ping6_over,
+        pm,
+        Verdict::Tx,
+        frame(&ip_from(client6, "2001:db8:10::10").icmp(128, 0, [0x12, 0x34, 0, 1], &[0xa5; 1413])),
+    );
+    // Dropped: a router would fragment these, or must not answer them.
+    b.add(
+        "path_mtu_ipv4_without_df_too_big_is_dropped",
+        pm,
+        Verdict::Drop,
+        frame(
+            &ip_from(client4, "203.0.113.10")
+                .df(false)
+                .tcp(40203, 80, PSH_ACK, &[0x5a; 1460]),
+        ),
+    );
+    b.add(
+        "path_mtu_ipv4_first_fragment_without_df_too_big_is_dropped",
+        pm,
+        Verdict::Drop,
+        frame(&cut(&first4, 20 + 1480)),
+    );
+    let whole_reply4 = ip_from("203.0.113.10", client4).tcp(80, 40000, ACK, &[0; 1440]);
+    b.add(
+        "path_mtu_too_big_frag_needed_is_dropped_not_answered",
+        pm,
+        Verdict::Drop,
+        frag_needed("198.51.100.254", "203.0.113.10", &whole_reply4),
+    );
+    let whole_reply6 = ip_from("2001:db8:10::20", client6).tcp(80, 40004, ACK, &[0; 1400]);
+    b.add(
+        "path_mtu_too_big_packet_too_big_is_dropped_not_answered",
+        pm,
+        Verdict::Drop,
+        packet_too_big("2001:db8:ff::1", "2001:db8:10::20", &whole_reply6),
+    );
+    b.add(
+        "path_mtu_too_big_from_an_ipv4_multicast_source_is_dropped",
+        pm,
+        Verdict::Drop,
+        frame(&sized("224.0.0.5", "203.0.113.10", 80, 1500)),
+    );
+    b.add(
+        "path_mtu_too_big_from_an_ipv6_multicast_source_is_dropped",
+        pm,
+        Verdict::Drop,
+        frame(&sized("ff02::1", "2001:db8:10::20", 80, 1500)),
+    );
+    // Small packets under the same config are untouched by it.
+    b.add(
+        "path_mtu_small_packets_are_encapsulated_as_ever",
+        pm,
+        Verdict::Tx,
+        frame(&v4_tcp),
     );
 
     // ---- hop chains: every hop count with IPv4 and IPv6 hops ----

@@ -145,6 +145,8 @@ pub struct Ip {
     more_fragments: bool,
     frag_offset: u16,
     id: u16,
+    /// IPv4 DF flag; `None`: set unless the packet is a fragment.
+    df: Option<bool>,
     ext: Vec<Ext>,
 }
 
@@ -159,6 +161,7 @@ pub fn ip_from(src: &str, dst: &str) -> Ip {
         more_fragments: false,
         frag_offset: 0,
         id: 0x1c46,
+        df: None,
         ext: Vec::new(),
     }
 }
@@ -176,6 +179,13 @@ impl Ip {
         assert!(self.src.is_ipv4());
         self.more_fragments = more;
         self.frag_offset = offset;
+        self
+    }
+
+    /// IPv4 DF flag (by default set unless the packet is a fragment).
+    pub fn df(mut self, df: bool) -> Self {
+        assert!(self.src.is_ipv4());
+        self.df = Some(df);
         self
     }
 
@@ -281,10 +291,11 @@ impl Ip {
         p.push(0);
         p.extend_from_slice(&((hlen + l4.len()) as u16).to_be_bytes());
         p.extend_from_slice(&self.id.to_be_bytes());
-        let df = if self.more_fragments || self.frag_offset != 0 {
-            0
-        } else {
+        let fragment = self.more_fragments || self.frag_offset != 0;
+        let df = if self.df.unwrap_or(!fragment) {
             0x4000
+        } else {
+            0
         };
         let mf = if self.more_fragments { 0x2000 } else { 0 };
         p.extend_from_slice(&(df | mf | self.frag_offset).to_be_bytes());
