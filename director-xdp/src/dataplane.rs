@@ -29,10 +29,10 @@ use aya::{
 use proto::config::{Bind, Config, Prefix};
 use proto::maps::{
     BACKEND_MAC_RESOLVED, BackendCounters, BackendEntry, BindCounters, BindInfo, DirectorSettings,
-    DirectorStat, MAX_BACKENDS, MAX_BINDS, MAX_PORT_RANGES, MAX_TABLES, MAX_VIPS, PortRange,
-    TABLE_ROWS, TABLE_SLOTS, TableHead, TableKeys, TableRow, VIP_PREFIXES_V4, VIP_PREFIXES_V6,
-    VIP_TABLE_MAX_BITS, VIP_TABLE_PROBES, VIP_TABLE_STRIDE, VipEntry, VipKey, VipSlot,
-    lpm_prefix_len, names, row_index, vip_fold, vip_home,
+    DirectorStat, MAX_BACKENDS, MAX_BINDS, MAX_PORT_RANGES, MAX_TABLES, MAX_VIPS, NO_INNER_LIMIT,
+    PortRange, TABLE_ROWS, TABLE_SLOTS, TableHead, TableKeys, TableRow, VIP_PREFIXES_V4,
+    VIP_PREFIXES_V6, VIP_TABLE_MAX_BITS, VIP_TABLE_PROBES, VIP_TABLE_STRIDE, VipEntry, VipKey,
+    VipSlot, lpm_prefix_len, names, row_index, vip_fold, vip_home,
 };
 use proto::table::TableError;
 
@@ -437,6 +437,9 @@ struct TableState {
 struct SlotHead {
     key: [u8; 16],
     hops: u8,
+    /// The longest original packet that fits the path MTU once
+    /// encapsulated ([`TableHead::max_inner`]).
+    max_inner: u16,
 }
 
 impl Default for TableState {
@@ -1020,6 +1023,16 @@ impl Dataplane {
         let mut free = (0..MAX_BACKENDS).filter(|i| !in_use.contains(i));
         let mut backends = BTreeMap::new();
         let mut unresolved_macs = 0;
+        let path_mtu = self.path_mtu(config);
+        let mtu = path_mtu.value();
+        if path_mtu != PathMtu::None {
+            proto::config::check_path_mtu(mtu, &config.tables).map_err(|reason| {
+                CheckError::PathMtu {
+                    mtu: path_mtu.clone(),
+                    reason,
+                }
+            })?;
+        }
         let mut tables = Vec::with_capacity(config.tables.len());
         for t in &config.tables {
             let table = t.rendezvous().map_err(|source| CheckError::Table {
@@ -1064,23 +1077,22 @@ impl Dataplane {
                     row
                 })
                 .collect();
+            let outer_v6 = t.backends.first().is_some_and(|b| b.backend.addr.is_ipv6());
             let head = SlotHead {
                 key: t.hash_key,
                 hops: table.hops(),
+                max_inner: if mtu == proto::mtu::NO_LIMIT {
+                    NO_INNER_LIMIT
+                } else {
+                    // At most MAX_MTU less the encapsulation: below the
+                    // sentinel.
+                    let limit = proto::mtu::max_inner_len(mtu, outer_v6, usize::from(table.hops()));
+                    u16::try_from(limit).unwrap_or(NO_INNER_LIMIT - 1)
+                },
             };
             tables.push((t.name.clone(), table_ids[&t.name], rows, head));
         }
 
-        let path_mtu = self.path_mtu(config);
-        let mtu = path_mtu.value();
-        if path_mtu != PathMtu::None {
-            proto::config::check_path_mtu(mtu, &config.tables).map_err(|reason| {
-                CheckError::PathMtu {
-                    mtu: path_mtu.clone(),
-                    reason,
-                }
-            })?;
-        }
         let d = &config.director;
         let settings = DirectorSettings {
             mtu,
@@ -1424,6 +1436,8 @@ impl Dataplane {
         head._pad = [0; 2];
         head.keys[idle as usize] = TableKeys::new(&slot_head.key);
         head.hops[idle as usize] = slot_head.hops;
+        head.max_inner[idle as usize] = slot_head.max_inner;
+        head._pad2 = [0; 4];
         set(&mut heads, names::TABLE_HEADS, id, &head, || {
             format!("hash key and hops of slot {idle} of table {name:?} (id {id})")
         })?;

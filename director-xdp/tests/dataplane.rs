@@ -10,9 +10,9 @@ use director_xdp::dataplane::CheckError;
 use director_xdp::{Dataplane, DataplaneError, PathMtu, bind_ids};
 use proto::config::{BackendConfig, Bind, Config, Prefix, Proto, Table};
 use proto::maps::{
-    BACKEND_MAC_RESOLVED, BackendEntry, BindInfo, DirectorSettings, MAX_BACKENDS, PortRange,
-    TABLE_ROWS, TableHead, TableKeys, TableRow, VIP_TABLE_PROBES, VIP_TABLE_STRIDE, VipEntry,
-    VipKey, VipSlot, lpm_prefix_len, names, row_index, vip_fold, vip_home,
+    BACKEND_MAC_RESOLVED, BackendEntry, BindInfo, DirectorSettings, MAX_BACKENDS, NO_INNER_LIMIT,
+    PortRange, TABLE_ROWS, TableHead, TableKeys, TableRow, VIP_TABLE_PROBES, VIP_TABLE_STRIDE,
+    VipEntry, VipKey, VipSlot, lpm_prefix_len, names, row_index, vip_fold, vip_home,
 };
 use proto::table::{Backend, BackendState, DEFAULT_HOPS};
 
@@ -646,6 +646,9 @@ fn the_path_mtu_is_the_configs_else_the_interfaces_else_none() {
         "no interface (replay): no limit"
     );
     assert_eq!(dp.live_path_mtu(), None);
+    let web = dp.table_id("web").expect("table id");
+    let head: TableHead = get(&dp, names::TABLE_HEADS, web);
+    assert_eq!(head.max_inner[head.active as usize], NO_INNER_LIMIT);
 
     dp.set_link_mtu("eth0", 9000);
     dp.apply(&config, &no_macs).expect("applying");
@@ -657,6 +660,14 @@ fn the_path_mtu_is_the_configs_else_the_interfaces_else_none() {
     dp.apply(&config, &no_macs).expect("applying");
     assert_eq!(dp.path_mtu(&config), PathMtu::Config(1500));
     assert_eq!(mtu(&dp), 1500, "director.mtu wins over the interface");
+    // Each table's live slot holds the longest original packet that fits
+    // once encapsulated: "web" (IPv4 backends) 1500 - 20 - 16 - 2 x 4,
+    // "dns" (IPv6 backends) 1500 - 40 - 16 - 2 x 16.
+    for (table, want) in [("web", 1456), ("dns", 1412)] {
+        let id = dp.table_id(table).expect("table id");
+        let head: TableHead = get(&dp, names::TABLE_HEADS, id);
+        assert_eq!(head.max_inner[head.active as usize], want, "{table}");
+    }
 
     // An interface too small for table "dns"'s IPv6 backends (two hops):
     // refused, and nothing written.

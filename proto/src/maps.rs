@@ -398,11 +398,22 @@ pub struct TableHead {
     pub hops: [u8; TABLE_SLOTS as usize],
     /// Zero.
     pub _pad: [u8; 2],
+    /// Per slot: the longest original packet (from its IP header to the end
+    /// of the frame) that fits the path MTU once encapsulated to the
+    /// table's backends with the slot's hops (`proto::mtu::max_inner_len`),
+    /// [`NO_INNER_LIMIT`] for none: the director's path MTU check, one
+    /// compare, with no arithmetic on the packet's path.
+    pub max_inner: [u16; TABLE_SLOTS as usize],
+    /// Zero.
+    pub _pad2: [u8; 4],
     /// Per slot: the hash key of its rows.
     pub keys: [TableKeys; TABLE_SLOTS as usize],
 }
 
-const _: () = assert!(core::mem::size_of::<TableHead>() == 72);
+/// [`TableHead::max_inner`] for no limit: no XDP frame is that long.
+pub const NO_INNER_LIMIT: u16 = u16::MAX;
+
+const _: () = assert!(core::mem::size_of::<TableHead>() == 80);
 
 /// Index into the row array of `row` in `slot` of `table`.
 ///
@@ -837,11 +848,13 @@ mod tests {
         assert_eq!(offset_of!(BindInfo, _pad), 4);
         assert_eq!(size_of::<TableRow>(), 8);
         assert_eq!(offset_of!(TableRow, chain), 0);
-        assert_eq!(size_of::<TableHead>(), 72);
+        assert_eq!(size_of::<TableHead>(), 80);
         assert_eq!(offset_of!(TableHead, active), 0);
         assert_eq!(offset_of!(TableHead, hops), 4);
         assert_eq!(offset_of!(TableHead, _pad), 6);
-        assert_eq!(offset_of!(TableHead, keys), 8);
+        assert_eq!(offset_of!(TableHead, max_inner), 8);
+        assert_eq!(offset_of!(TableHead, _pad2), 12);
+        assert_eq!(offset_of!(TableHead, keys), 16);
     }
 
     #[test]

@@ -37,7 +37,8 @@ const _: () = assert!(MAX_CHAIN == crate::maps::ROW_CHAIN);
 /// One row of a table: the primary, then the alternates in order.
 ///
 /// A fixed array with a length, so that 65,536 of them need no allocation.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+/// Equality and hashing look at the used entries only.
+#[derive(Clone, Copy)]
 pub struct Chain<T: Copy> {
     len: u8,
     entries: [T; MAX_CHAIN],
@@ -103,6 +104,20 @@ impl<T: Copy> core::ops::Deref for Chain<T> {
 
     fn deref(&self) -> &[T] {
         self.as_slice()
+    }
+}
+
+impl<T: Copy + PartialEq> PartialEq for Chain<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl<T: Copy + Eq> Eq for Chain<T> {}
+
+impl<T: Copy + core::hash::Hash> core::hash::Hash for Chain<T> {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        self.as_slice().hash(state);
     }
 }
 
