@@ -117,10 +117,26 @@ pub fn director_encapsulate<'a>(
         return FAILED;
     }
     match (target & Target::VLAN != 0, primary.family) {
-        (false, FAMILY_V4) => encapsulate_as::<E, false, { w(E, false, 1) }, { w(E, false, 2) }, { w(E, false, 3) }>(ctx, &row, hops),
-        (false, FAMILY_V6) => encapsulate_as::<E, true, { w(E, true, 1) }, { w(E, true, 2) }, { w(E, true, 3) }>(ctx, &row, hops),
-        (true, FAMILY_V4) => encapsulate_as::<T, false, { w(T, false, 1) }, { w(T, false, 2) }, { w(T, false, 3) }>(ctx, &row, hops),
-        (true, FAMILY_V6) => encapsulate_as::<T, true, { w(T, true, 1) }, { w(T, true, 2) }, { w(T, true, 3) }>(ctx, &row, hops),
+        (false, FAMILY_V4) => {
+            encapsulate_as::<E, false, { w(E, false, 1) }, { w(E, false, 2) }, { w(E, false, 3) }>(
+                ctx, &row, hops,
+            )
+        }
+        (false, FAMILY_V6) => {
+            encapsulate_as::<E, true, { w(E, true, 1) }, { w(E, true, 2) }, { w(E, true, 3) }>(
+                ctx, &row, hops,
+            )
+        }
+        (true, FAMILY_V4) => {
+            encapsulate_as::<T, false, { w(T, false, 1) }, { w(T, false, 2) }, { w(T, false, 3) }>(
+                ctx, &row, hops,
+            )
+        }
+        (true, FAMILY_V6) => {
+            encapsulate_as::<T, true, { w(T, true, 1) }, { w(T, true, 2) }, { w(T, true, 3) }>(
+                ctx, &row, hops,
+            )
+        }
         _ => {
             core::hint::cold_path();
             FAILED
