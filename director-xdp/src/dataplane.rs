@@ -56,8 +56,9 @@ pub const PINNED_MAPS: [&str; 9] = [
 /// entries and flags of pinned maps itself, but a changed meaning it cannot
 /// see). 2: the port ranges carry their bind's table id, and a VIP entry's
 /// count comes first. 3: a row is a chain of four 16-bit backend indexes,
-/// the table head holds each slot's hops, the settings carry the path MTU,
-/// and two more counters (`too_big_icmp`, `too_big_dropped`).
+/// the table head holds each slot's hops and path MTU limit, the settings
+/// carry the path MTU, and two more counters (`too_big_icmp`,
+/// `too_big_dropped`).
 pub const MAP_LAYOUT_VERSION: u32 = 3;
 
 /// Name of the marker directory written beside the pins: the layout
@@ -428,7 +429,7 @@ struct TableState {
     active: u32,
     rows: [SlotRows; TABLE_SLOTS as usize],
     /// The hash key whose SipHash state each slot's head holds, and the
-    /// slot's hops, if known.
+    /// slot's hops and path MTU limit, if known.
     heads: [Option<SlotHead>; TABLE_SLOTS as usize],
 }
 
