@@ -64,14 +64,17 @@ impl Built {
     /// the table tells: the primaries, and the members that take no new
     /// flows (a backend whose state is not known counts as one).
     fn holders(&self) -> Holders {
-        Holders::assumed(&self.rows, |ip| {
-            self.backends.iter().any(|b| {
-                b.addr == ip
-                    && b.state.is_some_and(BackendState::serves)
+        let serving: std::collections::HashSet<IpAddr> = self
+            .backends
+            .iter()
+            .filter(|b| {
+                b.state.is_some_and(BackendState::serves)
                     && b.healthy != Some(false)
                     && b.reachable != Some(false)
             })
-        })
+            .map(|b| b.addr)
+            .collect();
+        Holders::assumed(&self.rows, |ip| serving.contains(&ip))
     }
 
     /// The backends this table takes out of every row on purpose, compared

@@ -23,7 +23,7 @@
 //! crash, a SIGKILL or `--keep-on-exit`) adopts them instead of attaching
 //! anew, so the interface never goes without a director.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ffi::CString;
 use std::io::Write as _;
 use std::net::IpAddr;
@@ -391,11 +391,15 @@ fn views(config: &Config, old: &[TableView]) -> anyhow::Result<Vec<TableView>> {
             let rows: Vec<Chain<IpAddr>> = r.row_addrs().collect();
             let holders = match previous {
                 Some(v) => v.holders.after(&v.rows, &rows),
-                None => Holders::assumed(&rows, |ip| {
-                    r.index_of(ip)
-                        .and_then(|i| r.backend(i))
-                        .is_some_and(|b| b.state.serves() && b.healthy && b.reachable)
-                }),
+                None => {
+                    let serving: HashSet<IpAddr> = key
+                        .2
+                        .iter()
+                        .filter(|b| b.takes_new_flows())
+                        .map(|b| b.addr)
+                        .collect();
+                    Holders::assumed(&rows, |ip| serving.contains(&ip))
+                }
             };
             let counts = row_counts(&rows);
             let hash =

@@ -222,6 +222,12 @@ impl Backend {
             reachable: true,
         }
     }
+
+    /// Whether it takes new flows when anyone can (`active` or `filling`,
+    /// healthy and reachable): eligible to be a primary.
+    pub fn takes_new_flows(&self) -> bool {
+        self.state.serves() && self.healthy && self.reachable
+    }
 }
 
 /// Why a table cannot be built or changed. Nothing is changed when one is
@@ -647,7 +653,7 @@ impl Level {
     fn eligible(self, b: &Backend) -> bool {
         self.keeper(b)
             && match self {
-                Level::Normal => b.state.serves() && b.healthy,
+                Level::Normal => b.takes_new_flows(),
                 Level::IgnoreHealth | Level::IgnoreReachable => b.state.serves(),
                 Level::Any => true,
             }
