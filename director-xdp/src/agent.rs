@@ -81,6 +81,12 @@ async fn run_async(args: &RedirectArgs) -> Result<(), Failure> {
         netns_id,
     };
     redirect::check(&config).map_err(Failure::usage)?;
+    redirect::check_on_host(&config.selves).map_err(Failure::usage)?;
+    if let Some(p) = config.allow.iter().find(|p| p.len == 0) {
+        warn!(
+            "--allow {p} accepts GUE from any address: GUE carries a client address that the local stack believes; allow only the directors and the other backends"
+        );
+    }
     let ifindex = crate::daemon::interface_index(&args.iface, "--iface").map_err(Failure::usage)?;
     warn_forwarding(&args.iface);
 

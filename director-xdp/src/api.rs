@@ -26,7 +26,7 @@ use axum::extract::{RawPathParams, RawQuery};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter};
-use proto::config::{BackendConfig, Config};
+use proto::config::{BackendConfig, Config, SHOWN_MAX, shorten, unusable_address};
 use proto::table::{Backend, BackendState};
 use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, oneshot};
@@ -319,9 +319,23 @@ impl ApiError {
         }
     }
 
+    /// Names the field and value at fault, both cut to what a message may
+    /// repeat ([`shorten`]): a 20 MB value is not echoed back.
     pub(crate) fn at(mut self, field: &str, value: impl Into<Value>) -> ApiError {
-        self.field = Some(field.to_string());
-        self.value = Some(value.into());
+        let value = match value.into() {
+            Value::String(s) => Value::String(shorten(&s)),
+            v @ (Value::Array(_) | Value::Object(_)) => {
+                let text = v.to_string();
+                if text.chars().count() > SHOWN_MAX {
+                    Value::String(shorten(&text))
+                } else {
+                    v
+                }
+            }
+            v => v,
+        };
+        self.field = Some(shorten(field));
+        self.value = Some(value);
         self
     }
 
@@ -523,7 +537,8 @@ fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
 fn only(o: &Map<String, Value>, known: &[&str]) -> Result<(), ApiError> {
     match o.keys().find(|k| !known.contains(&k.as_str())) {
         Some(k) => Err(bad(format!(
-            "unknown field \"{k}\" (known: {})",
+            "unknown field \"{}\" (known: {})",
+            shorten(k),
             known.join(", ")
         ))
         .at(k, o[k].clone())),
@@ -533,7 +548,7 @@ fn only(o: &Map<String, Value>, known: &[&str]) -> Result<(), ApiError> {
 
 pub(crate) fn parse_ip(field: &str, s: &str) -> Result<IpAddr, ApiError> {
     s.parse()
-        .map_err(|_| bad(format!("\"{s}\" is not an IP address")).at(field, s))
+        .map_err(|_| bad(format!("\"{}\" is not an IP address", shorten(s))).at(field, s))
 }
 
 fn ip_field(o: &Map<String, Value>) -> Result<IpAddr, ApiError> {
@@ -575,9 +590,15 @@ pub(crate) fn parse_add(body: &[u8]) -> Result<BackendConfig, ApiError> {
         Some(h @ Value::Object(_)) => Some(h.clone()),
         Some(v) => return Err(bad("expected an object").at("healthchecks", v.clone())),
     };
+    let addr = ip_field(&o)?;
+    if let Some(why) = unusable_address(addr) {
+        return Err(
+            bad(format!("{addr} is {why}: it cannot be a backend")).at("ip", addr.to_string())
+        );
+    }
     Ok(BackendConfig {
         backend: Backend {
-            addr: ip_field(&o)?,
+            addr,
             state: state_field(&o)?.unwrap_or(BackendState::Active),
             healthy: bool_field(&o, "healthy")?.unwrap_or(true),
             reachable: bool_field(&o, "reachable")?.unwrap_or(true),
@@ -661,7 +682,9 @@ pub(crate) fn parse_force(query: Option<&str>) -> Result<bool, ApiError> {
             ("force", "true" | "1") => force = true,
             ("force", "false" | "0") => force = false,
             ("force", v) => return Err(bad("expected true or false").at("force", v)),
-            (k, _) => return Err(bad(format!("unknown query parameter \"{k}\"")).at(k, v)),
+            (k, _) => {
+                return Err(bad(format!("unknown query parameter \"{}\"", shorten(k))).at(k, v));
+            }
         }
     }
     Ok(force)
@@ -994,7 +1017,11 @@ fn table_index(daemon: &Daemon, call: &Call) -> Result<usize, ApiError> {
         .iter()
         .position(|t| t.name == name)
         .ok_or_else(|| {
-            ApiError::new(StatusCode::NOT_FOUND, format!("no table \"{name}\"")).at("table", name)
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no table \"{}\"", shorten(name)),
+            )
+            .at("table", name)
         })
 }
 

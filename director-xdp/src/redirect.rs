@@ -14,7 +14,7 @@ use aya::{
     maps::{Array, HashMap, LpmTrie, MapData, lpm_trie::Key},
     programs::Xdp,
 };
-use proto::config::Prefix;
+use proto::config::{Prefix, unusable_address};
 use proto::maps::{
     AllowKey, MAX_ALLOWED, MAX_SELF, REDIRECT_NETNS, RedirectSettings, RedirectStat,
     lpm_prefix_len, redirect_names as names,
@@ -46,6 +46,37 @@ pub enum RedirectConfigError {
     /// No allowed source prefix.
     #[error("no allowed source prefix (--allow: the directors and the other backends) given")]
     NoAllow,
+    /// An address of this host that no director or backend could send to.
+    #[error("--self {addr}: {addr} is {why}: it cannot be a backend's address")]
+    UnusableSelf {
+        /// The address.
+        addr: IpAddr,
+        /// What it is ([`proto::config::unusable_address`]).
+        why: &'static str,
+    },
+    /// An allowed prefix that holds no address a director or backend can
+    /// send from.
+    #[error(
+        "--allow {prefix}: every address of it is {why}: no director or backend sends from there"
+    )]
+    UnusableAllow {
+        /// The prefix.
+        prefix: Prefix,
+        /// What its addresses are.
+        why: &'static str,
+    },
+    /// `--self` names an address no interface of this host holds: the
+    /// module would take packets for this host for someone else's (and
+    /// forward this host's own second chances nowhere).
+    #[error(
+        "--self {addr}: no interface of this host (in this network namespace) has that address; the ones it has: {held}"
+    )]
+    NotOnHost {
+        /// The address.
+        addr: IpAddr,
+        /// The addresses the host holds, for the message.
+        held: String,
+    },
     /// Too many of something.
     #[error("{count} {what}, the redirect module holds at most {max}")]
     TooMany {
@@ -195,7 +226,95 @@ pub fn check(config: &RedirectConfig) -> Result<(), RedirectConfigError> {
             max: MAX_SELF,
         });
     }
+    for &addr in &config.selves {
+        if let Some(why) = unusable_address(addr) {
+            return Err(RedirectConfigError::UnusableSelf { addr, why });
+        }
+    }
+    for &prefix in &config.allow {
+        // The classes are ranges: a prefix whose first and last addresses
+        // are of one class is all of it. Wider prefixes (0.0.0.0/0 too)
+        // hold usable addresses and pass.
+        let first = unusable_address(prefix.addr);
+        if first.is_some() && first == unusable_address(last_address(prefix)) {
+            let why = first.unwrap_or_default();
+            return Err(RedirectConfigError::UnusableAllow { prefix, why });
+        }
+    }
     Ok(())
+}
+
+/// The highest address of `p`.
+fn last_address(p: Prefix) -> IpAddr {
+    match p.addr {
+        IpAddr::V4(a) => {
+            let host = u32::MAX.checked_shr(u32::from(p.len)).unwrap_or(0);
+            IpAddr::V4((u32::from(a) | host).into())
+        }
+        IpAddr::V6(a) => {
+            let host = u128::MAX.checked_shr(u32::from(p.len)).unwrap_or(0);
+            IpAddr::V6((u128::from(a) | host).into())
+        }
+    }
+}
+
+/// Checks that every `--self` address is held by an interface of this host
+/// (in the calling thread's network namespace).
+pub fn check_on_host(selves: &[IpAddr]) -> Result<(), RedirectConfigError> {
+    let held = host_addresses().unwrap_or_default();
+    match selves.iter().find(|a| !held.contains(a)) {
+        None => Ok(()),
+        Some(&addr) => Err(RedirectConfigError::NotOnHost {
+            addr,
+            held: if held.is_empty() {
+                "none".to_string()
+            } else {
+                held.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            },
+        }),
+    }
+}
+
+/// The IP addresses of every interface of this network namespace
+/// (getifaddrs(3)).
+pub fn host_addresses() -> std::io::Result<Vec<IpAddr>> {
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs writes a list head we free below.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut out = Vec::new();
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: cur is a node of the list getifaddrs returned, alive
+        // until freeifaddrs; ifa_addr is null or a sockaddr of ifa_addr's
+        // family, whose size that family fixes.
+        unsafe {
+            let sa = (*cur).ifa_addr;
+            if !sa.is_null() {
+                match i32::from((*sa).sa_family) {
+                    libc::AF_INET => {
+                        let sin = &*sa.cast::<libc::sockaddr_in>();
+                        out.push(IpAddr::from(
+                            u32::from_be(sin.sin_addr.s_addr).to_be_bytes(),
+                        ));
+                    }
+                    libc::AF_INET6 => {
+                        let sin6 = &*sa.cast::<libc::sockaddr_in6>();
+                        out.push(IpAddr::from(sin6.sin6_addr.s6_addr));
+                    }
+                    _ => {}
+                }
+            }
+            cur = (*cur).ifa_next;
+        }
+    }
+    // SAFETY: the head getifaddrs returned, freed once.
+    unsafe { libc::freeifaddrs(head) };
+    Ok(out)
 }
 
 /// Formats counters as `name value` lines.
@@ -281,4 +400,57 @@ fn nsid_request(ty: u16, fd: u32, nsid: Option<i32>) -> std::io::Result<Option<u
         at += (usize::from(alen) + 3) & !3;
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(selves: &[&str], allow: &[&str]) -> RedirectConfig {
+        RedirectConfig {
+            selves: selves.iter().map(|s| s.parse().expect("address")).collect(),
+            allow: allow.iter().map(|s| s.parse().expect("prefix")).collect(),
+            netns_id: None,
+        }
+    }
+
+    #[test]
+    fn allow_prefixes_are_refused_only_when_no_address_of_them_can_send() {
+        for ok in [
+            "0.0.0.0/0",
+            "::/0",
+            "192.0.0.0/2",
+            "198.51.100.0/24",
+            "2001:db8::/32",
+        ] {
+            check(&config(&["198.51.100.11"], &[ok])).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for bad in [
+            "127.0.0.0/8",
+            "127.0.0.1/32",
+            "224.0.0.0/4",
+            "ff00::/8",
+            "fe80::/10",
+            "::1/128",
+            "169.254.0.0/16",
+        ] {
+            assert!(
+                matches!(
+                    check(&config(&["198.51.100.11"], &[bad])),
+                    Err(RedirectConfigError::UnusableAllow { .. })
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn last_address_of_a_prefix() {
+        let last = |p: &str| last_address(p.parse().expect("prefix")).to_string();
+        assert_eq!(last("0.0.0.0/0"), "255.255.255.255");
+        assert_eq!(last("198.51.100.0/24"), "198.51.100.255");
+        assert_eq!(last("198.51.100.7/32"), "198.51.100.7");
+        assert_eq!(last("fe80::/10"), "febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
+        assert_eq!(last("::/0"), "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
+    }
 }

@@ -369,12 +369,73 @@ fn invalid(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
 
 /// A JSON value as it appeared, shortened, for error messages.
 fn show(v: &Value) -> String {
-    let s = v.to_string();
-    if s.chars().count() > 60 {
-        let cut: String = s.chars().take(57).collect();
+    shorten(&v.to_string())
+}
+
+/// Longest value an error message repeats whole, in characters.
+pub const SHOWN_MAX: usize = 60;
+
+/// `s` as an error message may repeat it: whole up to [`SHOWN_MAX`]
+/// characters, else its start and "...". A message that echoes a 20 MB
+/// value is a message nobody can read (and a log line nobody wants).
+pub fn shorten(s: &str) -> String {
+    if s.chars().count() > SHOWN_MAX {
+        let cut: String = s.chars().take(SHOWN_MAX - 3).collect();
         format!("{cut}...")
     } else {
-        s
+        s.to_string()
+    }
+}
+
+/// Why `addr` can be neither a backend nor a director's source address, or
+/// `None` when it can. A backend is a host the director reaches through a
+/// routed tunnel, so it needs a unicast address that names one host
+/// beyond this one: a refused address would still get its share of the
+/// rows, and that traffic would be black-holed.
+pub fn unusable_address(addr: IpAddr) -> Option<&'static str> {
+    match addr {
+        IpAddr::V4(a) => {
+            let [first, second, ..] = a.octets();
+            if a.is_unspecified() {
+                Some("the unspecified address")
+            } else if first == 0 {
+                Some("in 0.0.0.0/8 (this network), which no host can be reached at")
+            } else if a.is_broadcast() {
+                Some("the broadcast address")
+            } else if a.is_multicast() {
+                Some("a multicast address")
+            } else if a.is_loopback() {
+                Some("a loopback address")
+            } else if first == 169 && second == 254 {
+                Some("a link-local address")
+            } else {
+                None
+            }
+        }
+        IpAddr::V6(a) => {
+            let segments = a.segments();
+            if a.is_unspecified() {
+                Some("the unspecified address")
+            } else if a.is_multicast() {
+                Some("a multicast address")
+            } else if a.is_loopback() {
+                Some("a loopback address")
+            } else if segments[0] & 0xffc0 == 0xfe80 {
+                Some("a link-local address")
+            } else if a.to_ipv4_mapped().is_some() {
+                Some("an IPv4-mapped address (give the IPv4 address itself)")
+            } else {
+                None
+            }
+        }
+    }
+}
+
+/// `addr` for `what` ("a backend", "the director's IPv4 source"), or why not.
+fn usable(addr: IpAddr, what: &str) -> Result<(), String> {
+    match unusable_address(addr) {
+        Some(why) => Err(format!("{addr} is {why}: it cannot be {what}")),
+        None => Ok(()),
     }
 }
 
@@ -397,7 +458,7 @@ impl Cx {
         for k in o.keys() {
             if !known.contains(&k.as_str()) {
                 self.warnings
-                    .push(format!("{path}: unknown field \"{k}\" ignored"));
+                    .push(format!("{path}: unknown field \"{}\" ignored", shorten(k)));
             }
         }
         Ok(o)
@@ -555,7 +616,7 @@ impl Cx {
             Some(Value::String(s)) => s.parse::<IpAddr>().map_err(|_| {
                 invalid(
                     format!("{path}.ip"),
-                    format!("\"{s}\" is not an IP address"),
+                    format!("\"{}\" is not an IP address", shorten(s)),
                 )
             })?,
             Some(other) => {
@@ -566,6 +627,7 @@ impl Cx {
             }
             None => return Err(invalid(path, "missing field \"ip\"")),
         };
+        usable(addr, "a backend").map_err(|m| invalid(format!("{path}.ip"), m))?;
         let path = format!("{path} ({addr})");
         let state = match o.get("state") {
             None => BackendState::Active,
@@ -644,26 +706,32 @@ impl Cx {
             {
                 return Err(invalid(
                     field("interface"),
-                    format!("\"{s}\" is not an interface name"),
+                    format!("\"{}\" is not an interface name", shorten(s)),
                 ));
             }
             d.interface = Some(s.clone());
         }
         if let Some(s) = string("source_v4")? {
-            d.source_v4 = Some(s.parse().map_err(|_| {
+            let a = s.parse().map_err(|_| {
                 invalid(
                     field("source_v4"),
-                    format!("\"{s}\" is not an IPv4 address"),
+                    format!("\"{}\" is not an IPv4 address", shorten(s)),
                 )
-            })?);
+            })?;
+            usable(IpAddr::V4(a), "the director's source address")
+                .map_err(|m| invalid(field("source_v4"), m))?;
+            d.source_v4 = Some(a);
         }
         if let Some(s) = string("source_v6")? {
-            d.source_v6 = Some(s.parse().map_err(|_| {
+            let a = s.parse().map_err(|_| {
                 invalid(
                     field("source_v6"),
-                    format!("\"{s}\" is not an IPv6 address"),
+                    format!("\"{}\" is not an IPv6 address", shorten(s)),
                 )
-            })?);
+            })?;
+            usable(IpAddr::V6(a), "the director's source address")
+                .map_err(|m| invalid(field("source_v6"), m))?;
+            d.source_v6 = Some(a);
         }
         if let Some(s) = string("gateway_mac")? {
             d.gateway_mac = Some(parse_mac(s).map_err(|m| invalid(field("gateway_mac"), m))?);
@@ -673,7 +741,8 @@ impl Cx {
                 invalid(
                     field("api_listen"),
                     format!(
-                        "\"{s}\" is not an address and port (like 127.0.0.1:9610 or [::1]:9610)"
+                        "\"{}\" is not an address and port (like 127.0.0.1:9610 or [::1]:9610)",
+                        shorten(s)
                     ),
                 )
             })?;
@@ -685,7 +754,7 @@ impl Cx {
             if !path.is_absolute() || s.contains('\0') {
                 return Err(invalid(
                     field("api_token_file"),
-                    format!("\"{s}\" is not an absolute path"),
+                    format!("\"{}\" is not an absolute path", shorten(s)),
                 ));
             }
             d.api_token_file = Some(path);
@@ -706,7 +775,8 @@ impl Cx {
                 return Err(invalid(
                     field("pin_dir"),
                     format!(
-                        "\"{s}\" is not a directory under /sys/fs/bpf (an absolute path on bpffs, without \"..\")"
+                        "\"{}\" is not a directory under /sys/fs/bpf (an absolute path on bpffs, without \"..\")",
+                        shorten(s)
                     ),
                 ));
             }
@@ -849,7 +919,8 @@ fn key16(o: &Map<String, Value>, path: &str, k: &str) -> Result<[u8; 16], Config
             format!("expected 32 hex digits, found {}", show(v)),
         )
     })?;
-    hex::decode_array(s).map_err(|e| invalid(format!("{path}.{k}"), format!("\"{s}\": {e}")))
+    hex::decode_array(s)
+        .map_err(|e| invalid(format!("{path}.{k}"), format!("\"{}\": {e}", shorten(s))))
 }
 
 /// An address or CIDR prefix with its host bits zero.
@@ -876,13 +947,13 @@ fn parse_prefix_str(s: &str) -> Result<Prefix, String> {
     };
     let addr: IpAddr = addr_s
         .parse()
-        .map_err(|_| format!("\"{s}\" is not an IP address or prefix"))?;
+        .map_err(|_| format!("\"{}\" is not an IP address or prefix", shorten(s)))?;
     let max = if addr.is_ipv4() { 32 } else { 128 };
     let len = match len_s {
         None => max,
         Some(l) => match l.parse::<u8>() {
             Ok(n) if n <= max && !l.starts_with('+') => n,
-            _ => return Err(format!("\"{s}\": prefix length must be 0-{max}")),
+            _ => return Err(format!("\"{}\": prefix length must be 0-{max}", shorten(s))),
         },
     };
     let net = match addr {
@@ -891,7 +962,8 @@ fn parse_prefix_str(s: &str) -> Result<Prefix, String> {
     };
     if net != addr {
         return Err(format!(
-            "\"{s}\" has host bits set (the network is {net}/{len})"
+            "\"{}\" has host bits set (the network is {net}/{len})",
+            shorten(s)
         ));
     }
     Ok(Prefix { addr, len })
@@ -903,16 +975,21 @@ pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
     let mut mac = [0u8; 6];
     if parts.len() != 6 {
         return Err(format!(
-            "\"{s}\" is not a MAC address (like 02:00:5e:00:53:01)"
+            "\"{}\" is not a MAC address (like 02:00:5e:00:53:01)",
+            shorten(s)
         ));
     }
     for (m, p) in mac.iter_mut().zip(&parts) {
-        let [b]: [u8; 1] = hex::decode_array(p)
-            .map_err(|_| format!("\"{s}\" is not a MAC address (like 02:00:5e:00:53:01)"))?;
+        let [b]: [u8; 1] = hex::decode_array(p).map_err(|_| {
+            format!(
+                "\"{}\" is not a MAC address (like 02:00:5e:00:53:01)",
+                shorten(s)
+            )
+        })?;
         *m = b;
     }
     if mac == [0; 6] || mac[0] & 1 == 1 {
-        return Err(format!("\"{s}\" is not a unicast MAC address"));
+        return Err(format!("\"{}\" is not a unicast MAC address", shorten(s)));
     }
     Ok(mac)
 }

@@ -410,3 +410,107 @@ fn binds_of_two_tables_may_not_claim_the_same_packet() {
     );
     assert!(matches!(Config::from_json("{"), Err(ConfigError::Json(_))));
 }
+
+#[test]
+fn addresses_no_host_can_be_reached_at_are_refused_as_backends() {
+    let cases = [
+        ("0.0.0.0", "the unspecified address"),
+        (
+            "0.1.2.3",
+            "in 0.0.0.0/8 (this network), which no host can be reached at",
+        ),
+        ("255.255.255.255", "the broadcast address"),
+        ("224.0.0.1", "a multicast address"),
+        ("239.255.255.250", "a multicast address"),
+        ("127.0.0.1", "a loopback address"),
+        ("127.9.9.9", "a loopback address"),
+        ("169.254.169.254", "a link-local address"),
+        ("::", "the unspecified address"),
+        ("::1", "a loopback address"),
+        ("ff02::1", "a multicast address"),
+        ("fe80::1", "a link-local address"),
+        ("febf::1", "a link-local address"),
+        (
+            "::ffff:198.51.100.1",
+            "an IPv4-mapped address (give the IPv4 address itself)",
+        ),
+    ];
+    for (ip, why) in cases {
+        let backends = format!(r#"{ONE_BACKEND},{{"ip":"{ip}"}}"#);
+        assert_eq!(
+            err(&with(ONE_BIND, &backends)),
+            format!("table \"web\".backends[1].ip: {ip} is {why}: it cannot be a backend"),
+        );
+    }
+    // Their neighbours are ordinary unicast addresses.
+    for ip in [
+        "1.0.0.1",
+        "126.255.255.254",
+        "169.253.0.1",
+        "223.255.255.254",
+        "fec0::1",
+        "2001:db8::1",
+    ] {
+        let backends = format!(r#"{{"ip":"{ip}"}}"#);
+        Config::from_json(&with(ONE_BIND, &backends)).unwrap();
+    }
+}
+
+#[test]
+fn director_sources_must_be_addresses_a_backend_can_answer() {
+    for (key, ip, why) in [
+        ("source_v4", "0.0.0.0", "the unspecified address"),
+        ("source_v4", "255.255.255.255", "the broadcast address"),
+        ("source_v4", "224.0.0.5", "a multicast address"),
+        ("source_v4", "127.0.0.1", "a loopback address"),
+        ("source_v6", "::", "the unspecified address"),
+        ("source_v6", "ff05::2", "a multicast address"),
+        ("source_v6", "fe80::2", "a link-local address"),
+    ] {
+        let text = with(ONE_BIND, ONE_BACKEND).replacen(
+            '{',
+            &format!(r#"{{"director":{{"{key}":"{ip}"}},"#),
+            1,
+        );
+        assert_eq!(
+            err(&text),
+            format!("director.{key}: {ip} is {why}: it cannot be the director's source address"),
+        );
+    }
+}
+
+#[test]
+fn error_messages_cut_long_values() {
+    let long = "9".repeat(20_000_000);
+    let text = with(ONE_BIND, &format!(r#"{{"ip":"{long}"}}"#));
+    let e = err(&text);
+    assert_eq!(
+        e,
+        format!(
+            "table \"web\".backends[0].ip: \"{}...\" is not an IP address",
+            "9".repeat(57)
+        )
+    );
+    let text = with(ONE_BIND, ONE_BACKEND).replacen(
+        '{',
+        &format!(r#"{{"director":{{"interface":"{long}"}},"#),
+        1,
+    );
+    assert_eq!(
+        err(&text),
+        format!(
+            "director.interface: \"{}...\" is not an interface name",
+            "9".repeat(57)
+        )
+    );
+    // Unknown fields' names are warnings, cut too.
+    let text = with(ONE_BIND, ONE_BACKEND).replacen('{', &format!(r#"{{"{long}":1,"#), 1);
+    let c = Config::from_json(&text).unwrap();
+    assert_eq!(
+        c.warnings,
+        [format!(
+            "config: unknown field \"{}...\" ignored",
+            "9".repeat(57)
+        )]
+    );
+}

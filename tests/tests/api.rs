@@ -308,6 +308,50 @@ fn changes_are_applied_persisted_and_refused_with_the_field_at_fault() {
         "{v}"
     );
 
+    // Addresses no host can be reached at are not backends; long values are
+    // cut in the answer.
+    let hash = lab.table()["hash"].clone();
+    for (ip, why) in [
+        ("0.0.0.0", "the unspecified address"),
+        ("255.255.255.255", "the broadcast address"),
+        ("224.0.0.1", "a multicast address"),
+        ("127.0.0.1", "a loopback address"),
+        ("169.254.0.7", "a link-local address"),
+    ] {
+        let (s, v) = lab.change(
+            "POST",
+            "/v1/tables/web/backends",
+            Some(&format!(r#"{{"ip":"{ip}"}}"#)),
+        );
+        assert_eq!(
+            (s, &v["error"], &v["field"], &v["value"]),
+            (
+                400,
+                &json!(format!("{ip} is {why}: it cannot be a backend")),
+                &json!("ip"),
+                &json!(ip)
+            ),
+            "{v}"
+        );
+    }
+    let long = "7".repeat(10_000);
+    let (s, v) = lab.change(
+        "POST",
+        "/v1/tables/web/backends",
+        Some(&format!(r#"{{"ip":"{long}"}}"#)),
+    );
+    let cut = format!("{}...", "7".repeat(57));
+    assert_eq!(
+        (s, &v["error"], &v["value"]),
+        (
+            400,
+            &json!(format!("\"{cut}\" is not an IP address")),
+            &json!(cut)
+        ),
+        "{v}"
+    );
+    assert_eq!(lab.table()["hash"], hash, "nothing was added");
+
     // Drain: applied, persisted, the drained backend keeps no row as primary.
     let before = lab.table();
     let (s, v) = lab.change("POST", &drain, None);
