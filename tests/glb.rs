@@ -1,7 +1,7 @@
 //! A whole GLB lab in namespaces: a client, a real `director-xdp run`, and
 //! backends running `director-xdp redirect` and a TCP server of ours, on
 //! one L2 segment (a bridge in namespace "sw"). Documentation addresses
-//! only (SPEC.md section 5):
+//! only (docs/spec.md section 5):
 //!
 //! ```text
 //!   client   198.51.100.2   2001:db8:1::2   routes the VIPs via the director

@@ -1,5 +1,5 @@
 //! Helpers for the end-to-end tests that build their own hosts in network
-//! namespaces (SPEC.md section 5): unique names, and removal on every exit
+//! namespaces (docs/spec.md section 5): unique names, and removal on every exit
 //! path, panics included. Nothing here touches the root namespace: every
 //! interface, address, route and XDP program is created inside a namespace
 //! that the test owns.

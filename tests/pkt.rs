@@ -1,5 +1,5 @@
 //! Packet builders for the redirect tests and benchmark: expected bytes
-//! built from SPEC.md sections 2-3, independently of the eBPF code.
+//! built from docs/spec.md sections 2-3, independently of the eBPF code.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -132,7 +132,7 @@ pub fn ip(src: IpAddr, dst: IpAddr, proto: u8, ttl: u8, payload: &[u8]) -> Vec<u
     }
 }
 
-/// GUE + GLB private data (SPEC.md section 2) and the inner packet: the
+/// GUE + GLB private data (docs/spec.md section 2) and the inner packet: the
 /// hops' family sets the private type, the inner packet's version the
 /// inner protocol.
 pub fn gue(next_hop: u8, hops: &[IpAddr], inner: &[u8]) -> Vec<u8> {
@@ -174,7 +174,7 @@ impl Macs {
         eth(self.host, self.director, ethertype(inner), inner)
     }
 
-    /// The frame SPEC.md section 3 step 6 describes: `received_gue` with
+    /// The frame docs/spec.md section 3 step 6 describes: `received_gue` with
     /// the next hop moved past `next_hop_index`, from `from` to `to`.
     pub fn forwarded(
         &self,

@@ -110,7 +110,7 @@ fn table_build_writes_every_row_of_every_table() {
 
 #[test]
 fn table_build_reproduces_glb_published_rows() {
-    // GLB's published vectors (shared/compat): with every backend active and
+    // GLB's published vectors (proto/compat): with every backend active and
     // healthy and one hop, rank 0 is the primary and rank 1 the alternate,
     // as GLB has them; more hops go on in rank order.
     let vectors: Value = serde_json::from_str(include_str!(

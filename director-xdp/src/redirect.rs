@@ -2,7 +2,7 @@
 //! writes its maps (allowed source prefixes, this host's addresses, the
 //! socket-lookup namespace), and reads its counters.
 //!
-//! The decision itself is SPEC.md section 3; docs/backend.md has the host
+//! The decision itself is docs/spec.md section 3; docs/backend.md has the host
 //! setup and the counters.
 
 use std::net::IpAddr;

@@ -215,7 +215,7 @@ impl core::fmt::Display for Bind {
     }
 }
 
-/// Fields of a packet that enter the flow hash (SPEC.md section 1); bits as
+/// Fields of a packet that enter the flow hash (docs/spec.md section 1); bits as
 /// in [`crate::maps`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HashFields(pub u8);

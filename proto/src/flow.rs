@@ -1,5 +1,5 @@
 //! The director's flow hash and the GUE source port it derives
-//! (SPEC.md sections 1 and 2): the reference that the eBPF director, the
+//! (docs/spec.md sections 1 and 2): the reference that the eBPF director, the
 //! replay tool and `director-ctl trace` agree with.
 
 use crate::maps::{HASH_DST_ADDR, HASH_DST_PORT, HASH_SRC_ADDR, HASH_SRC_PORT};

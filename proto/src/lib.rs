@@ -1,14 +1,14 @@
 //! The contract between the roles of the load balancer.
 //!
-//! - [`siphash`]: the packet and table hash (SPEC.md sections 1 and 4).
+//! - [`siphash`]: the packet and table hash (docs/spec.md sections 1 and 4).
 //! - [`wire`]: GUE and GLB private data, typed views with parse and emit
-//!   (SPEC.md section 2).
+//!   (docs/spec.md section 2).
 //! - [`maps`]: the layouts of the BPF maps shared by the eBPF programs and
 //!   the loader.
 //! - [`mtu`]: the path MTU toward the backends: the encapsulation's
 //!   overhead, the largest packet that fits, what the ICMP errors quote.
 //! - [`table`] (feature `std`): the rendezvous forwarding table builder
-//!   (SPEC.md section 4).
+//!   (docs/spec.md section 4).
 //! - [`config`] (feature `std`): GLB's forwarding-table JSON plus this
 //!   project's `director` section.
 //!

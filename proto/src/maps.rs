@@ -360,7 +360,7 @@ pub struct BindInfo {
 const _: () = assert!(core::mem::size_of::<BindInfo>() == 8);
 
 /// Entries of a [`TableRow`]: the primary and at most 3 alternates (a
-/// table's `hops`, SPEC.md section 4).
+/// table's `hops`, docs/spec.md section 4).
 pub const ROW_CHAIN: usize = 4;
 
 /// One forwarding table row: its chain, as indexes into the backend array.
@@ -477,7 +477,7 @@ pub const HASH_DST_ADDR: u8 = 2;
 pub const HASH_SRC_PORT: u8 = 4;
 /// [`DirectorSettings::hash_fields`] bit: hash the destination port.
 pub const HASH_DST_PORT: u8 = 8;
-/// GLB's default field set: source address only (SPEC.md section 1).
+/// GLB's default field set: source address only (docs/spec.md section 1).
 pub const DEFAULT_HASH_FIELDS: u8 = HASH_SRC_ADDR;
 
 /// [`DirectorSettings::vip_prefixes`] bit: some IPv4 VIP is a prefix
@@ -546,7 +546,7 @@ impl Default for DirectorSettings {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct TableKeys {
     /// `SipHasher24::new(hash_key).state()` for the table's `hash_key`
-    /// (SPEC.md section 1).
+    /// (docs/spec.md section 1).
     pub state: [u64; 4],
 }
 

@@ -7,7 +7,7 @@
 //! module, so the limit the director applies, the MTU its ICMP errors
 //! advertise and the smallest `director.mtu` the config accepts cannot
 //! disagree. Each is a function of the outer family and the hop count
-//! (the table's `hops`, H of SPEC.md section 4).
+//! (the table's `hops`, H of docs/spec.md section 4).
 
 use crate::wire::{GLB_HEADER_LEN, PrivateType};
 

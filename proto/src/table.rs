@@ -1,4 +1,4 @@
-//! The rendezvous forwarding table (SPEC.md section 4).
+//! The rendezvous forwarding table (docs/spec.md section 4).
 //!
 //! Every row ranks the backends by a keyed hash of (row, backend address).
 //! A row is a chain of 1 + H backends: the primary (the first eligible
@@ -26,7 +26,7 @@ use crate::siphash::{SipHasher24, finish_lanes, le_word, siphash24};
 /// Entries of each row's ranking kept between updates.
 pub const PREFIX: usize = 8;
 
-/// Most alternates a row may have (a table's `hops`, SPEC.md section 4).
+/// Most alternates a row may have (a table's `hops`, docs/spec.md section 4).
 pub const MAX_HOPS: u8 = 3;
 /// Alternates per row of a table that does not say.
 pub const DEFAULT_HOPS: u8 = 2;
@@ -46,7 +46,7 @@ pub struct Chain<T: Copy> {
 
 impl<T: Copy> Chain<T> {
     /// `primary`, then `alternates` padded to `hops` entries by repeating
-    /// the last one (the primary when there is none), as SPEC.md section 4
+    /// the last one (the primary when there is none), as docs/spec.md section 4
     /// pads a row with too few backends. Alternates past `hops` are
     /// ignored; `hops` counts as at most [`MAX_HOPS`].
     pub fn padded(primary: T, alternates: &[T], hops: u8) -> Self {
@@ -618,7 +618,7 @@ fn key_of(slots: &[Option<Slot>], i: u32) -> [u8; 16] {
 }
 
 /// How strictly placement reads health: the first level at which some
-/// backend is eligible applies to the whole table (SPEC.md section 4, "fail
+/// backend is eligible applies to the whole table (docs/spec.md section 4, "fail
 /// static": a table is never blackholed because every check failed at once).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Level {

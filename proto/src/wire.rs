@@ -1,5 +1,5 @@
 //! GUE with GLB's private data: the header the director puts in front of
-//! every packet it sends to a backend (SPEC.md section 2).
+//! every packet it sends to a backend (docs/spec.md section 2).
 //!
 //! ```text
 //!  0                   1                   2                   3
@@ -705,7 +705,7 @@ mod tests {
     const HOP6_A: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2);
     const HOP6_B: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xbe, 0, 0, 0, 0, 0x1f);
 
-    /// SPEC.md section 2: inner IPv4, one IPv4 hop 198.51.100.2, next_hop 0.
+    /// docs/spec.md section 2: inner IPv4, one IPv4 hop 198.51.100.2, next_hop 0.
     /// hlen = 1 + 1 = 2 words after the 4-byte GUE header.
     const V4_ONE_HOP: [u8; 12] = [
         0x02, 0x04, 0x00, 0x00, // ver 0, C 0, hlen 2 | proto 4 | flags 0

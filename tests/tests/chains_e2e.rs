@@ -1,6 +1,6 @@
 //! Hop chains end to end, with the kernel's TCP stack: a real director,
 //! four backend hosts running the redirect agent, changes made through the
-//! API with `director-ctl` while connections stay open (SPEC.md section 4).
+//! API with `director-ctl` while connections stay open (docs/spec.md section 4).
 //!
 //! - Two alternates per row hold 300 connections (IPv4 and IPv6) through
 //!   three overlapping changes: a drain, a backend added during the drain,

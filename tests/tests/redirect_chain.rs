@@ -1,4 +1,4 @@
-//! Second chance along chains of 1 + H backends (SPEC.md sections 3-4),
+//! Second chance along chains of 1 + H backends (docs/spec.md sections 3-4),
 //! with the real redirect agent (`director-xdp redirect`) attached to the
 //! `eth0` of three backends, and GUE packets that the test builds as a
 //! director would and puts on the wire from the director's host:

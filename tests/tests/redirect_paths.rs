@@ -1,4 +1,4 @@
-//! Two decision paths of the redirect module (SPEC.md section 3,
+//! Two decision paths of the redirect module (docs/spec.md section 3,
 //! docs/backend.md) that need real kernel state, run on real bytes with
 //! `BPF_PROG_TEST_RUN` from a thread inside a lab namespace (as in
 //! `redirect_test_run.rs`):
@@ -87,7 +87,7 @@ fn gue_frame(gue: &[u8]) -> Vec<u8> {
     MACS.gue_frame(DIRECTOR.into(), ME.into(), gue)
 }
 
-/// The frame forwarded to `hops[next_hop]` = `OTHER` (SPEC.md section 3
+/// The frame forwarded to `hops[next_hop]` = `OTHER` (docs/spec.md section 3
 /// step 6).
 fn forwarded(received_gue: &[u8], next_hop: u8) -> Vec<u8> {
     MACS.forwarded(received_gue, next_hop.into(), ME.into(), OTHER.into())

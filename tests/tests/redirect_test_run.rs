@@ -2,7 +2,7 @@
 //! thread inside a lab namespace: its socket lookups and FIB lookups see
 //! that namespace only (a veth `eth0` with forwarding on and permanent
 //! neighbours), never the host's. Expected bytes are built here from
-//! SPEC.md sections 2-3, independently of the eBPF code.
+//! docs/spec.md sections 2-3, independently of the eBPF code.
 //!
 //! Decisions that need no socket: not allowed, invalid GUE, not GUE, SYN,
 //! last resort, next hop is self, forward (IPv4 and IPv6 outer), inner UDP
@@ -244,7 +244,7 @@ fn ack_whose_next_hop_is_this_host_is_accepted() {
     assert_only(&stats, &[(RedirectStat::ForwardedToSelf, 3)]);
 }
 
-/// The forwarded frame SPEC.md section 3 step 6 describes, to `OTHER` or
+/// The forwarded frame docs/spec.md section 3 step 6 describes, to `OTHER` or
 /// `OTHER6`.
 fn forwarded(received_gue: &[u8], next_hop_index: usize, v6: bool) -> Vec<u8> {
     if v6 {
@@ -281,7 +281,7 @@ fn ack_without_socket_is_forwarded_to_the_next_hop_with_exact_bytes() {
     assert_only(&stats, &[(RedirectStat::ForwardedToAlternate, 3)]);
 }
 
-/// Backends of longer chains (SPEC.md section 4: 1 + H backends, H up to
+/// Backends of longer chains (docs/spec.md section 4: 1 + H backends, H up to
 /// 3) besides `ME` and `OTHER`: inside the allowed prefixes, so that they
 /// may have forwarded the packet here, but never sent to from here.
 const FAR: [Ipv4Addr; 2] = [

@@ -1,4 +1,4 @@
-//! The backend-side redirect module (SPEC.md section 3, docs/backend.md):
+//! The backend-side redirect module (docs/spec.md section 3, docs/backend.md):
 //! GUE from an allowed source (a director, or another backend passing a
 //! second-chance packet on) is either accepted (outer headers stripped,
 //! the inner packet handed to the local stack) or forwarded to the next hop
@@ -352,7 +352,7 @@ fn parse<const V6: bool>(ctx: &XdpContext) -> Result<Gue, Outcome> {
     if hlen != 1 + usize::from(hop_count) * hop_words {
         return Err(Outcome::Invalid);
     }
-    // The hops of one packet share the outer family (SPEC.md section 4);
+    // The hops of one packet share the outer family (docs/spec.md section 4);
     // a hop list of the other family has nowhere to go from here.
     if (private_type == 1) != V6 {
         return Err(Outcome::Invalid);
@@ -490,7 +490,7 @@ fn decide_inner<const V6: bool>(ctx: &XdpContext, g: &Gue) -> Outcome {
     hop_decision(ctx, g)
 }
 
-/// Steps 4 to 6 of SPEC.md section 3.
+/// Steps 4 to 6 of docs/spec.md section 3.
 #[inline(always)]
 fn hop_decision(ctx: &XdpContext, g: &Gue) -> Outcome {
     if g.next_hop >= g.hop_count {
