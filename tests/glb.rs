@@ -1,5 +1,5 @@
 //! A whole GLB lab in namespaces: a client, a real `director-xdp run`, and
-//! backends running `director-xdp redirect` and a TCP server of ours, on
+//! backends running `redirect-xdp` and a TCP server of ours, on
 //! one L2 segment (a bridge in namespace "sw"). Documentation addresses
 //! only (docs/spec.md section 5):
 //!
@@ -164,6 +164,8 @@ impl Lab {
 
         let bin = workspace_bin("director-xdp")?;
         let bin = bin.to_str().ok_or_else(|| io::Error::other("path"))?;
+        let agent_bin = workspace_bin("redirect-xdp")?;
+        let agent_bin = agent_bin.to_str().ok_or_else(|| io::Error::other("path"))?;
         let mut backends = Vec::new();
         for i in 0..states.len() {
             let ns = Netns::new("be")?;
@@ -210,7 +212,7 @@ impl Lab {
             }
             let log = scratch.file(&format!("redirect-{i}.log"));
             let (me, me6) = (backend_ip(i), backend_ip6(i));
-            let mut args = vec!["redirect", "--iface", "eth0", "--self", &me, "--self", &me6];
+            let mut args = vec!["--iface", "eth0", "--self", &me, "--self", &me6];
             // GUE comes from the director, and from the other backends
             // (second chance): the client is not allowed.
             let peers: Vec<String> = (0..states.len())
@@ -219,7 +221,7 @@ impl Lab {
                 .collect();
             args.extend(["--allow", "198.51.100.1/32", "2001:db8:1::1/128"]);
             args.extend(peers.iter().map(String::as_str));
-            let mut agent = ns.spawn(bin, &args, log)?;
+            let mut agent = ns.spawn(agent_bin, &args, log)?;
             agent.wait_for_log("redirect attached", Duration::from_secs(30))?;
             backends.push(Backend {
                 ns,

@@ -200,7 +200,7 @@ pub fn assert_only(stats: &[(RedirectStat, u64)], want: &[(RedirectStat, u64)]) 
     }
 }
 
-/// The counters of a running `director-xdp redirect` agent, by name, as it
+/// The counters of a running `redirect-xdp` agent, by name, as it
 /// prints them on SIGUSR1 (its last `counters:` line after the signal).
 pub fn agent_counters(agent: &Daemon) -> io::Result<Vec<(String, u64)>> {
     let before = agent.log().matches("counters:").count();

@@ -24,7 +24,6 @@
 //! anew, so the interface never goes without a director.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::ffi::CString;
 use std::io::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -721,14 +720,8 @@ fn backend_addrs(config: &Config) -> BTreeSet<IpAddr> {
 /// The interface's index in this network namespace; `setting` names
 /// where the name came from, for the error.
 pub(crate) fn interface_index(name: &str, setting: &str) -> anyhow::Result<u32> {
-    let c_name = CString::new(name).with_context(|| format!("interface name {name:?}"))?;
-    // SAFETY: `c_name` is a valid NUL-terminated string for the call.
-    let index = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
-    if index == 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("looking up interface {name} ({setting})"));
-    }
-    Ok(index)
+    director_xdp::interface_index(name)
+        .with_context(|| format!("looking up interface {name} ({setting})"))
 }
 
 /// Warns when `director.mtu` is above the MTU of the interface the

@@ -205,6 +205,9 @@ pub enum DataplaneError {
     /// The object or the director program could not be loaded.
     #[error("loading the director")]
     Load(#[from] LoadError),
+    /// The redirect module's object or program could not be loaded.
+    #[error("loading the redirect module")]
+    LoadRedirect(#[source] LoadError),
     /// The object lacks a map, or it has another type than expected.
     #[error("opening map {name} of the director object")]
     Map {

@@ -79,10 +79,10 @@ pub fn redirect_object() -> &'static [u8] {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The object did not parse, or its maps could not be created.
-    #[error("loading the director object")]
+    #[error("loading the eBPF object")]
     Object(#[source] EbpfError),
     /// The object lacks a program the loader expects.
-    #[error("the director object has no program named {0:?}")]
+    #[error("the eBPF object has no program named {0:?}")]
     MissingProgram(String),
     /// The program is not of the expected type, or the kernel refused it
     /// (the source carries the verifier log: print it with `{:?}`).
@@ -94,6 +94,21 @@ pub enum LoadError {
         #[source]
         source: ProgramError,
     },
+}
+
+/// The index of interface `name` in this thread's network namespace.
+pub fn interface_index(name: &str) -> std::io::Result<u32> {
+    let c_name = std::ffi::CString::new(name).map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{name:?} holds a NUL byte"),
+        )
+    })?;
+    // SAFETY: `c_name` is a valid NUL-terminated string for the call.
+    match unsafe { libc::if_nametoindex(c_name.as_ptr()) } {
+        0 => Err(std::io::Error::last_os_error()),
+        index => Ok(index),
+    }
 }
 
 /// Loads the director object and its `director` program into the kernel,

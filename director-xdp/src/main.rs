@@ -5,7 +5,6 @@
 //! line, an unreadable or refused config, an unreadable capture), 1 for
 //! runtime errors (loading the program, attaching it, writing the output).
 
-mod agent;
 mod api;
 mod daemon;
 mod pins;
@@ -76,15 +75,6 @@ enum Command {
     /// cut short by the capture's snap length is dropped as malformed.
     /// Needs root (BPF); attaches nothing.
     Replay(ReplayArgs),
-    /// The backend-side redirect module: attach it to the interface GUE
-    /// arrives on, and accept (decapsulate for the local stack) or forward
-    /// (second chance) every GUE packet from an allowed source (a director,
-    /// or another backend passing a packet on).
-    ///
-    /// SIGUSR1 prints the counters (one `counters: ...` line on stdout);
-    /// SIGINT and SIGTERM detach, print them and exit 0. Needs root. Host
-    /// setup (VIP on lo, rp_filter, forwarding): docs/backend.md.
-    Redirect(agent::RedirectArgs),
     /// Print the version.
     Version,
 }
@@ -145,7 +135,6 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => daemon::run(&args.config, args.keep_on_exit),
         Command::Replay(args) => replay(&args),
-        Command::Redirect(args) => agent::run(&args),
         Command::Version => {
             println!("{} {}", env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"));
             Ok(())
@@ -551,28 +540,6 @@ mod tests {
             other => panic!("parsed as {other:?}"),
         }
         assert!(Cli::try_parse_from(["director-xdp", "run"]).is_err());
-    }
-
-    #[test]
-    fn redirect_help_says_allow_must_cover_the_other_backends() {
-        // Both the summary (-h) and the full help (--help): an operator
-        // who allows only the directors loses every second chance.
-        for flag in ["-h", "--help"] {
-            let help = Cli::try_parse_from(["director-xdp", "redirect", flag])
-                .expect_err("help is printed, not parsed");
-            assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
-            let text = help.to_string();
-            let allow = text
-                .lines()
-                .skip_while(|l| !l.trim_start().starts_with("--allow"))
-                .take_while(|l| !l.trim_start().starts_with("--netns"))
-                .collect::<Vec<_>>()
-                .join(" ");
-            assert!(
-                allow.contains("the directors' and every other backend's, because a backend that forwards a second-chance packet sends it from its own address"),
-                "{flag}: {text}"
-            );
-        }
     }
 
     #[test]

@@ -99,8 +99,8 @@ impl Redirect {
     /// Loads the object and its `redirect` program, attached to nothing.
     pub fn load() -> Result<Self, DataplaneError> {
         let mut ebpf = Ebpf::load(crate::redirect_object())
-            .map_err(|e| DataplaneError::Load(LoadError::Object(e)))?;
-        load_xdp(&mut ebpf, REDIRECT_PROGRAM)?;
+            .map_err(|e| DataplaneError::LoadRedirect(LoadError::Object(e)))?;
+        load_xdp(&mut ebpf, REDIRECT_PROGRAM).map_err(DataplaneError::LoadRedirect)?;
         Ok(Redirect { ebpf })
     }
 

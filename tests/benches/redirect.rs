@@ -11,7 +11,7 @@
 //! on) whose other end `eth1` stays in the namespace, a permanent neighbour
 //! entry for the other backend (198.51.100.12), the VIP and a client address
 //! on `lo`, a listener on the VIP and one accepted connection to it. The
-//! maps are written as `director-xdp redirect --self 198.51.100.11 --self
+//! maps are written as `redirect-xdp --self 198.51.100.11 --self
 //! 2001:db8:1::11 --allow 198.51.100.0/28 2001:db8:1::/124` writes them.
 //!
 //! Method (the director's, `director-xdp/benches/director.rs`, but with one
@@ -371,7 +371,7 @@ fn main() {
          thread inside a lab namespace (a listener on the VIP and one accepted connection to it; \
          the other backend in the neighbour table). \"Above floor\" subtracts the floor \
          (`bench_floor`) measured on the same packet the same way, in interleaved batches. Outer \
-         IPv4 from an allowed director, inner IPv4 TCP; maps as `director-xdp redirect --self \
+         IPv4 from an allowed director, inner IPv4 TCP; maps as `redirect-xdp --self \
          198.51.100.11 --self 2001:db8:1::11 --allow 198.51.100.0/28 2001:db8:1::/124` writes \
          them.\n"
     );

@@ -1,5 +1,5 @@
 //! Second chance along chains of 1 + H backends (docs/spec.md sections 3-4),
-//! with the real redirect agent (`director-xdp redirect`) attached to the
+//! with the real redirect agent (`redirect-xdp`) attached to the
 //! `eth0` of three backends, and GUE packets that the test builds as a
 //! director would and puts on the wire from the director's host:
 //!
@@ -165,7 +165,7 @@ impl Lab {
             ])
             .unwrap();
 
-        let bin = workspace_bin("director-xdp").unwrap();
+        let bin = workspace_bin("redirect-xdp").unwrap();
         let mut backends = Vec::new();
         let mut listeners = Vec::new();
         let mut xdp = Vec::new();
@@ -223,9 +223,7 @@ impl Lab {
                 listeners.push(ns.run_in(move || TcpListener::bind(vip)).unwrap());
             }
             let (s4, s6) = (a4.to_string(), a6.to_string());
-            let mut args = vec![
-                "redirect", "--iface", "eth0", "--self", &s4, "--self", &s6, "--allow",
-            ];
+            let mut args = vec!["--iface", "eth0", "--self", &s4, "--self", &s6, "--allow"];
             args.extend(allow.iter().map(String::as_str));
             let mut agent = ns
                 .spawn(

@@ -1,4 +1,4 @@
-//! `director-xdp redirect` refuses addresses it cannot work with before it
+//! `redirect-xdp` refuses addresses it cannot work with before it
 //! touches anything: a `--self` that is not an address of this host, or
 //! that no director could send to, and an `--allow` prefix that holds no
 //! sender. Run in a namespace of its own (root).
@@ -9,14 +9,13 @@ use lab_tests::{Netns, workspace_bin};
 
 /// Runs the agent in `ns` with `args`: (exit code, stderr).
 fn redirect(ns: &Netns, args: &[&str]) -> (Option<i32>, String) {
-    let bin = workspace_bin("director-xdp").expect("director-xdp binary");
+    let bin = workspace_bin("redirect-xdp").expect("redirect-xdp binary");
     let out = Command::new("ip")
         .args(["netns", "exec", ns.name()])
         .arg(&bin)
-        .arg("redirect")
         .args(args)
         .output()
-        .expect("running director-xdp redirect");
+        .expect("running redirect-xdp");
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stderr).into_owned(),

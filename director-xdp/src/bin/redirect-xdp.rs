@@ -1,26 +1,93 @@
-//! `director-xdp redirect`: the backend-side agent. Loads the redirect
-//! module, writes its maps, attaches it to one interface, then waits for:
+//! `redirect-xdp`: the backend's agent. Loads the redirect module, writes
+//! its maps, attaches it to the interface GUE arrives on, then waits for:
 //!
 //! - SIGUSR1 (or every `--stats SECS`): print the counters to stdout, one
 //!   line `counters: total N accepted_syn N ...`;
 //! - SIGINT or SIGTERM: detach, print the counters, exit 0.
+//!
+//! A binary of its own, so that a backend installs what it runs and nothing
+//! of the director (its program, its daemon, its HTTP server).
+//!
+//! Exit status: 0 on success, 2 for usage errors (a bad flag, an address
+//! that cannot be this host's, a missing interface), 1 for runtime errors
+//! (loading or attaching the module).
 
+use std::io::IsTerminal as _;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use aya::programs::XdpMode;
+use clap::Parser as _;
 use director_xdp::redirect::{self, Redirect, RedirectConfig};
 use proto::config::Prefix;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
+use tracing_subscriber::EnvFilter;
 
-use crate::Failure;
+/// Exit status of runtime errors.
+const EXIT_RUNTIME: u8 = 1;
+/// Exit status of usage errors, as clap uses for its own.
+const EXIT_USAGE: u8 = 2;
 
-/// Arguments of `director-xdp redirect`.
-#[derive(Debug, clap::Args)]
-pub struct RedirectArgs {
+/// Why the agent failed: the error to print and the exit status.
+#[derive(Debug)]
+struct Failure {
+    status: u8,
+    error: anyhow::Error,
+}
+
+impl Failure {
+    fn usage(error: impl Into<anyhow::Error>) -> Failure {
+        Failure {
+            status: EXIT_USAGE,
+            error: error.into(),
+        }
+    }
+
+    fn runtime(error: impl Into<anyhow::Error>) -> Failure {
+        Failure {
+            status: EXIT_RUNTIME,
+            error: error.into(),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args = RedirectArgs::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure { status, error }) => {
+            tracing::error!("{error:#}");
+            ExitCode::from(status)
+        }
+    }
+}
+
+/// The backend-side redirect module: attach it to the interface GUE
+/// arrives on, and accept (decapsulate for the local stack) or forward
+/// (second chance) every GUE packet from an allowed source (a director, or
+/// another backend passing a packet on).
+///
+/// SIGUSR1 prints the counters (one `counters: ...` line on stdout); SIGINT
+/// and SIGTERM detach, print them and exit 0. Logs go to stderr; RUST_LOG
+/// sets the filter (default: info). Needs root. Host setup (VIP on lo,
+/// rp_filter, forwarding): docs/backend.md.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "redirect-xdp",
+    version,
+    after_help = "Exit status: 0 on success, 1 on a runtime error, 2 on a usage error."
+)]
+struct RedirectArgs {
     /// Interface the GUE packets arrive on.
     #[arg(long, value_name = "IF")]
     iface: String,
@@ -45,7 +112,7 @@ pub struct RedirectArgs {
 }
 
 /// Runs the agent until SIGINT or SIGTERM.
-pub fn run(args: &RedirectArgs) -> Result<(), Failure> {
+fn run(args: &RedirectArgs) -> Result<(), Failure> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -87,12 +154,16 @@ async fn run_async(args: &RedirectArgs) -> Result<(), Failure> {
             "--allow {p} accepts GUE from any address: GUE carries a client address that the local stack believes; allow only the directors and the other backends"
         );
     }
-    let ifindex = crate::daemon::interface_index(&args.iface, "--iface").map_err(Failure::usage)?;
+    let ifindex = director_xdp::interface_index(&args.iface)
+        .with_context(|| format!("looking up interface {} (--iface)", args.iface))
+        .map_err(Failure::usage)?;
     warn_forwarding(&args.iface);
 
-    let mut module = Redirect::load()
-        .context("loading the redirect program (needs root)")
-        .map_err(Failure::runtime)?;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        warn!("not root: loading the module needs CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN");
+    }
+    let mut module = Redirect::load().map_err(Failure::runtime)?;
     module
         .configure(&config)
         .context("writing the redirect module's maps")
@@ -176,6 +247,33 @@ fn warn_forwarding(iface: &str) {
         if std::fs::read_to_string(&path).is_ok_and(|v| v.trim() == "0") {
             warn!(
                 "{path} is 0: {family} packets for another backend (second chance) cannot be forwarded and are dropped (forward_failed); see docs/backend.md"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn help_says_allow_must_cover_the_other_backends() {
+        // Both the summary (-h) and the full help (--help): an operator
+        // who allows only the directors loses every second chance.
+        for flag in ["-h", "--help"] {
+            let help = RedirectArgs::try_parse_from(["redirect-xdp", flag])
+                .expect_err("help is printed, not parsed");
+            assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
+            let text = help.to_string();
+            let allow = text
+                .lines()
+                .skip_while(|l| !l.trim_start().starts_with("--allow"))
+                .take_while(|l| !l.trim_start().starts_with("--netns"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            assert!(
+                allow.contains("the directors' and every other backend's, because a backend that forwards a second-chance packet sends it from its own address"),
+                "{flag}: {text}"
             );
         }
     }
