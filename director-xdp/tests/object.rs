@@ -22,8 +22,7 @@ fn relocation_targets(elf: &[u8]) -> Vec<(String, String)> {
 /// Compiler builtins that LLVM calls for memory operations it does not
 /// expand: in BPF they are byte loops behind a BPF-to-BPF call. The
 /// director once zeroed an 11-byte struct through `memset` at the start of
-/// every packet, ~17 ns of its ~80 (docs/director.md, "How the program
-/// spends its time").
+/// every packet, ~17 ns of its ~80 (docs/design/director-cost.md).
 const BUILTINS: [&str; 5] = ["memset", "memcpy", "memmove", "memcmp", "bcmp"];
 
 /// Asserts that the programs of `elf` (named `object` in messages) call

@@ -556,8 +556,8 @@ fn process(ctx: &XdpContext, sent: &mut Sent) -> Outcome {
 }
 
 /// `Outcome::EncapFailure`, on a path marked cold so that LLVM lays the
-/// fast paths' code out without it (see docs/director.md, "How the program
-/// spends its time").
+/// fast paths' code out without it (see docs/director.md, "Why the code looks
+/// the way it does").
 #[inline(always)]
 fn encap_failure() -> Outcome {
     core::hint::cold_path();
@@ -1110,7 +1110,7 @@ fn offset16(offset: usize) -> u16 {
 /// the hash is computed, and the primary's before the frame is touched
 /// (the same updates cost about 10 ns more each after the header stores).
 /// A failure, or a packet too big to encapsulate, takes them back. See
-/// docs/director.md, "How the program spends its time".
+/// docs/design/director-cost.md.
 #[inline(always)]
 fn forward<const FAST: bool>(
     ctx: &XdpContext,
