@@ -9,6 +9,8 @@
 //!   overhead, the largest packet that fits, what the ICMP errors quote.
 //! - [`table`] (feature `std`): the rendezvous forwarding table builder
 //!   (docs/spec.md section 4).
+//! - [`api`] (feature `std`): the director HTTP API's requests, answers
+//!   and paths, as types shared by the daemon and its clients.
 //! - [`config`] (feature `std`): GLB's forwarding-table JSON plus this
 //!   project's `director` section.
 //!
@@ -22,6 +24,8 @@ pub mod mtu;
 pub mod siphash;
 pub mod wire;
 
+#[cfg(feature = "std")]
+pub mod api;
 #[cfg(feature = "std")]
 pub mod config;
 #[cfg(feature = "std")]
