@@ -1,8 +1,12 @@
-//! A minimal HTTP/1.1 client for the director's API in tests: one request
-//! per connection (`Connection: close`), plain HTTP, bodies read to the end.
+//! The tests' HTTP client for the director's API: reqwest's blocking client
+//! (the one `director-ctl` uses), one call per connection, plain HTTP.
+//!
+//! Call it from the thread that should own the connection: the client is
+//! built per call, on the calling thread, so its runtime thread (and the
+//! socket) starts in that thread's network namespace.
 
-use std::io::{self, BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
+use std::io;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// A response: status and body.
@@ -16,7 +20,8 @@ pub struct Response {
     pub body: String,
 }
 
-/// Sends one request. `token` becomes `Authorization: Bearer <token>`.
+/// Sends one request. `token` becomes `Authorization: Bearer <token>`;
+/// `body` is sent as JSON, as given (malformed bodies included).
 pub fn request(
     addr: SocketAddr,
     method: &str,
@@ -24,80 +29,41 @@ pub fn request(
     token: Option<&str>,
     body: Option<&str>,
 ) -> io::Result<Response> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    s.set_read_timeout(Some(Duration::from_secs(60)))?;
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let client = reqwest::blocking::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(60))
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .build()
+        .map_err(io::Error::other)?;
+    let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(io::Error::other)?;
+    let sends_body =
+        body.is_some() || matches!(method, reqwest::Method::POST | reqwest::Method::PUT);
+    let mut req = client.request(method, format!("http://{addr}{path}"));
     if let Some(t) = token {
-        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+        req = req.bearer_auth(t);
     }
-    let body = body.unwrap_or_default();
-    if !body.is_empty() || matches!(method, "POST" | "PUT") {
-        req.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
+    if sends_body {
+        req = req
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.unwrap_or_default().to_string());
     }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes())?;
-    let mut r = BufReader::new(s);
-    let mut line = String::new();
-    r.read_line(&mut line)?;
-    let status = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| io::Error::other(format!("bad status line {line:?}")))?;
-    let mut headers = Vec::new();
-    loop {
-        line.clear();
-        r.read_line(&mut line)?;
-        let l = line.trim_end();
-        if l.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = l.split_once(':') {
-            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-        }
-    }
-    let chunked = headers
+    let answer = req.send().map_err(io::Error::other)?;
+    let status = answer.status().as_u16();
+    let headers = answer
+        .headers()
         .iter()
-        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
-    let mut raw = Vec::new();
-    r.read_to_end(&mut raw)?;
-    let body = if chunked { dechunk(&raw)? } else { raw };
+        .map(|(k, v)| {
+            (
+                k.as_str().to_ascii_lowercase(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let body = answer.text().map_err(io::Error::other)?;
     Ok(Response {
         status,
         headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
+        body,
     })
-}
-
-fn dechunk(mut raw: &[u8]) -> io::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let end = raw
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .ok_or_else(|| io::Error::other("truncated chunk"))?;
-        let size = usize::from_str_radix(
-            std::str::from_utf8(&raw[..end])
-                .map_err(io::Error::other)?
-                .split(';')
-                .next()
-                .unwrap_or_default()
-                .trim(),
-            16,
-        )
-        .map_err(io::Error::other)?;
-        raw = &raw[end + 2..];
-        if size == 0 {
-            return Ok(out);
-        }
-        out.extend_from_slice(
-            raw.get(..size)
-                .ok_or_else(|| io::Error::other("short chunk"))?,
-        );
-        raw = raw.get(size + 2..).unwrap_or_default();
-    }
 }

@@ -1,17 +1,23 @@
 //! Commands that talk to a director's HTTP API (docs/api.md), over plain
-//! HTTP/1.1: the API listens on loopback or a management network, without
-//! TLS, so a small client on `std::net` does and pulls in no HTTP stack.
+//! HTTP/1.1 (the API listens on loopback or a management network, without
+//! TLS), with reqwest's blocking client: every address the host name
+//! resolves to is tried, and connecting and the whole call are bounded.
+//! Answers are read into the API's types (`proto::api`), so an answer of
+//! another shape is an error, not zeros.
 //!
 //! Exit status: 0 success, 2 usage (bad URL, unreadable token file), 3 the
-//! API refused or failed the call, 4 the director could not be reached.
+//! API refused or failed the call, 4 the director could not be reached (or
+//! what answered is not a director's API: a body that is not JSON, or
+//! JSON of another shape).
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{TcpStream, ToSocketAddrs as _};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use proto::TABLE_ROWS;
+use proto::api::{self, ErrorBody};
+use reqwest::Method;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 /// Exit status of a usage error.
@@ -21,14 +27,20 @@ pub const EXIT_API: u8 = 3;
 /// Exit status of a director that could not be reached.
 pub const EXIT_NETWORK: u8 = 4;
 
+/// How long connecting to one address may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a whole call may take (a change waits for the file's fsync).
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Why an API command failed.
 #[derive(Debug)]
 pub enum Failure {
     /// Bad URL or token file.
     Usage(String),
     /// The API answered with an error.
-    Api { status: u16, body: Value },
-    /// Connecting, sending or reading failed.
+    Api { status: u16, body: ErrorBody },
+    /// Connecting, sending or reading failed, or the answer is not the
+    /// API's.
     Network(String),
 }
 
@@ -41,13 +53,13 @@ impl Failure {
                 ExitCode::from(EXIT_USAGE)
             }
             Failure::Api { status, body } => {
-                let error = body["error"].as_str().unwrap_or("(no message)");
-                match body["field"].as_str() {
-                    Some(f) => eprintln!(
-                        "director-ctl: API error {status}: {error} (field {f}, value {})",
-                        body["value"]
+                match (&body.field, &body.value) {
+                    (Some(f), v) => eprintln!(
+                        "director-ctl: API error {status}: {} (field {f}, value {})",
+                        body.error,
+                        v.as_ref().unwrap_or(&Value::Null)
                     ),
-                    None => eprintln!("director-ctl: API error {status}: {error}"),
+                    (None, _) => eprintln!("director-ctl: API error {status}: {}", body.error),
                 }
                 ExitCode::from(EXIT_API)
             }
@@ -62,29 +74,27 @@ impl Failure {
 /// Where the API is and how to authenticate.
 #[derive(Debug)]
 pub struct Client {
-    host: String,
-    authority: String,
-    prefix: String,
+    /// `http://HOST:PORT[/PREFIX]`, without a trailing slash.
+    base: String,
     token: Option<String>,
+    http: reqwest::blocking::Client,
 }
 
 impl Client {
     /// `url`: `http://HOST:PORT[/PREFIX]`; `token_file`: first line is the token.
     pub fn new(url: &str, token_file: Option<&Path>) -> Result<Client, Failure> {
-        let rest = url.strip_prefix("http://").ok_or_else(|| {
-            Failure::Usage(format!(
+        let parsed =
+            reqwest::Url::parse(url).map_err(|e| Failure::Usage(format!("--api {url:?}: {e}")))?;
+        if parsed.scheme() != "http" || parsed.host().is_none() {
+            return Err(Failure::Usage(format!(
                 "--api {url:?}: expected http://HOST:PORT (the API speaks plain HTTP)"
-            ))
-        })?;
-        let (authority, prefix) = match rest.find('/') {
-            Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
-            None => (rest, ""),
-        };
-        let host = if authority.contains(':') && !authority.ends_with(']') {
-            authority.to_string()
-        } else {
-            format!("{authority}:80")
-        };
+            )));
+        }
+        if parsed.query().is_some() || parsed.fragment().is_some() {
+            return Err(Failure::Usage(format!(
+                "--api {url:?}: expected http://HOST:PORT[/PREFIX], without a query"
+            )));
+        }
         let token = match token_file {
             None => None,
             Some(p) => {
@@ -101,161 +111,143 @@ impl Client {
                 Some(t)
             }
         };
+        // No proxy: the API is the director's own, on loopback or a
+        // management network, whatever http_proxy says for the web.
+        let http = reqwest::blocking::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(CALL_TIMEOUT)
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| Failure::Network(format!("starting the HTTP client: {e}")))?;
         Ok(Client {
-            host,
-            authority: authority.to_string(),
-            prefix: prefix.to_string(),
+            base: parsed.as_str().trim_end_matches('/').to_string(),
             token,
+            http,
         })
     }
 
     /// One call; the JSON body of a 2xx answer.
     pub fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, Failure> {
-        let net = |e: std::io::Error| {
-            Failure::Network(format!("{method} http://{}{path}: {e}", self.authority))
-        };
-        let addr = self
-            .host
-            .to_socket_addrs()
-            .map_err(net)?
-            .next()
-            .ok_or_else(|| net(std::io::Error::other("no address")))?;
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(net)?;
-        s.set_read_timeout(Some(Duration::from_secs(60)))
-            .map_err(net)?;
-        let body = body.map(Value::to_string).unwrap_or_default();
-        let mut req = format!(
-            "{method} {}{path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAccept: application/json\r\n",
-            self.prefix, self.authority
-        );
+        let url = format!("{}{path}", self.base);
+        let net = |e: String| Failure::Network(format!("{method} {url}: {e}"));
+        let method_v = Method::from_bytes(method.as_bytes()).map_err(|e| net(e.to_string()))?;
+        let mut req = self
+            .http
+            .request(method_v, &url)
+            .header(reqwest::header::ACCEPT, "application/json");
         if let Some(t) = &self.token {
-            req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+            req = req.bearer_auth(t);
         }
-        if method != "GET" {
-            req.push_str(&format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\n",
-                body.len()
-            ));
+        if let Some(b) = body {
+            req = req.json(b);
         }
-        req.push_str("\r\n");
-        req.push_str(&body);
-        s.write_all(req.as_bytes()).map_err(net)?;
-        let mut r = BufReader::new(s);
-        let mut line = String::new();
-        r.read_line(&mut line).map_err(net)?;
-        let status: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| net(std::io::Error::other(format!("not HTTP: {line:?}"))))?;
-        let mut chunked = false;
-        loop {
-            line.clear();
-            r.read_line(&mut line).map_err(net)?;
-            let l = line.trim_end().to_ascii_lowercase();
-            if l.is_empty() {
-                break;
-            }
-            chunked |= l.starts_with("transfer-encoding:") && l.contains("chunked");
-        }
-        let mut raw = Vec::new();
-        r.read_to_end(&mut raw).map_err(net)?;
-        if chunked {
-            raw = dechunk(&raw).ok_or_else(|| net(std::io::Error::other("bad chunked body")))?;
-        }
-        let value: Value = serde_json::from_slice(&raw)
-            .unwrap_or_else(|_| json!({ "error": String::from_utf8_lossy(&raw).trim() }));
-        if (200..300).contains(&status) {
-            Ok(value)
-        } else {
-            Err(Failure::Api {
+        let answer = req.send().map_err(|e| net(error_chain(&e)))?;
+        let status = answer.status().as_u16();
+        let raw = answer.bytes().map_err(|e| net(error_chain(&e)))?;
+        let value: Result<Value, _> = serde_json::from_slice(&raw);
+        match value {
+            Ok(v) if (200..300).contains(&status) => Ok(v),
+            Ok(v) => Err(Failure::Api {
                 status,
-                body: value,
-            })
+                body: serde_json::from_value(v.clone()).unwrap_or_else(|_| ErrorBody {
+                    error: v.to_string(),
+                    field: None,
+                    value: None,
+                }),
+            }),
+            Err(_) => Err(net(format!(
+                "answered {status} with a body that is not JSON (is this a director's API?): {:?}",
+                proto::config::shorten(String::from_utf8_lossy(&raw).trim())
+            ))),
         }
+    }
+
+    /// [`Client::call`], the answer read as `T`.
+    pub fn call_as<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(T, Value), Failure> {
+        let v = self.call(method, path, body)?;
+        let t = serde_json::from_value(v.clone()).map_err(|e| {
+            Failure::Network(format!(
+                "{method} {}{path}: the answer is not the API's shape ({e}); is the director of another version?",
+                self.base
+            ))
+        })?;
+        Ok((t, v))
     }
 }
 
-fn dechunk(mut raw: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let end = raw.windows(2).position(|w| w == b"\r\n")?;
-        let size_s = std::str::from_utf8(&raw[..end]).ok()?;
-        let size = usize::from_str_radix(size_s.split(';').next()?.trim(), 16).ok()?;
-        raw = &raw[end + 2..];
-        if size == 0 {
-            return Some(out);
-        }
-        out.extend_from_slice(raw.get(..size)?);
-        raw = raw.get(size + 2..).unwrap_or_default();
+/// An error with its causes ("error sending request: connection refused").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(c) = source {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        source = c.source();
     }
+    s
 }
 
 fn print_json(v: &Value) {
     println!("{v:#}");
 }
 
+fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
 /// Prints one table of the API as `table show` does.
-fn print_table(t: &Value) {
-    let binds: Vec<&str> = t["binds"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|b| b["bind"].as_str())
-        .collect();
+fn print_table(t: &api::Table) {
+    let binds: Vec<&str> = t.binds.iter().map(|b| b.bind.as_str()).collect();
     println!(
         "table \"{}\": {} rows of 1 primary + {} alternates, hash {}; binds: {}",
-        t["name"].as_str().unwrap_or("?"),
-        t["rows"],
-        t["hops"],
-        t["hash"].as_str().unwrap_or("-"),
+        t.name,
+        t.rows,
+        t.hops,
+        t.hash.as_deref().unwrap_or("-"),
         binds.join(", ")
     );
     println!(
         "  {:<40} {:<9} {:<7} {:<9} {:>8} {:>7} {:>9} {:>12}  reason",
         "backend", "state", "healthy", "reachable", "primary", "share", "alternate", "packets"
     );
-    let yes_no = |v: &Value| {
-        if v.as_bool() == Some(true) {
-            "yes"
-        } else {
-            "no"
-        }
-    };
-    for b in t["backends"].as_array().into_iter().flatten() {
-        let p = b["rows_primary"].as_u64().unwrap_or(0);
+    for b in &t.backends {
+        let p = b.rows_primary;
         println!(
             "  {:<40} {:<9} {:<7} {:<9} {:>8} {:>6.2}% {:>9} {:>12}  {}",
-            b["ip"].as_str().unwrap_or("?"),
-            b["state"].as_str().unwrap_or("-"),
-            yes_no(&b["healthy"]),
-            yes_no(&b["reachable"]),
+            b.ip.to_string(),
+            b.state.as_str(),
+            yes_no(b.healthy),
+            yes_no(b.reachable),
             p,
             100.0 * p as f64 / TABLE_ROWS as f64,
-            b["rows_alternate"].as_u64().unwrap_or(0),
-            b["packets"].as_u64().unwrap_or(0),
-            b["health_reason"].as_str().unwrap_or(""),
+            b.rows_alternate,
+            b.packets,
+            b.health_reason.as_deref().unwrap_or(""),
         );
     }
-    for b in t["binds"].as_array().into_iter().flatten() {
+    for b in &t.binds {
         println!(
             "  bind {:<38} {} packets, {} bytes",
-            b["bind"].as_str().unwrap_or("?"),
-            b["packets"],
-            b["bytes"]
+            b.bind, b.packets, b.bytes
         );
     }
 }
 
 /// `tables`.
 pub fn tables(c: &Client, json: bool) -> Result<(), Failure> {
-    let v = c.call("GET", "/v1/tables", None)?;
+    let (tables, v): (api::Tables, _) = c.call_as("GET", api::path::TABLES, None)?;
     if json {
         print_json(&v);
         return Ok(());
     }
-    println!("generation {}", v["generation"]);
-    for t in v["tables"].as_array().into_iter().flatten() {
+    println!("generation {}", tables.generation);
+    for t in &tables.tables {
         print_table(t);
     }
     Ok(())
@@ -263,11 +255,11 @@ pub fn tables(c: &Client, json: bool) -> Result<(), Failure> {
 
 /// `backends list TABLE`.
 pub fn backends_list(c: &Client, table: &str, json: bool) -> Result<(), Failure> {
-    let v = c.call("GET", &format!("/v1/tables/{table}"), None)?;
+    let (t, v): (api::Table, _) = c.call_as("GET", &api::path::table(table), None)?;
     if json {
         print_json(&v);
     } else {
-        print_table(&v);
+        print_table(&t);
     }
     Ok(())
 }
@@ -281,96 +273,77 @@ pub fn change(
     ip: &str,
     json: bool,
 ) -> Result<(), Failure> {
-    let v = c.call(method, path, body)?;
+    let (answer, v): (api::Change, _) = c.call_as(method, path, body)?;
     if json {
         print_json(&v);
         return Ok(());
     }
-    let table = v["table"]["name"].as_str().unwrap_or("?");
-    let what = v["table"]["backends"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|b| b["ip"] == ip)
+    let what = answer
+        .table
+        .backends
+        .iter()
+        .find(|b| ip.parse() == Ok(b.ip))
         .map_or("removed".to_string(), |b| {
             format!(
                 "{}, {}{}",
-                b["state"].as_str().unwrap_or("?"),
-                if b["healthy"].as_bool() == Some(true) {
-                    "healthy"
-                } else {
-                    "unhealthy"
-                },
-                if b["reachable"].as_bool() == Some(false) {
-                    ", unreachable"
-                } else {
-                    ""
-                }
+                b.state,
+                if b.healthy { "healthy" } else { "unhealthy" },
+                if b.reachable { "" } else { ", unreachable" }
             )
         });
     println!(
-        "table \"{table}\": backend {ip} {what}{} (generation {})",
-        if v["changed"] == true {
+        "table \"{}\": backend {ip} {what}{} (generation {})",
+        answer.table.name,
+        if answer.changed {
             ""
         } else {
             "; nothing changed"
         },
-        v["generation"]
+        answer.generation
     );
     Ok(())
 }
 
 /// `preview TABLE ACTION IP`.
 pub fn preview(c: &Client, table: &str, proposal: &Value, json: bool) -> Result<(), Failure> {
-    let v = c.call(
-        "POST",
-        &format!("/v1/tables/{table}/preview"),
-        Some(proposal),
-    )?;
+    let (p, v): (api::Preview, _) =
+        c.call_as("POST", &api::path::preview(table), Some(proposal))?;
     if json {
         print_json(&v);
         return Ok(());
     }
-    let d: proto::table::RowDiff = serde_json::from_value(v)
-        .map_err(|e| Failure::Network(format!("reading the director's preview: {e}")))?;
-    crate::table::print_movement(table, &d, "would change");
+    crate::table::print_movement(table, &p.diff, "would change");
     Ok(())
 }
 
 /// `stats`.
 pub fn stats(c: &Client, json: bool) -> Result<(), Failure> {
-    let v = c.call("GET", "/v1/stats", None)?;
+    let (st, v): (api::Stats, _) = c.call_as("GET", api::path::STATS, None)?;
     if json {
         print_json(&v);
         return Ok(());
     }
-    println!("generation {}", v["generation"]);
-    match v["path_mtu"].as_u64() {
+    println!("generation {}", st.generation);
+    match st.path_mtu {
         Some(mtu) => println!("path MTU toward the backends: {mtu}"),
         None => println!("path MTU toward the backends: none"),
     }
-    if let Some(o) = v["outcomes"].as_object() {
-        for (k, n) in o {
-            println!("  {k:<16} {n}");
-        }
+    for (k, n) in &st.outcomes {
+        println!("  {k:<16} {n}");
     }
-    for b in v["binds"].as_array().into_iter().flatten() {
+    for b in &st.binds {
         println!(
             "  table \"{}\" bind {}: {} packets, {} bytes",
-            b["table"].as_str().unwrap_or("?"),
-            b["bind"].as_str().unwrap_or("?"),
-            b["packets"],
-            b["bytes"]
+            b.table, b.traffic.bind, b.traffic.packets, b.traffic.bytes
         );
     }
-    let l = &v["last_apply"];
-    if l.is_object() {
+    if let Some(l) = &st.last_apply {
         println!(
             "last apply: {} {}{}",
-            l["source"].as_str().unwrap_or("?"),
-            if l["ok"] == true { "ok" } else { "FAILED" },
-            l["error"]
-                .as_str()
+            l.source,
+            if l.ok { "ok" } else { "FAILED" },
+            l.error
+                .as_ref()
                 .map(|e| format!(": {e}"))
                 .unwrap_or_default()
         );
@@ -471,21 +444,21 @@ fn director_tables(url: &str, token_file: Option<&Path>) -> DirectorTables {
         hashes: Vec::new(),
         failure: None,
     };
-    let answer = Client::new(url, token_file).and_then(|c| c.call("GET", "/v1/tables", None));
+    let answer = Client::new(url, token_file)
+        .and_then(|c| c.call_as::<api::Tables>("GET", api::path::TABLES, None));
     match answer {
-        Ok(v) => {
-            d.generation = v["generation"].as_u64();
-            for t in v["tables"].as_array().into_iter().flatten() {
-                let name = t["name"].as_str().unwrap_or("?").to_string();
-                d.hashes
-                    .push((name, t["hash"].as_str().map(str::to_string)));
-            }
+        Ok((tables, _)) => {
+            d.generation = Some(tables.generation);
+            d.hashes = tables
+                .tables
+                .into_iter()
+                .map(|t| (t.name, t.hash))
+                .collect();
         }
         Err(Failure::Usage(m)) => d.failure = Some((EXIT_USAGE, m)),
         Err(Failure::Network(m)) => d.failure = Some((EXIT_NETWORK, format!("unreachable: {m}"))),
         Err(Failure::Api { status, body }) => {
-            let error = body["error"].as_str().unwrap_or("(no message)");
-            d.failure = Some((EXIT_API, format!("API error {status}: {error}")));
+            d.failure = Some((EXIT_API, format!("API error {status}: {}", body.error)));
         }
     }
     d
@@ -570,13 +543,20 @@ mod tests {
     #[test]
     fn urls_and_token_files_are_checked_before_any_call() {
         let c = Client::new("http://127.0.0.1:9610", None).expect("valid");
-        assert_eq!(c.host, "127.0.0.1:9610");
+        assert_eq!(c.base, "http://127.0.0.1:9610");
         let c = Client::new("http://[::1]:9610/glb/", None).expect("valid");
-        assert_eq!((c.host.as_str(), c.prefix.as_str()), ("[::1]:9610", "/glb"));
-        assert!(matches!(
-            Client::new("https://127.0.0.1:9610", None),
-            Err(Failure::Usage(_))
-        ));
+        assert_eq!(c.base, "http://[::1]:9610/glb");
+        for bad in [
+            "https://127.0.0.1:9610",
+            "127.0.0.1:9610",
+            "http://",
+            "http://127.0.0.1:9610/?x=1",
+        ] {
+            assert!(
+                matches!(Client::new(bad, None), Err(Failure::Usage(_))),
+                "{bad}"
+            );
+        }
         assert!(matches!(
             Client::new(
                 "http://127.0.0.1:9610",
@@ -586,13 +566,6 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn chunked_bodies_are_joined() {
-        assert_eq!(
-            dechunk(b"3\r\n{\"a\r\n4\r\n\":1}\r\n0\r\n\r\n").as_deref(),
-            Some(b"{\"a\":1}".as_slice())
-        );
-    }
     fn director(url: &str, tables: &[(&str, &str)], failure: Option<u8>) -> DirectorTables {
         DirectorTables {
             url: url.to_string(),

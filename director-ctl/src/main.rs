@@ -229,8 +229,14 @@ fn api_command(cli: &Cli) -> Option<ExitCode> {
         }
     };
     let json = cli.json;
-    let backend =
-        |table: &str, ip: &str, tail: &str| format!("/v1/tables/{table}/backends/{ip}{tail}");
+    // The address goes as given: the API says what is wrong with it.
+    let backend = |table: &str, ip: &str, tail: &str| {
+        format!(
+            "{}/{}{tail}",
+            proto::api::path::backends(table),
+            proto::api::path::segment(ip)
+        )
+    };
     Some(match &cli.command {
         Command::Tables => run(&|c| api::tables(c, json)),
         Command::Stats => run(&|c| api::stats(c, json)),
@@ -250,7 +256,7 @@ fn api_command(cli: &Cli) -> Option<ExitCode> {
             if let Some(s) = state {
                 body["state"] = json!(s);
             }
-            let path = format!("/v1/tables/{table}/backends");
+            let path = proto::api::path::backends(table);
             run(&|c| api::change(c, "POST", &path, Some(&body), ip, json))
         }
         Command::Backends(BackendsCommand::Remove { table, ip, force }) => {

@@ -798,7 +798,54 @@ fn director_ctl_drives_the_api_with_distinct_exit_codes() {
     assert_eq!(code, Some(4), "nothing listens there: {err}");
     let (code, _, err) = run(&["--api", "ftp://127.0.0.1:9610", "tables"]);
     assert_eq!(code, Some(2), "{err}");
+
+    // A name whose first address has no listener: the next is tried. The
+    // namespace's own hosts file (`ip netns exec` mounts
+    // /etc/netns/NAME/hosts) lists ::1 first; the API listens on 127.0.0.1.
+    let hosts_dir = std::path::Path::new("/etc/netns").join(lab.ns.name());
+    let _hosts = RemoveOnDrop(hosts_dir.clone());
+    std::fs::create_dir_all(&hosts_dir).expect("/etc/netns/NAME");
+    std::fs::write(
+        hosts_dir.join("hosts"),
+        "::1 director.test\n127.0.0.1 director.test\n",
+    )
+    .expect("hosts file");
+    let (code, out, err) = run(&["--api", "http://director.test:9610", "tables"]);
+    assert_eq!(code, Some(0), "both addresses tried: {err}");
+    assert!(out.contains("table \"web\""), "{out}");
+
+    // Something that answers 200 but is not the API: an error, not zeros.
+    let listener = lab
+        .ns
+        .run_in(|| std::net::TcpListener::bind("127.0.0.1:9620"))
+        .expect("listener");
+    let server = std::thread::spawn(move || {
+        if let Ok((mut s, _)) = listener.accept() {
+            use std::io::{Read as _, Write as _};
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 15\r\nConnection: close\r\n\r\n<html>hi</html>",
+            );
+        }
+    });
+    let (code, _, err) = run(&["--api", "http://127.0.0.1:9620", "tables"]);
+    assert_eq!(code, Some(4), "{err}");
+    assert!(
+        err.contains("answered 200 with a body that is not JSON"),
+        "{err}"
+    );
+    let _ = server.join();
     let (code, _, _) = run(&["backends", "explode"]);
     assert_eq!(code, Some(2));
     assert_eq!(state_on_disk(&lab, "198.51.100.9").0, BackendState::Filling);
+}
+
+/// A directory removed (with what it holds) on drop.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
