@@ -100,7 +100,10 @@ enum TableCommand {
     Build {
         /// Config file (GLB forwarding-table JSON).
         config: PathBuf,
-        /// Output file (JSON).
+        /// Output file (JSON), or `-` for standard output. A regular file
+        /// or a new one: replaced atomically (a temporary file beside it,
+        /// then a rename), written through if it is a symbolic link; a
+        /// device, FIFO or directory is refused, and so is the config itself.
         #[arg(long)]
         out: PathBuf,
     },
@@ -197,7 +200,14 @@ fn main() -> ExitCode {
         return code;
     }
     let result = match cli.command {
-        Command::Table(TableCommand::Build { config, out }) => table::build(&config, &out),
+        Command::Table(TableCommand::Build { config, out }) => match table::build(&config, &out) {
+            Ok(code) => Ok(code),
+            Err(table::BuildFailure::Failed(e)) => Err(e),
+            Err(table::BuildFailure::Refused(e)) => {
+                eprintln!("director-ctl: {e:#}");
+                return ExitCode::from(2);
+            }
+        },
         Command::Table(TableCommand::Show { config }) => table::show(&config, cli.json),
         Command::Table(TableCommand::Diff { old, new }) => table::diff(&old, &new, cli.json),
         Command::Trace { config, src, dst } => match table::parse_trace_args(&src, &dst) {

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
+use director_ctl::files::{AtomicFile, FileError};
 use proto::TABLE_ROWS;
 use proto::config::{Config, Proto};
 use proto::flow::{Flow, flow_hash, gue_source_port, message, row_of};
@@ -223,34 +224,71 @@ fn parse_built(t: &Value) -> Result<Built> {
     })
 }
 
+/// Why `table build` failed: the output path was refused (a usage error),
+/// or building or writing failed.
+#[derive(Debug)]
+pub enum BuildFailure {
+    /// The output is not something to write a table to.
+    Refused(anyhow::Error),
+    /// Reading the config, building or writing the table failed.
+    Failed(anyhow::Error),
+}
+
+impl From<anyhow::Error> for BuildFailure {
+    fn from(e: anyhow::Error) -> Self {
+        BuildFailure::Failed(e)
+    }
+}
+
 /// `table build`: one row per line, so that text tools can diff two files.
-pub fn build(config: &Path, out: &Path) -> Result<ExitCode> {
-    let tables = build_all(&load_config(config)?)?;
-    let tmp = out.with_extension("json.tmp");
-    let write = || -> std::io::Result<()> {
-        let mut w = BufWriter::new(fs::File::create(&tmp)?);
-        writeln!(w, "{{\n  \"tables\": [")?;
-        for (ti, t) in tables.iter().enumerate() {
-            let backends: Vec<Value> = t.backends.iter().map(BackendInfo::json).collect();
-            writeln!(w, "    {{")?;
-            writeln!(w, "      \"name\": {},", json!(t.name))?;
-            writeln!(w, "      \"hops\": {},", t.hops)?;
-            writeln!(w, "      \"backends\": {},", Value::Array(backends))?;
-            writeln!(w, "      \"rows\": [")?;
-            for (i, chain) in t.rows.iter().enumerate() {
-                let comma = if i + 1 < t.rows.len() { "," } else { "" };
-                writeln!(w, "        {}{comma}", json!(chain))?;
+/// `out` is `-` for standard output; any other output is written through
+/// [`director_ctl::files`] (a regular file only, never the config).
+pub fn build(config: &Path, out: &Path) -> Result<ExitCode, BuildFailure> {
+    let to_stdout = out.as_os_str() == "-";
+    // Check the output before the work: a refused path fails at once.
+    let file = if to_stdout {
+        None
+    } else {
+        let f = AtomicFile::create(out, &[config]).map_err(|e| match e {
+            FileError::NotRegular { .. } | FileError::ProcLink { .. } => {
+                BuildFailure::Refused(anyhow!("{e} (`--out -` writes to standard output)"))
             }
-            writeln!(w, "      ]")?;
-            let comma = if ti + 1 < tables.len() { "," } else { "" };
-            writeln!(w, "    }}{comma}")?;
-        }
-        writeln!(w, "  ]\n}}")?;
-        w.into_inner().map_err(|e| e.into_error())?.sync_all()
+            e if e.is_refusal() => BuildFailure::Refused(e.into()),
+            e => BuildFailure::Failed(
+                anyhow::Error::from(e).context(format!("writing {}", out.display())),
+            ),
+        })?;
+        Some(f)
     };
-    write().with_context(|| format!("writing {}", tmp.display()))?;
-    fs::rename(&tmp, out)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), out.display()))?;
+    let tables = build_all(&load_config(config)?)?;
+    let written = match file {
+        Some(f) => {
+            let target = f.target().clone();
+            let mut w = BufWriter::new(f);
+            write_tables(&mut w, &tables).with_context(|| format!("writing {}", out.display()))?;
+            w.into_inner()
+                .map_err(|e| e.into_error())
+                .with_context(|| format!("writing {}", out.display()))?
+                .commit()
+                .with_context(|| format!("writing {}", out.display()))?;
+            if target.through_link() {
+                format!(
+                    "{} (through its link to {})",
+                    out.display(),
+                    target.path().display()
+                )
+            } else {
+                out.display().to_string()
+            }
+        }
+        None => {
+            let mut w = BufWriter::new(std::io::stdout().lock());
+            write_tables(&mut w, &tables)
+                .and_then(|()| w.flush())
+                .context("writing the table to standard output")?;
+            "standard output".to_string()
+        }
+    };
     for t in &tables {
         eprintln!(
             "director-ctl: table \"{}\": {} rows, {} backends",
@@ -259,8 +297,29 @@ pub fn build(config: &Path, out: &Path) -> Result<ExitCode> {
             t.backends.len()
         );
     }
-    eprintln!("director-ctl: wrote {}", out.display());
+    eprintln!("director-ctl: wrote {written}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The table file: every table's backends, then its rows one per line.
+fn write_tables(w: &mut impl Write, tables: &[Built]) -> std::io::Result<()> {
+    writeln!(w, "{{\n  \"tables\": [")?;
+    for (ti, t) in tables.iter().enumerate() {
+        let backends: Vec<Value> = t.backends.iter().map(BackendInfo::json).collect();
+        writeln!(w, "    {{")?;
+        writeln!(w, "      \"name\": {},", json!(t.name))?;
+        writeln!(w, "      \"hops\": {},", t.hops)?;
+        writeln!(w, "      \"backends\": {},", Value::Array(backends))?;
+        writeln!(w, "      \"rows\": [")?;
+        for (i, chain) in t.rows.iter().enumerate() {
+            let comma = if i + 1 < t.rows.len() { "," } else { "" };
+            writeln!(w, "        {}{comma}", json!(chain))?;
+        }
+        writeln!(w, "      ]")?;
+        let comma = if ti + 1 < tables.len() { "," } else { "" };
+        writeln!(w, "    }}{comma}")?;
+    }
+    writeln!(w, "  ]\n}}")
 }
 
 /// max / mean of the rows held as primary, over backends holding any.

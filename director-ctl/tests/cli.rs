@@ -424,3 +424,167 @@ fn a_bad_config_is_refused_with_the_field_named() {
         "nothing is written for a bad config"
     );
 }
+
+/// The file type of `p` itself (a link is not followed).
+fn file_type(p: &Path) -> std::fs::FileType {
+    std::fs::symlink_metadata(p).unwrap().file_type()
+}
+
+fn mkfifo(p: &Path) {
+    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+}
+
+/// The names in a directory, sorted.
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn table_build_refuses_an_output_that_is_not_a_regular_file() {
+    use std::os::unix::fs::FileTypeExt as _;
+    let dir = Scratch::new("build-special");
+    let fifo = dir.file("fifo");
+    mkfifo(&fifo);
+    let o = ctl(&["table", "build", EXAMPLE, "--out", fifo.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{} is a FIFO (named pipe), not a regular file: refusing to replace it",
+            fifo.display()
+        )),
+        "{err}"
+    );
+    assert!(file_type(&fifo).is_fifo(), "the FIFO is still one");
+    // A character device like /dev/null, made here (root only; /dev is
+    // never touched).
+    let null = dir.file("null");
+    let made = std::process::Command::new("mknod")
+        .arg(&null)
+        .args(["c", "1", "3"])
+        .status()
+        .unwrap()
+        .success();
+    if made {
+        let o = ctl(&["table", "build", EXAMPLE, "--out", null.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains("is a character device"), "{err}");
+        assert!(file_type(&null).is_char_device(), "the device is still one");
+    } else {
+        eprintln!("mknod refused (not root?): the device case is not checked");
+    }
+    let mut expected = vec!["fifo".to_string()];
+    if made {
+        expected.push("null".to_string());
+    }
+    assert_eq!(names(&dir.0), expected, "nothing else written");
+}
+
+#[test]
+fn table_build_refuses_to_overwrite_its_config() {
+    let dir = Scratch::new("build-config");
+    let cfg = dir.file("director.json");
+    let text = std::fs::read_to_string(EXAMPLE).unwrap();
+    std::fs::write(&cfg, &text).unwrap();
+    std::fs::hard_link(&cfg, dir.file("hard.json")).unwrap();
+    std::os::unix::fs::symlink("director.json", dir.file("link.json")).unwrap();
+    for out in ["director.json", "hard.json", "link.json"] {
+        let out = dir.file(out);
+        let o = ctl(&[
+            "table",
+            "build",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains(&format!(
+                "is the same file as the input {}: refusing to overwrite it",
+                cfg.display()
+            )),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_to_string(&cfg).unwrap(), text);
+    }
+    assert!(file_type(&dir.file("link.json")).is_symlink());
+    assert_eq!(
+        names(&dir.0),
+        ["director.json", "hard.json", "link.json"],
+        "nothing else written"
+    );
+}
+
+#[test]
+fn table_build_writes_through_a_link_and_never_through_a_planted_one() {
+    let dir = Scratch::new("build-link");
+    std::fs::create_dir(dir.file("real")).unwrap();
+    std::fs::write(dir.file("real/table.json"), "old").unwrap();
+    std::os::unix::fs::symlink("real/table.json", dir.file("table.json")).unwrap();
+    // Links planted where a predictable temporary name would be: a build
+    // that followed one would overwrite the victim.
+    let victim = dir.file("victim");
+    std::fs::write(&victim, "precious").unwrap();
+    for planted in [
+        "table.json.tmp",
+        ".table.json.tmp",
+        "real/table.json.tmp",
+        "real/.table.json.tmp",
+    ] {
+        std::os::unix::fs::symlink(&victim, dir.file(planted)).unwrap();
+    }
+    let out = dir.file("table.json");
+    let o = ctl(&["table", "build", EXAMPLE, "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(file_type(&out).is_symlink(), "the link is kept");
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.file("real/table.json")).unwrap())
+            .unwrap();
+    assert_eq!(doc["tables"].as_array().unwrap().len(), 2);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    assert_eq!(
+        names(&dir.file("real")),
+        [".table.json.tmp", "table.json", "table.json.tmp"],
+        "no temporary file left"
+    );
+}
+
+#[test]
+fn table_build_to_dash_writes_standard_output() {
+    let o = ctl(&["table", "build", EXAMPLE, "--out", "-"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rows_of(&doc["tables"][0]), expected_rows(&example(), 0));
+    assert!(!Path::new("-").exists());
+}
+
+#[test]
+fn table_builds_to_one_output_at_once_do_not_collide() {
+    let dir = Scratch::new("build-race");
+    let out = dir.file("table.json");
+    let builds: Vec<_> = (0..4)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_director-ctl"))
+                .args(["table", "build", EXAMPLE, "--out", out.to_str().unwrap()])
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for b in builds {
+        let o = b.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(rows_of(&doc["tables"][0]), expected_rows(&example(), 0));
+    assert_eq!(names(&dir.0), ["table.json"], "no temporary file left");
+}

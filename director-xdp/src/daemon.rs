@@ -24,7 +24,6 @@
 //! anew, so the interface never goes without a director.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::io::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -448,36 +447,6 @@ fn read_token(config: &Config) -> anyhow::Result<Option<String>> {
         }
     }
     Ok(Some(token))
-}
-
-/// Replaces `path` with `text` so that a crash at any moment leaves the
-/// old file or the new one: write a temporary file beside it, fsync it,
-/// rename it over `path`, fsync the directory. The old file's permissions
-/// are kept.
-fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        if let Ok(m) = std::fs::metadata(path) {
-            f.set_permissions(m.permissions())?;
-        }
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(&dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// Why a config could not be applied.
@@ -1333,7 +1302,10 @@ impl Daemon {
                 });
             }
         }
-        if let Err(e) = write_atomically(&self.config_path, &text) {
+        // A crash at any moment leaves the old file or the new one; a
+        // config reached through a symbolic link has the link's target
+        // replaced, the link kept (director_ctl::files).
+        if let Err(e) = director_ctl::files::write_atomically(&self.config_path, text.as_bytes()) {
             // Nothing acknowledged may be lost: undo the change rather than
             // answer for a state the file does not hold.
             let undone = self

@@ -18,6 +18,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, anyhow};
 use aya::programs::{TestRun as _, TestRunOptions};
 use clap::{Parser, Subcommand};
+use director_ctl::files::AtomicFile;
 use director_xdp::dataplane::Dataplane;
 use director_xdp::pcap;
 use proto::config::Config;
@@ -72,8 +73,14 @@ enum Command {
     /// backend gets `director.gateway_mac` as its next-hop MAC. There is no
     /// interface either: the path MTU is `director.mtu`, and without it
     /// nothing is too big. Captured bytes are what runs, so a VIP packet
-    /// cut short by the capture's snap length is dropped as malformed.
-    /// Needs root (BPF); attaches nothing.
+    /// cut short by the capture's snap length is dropped as malformed. A
+    /// frame longer than a test run gives an XDP program whole (about 3.5
+    /// KB with 4 KB pages: captures taken with GRO hold longer ones) is not
+    /// run: reported TOO-LONG, with a warning, and written as it came in.
+    /// The output is written to a temporary file renamed over `--out` at
+    /// the end, so a failed replay leaves it as it was; `--out` must be a
+    /// regular file (or new), and neither input. Needs root (BPF); attaches
+    /// nothing.
     Replay(ReplayArgs),
     /// Print the version.
     Version,
@@ -99,7 +106,8 @@ struct ReplayArgs {
     /// Capture to replay (classic pcap, Ethernet).
     #[arg(long = "in", value_name = "IN.pcap")]
     input: PathBuf,
-    /// Where to write the packets that come out (replaced if it exists).
+    /// Where to write the packets that come out: a new file, or a regular
+    /// file replaced at the end (written through if it is a symbolic link).
     #[arg(long = "out", value_name = "OUT.pcap")]
     output: PathBuf,
 }
@@ -201,6 +209,10 @@ enum Verdict {
     /// Not run: shorter than an Ethernet header, which test runs refuse.
     /// Written unchanged, as the director would pass it.
     Skip,
+    /// Not run: longer than a test run gives an XDP program whole (the
+    /// rest would go to fragments the director does not read, and it would
+    /// drop what it sees as a cut packet). Written unchanged.
+    TooLong,
 }
 
 impl Verdict {
@@ -223,6 +235,7 @@ impl Verdict {
             Verdict::Aborted => "ABORTED",
             Verdict::Redirect => "REDIRECT",
             Verdict::Skip => "SKIP",
+            Verdict::TooLong => "TOO-LONG",
         }
     }
 }
@@ -235,6 +248,18 @@ fn replay(args: &ReplayArgs) -> Result<(), Failure> {
     let mut reader = pcap::Reader::new(BufReader::new(input))
         .with_context(|| format!("reading capture {}", args.input.display()))
         .map_err(Failure::usage)?;
+    // Written to a temporary file beside --out and renamed over it at the
+    // end: a replay that fails leaves --out as it was (and never deletes
+    // it), and a device, FIFO or one of the inputs is refused now.
+    let output = AtomicFile::create(&args.output, &[&args.input, &args.config]).map_err(|e| {
+        let refused = e.is_refusal();
+        let e = anyhow::Error::from(e).context("--out");
+        if refused {
+            Failure::usage(e)
+        } else {
+            Failure::runtime(e)
+        }
+    })?;
     if reader.nanosecond_timestamps() {
         tracing::info!(
             "capture {} has nanosecond timestamps; the output's are truncated to microseconds",
@@ -251,6 +276,8 @@ fn replay(args: &ReplayArgs) -> Result<(), Failure> {
     let mut dataplane = Dataplane::load()
         .context("loading the director program (needs root)")
         .map_err(Failure::runtime)?;
+    let limit = whole_frame_limit(&mut dataplane).map_err(Failure::runtime)?;
+    tracing::debug!("test runs give the director frames of up to {limit} bytes whole");
     // Replay resolves nothing: with no backend MAC the program falls back
     // to director.gateway_mac, the documented behaviour of an unresolved
     // neighbour.
@@ -258,22 +285,16 @@ fn replay(args: &ReplayArgs) -> Result<(), Failure> {
         .apply(&config, &|_| None)
         .map_err(|e| daemon::apply_failure(e, &args.config))?;
 
-    let result = replay_packets(&dataplane, &mut reader, args);
-    if result.is_err() {
-        // A half-written output would look like a complete replay.
-        let _ = std::fs::remove_file(&args.output);
-    }
-    result
+    replay_packets(&dataplane, limit, &mut reader, output, args)
 }
 
 fn replay_packets(
     dataplane: &Dataplane,
+    limit: usize,
     reader: &mut pcap::Reader<BufReader<File>>,
+    output: AtomicFile,
     args: &ReplayArgs,
 ) -> Result<(), Failure> {
-    let output = File::create(&args.output)
-        .with_context(|| format!("creating {}", args.output.display()))
-        .map_err(Failure::runtime)?;
     let mut writer = pcap::Writer::new(BufWriter::new(output))
         .with_context(|| format!("writing {}", args.output.display()))
         .map_err(Failure::runtime)?;
@@ -287,7 +308,7 @@ fn replay_packets(
         .map_err(Failure::usage)?
     {
         index += 1;
-        let (verdict, out) = run_packet(dataplane, &packet.data)
+        let (verdict, out) = run_packet(dataplane, limit, &packet.data)
             .with_context(|| {
                 format!(
                     "packet {index} ({} bytes) of {}",
@@ -303,6 +324,22 @@ fn replay_packets(
                 packet.data.as_slice(),
                 " (not run: shorter than an Ethernet header)".to_string(),
             ),
+            Verdict::TooLong => {
+                if !counts.contains_key(&Verdict::TooLong) {
+                    tracing::warn!(
+                        "packet {index} of {} ({} bytes) is longer than the {limit} bytes a test run gives an XDP program whole: not run, written as it came in and reported TOO-LONG (and so is every later one; the summary counts them)",
+                        args.input.display(),
+                        packet.data.len()
+                    );
+                }
+                (
+                    packet.data.as_slice(),
+                    format!(
+                        " (not run: {} bytes, longer than the {limit} a test run takes)",
+                        packet.data.len()
+                    ),
+                )
+            }
             // Dropped (or aborted, redirected) packets are written as they
             // came in, so the output keeps one packet per input.
             Verdict::Drop | Verdict::Aborted | Verdict::Redirect => {
@@ -322,6 +359,9 @@ fn replay_packets(
     }
     writer
         .finish()
+        .map_err(anyhow::Error::from)
+        .and_then(|w| w.into_inner().map_err(|e| e.into_error().into()))
+        .and_then(|f| f.commit().map_err(anyhow::Error::from))
         .with_context(|| format!("writing {}", args.output.display()))
         .map_err(Failure::runtime)?;
     let summary: Vec<String> = counts
@@ -342,11 +382,83 @@ fn replay_packets(
     Ok(())
 }
 
+/// `struct xdp_md` (include/uapi/linux/bpf.h): data, data_end, data_meta,
+/// ingress_ifindex, rx_queue_index, egress_ifindex.
+const XDP_MD_LEN: usize = 24;
+
+/// The longest frame that `BPF_PROG_TEST_RUN` gives an XDP program whole.
+///
+/// The kernel puts at most a page, less the headroom and the
+/// `skb_shared_info` at its end, in the linear part (3,520 bytes with 4 KB
+/// pages on x86-64) and the rest in fragments, up to `MAX_SKB_FRAGS` of
+/// them; longer still, the test run fails. The director reads the linear
+/// part only. The limit depends on the page size and the kernel's build,
+/// so it is measured: the `pass` program runs on frames of growing length
+/// with an `xdp_md` context, which the kernel writes back with the linear
+/// part's end, and a binary search finds the longest whole one.
+fn whole_frame_limit(dataplane: &mut Dataplane) -> anyhow::Result<usize> {
+    let pass = dataplane
+        .load_program(director_xdp::PASS_PROGRAM)
+        .context("loading the pass program (to measure what a test run takes)")?;
+    let frame = vec![0u8; pcap::MAX_CAPLEN as usize];
+    let whole = |len: usize| -> bool {
+        let mut ctx_in = [0u8; XDP_MD_LEN];
+        ctx_in[4..8].copy_from_slice(&(len as u32).to_ne_bytes());
+        let mut ctx_out = [0u8; XDP_MD_LEN];
+        let run = pass.test_run(TestRunOptions {
+            data_in: Some(&frame[..len]),
+            ctx_in: Some(&ctx_in),
+            ctx_out: Some(&mut ctx_out),
+            ..Default::default()
+        });
+        let word = |at: usize| {
+            u32::from_ne_bytes([
+                ctx_out[at],
+                ctx_out[at + 1],
+                ctx_out[at + 2],
+                ctx_out[at + 3],
+            ])
+        };
+        run.is_ok_and(|r| r.return_value == XDP_PASS)
+            && word(4).checked_sub(word(0)) == Some(len as u32)
+    };
+    let (mut lo, mut hi) = (ETH_HLEN, frame.len());
+    if !whole(lo) {
+        // A kernel that takes no context in XDP test runs: a page less the
+        // headroom (256) and x86-64's skb_shared_info (320).
+        // SAFETY: sysconf has no preconditions.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+        let limit = page.saturating_sub(256 + 320).max(ETH_HLEN);
+        tracing::debug!("the kernel takes no xdp_md context in test runs: assuming {limit} bytes");
+        return Ok(limit);
+    }
+    if whole(hi) {
+        return Ok(hi);
+    }
+    // Invariant: whole(lo), not whole(hi).
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if whole(mid) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(lo)
+}
+
 /// Runs the director once on `frame`: the verdict and the frame as the
 /// program left it.
-fn run_packet(dataplane: &Dataplane, frame: &[u8]) -> anyhow::Result<(Verdict, Vec<u8>)> {
+fn run_packet(
+    dataplane: &Dataplane,
+    limit: usize,
+    frame: &[u8],
+) -> anyhow::Result<(Verdict, Vec<u8>)> {
     if frame.len() < ETH_HLEN {
         return Ok((Verdict::Skip, frame.to_vec()));
+    }
+    if frame.len() > limit {
+        return Ok((Verdict::TooLong, frame.to_vec()));
     }
     let mut out = vec![0u8; frame.len() + ENCAP_ROOM];
     let result = dataplane

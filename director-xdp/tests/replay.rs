@@ -483,6 +483,233 @@ fn truncated_capture_is_refused_naming_the_packet_and_offset() {
         "{stderr}"
     );
     assert!(!output.exists(), "no half-written output is left behind");
+    assert_eq!(names(&dir.0), ["in.pcap"], "no temporary file either");
+}
+
+/// The names in a directory, sorted.
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .expect("listing")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// A capture of two packets whose second record is cut short.
+fn truncated_capture(path: &Path) {
+    let frame = ipv4_frame(
+        "192.0.2.44".parse().expect("address"),
+        "203.0.113.10".parse().expect("address"),
+        6,
+        40000,
+        80,
+    );
+    let record = Record {
+        secs: 1,
+        micros: 0,
+        data: frame,
+    };
+    write_pcap(path, &[record.clone(), record]);
+    let mut bytes = std::fs::read(path).expect("reading the capture back");
+    bytes.pop();
+    std::fs::write(path, &bytes).expect("rewriting the capture");
+}
+
+#[test]
+fn a_failed_replay_leaves_an_existing_output_as_it_was() {
+    let dir = TempDir::new("replay-keep");
+    let (input, output) = (dir.join("in.pcap"), dir.join("out.pcap"));
+    truncated_capture(&input);
+    let previous = b"the previous replay's capture".to_vec();
+    std::fs::write(&output, &previous).expect("an earlier output");
+    let run = replay(Path::new(EXAMPLE_CONFIG), &input, &output);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("packet 2 at offset"), "{stderr}");
+    assert_eq!(
+        std::fs::read(&output).expect("the output is still there"),
+        previous,
+        "a failed replay changes nothing at --out"
+    );
+    assert_eq!(names(&dir.0), ["in.pcap", "out.pcap"], "no temporary file");
+}
+
+#[test]
+fn replay_refuses_an_output_that_is_not_a_regular_file() {
+    use std::os::unix::fs::FileTypeExt as _;
+    let dir = TempDir::new("replay-device");
+    let input = dir.join("in.pcap");
+    truncated_capture(&input);
+    // A character device like /dev/null, made here (tests run as root;
+    // /dev itself is never touched). Written to and then deleted by a
+    // replay that failed, before outputs were checked.
+    let null = dir.join("null");
+    let made = Command::new("mknod")
+        .arg(&null)
+        .args(["c", "1", "3"])
+        .status()
+        .expect("running mknod");
+    assert!(made.success(), "mknod (needs root)");
+    let run = replay(Path::new(EXAMPLE_CONFIG), &input, &null);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{} is a character device, not a regular file: refusing to replace it",
+            null.display()
+        )),
+        "{stderr}"
+    );
+    let meta = std::fs::symlink_metadata(&null).expect("the device is still there");
+    assert!(meta.file_type().is_char_device());
+    // A directory, the same.
+    let run = replay(Path::new(EXAMPLE_CONFIG), &input, &dir.0);
+    assert_eq!(run.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("is a directory"));
+    assert_eq!(names(&dir.0), ["in.pcap", "null"]);
+}
+
+#[test]
+fn replay_refuses_to_write_over_its_input() {
+    let dir = TempDir::new("replay-same");
+    let input = dir.join("in.pcap");
+    let frame = ipv4_frame(
+        "192.0.2.44".parse().expect("address"),
+        "203.0.113.10".parse().expect("address"),
+        6,
+        40000,
+        80,
+    );
+    write_pcap(
+        &input,
+        &[Record {
+            secs: 1,
+            micros: 0,
+            data: frame,
+        }],
+    );
+    let capture = std::fs::read(&input).expect("the capture");
+    std::fs::hard_link(&input, dir.join("hard.pcap")).expect("hard link");
+    std::os::unix::fs::symlink("in.pcap", dir.join("link.pcap")).expect("symlink");
+    for out in ["in.pcap", "hard.pcap", "link.pcap"] {
+        let run = replay(Path::new(EXAMPLE_CONFIG), &input, &dir.join(out));
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(2), "{out}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "is the same file as the input {}: refusing to overwrite it",
+                input.display()
+            )),
+            "{out}: {stderr}"
+        );
+        assert_eq!(
+            std::fs::read(&input).expect("the capture"),
+            capture,
+            "{out}"
+        );
+    }
+    // The config is an input too.
+    let config = dir.join("director.json");
+    std::fs::copy(EXAMPLE_CONFIG, &config).expect("config");
+    let run = replay(&config, &input, &config);
+    assert_eq!(run.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("is the same file as the input"));
+    assert_eq!(
+        std::fs::read_to_string(&config).expect("config"),
+        std::fs::read_to_string(EXAMPLE_CONFIG).expect("example")
+    );
+    assert_eq!(
+        names(&dir.0),
+        ["director.json", "hard.pcap", "in.pcap", "link.pcap"]
+    );
+}
+
+/// An IPv4 UDP datagram to the DNS bind (203.0.113.53:53/udp) filling a
+/// frame of `len` bytes, its lengths consistent up to 65,535.
+fn udp_frame_of(len: usize) -> Vec<u8> {
+    let mut f = ipv4_frame(
+        "192.0.2.44".parse().expect("address"),
+        "203.0.113.53".parse().expect("address"),
+        17,
+        40000,
+        53,
+    );
+    f.resize(len, 0x5a);
+    let ip_len = (len - ETH_HLEN).min(65_535) as u16;
+    f[ETH_HLEN + 2..ETH_HLEN + 4].copy_from_slice(&ip_len.to_be_bytes());
+    f[ETH_HLEN + 6..ETH_HLEN + 8].copy_from_slice(&[0, 0]);
+    f[ETH_HLEN + 10..ETH_HLEN + 12].copy_from_slice(&[0, 0]);
+    let c = ipv4_checksum(&f[ETH_HLEN..ETH_HLEN + 20]);
+    f[ETH_HLEN + 10..ETH_HLEN + 12].copy_from_slice(&c.to_be_bytes());
+    f[ETH_HLEN + 24..ETH_HLEN + 26].copy_from_slice(&(ip_len - 20).to_be_bytes());
+    f
+}
+
+#[test]
+fn frames_longer_than_a_test_run_takes_are_reported_not_dropped() {
+    let dir = TempDir::new("replay-big");
+    let (input, output) = (dir.join("in.pcap"), dir.join("out.pcap"));
+    // 3,000 bytes fits a test run; 5,000 is longer than its linear part
+    // (the director saw a cut packet and dropped it); 80,000 is longer
+    // than a test run takes at all (the run failed, and the replay with it).
+    let frames = [
+        udp_frame_of(100),
+        udp_frame_of(5_000),
+        udp_frame_of(3_000),
+        udp_frame_of(80_000),
+        udp_frame_of(200),
+    ];
+    let records: Vec<Record> = frames
+        .iter()
+        .enumerate()
+        .map(|(i, f)| Record {
+            secs: 1_700_000_000 + i as u32,
+            micros: 0,
+            data: f.clone(),
+        })
+        .collect();
+    write_pcap(&input, &records);
+    let run = replay(Path::new(EXAMPLE_CONFIG), &input, &output);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}\n{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), frames.len() + 1, "{stdout}");
+    for i in [0, 2, 4] {
+        assert!(
+            lines[i].starts_with(&format!("{} TX 203.0.113.53:53/udp -> ", i + 1)),
+            "{stdout}"
+        );
+    }
+    for (i, len) in [(1, 5_000), (3, 80_000)] {
+        assert!(
+            lines[i].starts_with(&format!(
+                "{} TOO-LONG (not run: {len} bytes, longer than the ",
+                i + 1
+            )) && lines[i].ends_with(" a test run takes)"),
+            "{stdout}"
+        );
+    }
+    assert_eq!(lines[5], "5 packets: TX 3, TOO-LONG 2");
+    assert!(
+        stderr.contains("WARN")
+            && stderr.contains("packet 2 of ")
+            && stderr.contains("(5000 bytes) is longer than the "),
+        "{stderr}"
+    );
+    let got = read_pcap(&output);
+    assert_eq!(got.len(), frames.len(), "one output packet per input");
+    for i in [1, 3] {
+        assert_eq!(
+            got[i].data,
+            frames[i],
+            "packet {}: written as it came in",
+            i + 1
+        );
+    }
+    // IPv6 backends, one hop: outer IPv6, UDP and GUE add 88 bytes.
+    assert_eq!(got[4].data.len(), frames[4].len() + 88, "encapsulated");
 }
 
 #[test]

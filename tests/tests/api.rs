@@ -58,6 +58,15 @@ fn config_text(token_file: &str) -> String {
 
 impl ApiLab {
     fn new() -> ApiLab {
+        ApiLab::setup(false)
+    }
+
+    /// With `director.json` a symbolic link to `conf/director.json`.
+    fn linked() -> ApiLab {
+        ApiLab::setup(true)
+    }
+
+    fn setup(linked: bool) -> ApiLab {
         let scratch = Scratch::new("api").expect("scratch dir");
         let ns = Netns::new("api").expect("namespace");
         let peer = Netns::new("apipeer").expect("namespace");
@@ -76,11 +85,15 @@ impl ApiLab {
             .expect("address");
         let token = scratch.file("token");
         std::fs::write(&token, format!("{TOKEN}\n")).expect("token file");
-        std::fs::write(
-            scratch.file("director.json"),
-            config_text(token.to_str().expect("path")),
-        )
-        .expect("config");
+        let text = config_text(token.to_str().expect("path"));
+        if linked {
+            std::fs::create_dir(scratch.file("conf")).expect("conf dir");
+            std::fs::write(scratch.file("conf/director.json"), text).expect("config");
+            std::os::unix::fs::symlink("conf/director.json", scratch.file("director.json"))
+                .expect("config link");
+        } else {
+            std::fs::write(scratch.file("director.json"), text).expect("config");
+        }
         let mut lab = ApiLab {
             daemon: None,
             ns,
@@ -711,6 +724,72 @@ fn acknowledged_changes_survive_sigkill_and_file_edits_go_through_sighup() {
     );
     assert_eq!(s, 200, "{v}");
     assert_eq!(state_on_disk(&lab, BACKENDS[0]).0, BackendState::Draining);
+}
+
+#[test]
+fn a_config_reached_through_a_link_stays_a_link_and_its_target_takes_the_changes() {
+    let mut lab = ApiLab::linked();
+    let link = lab.config_path();
+    let target = lab.scratch.file("conf/director.json");
+    let (s, v) = lab.change(
+        "POST",
+        &format!("/v1/tables/web/backends/{}/drain", BACKENDS[1]),
+        None,
+    );
+    assert_eq!(s, 200, "{v}");
+    let meta = std::fs::symlink_metadata(&link).expect("the config path");
+    assert!(
+        meta.file_type().is_symlink(),
+        "the config is still a link, not a copy that edits of its target would miss"
+    );
+    assert_eq!(
+        std::fs::read_link(&link).expect("link"),
+        PathBuf::from("conf/director.json")
+    );
+    let written = Config::from_json(&std::fs::read_to_string(&target).expect("target"))
+        .expect("the written config loads");
+    let drained = written
+        .table("web")
+        .expect("web")
+        .backends
+        .iter()
+        .find(|b| b.backend.addr.to_string() == BACKENDS[1])
+        .expect("the backend");
+    assert_eq!(
+        drained.backend.state,
+        BackendState::Draining,
+        "the target has it"
+    );
+    let conf: Vec<_> = std::fs::read_dir(lab.scratch.file("conf"))
+        .expect("conf dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(conf, ["director.json"], "no temporary file left");
+
+    // An edit of the target is what the director loads on SIGHUP, and the
+    // next change is written over it.
+    let text = std::fs::read_to_string(&target).expect("target");
+    let edited = text.replacen("\"draining\"", "\"active\"", 1);
+    assert_ne!(edited, text);
+    std::fs::write(&target, &edited).expect("editing the target");
+    lab.daemon().signal(libc::SIGHUP).expect("SIGHUP");
+    lab.daemon()
+        .wait_for_log("applied: generation 3", Duration::from_secs(30))
+        .expect("SIGHUP applies the edit");
+    assert_eq!(backend(&lab.table(), BACKENDS[1])["state"], "active");
+    let (s, v) = lab.change(
+        "POST",
+        &format!("/v1/tables/web/backends/{}/drain", BACKENDS[0]),
+        None,
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(state_on_disk(&lab, BACKENDS[0]).0, BackendState::Draining);
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .expect("link")
+            .file_type()
+            .is_symlink()
+    );
 }
 
 #[test]
