@@ -16,6 +16,7 @@ use aya::{
 pub mod dataplane;
 pub mod neigh;
 pub mod pcap;
+pub mod pcapng;
 pub mod redirect;
 
 pub use dataplane::{

@@ -64,11 +64,12 @@ enum Command {
     /// Run every packet of a capture through the director program with
     /// BPF_PROG_TEST_RUN and write what comes out.
     ///
-    /// The input is a classic pcap file of Ethernet frames (either byte
-    /// order, micro- or nanosecond timestamps); the output has one packet
-    /// per input packet, in order, with the same timestamps (microseconds):
-    /// the encapsulated or passed bytes, or, for a dropped packet, the bytes
-    /// as they came in. Prints one line per packet, numbered from 1 as
+    /// The input is a pcap or pcapng file of Ethernet frames (pcap in
+    /// either byte order, micro- or nanosecond timestamps; pcapng with any
+    /// number of sections and Ethernet interfaces); the output, classic
+    /// pcap, has one packet per input packet, in order, with the same
+    /// timestamps (microseconds): the encapsulated or passed bytes, or, for
+    /// a dropped packet, the bytes as they came in. Prints one line per packet, numbered from 1 as
     /// Wireshark numbers frames, then a summary. Nothing is resolved: every
     /// backend gets `director.gateway_mac` as its next-hop MAC. There is no
     /// interface either: the path MTU is `director.mtu`, and without it
@@ -103,7 +104,7 @@ struct ReplayArgs {
     /// The director's config (GLB tables plus the `director` section).
     #[arg(long, value_name = "PATH")]
     config: PathBuf,
-    /// Capture to replay (classic pcap, Ethernet).
+    /// Capture to replay (pcap or pcapng, Ethernet).
     #[arg(long = "in", value_name = "IN.pcap")]
     input: PathBuf,
     /// Where to write the packets that come out: a new file, or a regular
@@ -245,7 +246,7 @@ fn replay(args: &ReplayArgs) -> Result<(), Failure> {
     let input = File::open(&args.input)
         .with_context(|| format!("opening capture {}", args.input.display()))
         .map_err(Failure::usage)?;
-    let mut reader = pcap::Reader::new(BufReader::new(input))
+    let mut reader = pcap::Capture::open(BufReader::new(input))
         .with_context(|| format!("reading capture {}", args.input.display()))
         .map_err(Failure::usage)?;
     // Written to a temporary file beside --out and renamed over it at the
@@ -260,12 +261,6 @@ fn replay(args: &ReplayArgs) -> Result<(), Failure> {
             Failure::runtime(e)
         }
     })?;
-    if reader.nanosecond_timestamps() {
-        tracing::info!(
-            "capture {} has nanosecond timestamps; the output's are truncated to microseconds",
-            args.input.display()
-        );
-    }
     if config.director.gateway_mac.is_none() {
         tracing::warn!(
             "config {} has no director.gateway_mac: replay resolves no neighbour, so every packet for a bind will be dropped (no MAC to send it to)",
@@ -291,7 +286,7 @@ fn replay(args: &ReplayArgs) -> Result<(), Failure> {
 fn replay_packets(
     dataplane: &Dataplane,
     limit: usize,
-    reader: &mut pcap::Reader<BufReader<File>>,
+    reader: &mut pcap::Capture<impl std::io::Read>,
     output: AtomicFile,
     args: &ReplayArgs,
 ) -> Result<(), Failure> {
@@ -302,12 +297,20 @@ fn replay_packets(
     let mut report = stdout.lock();
     let mut counts = std::collections::BTreeMap::<Verdict, u64>::new();
     let mut index = 0u64;
+    let mut cut_timestamps = false;
     while let Some(packet) = reader
         .next_packet()
         .with_context(|| format!("reading capture {}", args.input.display()))
         .map_err(Failure::usage)?
     {
         index += 1;
+        if packet.timestamp.nanos % 1000 != 0 && !cut_timestamps {
+            cut_timestamps = true;
+            tracing::info!(
+                "capture {} has timestamps finer than a microsecond (packet {index}); the output's are truncated to microseconds",
+                args.input.display()
+            );
+        }
         let (verdict, out) = run_packet(dataplane, limit, &packet.data)
             .with_context(|| {
                 format!(

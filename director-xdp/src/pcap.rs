@@ -3,8 +3,9 @@
 //!
 //! Reads both byte orders and both timestamp resolutions (magic
 //! `0xa1b2c3d4`, microseconds, and `0xa1b23c4d`, nanoseconds); writes
-//! little-endian microsecond files, which every tool reads. pcapng is not
-//! read: `editcap -F pcap` converts it.
+//! little-endian microsecond files, which every tool reads. [`Capture`]
+//! reads either this format or pcapng ([`crate::pcapng`]), told apart by
+//! the first four bytes.
 //!
 //! Written by hand rather than with a crate: the format is a 24-byte file
 //! header and a 16-byte header per record, and owning the parser lets every
@@ -45,9 +46,10 @@ pub enum PcapError {
         /// Bytes present.
         len: usize,
     },
-    /// The first four bytes are not a classic pcap magic.
+    /// The first four bytes are neither a classic pcap magic nor a
+    /// pcapng section header.
     #[error(
-        "magic {magic:#010x} is not a classic pcap file (0xa1b2c3d4 or 0xa1b23c4d in either byte order); convert pcapng with `editcap -F pcap`"
+        "magic {magic:#010x} is neither a pcap file (0xa1b2c3d4 or 0xa1b23c4d in either byte order) nor a pcapng file (0x0a0d0d0a)"
     )]
     BadMagic {
         /// The first four bytes, read big-endian.
@@ -108,6 +110,9 @@ pub enum PcapError {
         /// One second in the file's unit.
         limit: u32,
     },
+    /// A pcapng file's block is wrong.
+    #[error(transparent)]
+    Pcapng(#[from] crate::pcapng::PcapngError),
     /// A packet to write is larger than a record can say.
     #[error("packet {index}: {len} bytes is more than a pcap record can hold")]
     TooLongToWrite {
@@ -287,8 +292,49 @@ impl<R: Read> Reader<R> {
     }
 }
 
+/// A reader with the bytes [`Capture::open`] looked at put back in front.
+pub type Reread<R> = io::Chain<io::Cursor<[u8; 4]>, R>;
+
+/// A capture in either format.
+#[derive(Debug)]
+pub enum Capture<R> {
+    /// Classic pcap.
+    Pcap(Reader<R>),
+    /// pcapng.
+    Pcapng(crate::pcapng::NgReader<R>),
+}
+
+impl<R: Read> Capture<R> {
+    /// Reads the start of `inner` and picks the format by its first four
+    /// bytes.
+    pub fn open(mut inner: R) -> Result<Capture<Reread<R>>, PcapError> {
+        let mut magic = [0u8; 4];
+        let n = read_full(&mut inner, &mut magic)
+            .map_err(|source| PcapError::Io { offset: 0, source })?;
+        if n < magic.len() {
+            return Err(PcapError::ShortFileHeader { len: n });
+        }
+        let again = io::Cursor::new(magic).chain(inner);
+        if u32::from_le_bytes(magic) == crate::pcapng::SHB {
+            Ok(Capture::Pcapng(crate::pcapng::NgReader::new(again)?))
+        } else {
+            Ok(Capture::Pcap(Reader::new(again)?))
+        }
+    }
+}
+
+impl<R: Read> Capture<R> {
+    /// The next packet, or `None` at the end of the file.
+    pub fn next_packet(&mut self) -> Result<Option<Packet>, PcapError> {
+        match self {
+            Capture::Pcap(r) => r.next_packet(),
+            Capture::Pcapng(r) => r.next_packet(),
+        }
+    }
+}
+
 /// Reads until `buf` is full or the input ends; returns the bytes read.
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match r.read(&mut buf[n..]) {

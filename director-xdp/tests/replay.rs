@@ -69,6 +69,47 @@ fn write_pcap(path: &Path, records: &[Record]) {
     std::fs::write(path, f).expect("writing the input capture");
 }
 
+/// The same records as a pcapng file (Wireshark's default): a section
+/// header, one Ethernet interface with nanosecond timestamps, a name
+/// resolution block (skipped by readers), one enhanced packet block each.
+fn write_pcapng(path: &Path, records: &[Record]) {
+    fn block(f: &mut Vec<u8>, kind: u32, body: &[u8]) {
+        let mut body = body.to_vec();
+        body.resize(body.len().next_multiple_of(4), 0);
+        let total = (body.len() + 12) as u32;
+        f.extend_from_slice(&kind.to_le_bytes());
+        f.extend_from_slice(&total.to_le_bytes());
+        f.extend_from_slice(&body);
+        f.extend_from_slice(&total.to_le_bytes());
+    }
+    let mut f = Vec::new();
+    let mut shb = 0x1a2b_3c4du32.to_le_bytes().to_vec();
+    shb.extend_from_slice(&1u16.to_le_bytes());
+    shb.extend_from_slice(&0u16.to_le_bytes());
+    shb.extend_from_slice(&(-1i64).to_le_bytes());
+    block(&mut f, 0x0a0d_0d0a, &shb);
+    let mut idb = 1u16.to_le_bytes().to_vec();
+    idb.extend_from_slice(&[0, 0]);
+    idb.extend_from_slice(&0u32.to_le_bytes());
+    idb.extend_from_slice(&9u16.to_le_bytes()); // if_tsresol: 10^-9
+    idb.extend_from_slice(&1u16.to_le_bytes());
+    idb.extend_from_slice(&[9, 0, 0, 0]);
+    idb.extend_from_slice(&[0; 4]);
+    block(&mut f, 1, &idb);
+    block(&mut f, 4, &[0; 4]); // an empty name resolution block
+    for r in records {
+        let ts = u64::from(r.secs) * 1_000_000_000 + u64::from(r.micros) * 1000 + 7;
+        let mut epb = 0u32.to_le_bytes().to_vec();
+        epb.extend_from_slice(&((ts >> 32) as u32).to_le_bytes());
+        epb.extend_from_slice(&(ts as u32).to_le_bytes());
+        epb.extend_from_slice(&(r.data.len() as u32).to_le_bytes());
+        epb.extend_from_slice(&(r.data.len() as u32).to_le_bytes());
+        epb.extend_from_slice(&r.data);
+        block(&mut f, 6, &epb);
+    }
+    std::fs::write(path, f).expect("writing the input capture");
+}
+
 /// Reads back what replay writes: little-endian, microseconds, Ethernet.
 fn read_pcap(path: &Path) -> Vec<Record> {
     let f = std::fs::read(path).expect("reading the output capture");
@@ -442,6 +483,28 @@ fn replay_writes_one_packet_per_input_with_table_placement() {
     }
     let summary = lines[records.len()];
     assert_eq!(summary, "8 packets: PASS 3, TX 4, DROP 1");
+
+    // The same capture as pcapng gives the same output, byte for byte (its
+    // nanoseconds truncated to the output's microseconds).
+    let (ng_input, ng_output) = (dir.join("in.pcapng"), dir.join("out-ng.pcap"));
+    write_pcapng(&ng_input, &records);
+    let ng_run = replay(Path::new(EXAMPLE_CONFIG), &ng_input, &ng_output);
+    assert!(
+        ng_run.status.success(),
+        "replay of pcapng failed: {}",
+        String::from_utf8_lossy(&ng_run.stderr)
+    );
+    assert_eq!(ng_run.stdout, run.stdout, "the same report");
+    assert_eq!(
+        std::fs::read(&ng_output).expect("output"),
+        std::fs::read(&output).expect("output"),
+        "the same packets"
+    );
+    assert!(
+        String::from_utf8_lossy(&ng_run.stderr).contains("finer than a microsecond"),
+        "{}",
+        String::from_utf8_lossy(&ng_run.stderr)
+    );
 }
 
 #[test]
