@@ -70,6 +70,8 @@ pub struct Backend {
     pub ns: Netns,
     /// The redirect agent.
     pub agent: Daemon,
+    /// How the agent was started: program, arguments, log file.
+    agent_cmd: (String, Vec<String>, PathBuf),
     stop: Arc<AtomicBool>,
     servers: Vec<JoinHandle<()>>,
 }
@@ -78,6 +80,29 @@ impl Backend {
     /// The agent's counters now (SIGUSR1, then the last `counters:` line).
     pub fn counters(&mut self) -> io::Result<Vec<(String, u64)>> {
         crate::redirect_lab::agent_counters(&self.agent)
+    }
+
+    /// Restarts the redirect agent as an operator would (SIGTERM, which
+    /// detaches the module, then start it again): how long the interface
+    /// went without it, from the signal to the new agent's "attached".
+    pub fn restart_agent(&mut self) -> io::Result<Duration> {
+        let start = std::time::Instant::now();
+        self.agent.signal(libc::SIGTERM)?;
+        while self.agent.running()? {
+            if start.elapsed() > Duration::from_secs(10) {
+                return Err(io::Error::other("the agent did not exit within 10 s"));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let (bin, args, log) = &self.agent_cmd;
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let log = log.with_extension("restarted.log");
+        let mut agent = self.ns.spawn(bin, &args, log)?;
+        let attached = agent.wait_for_log("redirect attached", Duration::from_secs(30));
+        let gap = start.elapsed();
+        // The old one has exited: dropping it reaps it.
+        self.agent = agent;
+        attached.map(|()| gap)
     }
 
     /// One counter now.
@@ -221,11 +246,17 @@ impl Lab {
                 .collect();
             args.extend(["--allow", "198.51.100.1/32", "2001:db8:1::1/128"]);
             args.extend(peers.iter().map(String::as_str));
-            let mut agent = ns.spawn(agent_bin, &args, log)?;
+            let mut agent = ns.spawn(agent_bin, &args, log.clone())?;
             agent.wait_for_log("redirect attached", Duration::from_secs(30))?;
+            let agent_cmd = (
+                agent_bin.to_string(),
+                args.iter().map(ToString::to_string).collect(),
+                log,
+            );
             backends.push(Backend {
                 ns,
                 agent,
+                agent_cmd,
                 stop,
                 servers,
             });

@@ -2,9 +2,9 @@
 //! three backends running the redirect agent and a TCP server of ours (see
 //! `lab_tests::glb`). Direct server return over IPv4 and IPv6, connection
 //! survival while a backend is drained (by SIGHUP, and through the API
-//! with `director-ctl`) or added (200 live connections exchanging a line
-//! every ~50 ms), and GUE from the wrong source or malformed GUE dropped
-//! and counted.
+//! with `director-ctl`) or added, or while backends' redirect agents are
+//! restarted (200 live connections exchanging a line every ~50 ms), and
+//! GUE from the wrong source or malformed GUE dropped and counted.
 //!
 //! The labs run one at a time (a lock): two cores, and timing-sensitive
 //! assertions (a 3 s read timeout is a stalled connection).
@@ -376,4 +376,49 @@ fn gue_from_a_disallowed_source_and_malformed_gue_are_dropped_and_counted() {
     assert_eq!(c["dropped_invalid"], 5, "{c:?}");
     assert_eq!(c["total"], 12, "{c:?}");
     assert_eq!(c["accepted_syn"], 0, "{c:?}");
+}
+
+#[test]
+fn restarting_the_redirect_agent_breaks_no_connection() {
+    let _one = ONE_LAB_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut lab = Lab::new(&["active", "active", "active"]).unwrap();
+    let conns = open_200(&lab.client);
+    let before = spread(&conns);
+    for i in 0..2 {
+        let name = format!("backend-{}", backend_ip(i));
+        assert!(before.get(&name).copied().unwrap_or(0) > 20, "{before:?}");
+    }
+
+    // Two backends' agents restarted one after the other under traffic:
+    // while one is away its GUE reaches a stack that drops it, and TCP
+    // retransmits once it is back.
+    let gaps = std::sync::Mutex::new(Vec::new());
+    let (b0, rest) = lab.backends.split_at_mut(1);
+    let (b0, b1) = (&mut b0[0], &mut rest[0]);
+    let x = exchange(
+        conns,
+        Duration::from_secs(8),
+        vec![
+            (
+                Duration::from_secs(2),
+                Box::new(|| gaps.lock().unwrap().push(b0.restart_agent().unwrap())),
+            ),
+            (
+                Duration::from_secs(4),
+                Box::new(|| gaps.lock().unwrap().push(b1.restart_agent().unwrap())),
+            ),
+        ],
+    );
+    eprintln!("agents away for {:?}", gaps.lock().unwrap());
+    assert_eq!(x.failures, vec![], "connections broken by an agent restart");
+    assert!(
+        x.fewest >= 60,
+        "a connection stalled: only {} echoes",
+        x.fewest
+    );
+    assert_eq!(spread(&x.conns), before, "connections stay where they were");
+    // The restarted agents serve the connections they hold.
+    for b in &mut lab.backends[..2] {
+        assert!(b.counter("accepted_established").unwrap() > 0);
+    }
 }
