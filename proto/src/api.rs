@@ -150,6 +150,60 @@ pub struct SetHealth {
     pub reason: Option<String>,
 }
 
+/// `PUT /v1/health`: health verdicts for many backends of any tables,
+/// applied as one change (each table flips once), as the health checker
+/// pushes them. Verdicts are runtime state, kept beside the config, not in
+/// it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthBatch {
+    /// The verdicts, at most one per (table, backend).
+    pub verdicts: Vec<Verdict>,
+}
+
+/// One backend's health verdict in a [`HealthBatch`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Verdict {
+    /// The table.
+    pub table: String,
+    /// The backend.
+    pub ip: IpAddr,
+    /// false: no new flows (at least one of `healthy` and `reachable`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy: Option<bool>,
+    /// false: in no row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reachable: Option<bool>,
+    /// Why (at most 1024 bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The answer to a [`HealthBatch`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthBatchAnswer {
+    /// Whether any table changed.
+    pub changed: bool,
+    /// Configs applied since the daemon started.
+    pub generation: u64,
+    /// Verdicts that named a table or backend this director does not have
+    /// (a fleet's directors may differ for a moment): skipped, the others
+    /// applied.
+    pub unknown: Vec<TableBackend>,
+    /// Content hash of every table after the change, by name.
+    pub hashes: BTreeMap<String, Option<String>>,
+}
+
+/// A backend of a table.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TableBackend {
+    /// The table.
+    pub table: String,
+    /// The backend.
+    pub ip: IpAddr,
+}
+
 /// A state change by path (`POST .../{ip}/drain` and its siblings).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StateAction {
@@ -322,6 +376,8 @@ pub mod path {
     pub const STATS: &str = "/v1/stats";
     /// `/v1/tables`.
     pub const TABLES: &str = "/v1/tables";
+    /// `/v1/health`: health verdicts in a batch.
+    pub const HEALTH: &str = "/v1/health";
 
     /// `s` as one path segment: unreserved characters as they are, every
     /// other byte percent-encoded (RFC 3986).
