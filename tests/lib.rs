@@ -638,6 +638,54 @@ impl Drop for XdpPass {
     }
 }
 
+/// The id of the XDP program attached to `ifname` in `ns`, as
+/// `ip -d link show` gives it (`prog/xdp id N`), if any.
+pub fn xdp_prog_id(ns: &Netns, ifname: &str) -> Option<u32> {
+    let out = ns.ip(&["-d", "link", "show", "dev", ifname]).ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    let at = text.find("prog/xdp id ")?;
+    text[at + 12..].split_whitespace().next()?.parse().ok()
+}
+
+/// Detaches the `bpf_link` that runs program `prog_id` (`BPF_LINK_DETACH`,
+/// as `bpftool link detach` does): the program leaves its interface while
+/// whoever holds the link (a process, a pin) keeps a defunct link.
+pub fn detach_xdp_link(prog_id: u32) -> io::Result<()> {
+    // enum bpf_cmd in include/uapi/linux/bpf.h.
+    const BPF_LINK_GET_FD_BY_ID: libc::c_long = 30;
+    const BPF_LINK_DETACH: libc::c_long = 34;
+    let link_id = aya::programs::loaded_links()
+        .filter_map(Result::ok)
+        .find(|l| l.program_id() == prog_id)
+        .map(|l| l.id())
+        .ok_or_else(|| io::Error::other(format!("no bpf_link runs program {prog_id}")))?;
+    let bpf = |cmd: libc::c_long, first: u32| -> io::Result<libc::c_long> {
+        // union bpf_attr: both commands read one u32 at its start.
+        let mut attr = [0u32; 32];
+        attr[0] = first;
+        // SAFETY: bpf(2) reads `size_of_val(&attr)` bytes of `attr`.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                cmd,
+                attr.as_ptr(),
+                std::mem::size_of_val(&attr) as libc::c_uint,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(rc)
+    };
+    let fd = bpf(BPF_LINK_GET_FD_BY_ID, link_id)?;
+    let fd = u32::try_from(fd).map_err(io::Error::other)?;
+    // SAFETY: the descriptor was just returned to this process.
+    let _owned = unsafe {
+        <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as std::os::fd::RawFd)
+    };
+    bpf(BPF_LINK_DETACH, fd).map(|_| ())
+}
+
 /// Path of a binary of this workspace: next to the running executable (a
 /// binary of this crate) or one level up (a test executable in `deps/`).
 pub fn workspace_bin(name: &str) -> io::Result<PathBuf> {

@@ -12,7 +12,10 @@
 //! data plane (each table flips atomically), then written over the config
 //! file (write, fsync, rename, fsync of the directory). A refused change
 //! writes nothing; a change whose file write fails is rolled back in the
-//! data plane.
+//! data plane. While no director program is attached to the interface
+//! (the daemon's `watch` module), a change is refused with 503 before
+//! anything is read or written, and `/healthz` answers 503 naming the
+//! problem.
 //!
 //! The routes, the router and the OpenAPI document all come from
 //! [`ROUTES`].
@@ -112,7 +115,7 @@ pub(crate) const ROUTES: &[Route] = &[
             "/healthz",
             Op::Healthz,
             "healthz",
-            "Liveness: the daemon's event loop answers",
+            "The director's program is attached to its interface (503 otherwise, naming the problem)",
         )
     },
     Route {
@@ -815,12 +818,19 @@ pub(crate) fn openapi() -> Value {
             codes.extend(["400", "409"]);
         }
         if r.mutation {
-            codes.extend(["401", "403"]);
+            // 503: no program is attached (or the daemon is stopping).
+            codes.extend(["401", "403", "503"]);
         }
         codes.sort_unstable();
         codes.dedup();
         for c in codes {
             responses.insert(c.to_string(), error.clone());
+        }
+        if r.op == Op::Healthz {
+            responses.insert(
+                "503".to_string(),
+                json!({ "description": "no director program is attached to the interface", "content": { "application/json": { "schema": schema("Healthz") } } }),
+            );
         }
         let mut op = json!({
             "operationId": r.id,
@@ -866,7 +876,20 @@ fn schemas() -> Value {
                 "value": { "description": "the value found" },
             },
         },
-        "Healthz": { "type": "object", "properties": { "status": { "type": "string" }, "generation": count } },
+        "Healthz": {
+            "type": "object", "required": ["status", "generation", "attached"],
+            "properties": {
+                "status": { "type": "string", "enum": ["ok", "detached"] },
+                "generation": count,
+                "interface": { "type": "string" },
+                "ifindex": { "type": ["integer", "null"], "minimum": 1 },
+                "attached": { "type": "boolean" },
+                "link_up": { "type": "boolean" },
+                "reattached": count,
+                "problem": { "type": "string", "enum": ["interface_missing", "interface_replaced", "program_detached", "attach_failed", "unobservable"] },
+                "error": { "type": "string" },
+            },
+        },
         "OpenApi": { "type": "object" },
         "Metrics": { "type": "string" },
         "Backend": {
@@ -975,11 +998,13 @@ pub(crate) fn answer(daemon: &mut Daemon, call: &Call) -> Reply {
     ) {
         return e.reply();
     }
+    // Nothing would carry a change while the program is not attached, and
+    // the client must not believe it live: refused before anything is read.
+    if mutation && let Err(e) = daemon.refuse_unless_attached() {
+        return e.reply();
+    }
     let result = match call.op {
-        Op::Healthz => Ok((
-            StatusCode::OK,
-            json!({ "status": "ok", "generation": daemon.generation() }),
-        )),
+        Op::Healthz => Ok(daemon.healthz()),
         Op::OpenApi => Ok((StatusCode::OK, openapi())),
         Op::Metrics => {
             return match daemon.metrics() {

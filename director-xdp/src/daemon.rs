@@ -15,6 +15,11 @@
 //! - a call of the HTTP API ([`crate::api`]): answered here, so the config
 //!   and the data plane have one owner and calls are serialised. A change
 //!   is applied and written over the config file before it is answered.
+//! - a change of the interface itself (netlink notification: deleted,
+//!   created again, renamed, up or down), or the poll timer: check that the
+//!   program is still attached to `director.interface`, and attach it again
+//!   when an interface of that name runs without it ([`watch`]). While it
+//!   is not attached, `/healthz` answers 503 and API changes are refused.
 //! - SIGINT or SIGTERM: detach the program, remove the pins and exit 0;
 //!   with `--keep-on-exit`, leave both for a restart to adopt.
 //!
@@ -45,7 +50,9 @@ use tracing::{debug, error, info, warn};
 use crate::api::{self, ApiError, Call, Change};
 use crate::pins;
 use crate::{Failure, load_config_text};
-use director_xdp::neigh::{self, Resolver, Snapshot, Unresolved, Watcher};
+use director_xdp::neigh::{self, Notice, Resolver, Snapshot, Unresolved, Watcher};
+
+mod watch;
 
 /// How often next hops are resolved without a notification, and how often
 /// at most an unresolved next hop is probed.
@@ -142,10 +149,14 @@ async fn run_async(config_path: &Path, keep_on_exit: bool) -> Result<(), Failure
         .map_err(Failure::runtime)?;
     // Subscribed before the first probes, so their answers are seen.
     let changed = Arc::new(Notify::new());
-    let notify = Arc::clone(&changed);
-    let _watcher = Watcher::spawn(ifindex, move || notify.notify_one())
-        .context("watching route and neighbour changes")
-        .map_err(Failure::runtime)?;
+    let link_changed = Arc::new(Notify::new());
+    let (hops, link) = (Arc::clone(&changed), Arc::clone(&link_changed));
+    let watcher = Watcher::spawn(ifindex, &interface, move |notice| match notice {
+        Notice::NextHops => hops.notify_one(),
+        Notice::Link => link.notify_one(),
+    })
+    .context("watching route, neighbour and link changes")
+    .map_err(Failure::runtime)?;
 
     // Bound before the program is attached: a taken port fails the start
     // while nothing has changed yet. Calls wait in the channel until the
@@ -187,6 +198,7 @@ async fn run_async(config_path: &Path, keep_on_exit: bool) -> Result<(), Failure
         token,
         health_reasons: HashMap::new(),
         last_apply: None,
+        watch: watch::Watch::new(interface.clone(), pin_dir.join(pins::LINK), watcher),
     };
     let snapshot = daemon
         .resolver
@@ -209,6 +221,13 @@ async fn run_async(config_path: &Path, keep_on_exit: bool) -> Result<(), Failure
     daemon.probe_unresolved();
 
     let link_path = pin_dir.join(pins::LINK);
+    let program_id = daemon
+        .dataplane
+        .program()
+        .info()
+        .map(|i| i.id())
+        .context("reading the director program's id")
+        .map_err(Failure::runtime)?;
     let (link, pinned) = match found {
         pins::Found::Adopt(fd) => {
             let link = adopt(&mut daemon.dataplane, fd).map_err(Failure::runtime)?;
@@ -240,6 +259,14 @@ async fn run_async(config_path: &Path, keep_on_exit: bool) -> Result<(), Failure
         }
     };
     guard.armed = false;
+    daemon.watch.attached(
+        watch::Attachment {
+            link,
+            ifindex,
+            pinned,
+        },
+        program_id,
+    );
 
     let mut poll = tokio::time::interval(POLL_INTERVAL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -255,31 +282,46 @@ async fn run_async(config_path: &Path, keep_on_exit: bool) -> Result<(), Failure
             _ = term.recv() => break "SIGTERM",
             () = changed.notified() => {
                 tokio::time::sleep(SETTLE).await;
+                // Routes go with their interface: look at it first.
+                daemon.watch_dataplane();
                 daemon.refresh();
             }
+            () = link_changed.notified() => {
+                tokio::time::sleep(SETTLE).await;
+                daemon.watch_dataplane();
+            }
             _ = poll.tick() => {
+                daemon.watch_dataplane();
                 daemon.refresh();
                 daemon.probe_unresolved();
             }
         }
     };
+    let attachment = daemon.watch.take();
+    let pinned = attachment.as_ref().is_some_and(|a| a.pinned);
     if keep_on_exit && pinned {
         info!(
             "{signal_name}: leaving the director attached to {interface}, pinned in {} (--keep-on-exit)",
             pin_dir.display()
         );
         // Closing the link's descriptor leaves it attached: the pin holds it.
-        drop(link);
+        drop(attachment);
     } else {
         if keep_on_exit {
-            warn!("{signal_name}: the link is not pinned, --keep-on-exit cannot keep it");
+            if attachment.is_some() {
+                warn!("{signal_name}: the link is not pinned, --keep-on-exit cannot keep it");
+            } else {
+                warn!(
+                    "{signal_name}: the director is not attached to {interface}: --keep-on-exit has nothing to keep"
+                );
+            }
         }
         info!("{signal_name}: detaching from {interface}");
         // The pin first: then dropping the last descriptor detaches.
         if let Err(e) = pins::remove(&pin_dir) {
             warn!("removing the pins in {}: {e:#}", pin_dir.display());
         }
-        drop(link);
+        drop(attachment);
     }
     match daemon.dataplane.stats() {
         Ok(stats) => {
@@ -342,6 +384,8 @@ pub(crate) struct Daemon {
     health_reasons: HashMap<(String, IpAddr), String>,
     /// What the last apply did: (source, when, error if it failed).
     last_apply: Option<(&'static str, SystemTime, Option<String>)>,
+    /// The program's attachment to the interface ([`watch`]).
+    watch: watch::Watch,
 }
 
 /// What a table's rows are built from: the same inputs give the same rows
@@ -524,6 +568,12 @@ impl Daemon {
                     "config {path} applied: {}",
                     summary(self.generation, &report)
                 );
+                if let Some(p) = self.watch.observe().problem {
+                    warn!(
+                        "config {path} is in the maps but not live: {}",
+                        p.describe(&self.watch.interface)
+                    );
+                }
                 self.token = token;
                 self.on_disk = text;
                 self.record("sighup", Ok(()));
@@ -592,7 +642,12 @@ impl Daemon {
     }
 
     /// Resolves the next hops again and rewrites the MACs that moved.
+    /// Not while the program is not attached: the interface may be gone,
+    /// and the next hops are resolved when it is attached again.
     fn refresh(&mut self) {
+        if !self.watch.looks_attached() {
+            return;
+        }
         let snapshot = match self.resolver.resolve(&self.backends) {
             Ok(s) => s,
             Err(e) => {
@@ -656,6 +711,9 @@ impl Daemon {
     /// Makes the kernel resolve the next hops that have no usable entry,
     /// each at most once per poll interval.
     fn probe_unresolved(&mut self) {
+        if !self.watch.looks_attached() {
+            return;
+        }
         let now = Instant::now();
         for (ip, why) in &self.snapshot.unresolved {
             if !matches!(why, Unresolved::NoNeighbour { .. }) {
@@ -1187,6 +1245,7 @@ impl Daemon {
             "The backend's state (1 for the current one).",
         );
         m.push_str(&state);
+        self.attachment_metrics(&mut m);
         family(
             &mut m,
             "glb_director_generation",

@@ -20,9 +20,13 @@
 //!
 //! [`Watcher`] subscribes to neighbour and route changes (`RTNLGRP_NEIGH`,
 //! `RTNLGRP_IPV4_ROUTE`, `RTNLGRP_IPV6_ROUTE`) so that the daemon resolves
-//! again as soon as something moves, rather than only on its poll timer.
+//! again as soon as something moves, rather than only on its poll timer,
+//! and to link changes (`RTNLGRP_LINK`) of the director's interface, so
+//! that the daemon notices at once when the interface is deleted, comes
+//! back or goes down. [`link_state`] reads the interface by name: its
+//! index, whether it is up, and the XDP programs attached to it.
 //!
-//! Written on raw netlink sockets rather than with a netlink crate: three
+//! Written on raw netlink sockets rather than with a netlink crate: a few
 //! message types, a few attributes each, and blocking calls are all the
 //! daemon needs, and the message parsing stays pure functions over bytes
 //! that the unit tests below feed by hand.
@@ -33,7 +37,7 @@ use std::mem;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 /// The port [`probe`] sends to: discard (RFC 863), which nothing answers.
@@ -46,6 +50,9 @@ const NLMSG_DONE: u16 = 3;
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_MULTI: u16 = 0x2;
 const NLM_F_DUMP: u16 = 0x300;
+const RTM_NEWLINK: u16 = 16;
+const RTM_DELLINK: u16 = 17;
+const RTM_GETLINK: u16 = 18;
 const RTM_NEWROUTE: u16 = 24;
 const RTM_DELROUTE: u16 = 25;
 const RTM_GETROUTE: u16 = 26;
@@ -55,6 +62,17 @@ const RTM_GETNEIGH: u16 = 30;
 /// `struct rtmsg` and `struct ndmsg` are both 12 bytes (already aligned).
 const RTMSG_LEN: usize = 12;
 const NDMSG_LEN: usize = 12;
+/// `struct ifinfomsg`.
+const IFINFOMSG_LEN: usize = 16;
+const IFLA_IFNAME: u16 = 3;
+const IFLA_XDP: u16 = 43;
+/// Inside `IFLA_XDP`: the program when one mode has one, and per mode.
+const IFLA_XDP_PROG_ID: u16 = 4;
+const IFLA_XDP_DRV_PROG_ID: u16 = 5;
+const IFLA_XDP_SKB_PROG_ID: u16 = 6;
+const IFLA_XDP_HW_PROG_ID: u16 = 7;
+const IFF_UP: u32 = 0x1;
+const IFF_RUNNING: u32 = 0x40;
 const RTA_DST: u16 = 1;
 const RTA_OIF: u16 = 4;
 const RTA_GATEWAY: u16 = 5;
@@ -231,6 +249,12 @@ impl Resolver {
         Ok(Resolver { socket, ifindex })
     }
 
+    /// Resolves on the interface with index `ifindex` from now on (the
+    /// interface was deleted and created again).
+    pub fn set_ifindex(&mut self, ifindex: u32) {
+        self.ifindex = ifindex;
+    }
+
     /// The next-hop MAC of every backend in `backends`, now.
     pub fn resolve(&mut self, backends: &BTreeSet<IpAddr>) -> Result<Snapshot, NeighError> {
         let mut neighbours = NeighbourTable::new();
@@ -305,30 +329,67 @@ pub fn probe(backend: IpAddr) -> io::Result<()> {
     Ok(())
 }
 
-/// Calls a function whenever the kernel's routes, or the neighbours on one
-/// interface, change. Stops (within a second) when dropped.
+/// What a [`Watcher`] notification is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// A route, or a neighbour on the interface: resolve the next hops
+    /// again.
+    NextHops,
+    /// The interface itself: created, deleted, renamed, up or down, or its
+    /// XDP program changed through netlink. Read it again with
+    /// [`link_state`].
+    Link,
+}
+
+/// Calls a function whenever the kernel's routes, the neighbours on one
+/// interface, or that interface itself change. Stops (within a second)
+/// when dropped.
 #[derive(Debug)]
 pub struct Watcher {
     stop: Arc<AtomicBool>,
+    ifindex: Arc<AtomicU32>,
 }
 
 impl Watcher {
-    /// Subscribes and starts the thread that calls `changed`.
-    pub fn spawn(ifindex: u32, changed: impl Fn() + Send + 'static) -> Result<Self, NeighError> {
-        let groups =
-            (libc::RTMGRP_NEIGH | libc::RTMGRP_IPV4_ROUTE | libc::RTMGRP_IPV6_ROUTE) as u32;
+    /// Subscribes and starts the thread that calls `changed`. The interface
+    /// is `interface`, whose index is `ifindex` now: link messages about
+    /// either (a new interface of that name, a rename of that index) are
+    /// [`Notice::Link`].
+    pub fn spawn(
+        ifindex: u32,
+        interface: &str,
+        changed: impl Fn(Notice) + Send + 'static,
+    ) -> Result<Self, NeighError> {
+        let groups = (libc::RTMGRP_NEIGH
+            | libc::RTMGRP_IPV4_ROUTE
+            | libc::RTMGRP_IPV6_ROUTE
+            | libc::RTMGRP_LINK) as u32;
         let socket = Socket::open(groups).map_err(NeighError::Open)?;
         // The timeout only bounds how long a dropped watcher lingers.
         socket
             .set_recv_timeout(Duration::from_secs(1))
             .map_err(NeighError::Open)?;
         let stop = Arc::new(AtomicBool::new(false));
-        let stopping = Arc::clone(&stop);
+        let index = Arc::new(AtomicU32::new(ifindex));
+        let watched = Watched {
+            stop: Arc::clone(&stop),
+            ifindex: Arc::clone(&index),
+            name: interface.to_string(),
+        };
         std::thread::Builder::new()
             .name("netlink-watch".into())
-            .spawn(move || watch(&socket, ifindex, &stopping, &changed))
+            .spawn(move || watch(&socket, &watched, &changed))
             .map_err(NeighError::Thread)?;
-        Ok(Watcher { stop })
+        Ok(Watcher {
+            stop,
+            ifindex: index,
+        })
+    }
+
+    /// Follows the interface under its new index (it was created again):
+    /// neighbours on it, and link messages about it.
+    pub fn set_ifindex(&self, ifindex: u32) {
+        self.ifindex.store(ifindex, Ordering::Relaxed);
     }
 }
 
@@ -338,28 +399,55 @@ impl Drop for Watcher {
     }
 }
 
-fn watch(socket: &Socket, ifindex: u32, stop: &AtomicBool, changed: &dyn Fn()) {
+/// What the watcher thread follows.
+struct Watched {
+    stop: Arc<AtomicBool>,
+    ifindex: Arc<AtomicU32>,
+    name: String,
+}
+
+/// What one datagram of notifications is about: (next hops, link).
+fn classify(datagram: &[u8], ifindex: u32, name: &str) -> (bool, bool) {
+    let (mut hops, mut link) = (false, false);
+    for (hdr, body) in messages(datagram) {
+        match hdr.ty {
+            RTM_NEWROUTE | RTM_DELROUTE => hops = true,
+            RTM_NEWNEIGH | RTM_DELNEIGH => {
+                hops |= parse_neighbour(body).is_some_and(|n| n.ifindex == ifindex);
+            }
+            RTM_NEWLINK | RTM_DELLINK => {
+                link |= parse_link(body)
+                    .is_some_and(|l| l.ifindex == ifindex || l.name.as_deref() == Some(name));
+            }
+            _ => {}
+        }
+    }
+    (hops, link)
+}
+
+fn watch(socket: &Socket, watched: &Watched, changed: &dyn Fn(Notice)) {
     let mut buf = vec![0u8; RECV_BUF];
-    while !stop.load(Ordering::Relaxed) {
+    while !watched.stop.load(Ordering::Relaxed) {
         match socket.recv(&mut buf) {
             Ok(n) => {
-                let relevant = messages(&buf[..n]).any(|(hdr, body)| match hdr.ty {
-                    RTM_NEWROUTE | RTM_DELROUTE => true,
-                    RTM_NEWNEIGH | RTM_DELNEIGH => {
-                        parse_neighbour(body).is_some_and(|n| n.ifindex == ifindex)
-                    }
-                    _ => false,
-                });
-                if relevant {
-                    changed();
+                let ifindex = watched.ifindex.load(Ordering::Relaxed);
+                let (hops, link) = classify(&buf[..n], ifindex, &watched.name);
+                if link {
+                    changed(Notice::Link);
+                }
+                if hops {
+                    changed(Notice::NextHops);
                 }
             }
             Err(e) if is_timeout(&e) => {}
             // ENOBUFS: notifications were lost while the socket was full,
             // so something changed that we did not see.
-            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => changed(),
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                changed(Notice::Link);
+                changed(Notice::NextHops);
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "netlink watcher stopped; next hops are now only polled");
+                tracing::warn!(error = %e, "netlink watcher stopped; next hops and the interface are now only polled");
                 return;
             }
         }
@@ -513,37 +601,106 @@ impl Socket {
     }
 }
 
-/// The id of the XDP program attached to interface `ifindex` of this
-/// network namespace (`IFLA_XDP_PROG_ID`), if any.
-pub fn xdp_prog_id(ifindex: u32) -> io::Result<Option<u32>> {
-    const RTM_GETLINK: u16 = 18;
-    const RTM_NEWLINK: u16 = 16;
-    const IFINFOMSG_LEN: usize = 16;
-    const IFLA_XDP: u16 = 43;
-    const IFLA_XDP_PROG_ID: u16 = 4;
+/// An interface as the kernel describes it (`RTM_NEWLINK`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkState {
+    /// Its index.
+    pub ifindex: u32,
+    /// Its name (`IFLA_IFNAME`), if the message carried one.
+    pub name: Option<String>,
+    /// `IFF_UP`: administratively up.
+    pub admin_up: bool,
+    /// `IFF_RUNNING`: operationally up (carrier, RFC 2863 state up).
+    pub running: bool,
+    /// The XDP programs attached to it, in any mode (`IFLA_XDP`).
+    pub xdp_programs: Vec<u32>,
+}
+
+impl LinkState {
+    /// Up and running: frames can come in.
+    pub fn up(&self) -> bool {
+        self.admin_up && self.running
+    }
+}
+
+/// The interface named `name` in this network namespace, or `None` when
+/// there is none.
+pub fn link_state(name: &str) -> io::Result<Option<LinkState>> {
     let mut body = vec![0u8; IFINFOMSG_LEN];
-    body[4..8].copy_from_slice(&(ifindex as i32).to_ne_bytes());
+    let mut c_name = name.as_bytes().to_vec();
+    c_name.push(0);
+    push_attribute(&mut body, IFLA_IFNAME, &c_name);
+    link_request(&body)
+}
+
+/// The interface with index `ifindex` of this network namespace, or `None`
+/// when there is none.
+fn link_by_index(ifindex: u32) -> io::Result<Option<LinkState>> {
+    let mut body = vec![0u8; IFINFOMSG_LEN];
+    body[4..8].copy_from_slice(&ifindex.to_ne_bytes());
+    link_request(&body)
+}
+
+fn link_request(body: &[u8]) -> io::Result<Option<LinkState>> {
     let mut socket = Socket::open(0)?;
     socket.set_recv_timeout(Duration::from_secs(2))?;
-    let reply = socket
-        .transact(RTM_GETLINK, 0, &body)?
-        .map_err(io::Error::from_raw_os_error)?;
-    for (ty, msg) in reply {
-        if ty != RTM_NEWLINK || msg.len() < IFINFOMSG_LEN {
-            continue;
-        }
-        for (a, payload) in attributes(&msg[IFINFOMSG_LEN..]) {
-            if a != IFLA_XDP {
-                continue;
+    match socket.transact(RTM_GETLINK, 0, body)? {
+        Err(errno) if errno == libc::ENODEV => Ok(None),
+        Err(errno) => Err(io::Error::from_raw_os_error(errno)),
+        Ok(reply) => Ok(reply
+            .iter()
+            .filter(|(ty, _)| *ty == RTM_NEWLINK)
+            .find_map(|(_, msg)| parse_link(msg))),
+    }
+}
+
+/// The id of the XDP program attached to interface `ifindex` of this
+/// network namespace, if there is exactly one (`IFLA_XDP_PROG_ID`).
+pub fn xdp_prog_id(ifindex: u32) -> io::Result<Option<u32>> {
+    Ok(
+        link_by_index(ifindex)?.and_then(|l| match l.xdp_programs.as_slice() {
+            [one] => Some(*one),
+            _ => None,
+        }),
+    )
+}
+
+/// An `RTM_NEWLINK` (or `RTM_DELLINK`) body.
+fn parse_link(body: &[u8]) -> Option<LinkState> {
+    let ifindex = u32_at(body, 4)?;
+    let flags = u32_at(body, 8)?;
+    let mut link = LinkState {
+        ifindex,
+        name: None,
+        admin_up: flags & IFF_UP != 0,
+        running: flags & IFF_RUNNING != 0,
+        xdp_programs: Vec::new(),
+    };
+    for (ty, payload) in attributes(body.get(IFINFOMSG_LEN..)?) {
+        match ty {
+            IFLA_IFNAME => {
+                let name = payload.split(|b| *b == 0).next().unwrap_or_default();
+                link.name = Some(String::from_utf8_lossy(name).into_owned());
             }
-            for (x, v) in attributes(payload) {
-                if x == IFLA_XDP_PROG_ID {
-                    return Ok(u32_at(v, 0).filter(|id| *id != 0));
+            IFLA_XDP => {
+                for (x, v) in attributes(payload) {
+                    if matches!(
+                        x,
+                        IFLA_XDP_PROG_ID
+                            | IFLA_XDP_DRV_PROG_ID
+                            | IFLA_XDP_SKB_PROG_ID
+                            | IFLA_XDP_HW_PROG_ID
+                    ) && let Some(id) = u32_at(v, 0).filter(|id| *id != 0)
+                        && !link.xdp_programs.contains(&id)
+                    {
+                        link.xdp_programs.push(id);
+                    }
                 }
             }
+            _ => {}
         }
     }
-    Ok(None)
+    Some(link)
 }
 
 fn kernel_address() -> libc::sockaddr_nl {
@@ -907,6 +1064,74 @@ mod tests {
             encode_message(RTM_GETROUTE, NLM_F_REQUEST, 1, &body).len(),
             16 + 12 + 20
         );
+    }
+
+    fn link_body(ifindex: u32, flags: u32, name: &str, xdp: &[(u16, u32)]) -> Vec<u8> {
+        let mut body = vec![0u8; IFINFOMSG_LEN];
+        body[4..8].copy_from_slice(&ifindex.to_ne_bytes());
+        body[8..12].copy_from_slice(&flags.to_ne_bytes());
+        let mut c_name = name.as_bytes().to_vec();
+        c_name.push(0);
+        push_attribute(&mut body, IFLA_IFNAME, &c_name);
+        if !xdp.is_empty() {
+            let mut nested = Vec::new();
+            for (ty, id) in xdp {
+                push_attribute(&mut nested, *ty, &id.to_ne_bytes());
+            }
+            // NLA_F_NESTED, as the kernel sets it.
+            push_attribute(&mut body, IFLA_XDP | 0x8000, &nested);
+        }
+        body
+    }
+
+    #[test]
+    fn parses_a_link_with_its_xdp_programs_in_every_mode() {
+        let body = link_body(
+            7,
+            IFF_UP | IFF_RUNNING,
+            "eth0",
+            &[(IFLA_XDP_DRV_PROG_ID, 31), (IFLA_XDP_PROG_ID, 31)],
+        );
+        assert_eq!(
+            parse_link(&body),
+            Some(LinkState {
+                ifindex: 7,
+                name: Some("eth0".into()),
+                admin_up: true,
+                running: true,
+                xdp_programs: vec![31],
+            })
+        );
+        let both = link_body(
+            7,
+            IFF_UP,
+            "eth0",
+            &[(IFLA_XDP_SKB_PROG_ID, 9), (IFLA_XDP_DRV_PROG_ID, 31)],
+        );
+        let l = parse_link(&both).expect("a link");
+        assert_eq!(l.xdp_programs, [9, 31]);
+        assert!(!l.up(), "up without carrier is not up");
+        assert_eq!(
+            parse_link(&link_body(7, 0, "eth0", &[])).map(|l| l.xdp_programs),
+            Some(vec![])
+        );
+        assert_eq!(parse_link(&body[..8]), None);
+    }
+
+    #[test]
+    fn link_notifications_about_the_interface_are_told_apart() {
+        let mut datagram = encode_message(RTM_DELLINK, 0, 0, &link_body(7, 0, "eth0", &[]));
+        assert_eq!(classify(&datagram, 7, "eth0"), (false, true));
+        // Created again: another index, the same name.
+        assert_eq!(classify(&datagram, 3, "eth0"), (false, true));
+        // Renamed: the same index, another name.
+        assert_eq!(classify(&datagram, 7, "wan0"), (false, true));
+        // Another interface.
+        assert_eq!(classify(&datagram, 3, "wan0"), (false, false));
+        let a = neighbour_body(AF_INET, 7, NUD_REACHABLE, &[198, 51, 100, 12], &MAC);
+        datagram.extend(encode_message(RTM_NEWNEIGH, 0, 0, &a));
+        assert_eq!(classify(&datagram, 7, "eth0"), (true, true));
+        assert_eq!(classify(&datagram, 3, "wan0"), (false, false));
     }
 
     #[test]
