@@ -363,6 +363,11 @@ impl Daemon {
         Ok(self.child.try_wait()?.is_none())
     }
 
+    /// The exit status, if the process has exited.
+    pub fn exited(&mut self) -> io::Result<Option<std::process::ExitStatus>> {
+        self.child.try_wait()
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub fn stop(mut self) -> io::Result<std::process::ExitStatus> {
         self.signal(libc::SIGTERM)?;

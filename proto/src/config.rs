@@ -265,6 +265,9 @@ pub struct Director {
     /// File holding the bearer token that API mutations must present
     /// (absolute path); without one, the API is read-only.
     pub api_token_file: Option<PathBuf>,
+    /// File holding the health verdicts (absolute path); `None`: beside
+    /// the config, `NAME.health.json`.
+    pub state_file: Option<PathBuf>,
     /// Directory on bpffs where the director's maps and XDP link are
     /// pinned, so that a restarted daemon adopts them (absolute path);
     /// `None`: [`Director::default_pin_dir`].
@@ -301,6 +304,7 @@ impl Default for Director {
             gateway_mac: None,
             api_listen: DEFAULT_API_LISTEN,
             api_token_file: None,
+            state_file: None,
             pin_dir: None,
             mtu: None,
         }
@@ -681,6 +685,7 @@ impl Cx {
                 "gateway_mac",
                 "api_listen",
                 "api_token_file",
+                "state_file",
                 "pin_dir",
                 "mtu",
             ],
@@ -747,17 +752,23 @@ impl Cx {
                 )
             })?;
         }
-        if let Some(s) = string("api_token_file")? {
+        // Relative to what? The daemon's working directory is an accident
+        // of how it was started: only absolute paths.
+        let absolute = |k: &str, s: &String| {
             let path = PathBuf::from(s);
-            // Relative to what? The daemon's working directory is an
-            // accident of how it was started: only absolute paths.
             if !path.is_absolute() || s.contains('\0') {
                 return Err(invalid(
-                    field("api_token_file"),
+                    field(k),
                     format!("\"{}\" is not an absolute path", shorten(s)),
                 ));
             }
-            d.api_token_file = Some(path);
+            Ok(path)
+        };
+        if let Some(s) = string("api_token_file")? {
+            d.api_token_file = Some(absolute("api_token_file", s)?);
+        }
+        if let Some(s) = string("state_file")? {
+            d.state_file = Some(absolute("state_file", s)?);
         }
         if let Some(s) = string("pin_dir")? {
             let path = PathBuf::from(s);
@@ -1104,6 +1115,12 @@ pub fn to_json(config: &Config) -> Value {
     if let Some(p) = &d.api_token_file {
         dir.insert(
             "api_token_file",
+            Value::String(p.to_string_lossy().into_owned()),
+        );
+    }
+    if let Some(p) = &d.state_file {
+        dir.insert(
+            "state_file",
             Value::String(p.to_string_lossy().into_owned()),
         );
     }
