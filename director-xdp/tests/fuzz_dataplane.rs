@@ -316,13 +316,67 @@ impl Tally {
         s
     }
 
+    /// The run as a few lines of Markdown, for docs/reliability.md.
+    fn markdown(&self, program: &str, settings: &Settings, secs: f64, max: usize) -> String {
+        let n = |v: u64| {
+            let s = v.to_string();
+            let mut out = String::new();
+            for (i, c) in s.chars().enumerate() {
+                if i > 0 && (s.len() - i).is_multiple_of(3) {
+                    out.push(',');
+                }
+                out.push(c);
+            }
+            out
+        };
+        let list = |m: &BTreeMap<&str, u64>| {
+            let mut v: Vec<(&&str, &u64)> = m.iter().collect();
+            v.sort_by(|a, b| b.1.cmp(a.1));
+            v.iter()
+                .map(|(k, c)| format!("{k} {}", n(**c)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let cuts = if self.sweep_pairs >= self.sweep_total {
+            format!(
+                "all {} (seed, length) pairs, every seed cut at every offset",
+                n(self.sweep_total)
+            )
+        } else {
+            format!(
+                "{} of the {} (seed, length) pairs, shortest cuts first",
+                n(self.sweep_pairs),
+                n(self.sweep_total)
+            )
+        };
+        format!(
+            "**{program}**: {} packets generated (seed `{:#x}`), {} run in {secs:.0} s \
+             ({} packets/s); skipped: {} shorter than {MIN_FRAME} bytes, {} longer than \
+             {max} bytes. **Failures: {}.**\n\n\
+             - generators: {}; seed cuts: {cuts}\n\
+             - verdicts: {}\n\
+             - outcomes (the reference's counters): {}\n",
+            n(self.run + self.skipped_short + self.skipped_long),
+            settings.seed,
+            n(self.run),
+            n((self.run as f64 / secs.max(1e-9)) as u64),
+            n(self.skipped_short),
+            n(self.skipped_long),
+            n(self.failures),
+            list(&self.kinds),
+            list(&self.verdicts),
+            list(&self.outcomes),
+        )
+    }
+
     fn finish(&self, program: &str, settings: &Settings, started: Instant) {
         let secs = started.elapsed().as_secs_f64();
         let summary = self.summary(program, settings, secs);
         eprint!("{summary}");
         if let Some(dir) = &settings.report {
             std::fs::create_dir_all(dir).unwrap();
-            std::fs::write(dir.join(format!("{program}.txt")), &summary).unwrap();
+            let md = self.markdown(program, settings, secs, max_frame());
+            std::fs::write(dir.join(format!("{program}.md")), md).unwrap();
         }
         assert!(
             self.failures == 0,
@@ -443,7 +497,7 @@ fn corrupt(rng: &mut Rng, mut frame: Vec<u8>) -> Vec<u8> {
 /// `frame` cut to `len` bytes; with `fix`, the IP length fields (and the
 /// IPv4 checksum) rewritten to match, as [`packet::cut`] does.
 fn cut_frame(frame: &[u8], len: usize, fix: bool) -> Vec<u8> {
-    let mut f = frame[..len].to_vec();
+    let mut f = frame[..len.min(frame.len())].to_vec();
     let l2 = l2_len(&f);
     if fix && f.len() > l2 {
         let ip = &mut f[l2..];
