@@ -1029,7 +1029,7 @@ fn random_frame(rng: &mut Rng, max: usize) -> Vec<u8> {
 
 /// The director's generators, with their weights (the seed cuts come on
 /// top, one packet in four).
-const DIRECTOR_KINDS: [(&str, usize); 8] = [
+const DIRECTOR_KINDS: [(&str, usize); 9] = [
     ("valid", 12),
     ("corrupted", 22),
     ("truncated", 8),
@@ -1038,7 +1038,90 @@ const DIRECTOR_KINDS: [(&str, usize); 8] = [
     ("IPv6 extension chain", 12),
     ("fragment", 12),
     ("ICMP quoting garbage", 14),
+    ("size at the path MTU", 6),
 ];
+
+/// The kind index of "size at the path MTU", whose packets run under
+/// [`Cfg::PathMtu`] mostly.
+const SIZE_EDGE: usize = 8;
+
+/// The config and generator of a packet that is not a seed cut: the first
+/// draws of its PRNG.
+fn head(rng: &mut Rng) -> (Cfg, usize) {
+    let cfg = *rng.pick(&CONFIGS);
+    let weights: Vec<usize> = DIRECTOR_KINDS.iter().map(|k| k.1).collect();
+    let k = rng.weighted(&weights);
+    if k == SIZE_EDGE && rng.chance(75) {
+        return (Cfg::PathMtu, k);
+    }
+    (cfg, k)
+}
+
+/// The largest client packets that fit a 1500-byte path once encapsulated
+/// (docs/director.md: 1460 to IPv4 backends with one hop, 1452 with three,
+/// 1412 to IPv6 backends with two), the IPv6 minimum MTU, and the path.
+const SIZE_LIMITS: [usize; 5] = [1460, 1452, 1412, 1280, 1500];
+
+/// A packet to a bind, or an ICMP error to a VIP, whose IP packet is a
+/// byte or two from a path MTU limit (or at it).
+fn size_edge(rng: &mut Rng) -> Vec<u8> {
+    let v6 = rng.chance(45);
+    let len = (*rng.pick(&SIZE_LIMITS) + rng.below(5)).saturating_sub(2);
+    let (vip, proto, port) = bind_target(rng, v6);
+    let src = client(rng, v6);
+    let options = rng.chance(15).then(|| v4_options(rng));
+    let ext = rng.chance(15);
+    let (df, frag) = (rng.chance(85), rng.below(6));
+    let flags = *rng.pick(&[0x02, 0x10, 0x18]);
+    let kind = rng.below(10);
+    let (sport, ty) = (rng.u16(), rng.byte());
+    // Built twice: empty, then with the payload that makes it `len` long.
+    let build = |pad: usize| {
+        let mut ip = ip_from(&src, &vip);
+        if v6 {
+            if ext {
+                ip = ip.ext(Ext::DestOpts(0));
+            }
+            if frag == 0 {
+                ip = ip.ext(Ext::Fragment {
+                    offset: 0,
+                    more: true,
+                    id: 7,
+                });
+            }
+        } else {
+            if let Some(o) = &options {
+                ip = ip.options(o);
+            }
+            if frag == 0 {
+                ip = ip.fragment(true, 0);
+            }
+            ip = ip.df(df);
+        }
+        let payload = vec![0x5a; pad];
+        match kind {
+            0..=3 if proto == 6 => ip.tcp(sport, port, flags, &payload),
+            0..=3 => ip.udp(sport, port, &payload),
+            4..=5 => ip.udp(sport, port, &payload),
+            6 => ip.tcp(sport, port, flags, &payload),
+            7 => ip.icmp(if v6 { 128 } else { 8 }, 0, [0, 1, 0, 1], &payload),
+            8 => {
+                // An error quoting a reply from the VIP: never answered.
+                let reply = ip_from(&vip, &src).tcp(port, sport, 0x10, &payload);
+                let (t, c) = if v6 { (2, 0) } else { (3, 4) };
+                ip.icmp(t, c, [0, 0, 5, 0x78], &reply)
+            }
+            _ => ip.icmp(ty, 0, [0; 4], &payload),
+        }
+    };
+    let empty = build(0).len();
+    let ip = build(len.saturating_sub(empty));
+    if rng.chance(15) {
+        packet::frame_vlan(rng.u16() & 0xfff, &ip)
+    } else {
+        packet::frame(&ip)
+    }
+}
 
 /// What the director generator needs beyond the PRNG.
 struct DirectorGen<'a> {
@@ -1060,9 +1143,7 @@ impl DirectorGen<'_> {
                 cut_frame(&case.input, len, lap % 2 == 1),
             );
         }
-        let cfg = *rng.pick(&CONFIGS);
-        let weights: Vec<usize> = DIRECTOR_KINDS.iter().map(|k| k.1).collect();
-        let k = rng.weighted(&weights);
+        let (cfg, k) = head(&mut rng);
         let base = |rng: &mut Rng| {
             if rng.chance(60) {
                 self.seeds[rng.below(self.seeds.len())].input.clone()
@@ -1089,6 +1170,7 @@ impl DirectorGen<'_> {
             }
             5 => ext_chain(&mut rng, self.max),
             6 => fragment(&mut rng, self.max),
+            SIZE_EDGE => size_edge(&mut rng),
             _ => {
                 let v6 = rng.chance(45);
                 let vip = dst(&mut rng, v6);
@@ -1335,6 +1417,9 @@ fn director() {
             .unwrap_or_else(|e| panic!("applying config {cfg:?}: {e:?}"));
         let before = dp.stats().unwrap();
         let mut want = [0u64; DirectorStat::COUNT];
+        // Per bind and per (table, primary): (packets, bytes as received).
+        let mut want_binds: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
+        let mut want_backends: BTreeMap<(String, IpAddr), (u64, u64)> = BTreeMap::new();
         let model = &models[&cfg];
         for i in mine {
             let (_, kind, frame) = generator.packet(settings.seed, i);
@@ -1360,6 +1445,16 @@ fn director() {
                 }
             };
             tally.run += 1;
+            if let Some((bind, c)) = o.bind_counters {
+                let e = want_binds.entry(bind).or_default();
+                (e.0, e.1) = (e.0 + c.packets, e.1 + c.bytes);
+                if let Some(d) = &o.decision {
+                    let e = want_backends
+                        .entry((d.table.clone(), d.primary))
+                        .or_default();
+                    (e.0, e.1) = (e.0 + c.packets, e.1 + c.bytes);
+                }
+            }
             for s in &o.counted {
                 want[s.index() as usize] += 1;
                 *tally.outcomes.entry(s.name()).or_default() += 1;
@@ -1381,6 +1476,38 @@ fn director() {
             }
         }
         let after = dp.stats().unwrap();
+        let moved = |b: (u64, u64), a: (u64, u64)| (a.0.wrapping_sub(b.0), a.1.wrapping_sub(b.1));
+        let mut got_binds = BTreeMap::new();
+        for a in &after.per_bind {
+            let b = before.per_bind.iter().find(|b| b.bind == a.bind);
+            let d = moved(
+                b.map_or((0, 0), |b| (b.packets, b.bytes)),
+                (a.packets, a.bytes),
+            );
+            if d != (0, 0) {
+                got_binds.insert(a.bind, d);
+            }
+        }
+        let mut got_backends = BTreeMap::new();
+        for a in &after.per_backend {
+            let b = before
+                .per_backend
+                .iter()
+                .find(|b| (&b.table, b.addr) == (&a.table, a.addr));
+            let d = moved(
+                b.map_or((0, 0), |b| (b.packets, b.bytes)),
+                (a.packets, a.bytes),
+            );
+            if d != (0, 0) {
+                got_backends.insert((a.table.clone(), a.addr), d);
+            }
+        }
+        if got_binds != want_binds || got_backends != want_backends {
+            tally.failures += 1;
+            tally.shown.push(format!(
+                "director, config {cfg:?}: per-bind counters moved by {got_binds:?}, the model says {want_binds:?}; per backend {got_backends:?}, the model says {want_backends:?}"
+            ));
+        }
         for stat in DirectorStat::ALL {
             let got = after.get(stat).wrapping_sub(before.get(stat));
             let w = want[stat.index() as usize];
@@ -1403,7 +1530,7 @@ impl DirectorGen<'_> {
             let (s, _, _) = self.sweep.pair(index / 4);
             self.seeds[s].config
         } else {
-            *Rng::for_packet(seed, 1, index).pick(&CONFIGS)
+            head(&mut Rng::for_packet(seed, 1, index)).0
         }
     }
 }
