@@ -625,14 +625,22 @@ fn client(rng: &mut Rng, v6: bool) -> String {
 }
 
 fn dst(rng: &mut Rng, v6: bool) -> String {
-    if rng.chance(92) {
-        if v6 {
-            rng.pick(&DST6).to_string()
-        } else {
-            rng.pick(&DST4).to_string()
+    match rng.below(100) {
+        0..=79 if v6 => rng.pick(&DST6).to_string(),
+        0..=79 => rng.pick(&DST4).to_string(),
+        // Neighbours of the VIPs, which share their host VIP table entries
+        // or probe sequences.
+        80..=89 if v6 => format!("2001:db8:10::{:x}", rng.u16()),
+        80..=89 => format!("203.0.113.{}", rng.byte()),
+        // IPv6 addresses that fold (high half XOR low half) to a VIP's
+        // fold: the same home entry, another address.
+        90..=94 if v6 => {
+            let vip: Ipv6Addr = rng.pick(&DST6).parse().unwrap();
+            let x = rng.next() | 1;
+            let (hi, lo) = ((u128::from(vip) >> 64) as u64, u128::from(vip) as u64);
+            Ipv6Addr::from(u128::from(hi ^ x) << 64 | u128::from(lo ^ x)).to_string()
         }
-    } else {
-        client(rng, v6)
+        _ => client(rng, v6),
     }
 }
 
