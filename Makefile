@@ -36,7 +36,7 @@ demo: deps
 bench: deps
 	@bash scripts/bench.sh
 
-# The data-plane fuzzer, long: a release build, 1,000,000 packets per
+# The data-plane fuzzer, long: a release build, 5,000,000 packets per
 # program (FUZZ_PACKETS), a random seed (FUZZ_SEED to replay one); figures
 # land in docs/reliability.md. `make test` runs it short (50,000, fixed seed).
 fuzz: deps

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # `make fuzz`: the data-plane fuzzer (director-xdp/tests/fuzz_dataplane.rs)
-# in a release build, FUZZ_PACKETS (default 1,000,000) packets per program,
+# in a release build, FUZZ_PACKETS (default 5,000,000) packets per program,
 # a random seed unless FUZZ_SEED is given; the figures go into the
 # "Packets (make fuzz)" section of docs/reliability.md, failures included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 doc=docs/reliability.md
-packets=${FUZZ_PACKETS:-1000000}
+packets=${FUZZ_PACKETS:-5000000}
 seed=${FUZZ_SEED:-0x$(od -An -N8 -tx8 /dev/urandom | tr -d ' \n')}
 report=$(mktemp -d)
 trap 'rm -rf "$report"' EXIT

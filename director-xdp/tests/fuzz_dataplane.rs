@@ -7,8 +7,9 @@
 //!   frame passed is passed unchanged, and an encapsulated frame is
 //!   well-formed GUE (parsed with `proto::wire`) whose inner packet is the
 //!   input after its Ethernet header and whose primary and hop list are the
-//!   row's chain in the table `proto::table` builds. The counters summed
-//!   over each config's packets equal the model's.
+//!   row's chain in the table `proto::table` builds. The counters (the
+//!   outcomes, per bind, per backend) summed over each config's packets
+//!   equal the model's.
 //! - **Redirect module**: run in a network namespace of its own (a veth
 //!   `eth0` holding this host's addresses, one permanent neighbour per
 //!   family, no sockets), so its decision is a function of the bytes: the
@@ -23,9 +24,12 @@
 //! can be rebuilt alone. One packet in four truncates a seed frame (the
 //! golden cases for the director) at the next (length, seed) pair, lengths
 //! in increasing order: a run long enough cuts every seed at every offset;
-//! the others are valid packets, field corruption, random truncation,
-//! random lengths and bytes, VLAN stacks, IPv6 extension chains, fragments
-//! and ICMP errors quoting garbage.
+//! the others are valid packets, packets at the path MTU limits, field
+//! corruption, random truncation, random lengths and bytes, VLAN stacks,
+//! IPv6 extension chains, fragments and ICMP errors quoting garbage (and
+//! for the redirect module GUE with any hop list, from outside `allow`,
+//! and traffic next to GUE). Frames a test run does not hand a program
+//! whole are counted as skipped.
 //!
 //! Environment: `FUZZ_PACKETS` (per program, default 50,000), `FUZZ_SEED`
 //! (decimal or 0x-hex, default fixed; printed), `FUZZ_ONLY=director:INDEX`
