@@ -63,6 +63,7 @@ use proto::wire::{GuePacket, GueRepr, InnerProto, PrivateType};
 
 use cases::Cfg;
 use packet::{Ext, ip_from};
+use proto::config::Config;
 
 /// Default packets per program: `make test` runs this many.
 const DEFAULT_PACKETS: u64 = 50_000;
@@ -562,16 +563,74 @@ impl Sweep {
 
 // ---------------------------------------------------------------- director generators
 
-/// The configs the director is fuzzed under: the golden cases'.
-const CONFIGS: [Cfg; 7] = [
-    Cfg::Main,
-    Cfg::Swapped,
-    Cfg::PortHash,
-    Cfg::NoFallback,
-    Cfg::PathMtu,
-    Cfg::LongChains,
-    Cfg::ShortChains,
+/// A config the director is fuzzed under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Conf {
+    /// One of the golden cases'.
+    Golden(Cfg),
+    /// The golden [`cases::MAIN`] with a fourth table of 240 more host
+    /// VIPs, for a host VIP table large enough for probe sequences.
+    ManyVips,
+}
+
+/// The configs the director is fuzzed under.
+const CONFIGS: [Conf; 8] = [
+    Conf::Golden(Cfg::Main),
+    Conf::Golden(Cfg::Swapped),
+    Conf::Golden(Cfg::PortHash),
+    Conf::Golden(Cfg::NoFallback),
+    Conf::Golden(Cfg::PathMtu),
+    Conf::Golden(Cfg::LongChains),
+    Conf::Golden(Cfg::ShortChains),
+    Conf::ManyVips,
 ];
+
+/// The many-VIP table's VIPs: `203.0.113.128` and up, `2001:db8:10:ffff::1`
+/// and up.
+const MANY_VIPS: u8 = 120;
+
+/// The config `conf` stands for.
+fn conf_config(conf: Conf) -> Config {
+    match conf {
+        Conf::Golden(cfg) => cases::config(cfg),
+        Conf::ManyVips => {
+            let mut binds = Vec::new();
+            for i in 0..MANY_VIPS {
+                binds.push(format!(
+                    r#"{{ "ip": "203.0.113.{}", "proto": "tcp", "port_start": 80, "port_end": 90 }}"#,
+                    128 + u16::from(i)
+                ));
+                binds.push(format!(
+                    r#"{{ "ip": "2001:db8:10:ffff::{:x}", "proto": "udp", "port": 443 }}"#,
+                    1 + u16::from(i)
+                ));
+            }
+            let table = format!(
+                r#"{{ "name": "many",
+      "hash_key": "243f6a8885a308d313198a2e03707344",
+      "seed": "a4093822299f31d0082efa98ec4e6c89",
+      "hops": 2,
+      "binds": [ {} ],
+      "backends": [
+        {{ "ip": "198.51.100.21", "state": "active", "healthy": true }},
+        {{ "ip": "198.51.100.22", "state": "active", "healthy": true }},
+        {{ "ip": "198.51.100.23", "state": "draining", "healthy": true }},
+        {{ "ip": "198.51.100.24", "state": "active", "healthy": false }},
+        {{ "ip": "198.51.100.11", "state": "active", "healthy": true }}
+      ] }},
+    {{ "name": "web4","#,
+                binds.join(",\n        ")
+            );
+            let text = cases::MAIN.replacen(r#"{ "name": "web4","#, &table, 1);
+            Config::from_json(&text).unwrap_or_else(|e| panic!("the many-VIP config: {e}"))
+        }
+    }
+}
+
+/// The reference model under `conf`.
+fn conf_model(conf: Conf) -> Model {
+    Model::new(&conf_config(conf), &cases::mac_of).unwrap_or_else(|e| panic!("{conf:?}: {e}"))
+}
 
 /// Destinations: every VIP of the golden configs, addresses in and out of
 /// their prefixes, and non-VIP neighbours.
@@ -634,7 +693,8 @@ fn dst(rng: &mut Rng, v6: bool) -> String {
         0..=79 => rng.pick(&DST4).to_string(),
         // Neighbours of the VIPs, which share their host VIP table entries
         // or probe sequences.
-        80..=89 if v6 => format!("2001:db8:10::{:x}", rng.u16()),
+        80..=84 if v6 => format!("2001:db8:10::{:x}", rng.u16()),
+        85..=89 if v6 => format!("2001:db8:10:ffff::{:x}", rng.below(256)),
         80..=89 => format!("203.0.113.{}", rng.byte()),
         // IPv6 addresses that fold (high half XOR low half) to a VIP's
         // fold: the same home entry, another address.
@@ -754,6 +814,19 @@ const BINDS6: [(&str, u8, u16, u16); 5] = [
 /// A bind to aim at: its VIP (an address of the prefix for a CIDR bind),
 /// protocol and a port of its range.
 fn bind_target(rng: &mut Rng, v6: bool) -> (String, u8, u16) {
+    if rng.chance(15) {
+        // The many-VIP table's.
+        let i = rng.below(usize::from(MANY_VIPS));
+        return if v6 {
+            (format!("2001:db8:10:ffff::{:x}", i + 1), 17, 443)
+        } else {
+            (
+                format!("203.0.113.{}", 128 + i),
+                6,
+                rng.range(80, 90) as u16,
+            )
+        };
+    }
     let (vip, proto, lo, hi) = if v6 {
         *rng.pick(&BINDS6)
     } else {
@@ -1059,12 +1132,12 @@ const SIZE_EDGE: usize = 8;
 
 /// The config and generator of a packet that is not a seed cut: the first
 /// draws of its PRNG.
-fn head(rng: &mut Rng) -> (Cfg, usize) {
+fn head(rng: &mut Rng) -> (Conf, usize) {
     let cfg = *rng.pick(&CONFIGS);
     let weights: Vec<usize> = DIRECTOR_KINDS.iter().map(|k| k.1).collect();
     let k = rng.weighted(&weights);
     if k == SIZE_EDGE && rng.chance(75) {
-        return (Cfg::PathMtu, k);
+        return (Conf::Golden(Cfg::PathMtu), k);
     }
     (cfg, k)
 }
@@ -1144,13 +1217,13 @@ struct DirectorGen<'a> {
 
 impl DirectorGen<'_> {
     /// Packet `index`: its config, generator and frame.
-    fn packet(&self, seed: u64, index: u64) -> (Cfg, &'static str, Vec<u8>) {
+    fn packet(&self, seed: u64, index: u64) -> (Conf, &'static str, Vec<u8>) {
         let mut rng = Rng::for_packet(seed, 1, index);
         if index.is_multiple_of(4) {
             let (s, len, lap) = self.sweep.pair(index / 4);
             let case = &self.seeds[s];
             return (
-                case.config,
+                Conf::Golden(case.config),
                 "seed cut",
                 cut_frame(&case.input, len, lap % 2 == 1),
             );
@@ -1199,12 +1272,12 @@ impl DirectorGen<'_> {
 
 /// The chains of every table of every config, as `proto::table` builds
 /// them: what an encapsulated packet's primary and hops must be.
-type Chains = HashMap<(Cfg, String), Vec<Chain<IpAddr>>>;
+type Chains = HashMap<(Conf, String), Vec<Chain<IpAddr>>>;
 
 fn chains() -> Chains {
     let mut m = HashMap::new();
     for cfg in CONFIGS {
-        for t in &cases::config(cfg).tables {
+        for t in &conf_config(cfg).tables {
             let rows = t.rendezvous().unwrap().row_addrs().collect();
             m.insert((cfg, t.name.clone()), rows);
         }
@@ -1214,7 +1287,7 @@ fn chains() -> Chains {
 
 /// The model-independent checks of an encapsulated frame: well-formed
 /// GUE whose inner packet is the input's and whose chain is the row's.
-fn check_gue(input: &[u8], out: &[u8], o: &Outcome, cfg: Cfg, chains: &Chains) -> Vec<String> {
+fn check_gue(input: &[u8], out: &[u8], o: &Outcome, cfg: Conf, chains: &Chains) -> Vec<String> {
     let mut p = Vec::new();
     let Some(d) = &o.decision else {
         return vec!["encapsulated without a decision".into()];
@@ -1335,7 +1408,7 @@ fn check_director(
     action: u32,
     out: &[u8],
     o: &Outcome,
-    cfg: Cfg,
+    cfg: Conf,
     chains: &Chains,
 ) -> Vec<String> {
     let mut p = Vec::new();
@@ -1408,7 +1481,7 @@ fn director() {
         sweep: Sweep::new(&lens),
         max,
     };
-    let models: HashMap<Cfg, Model> = CONFIGS.iter().map(|&c| (c, cases::model(c))).collect();
+    let models: HashMap<Conf, Model> = CONFIGS.iter().map(|&c| (c, conf_model(c))).collect();
     let chains = chains();
     let mut tally = Tally {
         sweep_total: generator.sweep.total,
@@ -1425,7 +1498,7 @@ fn director() {
         if mine.is_empty() {
             continue;
         }
-        dp.apply(&cases::config(cfg), &cases::mac_of)
+        dp.apply(&conf_config(cfg), &cases::mac_of)
             .unwrap_or_else(|e| panic!("applying config {cfg:?}: {e:?}"));
         let before = dp.stats().unwrap();
         let mut want = [0u64; DirectorStat::COUNT];
@@ -1537,10 +1610,10 @@ fn director() {
 
 impl DirectorGen<'_> {
     /// The config packet `index` runs under (cheaper than building it).
-    fn packet_cfg(&self, seed: u64, index: u64) -> Cfg {
+    fn packet_cfg(&self, seed: u64, index: u64) -> Conf {
         if index.is_multiple_of(4) {
             let (s, _, _) = self.sweep.pair(index / 4);
-            self.seeds[s].config
+            Conf::Golden(self.seeds[s].config)
         } else {
             head(&mut Rng::for_packet(seed, 1, index)).0
         }
