@@ -12,7 +12,8 @@
 //!   equal the model's.
 //! - **Redirect module**: run in a network namespace of its own (a veth
 //!   `eth0` holding this host's addresses, one permanent neighbour per
-//!   family, no sockets), so its decision is a function of the bytes: the
+//!   family, a listener per family and one established connection), so
+//!   its decision is a function of the bytes: the
 //!   expected verdict and bytes are computed here from docs/spec.md
 //!   section 3 and docs/backend.md, with `proto::wire`'s parser deciding
 //!   what valid GUE is. Whatever the reference says, a frame that is not
@@ -1635,6 +1636,48 @@ const OTHER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 12);
 const OTHER6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x12);
 /// The lab's MTU: a forward of a longer packet fails (the FIB says so).
 const LAB_MTU: usize = 1500;
+/// The lab's sockets: a listener on each VIP's port 80, one connection to
+/// the IPv4 one from `CLIENT:CLIENT_PORT`.
+const VIP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x10, 0, 0, 0, 0, 0x10);
+const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 7);
+const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 7);
+const CLIENT_PORT: u16 = 40000;
+/// The established flow as (client, VIP, client port, VIP port).
+const ESTABLISHED: (Option<IpAddr>, Option<IpAddr>, Option<u16>, Option<u16>) = (
+    Some(IpAddr::V4(CLIENT)),
+    Some(IpAddr::V4(VIP)),
+    Some(CLIENT_PORT),
+    Some(80),
+);
+
+/// A TCP connection from `CLIENT:CLIENT_PORT` to `VIP:80` (std cannot
+/// bind a client socket before connecting).
+fn connect_from_client() -> std::net::TcpStream {
+    use std::os::fd::FromRawFd as _;
+    let sockaddr = |a: Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as u16,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(a.octets()),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as u32;
+    let (local, remote) = (sockaddr(CLIENT, CLIENT_PORT), sockaddr(VIP, 80));
+    // SAFETY: socket(2), then bind(2) and connect(2) on that descriptor
+    // with sockaddrs of the length given; the stream owns it from then on.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let stream = std::net::TcpStream::from_raw_fd(fd);
+        let rc = libc::bind(fd, (&raw const local).cast(), len);
+        assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+        let rc = libc::connect(fd, (&raw const remote).cast(), len);
+        assert_eq!(rc, 0, "connect: {}", std::io::Error::last_os_error());
+        stream
+    }
+}
 
 fn redirect_config() -> RedirectConfig {
     RedirectConfig {
@@ -1668,7 +1711,8 @@ fn sh(cmd: &str, args: &[&str]) {
 
 /// Runs `body` on a thread in a network namespace of its own (gone when
 /// the thread ends): a veth `eth0` (this host's addresses, forwarding on,
-/// `OTHER`/`OTHER6` as permanent neighbours) and its peer `eth1`.
+/// `OTHER`/`OTHER6` as permanent neighbours) and its peer `eth1`, the VIPs
+/// and `CLIENT` on `lo`, the listeners and the established connection.
 fn in_lab<T: Send + 'static>(body: impl FnOnce(u32) -> T + Send + 'static) -> T {
     std::thread::spawn(move || {
         // SAFETY: unshare(2) of this thread's network namespace only.
@@ -1713,6 +1757,26 @@ fn in_lab<T: Send + 'static>(body: impl FnOnce(u32) -> T + Send + 'static) -> T 
                 "net.ipv6.conf.eth0.forwarding=1",
             ],
         );
+        // The sockets: what the module's lookups find.
+        sh("ip", &["link", "set", "lo", "up"]);
+        for a in [VIP.to_string() + "/32", CLIENT.to_string() + "/32"] {
+            sh("ip", &["addr", "add", &a, "dev", "lo"]);
+        }
+        sh(
+            "ip",
+            &[
+                "addr",
+                "add",
+                &(VIP6.to_string() + "/128"),
+                "dev",
+                "lo",
+                "nodad",
+            ],
+        );
+        let listener = std::net::TcpListener::bind((VIP, 80)).unwrap();
+        let _listener6 = std::net::TcpListener::bind((VIP6, 80)).unwrap();
+        let _client = connect_from_client();
+        let _server = listener.accept().unwrap();
         let name = std::ffi::CString::new("eth0").unwrap();
         // SAFETY: a valid NUL-terminated name.
         let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
@@ -1739,8 +1803,10 @@ enum Want {
 }
 
 /// docs/spec.md section 3 and docs/backend.md ("what the module looks at",
-/// "the decision"), for the lab: no local socket matches any flow, `ME`
-/// and `ME6` are this host, `OTHER` and `OTHER6` are the only neighbours.
+/// "the decision"), for the lab: one local socket matches a flow
+/// ([`ESTABLISHED`]; the listeners alone accept nothing and never sent a
+/// SYN cookie), `ME` and `ME6` are this host, `OTHER` and `OTHER6` are the
+/// only neighbours.
 fn redirect_reference(f: &[u8]) -> Want {
     let v6 = match be16(f, 12) {
         Some(0x0800) => false,
@@ -1812,6 +1878,15 @@ fn redirect_reference(f: &[u8]) -> Want {
         if flags & 0x02 != 0 && flags & 0x10 == 0 {
             return Want::Accept(RedirectStat::AcceptedSyn, inner);
         }
+        let flow = (
+            addr_at(i, if inner_v6 { 8 } else { 12 }, inner_v6),
+            addr_at(i, if inner_v6 { 24 } else { 16 }, inner_v6),
+            be16(l4b, 0),
+            be16(l4b, 2),
+        );
+        if flow == ESTABLISHED {
+            return Want::Accept(RedirectStat::AcceptedEstablished, inner);
+        }
     } else if proto == if inner_v6 { 58 } else { 1 } {
         if l4b.len() < 8 {
             return other;
@@ -1831,10 +1906,26 @@ fn redirect_reference(f: &[u8]) -> Want {
         if !quotes_tcp {
             return other;
         }
+        // The quoted packet went from the VIP to the client: its reverse
+        // is the flow.
+        let hl = if inner_v6 {
+            40
+        } else {
+            usize::from(q[0] & 0x0f) * 4
+        };
+        let flow = (
+            addr_at(q, if inner_v6 { 24 } else { 16 }, inner_v6),
+            addr_at(q, if inner_v6 { 8 } else { 12 }, inner_v6),
+            be16(q, hl + 2),
+            be16(q, hl),
+        );
+        if flow == ESTABLISHED {
+            return Want::Accept(RedirectStat::AcceptedEstablished, inner);
+        }
     } else {
         return other;
     }
-    // No socket in the lab: steps 4 to 6.
+    // No other socket in the lab: steps 4 to 6.
     if repr.next_hop >= repr.hops.hop_count() {
         return Want::Accept(RedirectStat::AcceptedLastResort, inner);
     }
@@ -2029,7 +2120,8 @@ fn inner_packet(rng: &mut Rng, max: usize) -> Vec<u8> {
             let ip = ip_from(&client(rng, v6), &vip);
             quoting_error(rng, v6, &vip, ip)
         }
-        8 => fragment(rng, max)[14..].to_vec(),
+        8 if rng.chance(50) => fragment(rng, max)[14..].to_vec(),
+        8 => lab_flow(rng, v6),
         _ => {
             let mut v = valid_ip(rng, v6, max);
             if rng.chance(50) {
@@ -2038,6 +2130,47 @@ fn inner_packet(rng: &mut Rng, max: usize) -> Vec<u8> {
             v
         }
     }
+}
+
+/// A packet of the flows the lab has sockets for (the established one,
+/// its neighbours, the IPv6 listener's), or an ICMP error quoting one,
+/// with any flags, sometimes cut or garbled.
+fn lab_flow(rng: &mut Rng, v6: bool) -> Vec<u8> {
+    let (client, vip) = if v6 {
+        (IpAddr::V6(CLIENT6), IpAddr::V6(VIP6))
+    } else {
+        (IpAddr::V4(CLIENT), IpAddr::V4(VIP))
+    };
+    let (client, vip) = (client.to_string(), vip.to_string());
+    let sport = CLIENT_PORT + *rng.pick(&[0, 0, 0, 1]);
+    let flags = {
+        let any = rng.byte();
+        *rng.pick(&[0x10, 0x10, 0x18, 0x11, 0x04, 0x14, 0x12, 0x02, any])
+    };
+    let mut p = if rng.chance(70) {
+        let opts = if rng.chance(20) {
+            let n = 4 * rng.range(1, 10);
+            rng.bytes(n)
+        } else {
+            Vec::new()
+        };
+        let payload = rng.bytes_below(64);
+        ip_from(&client, &vip).tcp_with_options(sport, 80, flags, &opts, &payload)
+    } else {
+        let reply = ip_from(&vip, &client).tcp(80, sport, 0x10, &[0; 64]);
+        let quote = &reply[..if v6 { 48 } else { 28 }];
+        let (ty, code) = if v6 { (2, 0) } else { (3, 4) };
+        let router = if v6 { "2001:db8:ff::1" } else { "192.0.2.254" };
+        ip_from(router, &vip).icmp(ty, code, [0, 0, 5, 0x78], quote)
+    };
+    if rng.chance(20) {
+        p = corrupt(rng, p);
+    }
+    if rng.chance(10) {
+        let keep = rng.below(p.len() + 1);
+        p.truncate(keep);
+    }
+    p
 }
 
 /// A GUE frame from `src` to this host: hops of the outer family (or of
