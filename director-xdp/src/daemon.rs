@@ -1364,7 +1364,13 @@ impl Daemon {
         // Warnings were reported when the file was read; the rendered
         // config has none to add.
         new_file.warnings.clear();
-        let text = format!("{:#}\n", proto::config::to_json(&new_file));
+        // The fields this project does not read (GLB configs carry some for
+        // other tools) are put back where they were.
+        let rendered = match serde_json::from_str::<Value>(&self.on_disk) {
+            Ok(original) => proto::config::to_json_keeping(&new_file, &original),
+            Err(_) => proto::config::to_json(&new_file),
+        };
+        let text = format!("{rendered:#}\n");
         let (old, old_health) = (self.config.clone(), self.health.clone());
         match self.apply_config(self.health.overlay(&new_file)) {
             Ok(report) => info!("API change applied: {}", summary(self.generation, &report)),

@@ -318,7 +318,7 @@ impl Config {
         let mut cx = Cx {
             warnings: Vec::new(),
         };
-        let root = cx.object(&doc, "config", &["tables", "director"])?;
+        let root = cx.object(&doc, "config", ROOT_FIELDS)?;
         let tables_v = root
             .get("tables")
             .ok_or_else(|| invalid("config", "missing field \"tables\""))?;
@@ -443,6 +443,26 @@ fn usable(addr: IpAddr, what: &str) -> Result<(), String> {
     }
 }
 
+/// The fields this project reads, per level of the config; any other is
+/// a warning when read, and kept as it was when the daemon rewrites the
+/// file ([`to_json_keeping`]).
+const ROOT_FIELDS: &[&str] = &["tables", "director"];
+const TABLE_FIELDS: &[&str] = &["name", "hash_key", "seed", "hops", "binds", "backends"];
+const BIND_FIELDS: &[&str] = &["ip", "proto", "port", "port_start", "port_end"];
+const BACKEND_FIELDS: &[&str] = &["ip", "state", "healthy", "reachable", "healthchecks"];
+const DIRECTOR_FIELDS: &[&str] = &[
+    "interface",
+    "source_v4",
+    "source_v6",
+    "hash_fields",
+    "gateway_mac",
+    "api_listen",
+    "api_token_file",
+    "state_file",
+    "pin_dir",
+    "mtu",
+];
+
 /// Parsing context: collects warnings.
 struct Cx {
     warnings: Vec<String>,
@@ -470,11 +490,7 @@ impl Cx {
 
     fn table(&mut self, i: usize, v: &Value) -> Result<Table, ConfigError> {
         let mut path = format!("tables[{i}]");
-        let o = self.object(
-            v,
-            &path,
-            &["name", "hash_key", "seed", "hops", "binds", "backends"],
-        )?;
+        let o = self.object(v, &path, TABLE_FIELDS)?;
         let name = match o.get("name") {
             None => i.to_string(),
             Some(Value::String(s)) if valid_name(s) => s.clone(),
@@ -549,7 +565,7 @@ impl Cx {
     }
 
     fn bind(&mut self, path: &str, v: &Value) -> Result<Bind, ConfigError> {
-        let o = self.object(v, path, &["ip", "proto", "port", "port_start", "port_end"])?;
+        let o = self.object(v, path, BIND_FIELDS)?;
         let ip = o
             .get("ip")
             .ok_or_else(|| invalid(path, "missing field \"ip\""))?;
@@ -611,11 +627,7 @@ impl Cx {
     }
 
     fn backend(&mut self, path: &str, v: &Value) -> Result<BackendConfig, ConfigError> {
-        let o = self.object(
-            v,
-            path,
-            &["ip", "state", "healthy", "reachable", "healthchecks"],
-        )?;
+        let o = self.object(v, path, BACKEND_FIELDS)?;
         let addr = match o.get("ip") {
             Some(Value::String(s)) => s.parse::<IpAddr>().map_err(|_| {
                 invalid(
@@ -674,22 +686,7 @@ impl Cx {
 
     fn director(&mut self, v: &Value) -> Result<Director, ConfigError> {
         let path = "director";
-        let o = self.object(
-            v,
-            path,
-            &[
-                "interface",
-                "source_v4",
-                "source_v6",
-                "hash_fields",
-                "gateway_mac",
-                "api_listen",
-                "api_token_file",
-                "state_file",
-                "pin_dir",
-                "mtu",
-            ],
-        )?;
+        let o = self.object(v, path, DIRECTOR_FIELDS)?;
         let mut d = Director::default();
         let field = |k: &str| format!("{path}.{k}");
         let string = |k: &str| -> Result<Option<&String>, ConfigError> {
@@ -1035,8 +1032,86 @@ fn check_across_tables(tables: &[Table]) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// [`to_json`], with every field of `original` (the file's JSON as last
+/// read or written) that this project does not read put back where it was:
+/// GLB configs carry fields for other tools, and a rewrite by the daemon
+/// must not drop them. Tables are matched by name (by position for
+/// unnamed GLB tables), backends by address, binds by position; what has no
+/// match (an added backend) has no unknown fields to keep.
+pub fn to_json_keeping(config: &Config, original: &Value) -> Value {
+    fn keep(out: &mut Value, original: Option<&Value>, known: &[&str]) {
+        let (Some(out), Some(original)) =
+            (out.as_object_mut(), original.and_then(Value::as_object))
+        else {
+            return;
+        };
+        for (k, v) in original {
+            if !known.contains(&k.as_str()) && !out.contains_key(k) {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    let mut out = to_json(config);
+    keep(&mut out, Some(original), ROOT_FIELDS);
+    if let Some(d) = out.get_mut("director") {
+        keep(d, original.get("director"), DIRECTOR_FIELDS);
+    } else if let Some(d) = original.get("director") {
+        // No director settings, but unknown fields in the section.
+        let mut section = Value::Object(Map::new());
+        keep(&mut section, Some(d), DIRECTOR_FIELDS);
+        if section.as_object().is_some_and(|o| !o.is_empty()) {
+            out["director"] = section;
+        }
+    }
+    let old_tables: &[Value] = original
+        .get("tables")
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice);
+    let Some(tables) = out.get_mut("tables").and_then(Value::as_array_mut) else {
+        return out;
+    };
+    for t in tables {
+        let name = t["name"].as_str().unwrap_or_default().to_string();
+        let old = old_tables.iter().enumerate().find_map(|(i, o)| {
+            let old_name = o
+                .get("name")
+                .and_then(Value::as_str)
+                .map_or_else(|| i.to_string(), str::to_string);
+            (old_name == name).then_some(o)
+        });
+        keep(t, old, TABLE_FIELDS);
+        let Some(old) = old else { continue };
+        let list = |v: &Value, k: &str| {
+            v.get(k)
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        };
+        let (old_binds, old_backends) = (list(old, "binds"), list(old, "backends"));
+        if let Some(binds) = t.get_mut("binds").and_then(Value::as_array_mut) {
+            for (i, b) in binds.iter_mut().enumerate() {
+                keep(b, old_binds.get(i), BIND_FIELDS);
+            }
+        }
+        if let Some(backends) = t.get_mut("backends").and_then(Value::as_array_mut) {
+            for b in backends {
+                let ip = b["ip"].as_str().and_then(|s| s.parse::<IpAddr>().ok());
+                let old = old_backends.iter().find(|o| {
+                    o.get("ip")
+                        .and_then(Value::as_str)
+                        .and_then(|s| s.parse::<IpAddr>().ok())
+                        == ip
+                });
+                keep(b, old, BACKEND_FIELDS);
+            }
+        }
+    }
+    out
+}
+
 /// Renders a config back to JSON in the same format (GLB fields plus the
-/// `director` section), for persisting a changed desired state.
+/// `director` section, every field explicit), for persisting a changed
+/// desired state.
 pub fn to_json(config: &Config) -> Value {
     let tables: Vec<Value> = config
         .tables

@@ -514,3 +514,46 @@ fn error_messages_cut_long_values() {
         )]
     );
 }
+
+#[test]
+fn a_rewrite_keeps_the_fields_this_project_does_not_read() {
+    let original: serde_json::Value = serde_json::from_str(
+        r#"{"owner":"team-a",
+        "tables":[{"name":"web","hash_key":"000102030405060708090a0b0c0d0e0f",
+          "seed":"49a3d861d661ae5ab06ed9326871a2f5","glb_extra":{"a":1},
+          "binds":[{"ip":"203.0.113.10","proto":"tcp","port_start":80,"port_end":80,"comment":"main"}],
+          "backends":[{"ip":"198.51.100.1","rack":"r1"},{"ip":"198.51.100.2","rack":"r2","healthy":true}]}],
+        "director":{"interface":"eth0","x_note":"keep"}}"#,
+    )
+    .unwrap();
+    let mut c = Config::from_json(&original.to_string()).unwrap();
+    assert_eq!(c.warnings.len(), 6, "{:?}", c.warnings);
+    // A change as the API makes one: a backend drained, one removed, one added.
+    let web = &mut c.tables[0];
+    web.backends[0].backend.state = BackendState::Draining;
+    web.backends.remove(1);
+    let mut added = web.backends[0].clone();
+    added.backend.addr = "198.51.100.3".parse().unwrap();
+    web.backends.push(added);
+    let out = proto::config::to_json_keeping(&c, &original);
+    assert_eq!(out["owner"], "team-a");
+    assert_eq!(out["director"]["x_note"], "keep");
+    assert_eq!(out["tables"][0]["glb_extra"]["a"], 1);
+    let bind = &out["tables"][0]["binds"][0];
+    assert_eq!(bind["comment"], "main");
+    assert_eq!(
+        (bind.get("port"), bind.get("port_start")),
+        (Some(&serde_json::json!(80)), None),
+        "known fields are the rendering's, not put back: {bind}"
+    );
+    let backends = out["tables"][0]["backends"].as_array().unwrap();
+    assert_eq!(
+        (&backends[0]["rack"], &backends[0]["state"]),
+        (&serde_json::json!("r1"), &serde_json::json!("draining"))
+    );
+    assert_eq!(backends[1].get("rack"), None, "the added backend has none");
+    // It reads back to the same config, warnings and all.
+    let again = Config::from_json(&out.to_string()).unwrap();
+    assert_eq!(again.tables, c.tables);
+    assert_eq!(again.warnings.len(), 5, "{:?}", again.warnings);
+}
