@@ -749,7 +749,9 @@ mod live {
             rt.block_on(async move {
                 let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
                 tx.send(l.local_addr().expect("addr")).expect("send");
-                let router = Router::new().route("/x", axum::routing::get(|| async { "ok" }));
+                let router = Router::new()
+                    .route("/x", axum::routing::get(|| async { "ok" }))
+                    .route("/big", axum::routing::get(|| async { vec![b'x'; BIG] }));
                 let (_keep, limits) = watch::channel(limits);
                 tokio::time::timeout(Duration::from_secs(20), serve(l, router, limits, 1000))
                     .await
@@ -766,6 +768,34 @@ mod live {
         let mut out = Vec::new();
         let _ = s.read_to_end(&mut out);
         String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// The body of `/big`: more than any socket buffers hold.
+    const BIG: usize = 64 << 20;
+
+    #[test]
+    fn a_client_that_reads_nothing_is_cut() {
+        let (addr, _h) = start(ApiLimits {
+            body_timeout_ms: 300,
+            ..ApiLimits::DEFAULT
+        });
+        let mut s = std::net::TcpStream::connect(addr).expect("connect");
+        s.write_all(b"GET /big HTTP/1.1\r\nHost: h\r\n\r\n")
+            .expect("request");
+        // Reads nothing for a while: the server's write stalls, and is cut.
+        std::thread::sleep(Duration::from_secs(3));
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+        let mut got = 0;
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+                Err(e) => panic!("still open after {got} bytes: {e}"),
+            }
+        }
+        assert!(got < BIG, "the whole response came: {got} bytes");
     }
 
     /// Status and JSON body of a refusal.
