@@ -358,6 +358,12 @@ impl Daemon {
         Ok(())
     }
 
+    /// The process's pid (`ip netns exec` execs the program, so it is the
+    /// program's).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether the process is still running.
     pub fn running(&mut self) -> io::Result<bool> {
         Ok(self.child.try_wait()?.is_none())

@@ -25,7 +25,8 @@ use std::net::IpAddr;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{RawPathParams, RawQuery};
+use axum::extract::rejection::{BytesRejection, RawPathParamsRejection};
+use axum::extract::{DefaultBodyLimit, OriginalUri, RawPathParams, RawQuery};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter};
@@ -379,11 +380,32 @@ pub(crate) fn router(calls: mpsc::Sender<Call>) -> Router {
     for r in ROUTES {
         let calls = calls.clone();
         let op = r.op;
-        let handler =
-            move |params: RawPathParams,
-                  RawQuery(query): RawQuery,
-                  headers: HeaderMap,
-                  body: Bytes| { forward(calls, op, params, query, headers, body) };
+        let handler = move |OriginalUri(uri): OriginalUri,
+                            params: Result<RawPathParams, RawPathParamsRejection>,
+                            RawQuery(query): RawQuery,
+                            headers: HeaderMap,
+                            body: Result<Bytes, BytesRejection>| async move {
+            // The server (src/server.rs) has read the body within its
+            // limits already; a path parameter that is not UTF-8 once
+            // percent-decoded is refused here, in JSON like every refusal.
+            let params = match params {
+                Ok(p) => p,
+                Err(e) => {
+                    return bad(format!("the path is not valid: {}", e.body_text()))
+                        .at("path", uri.path())
+                        .reply();
+                }
+            };
+            let body = match body {
+                Ok(b) => b,
+                Err(e) => {
+                    return ApiError::new(e.status(), e.body_text())
+                        .at("body", Value::Null)
+                        .reply();
+                }
+            };
+            forward(calls, op, params, query, headers, body).await
+        };
         let filter = match r.method {
             "get" => MethodFilter::GET,
             "post" => MethodFilter::POST,
@@ -406,9 +428,12 @@ pub(crate) fn router(calls: mpsc::Sender<Call>) -> Router {
             }),
         );
     }
-    router.fallback(|| async {
-        ApiError::new(StatusCode::NOT_FOUND, "no such path (see /v1/openapi.json)").reply()
-    })
+    router
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "no such path (see /v1/openapi.json)").reply()
+        })
+        // The server limits bodies (director.api_max_body_bytes).
+        .layer(DefaultBodyLimit::disable())
 }
 
 async fn forward(
@@ -474,7 +499,11 @@ pub(crate) fn authorize(
     if !mutation && loopback {
         return Ok(());
     }
-    let given = authorization.and_then(|h| h.strip_prefix("Bearer "));
+    // `Bearer <token>`; the scheme is case-insensitive (RFC 9110 11.1).
+    let given = authorization.and_then(|h| {
+        let (scheme, rest) = h.trim_start().split_once([' ', '\t'])?;
+        scheme.eq_ignore_ascii_case("bearer").then_some(rest)
+    });
     match given {
         None => Err(
             ApiError::new(StatusCode::UNAUTHORIZED, "missing bearer token")
@@ -822,7 +851,11 @@ pub(crate) fn openapi() -> Value {
             r.success.to_string(),
             json!({ "description": "success", "content": { content_type: { "schema": schema(r.response) } } }),
         );
-        let mut codes = vec!["500"];
+        // 503: the connection caps (docs/api.md#limits) or a shutdown.
+        let mut codes = vec!["500", "503"];
+        if r.request.is_some() {
+            codes.extend(["408", "413"]);
+        }
         if r.path.contains("{name}") {
             codes.extend(["400", "404"]);
         }
@@ -1237,6 +1270,18 @@ mod tests {
         let e = authorize(Some("s3cret"), Some("Bearer nope"), true, true).unwrap_err();
         assert_eq!(e.status, StatusCode::UNAUTHORIZED);
         assert!(authorize(Some("s3cret"), Some("Bearer s3cret"), true, true).is_ok());
+        for scheme in ["bearer", "BEARER", "beaRer"] {
+            let h = format!("{scheme} s3cret");
+            assert!(
+                authorize(Some("s3cret"), Some(&h), true, true).is_ok(),
+                "{h}"
+            );
+        }
+        assert!(authorize(Some("s3cret"), Some("Bearer   s3cret"), true, true).is_ok());
+        for h in ["Basic s3cret", "Bearers3cret", "s3cret", "Bearer"] {
+            let e = authorize(Some("s3cret"), Some(h), true, true).unwrap_err();
+            assert_eq!(e.status, StatusCode::UNAUTHORIZED, "{h}");
+        }
         let e = authorize(Some("s3cret"), None, false, false).unwrap_err();
         assert_eq!(e.status, StatusCode::UNAUTHORIZED, "reads off loopback");
         let e = authorize(None, Some("Bearer x"), true, true).unwrap_err();

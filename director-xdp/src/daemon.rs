@@ -40,7 +40,7 @@ use aya::programs::XdpMode;
 use aya::programs::links::FdLink;
 use aya::programs::xdp::{XdpLink, XdpLinkId};
 use director_xdp::dataplane::{ApplyReport, Dataplane, DataplaneError, PathMtu};
-use proto::config::Config;
+use proto::config::{ApiLimits, Config};
 use proto::table::{Chain, Holders, Release, RowCount, row_counts};
 use serde_json::{Value, json};
 use tokio::signal::unix::{SignalKind, signal};
@@ -49,6 +49,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::api::{self, ApiError, Call, Change};
 use crate::pins;
+use crate::server;
 use crate::{Failure, load_config_text};
 use director_xdp::neigh::{self, Notice, Resolver, Snapshot, Unresolved, Watcher};
 
@@ -100,6 +101,8 @@ async fn run_async(config_path: &Path, keep_on_exit: bool) -> Result<(), Failure
     let mut int = signal_stream(SignalKind::interrupt())?;
     let mut term = signal_stream(SignalKind::terminate())?;
 
+    // Before anything is opened: the API's connection cap is sized from it.
+    let fd_limit = server::raise_fd_limit();
     let (file_config, on_disk) = load_config_text(config_path).map_err(Failure::usage)?;
     let token = read_token(&file_config).map_err(Failure::usage)?;
     // The last verdicts, laid over the file's: a restarted director starts
@@ -176,23 +179,23 @@ async fn run_async(config_path: &Path, keep_on_exit: bool) -> Result<(), Failure
     // while nothing has changed yet. Calls wait in the channel until the
     // event loop runs.
     let api_listen = config.director.api_listen;
-    let listener = tokio::net::TcpListener::bind(api_listen)
-        .await
+    let listener = server::listen(api_listen)
         .with_context(|| format!("listening on {api_listen} (director.api_listen)"))
         .map_err(Failure::runtime)?;
     let (call_tx, mut calls) = mpsc::channel::<Call>(64);
     let router = api::router(call_tx);
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
-            error!("API server stopped: {e}");
-        }
-    });
+    // The connection cap leaves file descriptors for the daemon's own
+    // work: no number of clients makes a reload fail with EMFILE.
+    let api_budget = server::fd_budget(fd_limit);
+    let (api_limits, limits) = tokio::sync::watch::channel(config.director.api_limits);
+    tokio::spawn(server::serve(listener, router, limits, api_budget));
     info!(
-        "API listening on http://{api_listen}/ ({})",
+        "API listening on http://{api_listen}/ ({}; {})",
         match &config.director.api_token_file {
             Some(p) => format!("changes need the bearer token of {}", p.display()),
             None => "read-only: no director.api_token_file".to_string(),
-        }
+        },
+        server::describe(&config.director.api_limits, api_budget)
     );
 
     // The path MTU toward the backends when director.mtu is not set.
@@ -215,6 +218,8 @@ async fn run_async(config_path: &Path, keep_on_exit: bool) -> Result<(), Failure
         state_path,
         last_apply: None,
         watch: watch::Watch::new(interface.clone(), pin_dir.join(pins::LINK), watcher),
+        api_limits,
+        api_budget,
     };
     let snapshot = daemon
         .resolver
@@ -407,6 +412,11 @@ pub(crate) struct Daemon {
     last_apply: Option<(&'static str, SystemTime, Option<String>)>,
     /// The program's attachment to the interface ([`watch`]).
     watch: watch::Watch,
+    /// The API server's limits (director.api_*), changed by a SIGHUP for
+    /// the connections that follow.
+    api_limits: tokio::sync::watch::Sender<ApiLimits>,
+    /// The connections the file descriptor limit leaves the API.
+    api_budget: usize,
 }
 
 /// What a table's rows are built from: the same inputs give the same rows
@@ -600,6 +610,9 @@ impl Daemon {
                 }
                 self.token = token;
                 self.on_disk = text;
+                let limits = self.config.director.api_limits;
+                let old = self.api_limits.send_replace(limits);
+                server::log_change(&old, &limits, self.api_budget);
                 self.record("sighup", Ok(()));
             }
             Err(e) => {

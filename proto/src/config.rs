@@ -22,6 +22,73 @@ use crate::table::{
 /// Default address of the director's HTTP API: loopback only.
 pub const DEFAULT_API_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9610);
 
+/// Limits of the director's HTTP API against slow, idle or abusive clients
+/// (docs/api.md#limits). Each has a default; the connection caps are
+/// further bounded by the daemon's file descriptor limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApiLimits {
+    /// Connections open at once, all clients together.
+    pub max_connections: u32,
+    /// Connections open at once from one client address.
+    pub max_connections_per_address: u32,
+    /// The largest request body, in bytes.
+    pub max_body_bytes: u32,
+    /// Milliseconds a client has to send a whole request head, from the
+    /// connection's start or the end of the previous response (so also
+    /// the longest an idle keep-alive connection is kept).
+    pub header_timeout_ms: u32,
+    /// Milliseconds a client has to send a whole request body once its
+    /// head arrived; also the longest a response write may stall.
+    pub body_timeout_ms: u32,
+}
+
+impl ApiLimits {
+    /// The defaults (docs/config.md).
+    pub const DEFAULT: ApiLimits = ApiLimits {
+        max_connections: 512,
+        max_connections_per_address: 32,
+        max_body_bytes: 64 * 1024,
+        header_timeout_ms: 5_000,
+        body_timeout_ms: 10_000,
+    };
+
+    /// Each setting's config field (under `director`), its value, and
+    /// the range it must be in.
+    pub fn fields(&self) -> [(&'static str, u32, std::ops::RangeInclusive<u32>); 5] {
+        [
+            ("api_max_connections", self.max_connections, 1..=1_000_000),
+            (
+                "api_max_connections_per_address",
+                self.max_connections_per_address,
+                1..=1_000_000,
+            ),
+            ("api_max_body_bytes", self.max_body_bytes, 1024..=16 << 20),
+            (
+                "api_header_timeout_ms",
+                self.header_timeout_ms,
+                100..=600_000,
+            ),
+            ("api_body_timeout_ms", self.body_timeout_ms, 100..=600_000),
+        ]
+    }
+
+    fn set(&mut self, field: &str, value: u32) {
+        match field {
+            "api_max_connections" => self.max_connections = value,
+            "api_max_connections_per_address" => self.max_connections_per_address = value,
+            "api_max_body_bytes" => self.max_body_bytes = value,
+            "api_header_timeout_ms" => self.header_timeout_ms = value,
+            _ => self.body_timeout_ms = value,
+        }
+    }
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        ApiLimits::DEFAULT
+    }
+}
+
 /// Why a config was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -268,6 +335,8 @@ pub struct Director {
     /// File holding the health verdicts (absolute path); `None`: beside
     /// the config, `NAME.health.json`.
     pub state_file: Option<PathBuf>,
+    /// The API's connection caps, body size limit and timeouts.
+    pub api_limits: ApiLimits,
     /// Directory on bpffs where the director's maps and XDP link are
     /// pinned, so that a restarted daemon adopts them (absolute path);
     /// `None`: [`Director::default_pin_dir`].
@@ -305,6 +374,7 @@ impl Default for Director {
             api_listen: DEFAULT_API_LISTEN,
             api_token_file: None,
             state_file: None,
+            api_limits: ApiLimits::DEFAULT,
             pin_dir: None,
             mtu: None,
         }
@@ -458,6 +528,11 @@ const DIRECTOR_FIELDS: &[&str] = &[
     "gateway_mac",
     "api_listen",
     "api_token_file",
+    "api_max_connections",
+    "api_max_connections_per_address",
+    "api_max_body_bytes",
+    "api_header_timeout_ms",
+    "api_body_timeout_ms",
     "state_file",
     "pin_dir",
     "mtu",
@@ -817,6 +892,24 @@ impl Cx {
                 return Err(invalid(field("hash_fields"), "needs at least one field"));
             }
             d.hash_fields = HashFields(bits);
+        }
+        for (name, _, range) in ApiLimits::DEFAULT.fields() {
+            let Some(v) = o.get(name) else { continue };
+            let n = v
+                .as_u64()
+                .filter(|n| (u64::from(*range.start())..=u64::from(*range.end())).contains(n))
+                .ok_or_else(|| {
+                    invalid(
+                        field(name),
+                        format!(
+                            "{} is not an integer from {} to {}",
+                            show(v),
+                            range.start(),
+                            range.end()
+                        ),
+                    )
+                })?;
+            d.api_limits.set(name, n as u32);
         }
         if let Some(v) = o.get("mtu") {
             // The least any table needs (IPv4 backends, one hop); the
@@ -1198,6 +1291,18 @@ pub fn to_json(config: &Config) -> Value {
             "state_file",
             Value::String(p.to_string_lossy().into_owned()),
         );
+    }
+    // Written when not the default, so that a file the API rewrites keeps
+    // following the defaults it did not set.
+    for ((name, value, _), (_, default, _)) in d
+        .api_limits
+        .fields()
+        .into_iter()
+        .zip(ApiLimits::DEFAULT.fields())
+    {
+        if value != default {
+            dir.insert(name, value.into());
+        }
     }
     if let Some(p) = &d.pin_dir {
         dir.insert("pin_dir", Value::String(p.to_string_lossy().into_owned()));

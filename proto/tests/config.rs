@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 
-use proto::config::{Config, ConfigError, HashFields, Prefix, Proto, to_json};
+use proto::config::{ApiLimits, Config, ConfigError, HashFields, Prefix, Proto, to_json};
 use proto::table::BackendState;
 
 const EXAMPLE: &str = include_str!("../../examples/director.json");
@@ -160,6 +160,53 @@ fn round_trips_through_to_json() {
     assert_eq!(c.director.mtu, Some(9000));
     assert_eq!(to_json(&c)["director"]["mtu"], 9000);
     assert_eq!(Config::from_json(&to_json(&c).to_string()).unwrap(), c);
+}
+
+#[test]
+fn api_limits_default_parse_round_trip_and_refuse_out_of_range() {
+    let c = Config::from_json(EXAMPLE).unwrap();
+    assert_eq!(c.director.api_limits, ApiLimits::DEFAULT);
+    let dir = to_json(&c)["director"].clone();
+    assert!(
+        dir.get("api_max_connections").is_none(),
+        "defaults are not written: {dir}"
+    );
+    let set = EXAMPLE.replace(
+        r#""gateway_mac""#,
+        r#""api_max_connections": 100, "api_max_connections_per_address": 10,
+           "api_max_body_bytes": 4096, "api_header_timeout_ms": 2000,
+           "api_body_timeout_ms": 3000, "gateway_mac""#,
+    );
+    let c = Config::from_json(&set).unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert_eq!(
+        c.director.api_limits,
+        ApiLimits {
+            max_connections: 100,
+            max_connections_per_address: 10,
+            max_body_bytes: 4096,
+            header_timeout_ms: 2000,
+            body_timeout_ms: 3000,
+        }
+    );
+    assert_eq!(to_json(&c)["director"]["api_header_timeout_ms"], 2000);
+    assert_eq!(Config::from_json(&to_json(&c).to_string()).unwrap(), c);
+    for (field, value, range) in [
+        ("api_max_connections", "0", "1 to 1000000"),
+        ("api_max_connections_per_address", "-1", "1 to 1000000"),
+        ("api_max_body_bytes", "100", "1024 to 16777216"),
+        ("api_header_timeout_ms", "1.5", "100 to 600000"),
+        ("api_body_timeout_ms", "\"10\"", "100 to 600000"),
+    ] {
+        let text = EXAMPLE.replace(
+            r#""gateway_mac""#,
+            &format!(r#""{field}": {value}, "gateway_mac""#),
+        );
+        assert_eq!(
+            err(&text),
+            format!("director.{field}: {value} is not an integer from {range}")
+        );
+    }
 }
 
 /// A config whose table "t" has `backend` and one hop per row, and whose
