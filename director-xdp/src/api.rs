@@ -227,7 +227,7 @@ pub(crate) const ROUTES: &[Route] = &[
         Op::SetHealth,
         "setHealth",
         "Set a backend's health verdict (kept in the state file, not the config)",
-        Some("Health"),
+        Some("SetHealth"),
     ),
     Route {
         response: "HealthBatchAnswer",
@@ -840,7 +840,7 @@ pub(crate) fn openapi() -> Value {
             }));
         }
         let schema = |name: &str| json!({ "$ref": format!("#/components/schemas/{name}") });
-        let error = json!({ "description": "refused", "content": { "application/json": { "schema": schema("Error") } } });
+        let error = json!({ "description": "refused", "content": { "application/json": { "schema": schema("ErrorBody") } } });
         let mut responses = Map::new();
         let content_type = if r.op == Op::Metrics {
             "text/plain"
@@ -909,149 +909,40 @@ pub(crate) fn openapi() -> Value {
     })
 }
 
+/// The request and answer schemas, generated from the API's types
+/// (`proto::api`), which the daemon serialises and its clients read: the
+/// document cannot drift from what is served.
 fn schemas() -> Value {
-    let state = json!({ "type": "string", "enum": ["active", "filling", "draining", "inactive"] });
-    let count = json!({ "type": "integer", "minimum": 0 });
-    json!({
-        "Error": {
-            "type": "object", "required": ["error"],
-            "properties": {
-                "error": { "type": "string" },
-                "field": { "type": "string", "description": "the field, parameter or header at fault" },
-                "value": { "description": "the value found" },
-            },
-        },
-        "Healthz": {
-            "type": "object", "required": ["status", "generation", "attached"],
-            "properties": {
-                "status": { "type": "string", "enum": ["ok", "detached"] },
-                "generation": count,
-                "interface": { "type": "string" },
-                "ifindex": { "type": ["integer", "null"], "minimum": 1 },
-                "attached": { "type": "boolean" },
-                "link_up": { "type": "boolean" },
-                "reattached": count,
-                "problem": { "type": "string", "enum": ["interface_missing", "interface_replaced", "program_detached", "attach_failed", "unobservable"] },
-                "error": { "type": "string" },
-            },
-        },
-        "OpenApi": { "type": "object" },
-        "Metrics": { "type": "string" },
-        "Backend": {
-            "type": "object",
-            "properties": {
-                "ip": { "type": "string" }, "state": state, "healthy": { "type": "boolean" },
-                "reachable": { "type": "boolean" },
-                "health_reason": { "type": ["string", "null"] },
-                "rows_primary": count, "rows_alternate": count,
-                "packets": count, "bytes": count,
-                "healthchecks": { "type": "object" },
-            },
-        },
-        "Bind": {
-            "type": "object",
-            "properties": { "bind": { "type": "string" }, "id": count, "packets": count, "bytes": count },
-        },
-        "Table": {
-            "type": "object",
-            "properties": {
-                "name": { "type": "string" }, "rows": count,
-                "hops": { "type": "integer", "minimum": 1, "maximum": 3 },
-                "hash": { "type": "string", "description": "content hash, 32 hex digits (docs/api.md)" },
-                "binds": { "type": "array", "items": { "$ref": "#/components/schemas/Bind" } },
-                "backends": { "type": "array", "items": { "$ref": "#/components/schemas/Backend" } },
-            },
-        },
-        "Tables": {
-            "type": "object",
-            "properties": {
-                "generation": count,
-                "tables": { "type": "array", "items": { "$ref": "#/components/schemas/Table" } },
-            },
-        },
-        "Change": {
-            "type": "object",
-            "properties": {
-                "changed": { "type": "boolean" }, "generation": count,
-                "table": { "$ref": "#/components/schemas/Table" },
-            },
-        },
-        "AddBackend": {
-            "type": "object", "required": ["ip"], "additionalProperties": false,
-            "properties": {
-                "ip": { "type": "string" }, "state": state, "healthy": { "type": "boolean" },
-                "reachable": { "type": "boolean" }, "healthchecks": { "type": "object" },
-            },
-        },
-        "Health": {
-            "type": "object", "additionalProperties": false,
-            "minProperties": 1,
-            "properties": {
-                "healthy": { "type": "boolean" }, "reachable": { "type": "boolean" },
-                "reason": { "type": "string" },
-            },
-        },
-        "HealthBatch": {
-            "type": "object", "additionalProperties": false, "required": ["verdicts"],
-            "properties": {
-                "verdicts": { "type": "array", "items": {
-                    "type": "object", "additionalProperties": false, "required": ["table", "ip"],
-                    "properties": {
-                        "table": { "type": "string" }, "ip": { "type": "string" },
-                        "healthy": { "type": "boolean" }, "reachable": { "type": "boolean" },
-                        "reason": { "type": "string", "maxLength": 1024 },
-                    },
-                } },
-            },
-        },
-        "HealthBatchAnswer": {
-            "type": "object",
-            "properties": {
-                "changed": { "type": "boolean" }, "generation": count,
-                "unknown": { "type": "array", "items": { "type": "object", "properties": {
-                    "table": { "type": "string" }, "ip": { "type": "string" },
-                } } },
-                "hashes": { "type": "object", "additionalProperties": { "type": ["string", "null"] } },
-            },
-        },
-        "Proposal": {
-            "type": "object", "required": ["action", "ip"],
-            "properties": {
-                "action": { "type": "string", "enum": ["add", "remove", "drain", "fill", "activate", "deactivate", "health"] },
-                "ip": { "type": "string" }, "state": state, "healthy": { "type": "boolean" },
-                "reachable": { "type": "boolean" }, "healthchecks": { "type": "object" },
-            },
-        },
-        "Preview": {
-            "type": "object",
-            "properties": {
-                "table": { "type": "string" }, "rows_changed": count, "rows_primary_changed": count,
-                "rows_alternates_changed": count, "rows_lost": count,
-                "lost": { "type": "array", "items": { "type": "object", "properties": {
-                    "ip": { "type": "string" },
-                    "primary_rows": { "type": "array", "items": count },
-                    "alternate_rows": { "type": "array", "items": count },
-                } } },
-                "released": { "type": "array", "items": { "type": "object", "properties": {
-                    "ip": { "type": "string" },
-                    "reason": { "type": "string", "enum": ["removed", "inactive", "unreachable"] },
-                    "rows": count,
-                } } },
-                "backends": { "type": "array", "items": { "type": "object" } },
-            },
-        },
-        "Stats": {
-            "type": "object",
-            "properties": {
-                "generation": count,
-                "outcomes": { "type": "object", "additionalProperties": count },
-                "binds": { "type": "array", "items": { "type": "object" } },
-                "backends": { "type": "array", "items": { "type": "object" } },
-                "path_mtu": { "type": ["integer", "null"], "minimum": 0 },
-                "last_apply": { "type": "object" },
-            },
-        },
-    })
+    use proto::api;
+    use schemars::{JsonSchema, SchemaGenerator, generate::SchemaSettings};
+    fn add<T: JsonSchema>(g: &mut SchemaGenerator) {
+        g.subschema_for::<T>();
+    }
+    let mut g = SchemaSettings::draft2020_12()
+        .with(|s| s.definitions_path = "/components/schemas".into())
+        .into_generator();
+    add::<api::ErrorBody>(&mut g);
+    add::<api::Healthz>(&mut g);
+    add::<api::Tables>(&mut g);
+    add::<api::Table>(&mut g);
+    add::<api::Change>(&mut g);
+    add::<api::AddBackend>(&mut g);
+    add::<api::SetHealth>(&mut g);
+    add::<api::HealthBatch>(&mut g);
+    add::<api::HealthBatchAnswer>(&mut g);
+    add::<api::Proposal>(&mut g);
+    add::<api::Preview>(&mut g);
+    add::<api::Stats>(&mut g);
+    let mut defs = g.definitions().clone();
+    defs.insert(
+        "OpenApi".into(),
+        json!({ "type": "object", "description": "this document" }),
+    );
+    defs.insert(
+        "Metrics".into(),
+        json!({ "type": "string", "description": "Prometheus text format 0.0.4" }),
+    );
+    Value::Object(defs)
 }
 
 /// Answers one call; runs on the event loop, which owns `daemon`.
@@ -1072,7 +963,10 @@ pub(crate) fn answer(daemon: &mut Daemon, call: &Call) -> Reply {
         return e.reply();
     }
     let result = match call.op {
-        Op::Healthz => Ok(daemon.healthz()),
+        Op::Healthz => {
+            let (status, h) = daemon.healthz();
+            Ok((status, value(h)))
+        }
         Op::OpenApi => Ok((StatusCode::OK, openapi())),
         Op::Metrics => {
             return match daemon.metrics() {
@@ -1083,14 +977,16 @@ pub(crate) fn answer(daemon: &mut Daemon, call: &Call) -> Reply {
                 Err(e) => e.reply(),
             };
         }
-        Op::Stats => daemon.stats_json().map(|v| (StatusCode::OK, v)),
-        Op::Tables => daemon.tables_json().map(|v| (StatusCode::OK, v)),
+        Op::Stats => daemon.stats_json().map(|v| (StatusCode::OK, value(v))),
+        Op::Tables => daemon.tables_json().map(|v| (StatusCode::OK, value(v))),
         Op::Table => table_index(daemon, call)
-            .and_then(|ti| daemon.table_json(ti))
+            .and_then(|ti| daemon.table_json(ti).map(value))
             .map(|v| (StatusCode::OK, v)),
         Op::Preview => table_index(daemon, call).and_then(|ti| {
             let change = parse_proposal(&call.body)?;
-            daemon.preview(ti, &change).map(|v| (StatusCode::OK, v))
+            daemon
+                .preview(ti, &change)
+                .map(|v| (StatusCode::OK, value(v)))
         }),
         Op::AddBackend | Op::RemoveBackend | Op::SetState(_) | Op::SetHealth => {
             mutate(daemon, call, route.map_or(200, |r| r.success))
@@ -1174,10 +1070,7 @@ fn health_batch(daemon: &mut Daemon, body: &[u8]) -> Result<(StatusCode, Value),
         unknown,
         hashes: daemon.table_hashes(),
     };
-    Ok((
-        StatusCode::OK,
-        serde_json::to_value(answer).unwrap_or_default(),
-    ))
+    Ok((StatusCode::OK, value(answer)))
 }
 
 /// A body read into its type; a refusal names the field at fault (as
@@ -1219,14 +1112,7 @@ fn mutate(daemon: &mut Daemon, call: &Call, success: u16) -> Result<(StatusCode,
             health,
             reason,
         }])?;
-        return Ok((
-            StatusCode::OK,
-            json!({
-                "changed": changed,
-                "generation": daemon.generation(),
-                "table": daemon.table_json(ti)?,
-            }),
-        ));
+        return Ok((StatusCode::OK, change_answer(daemon, ti, changed)?));
     }
     let change = match call.op {
         Op::AddBackend => Change::Add(parse_add(&call.body)?),
@@ -1248,14 +1134,21 @@ fn mutate(daemon: &mut Daemon, call: &Call, success: u16) -> Result<(StatusCode,
     } else {
         StatusCode::OK
     };
-    Ok((
-        status,
-        json!({
-            "changed": changed,
-            "generation": daemon.generation(),
-            "table": daemon.table_json(ti)?,
-        }),
-    ))
+    Ok((status, change_answer(daemon, ti, changed)?))
+}
+
+/// The answer to a change of table `ti`.
+fn change_answer(daemon: &Daemon, ti: usize, changed: bool) -> Result<Value, ApiError> {
+    Ok(value(proto::api::Change {
+        changed,
+        generation: daemon.generation(),
+        table: daemon.table_json(ti)?,
+    }))
+}
+
+/// An answer's JSON: the API's types serialise to JSON objects, always.
+fn value(t: impl serde::Serialize) -> Value {
+    serde_json::to_value(t).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -42,7 +42,7 @@ use aya::programs::xdp::{XdpLink, XdpLinkId};
 use director_xdp::dataplane::{ApplyReport, Dataplane, DataplaneError, PathMtu};
 use proto::config::{ApiLimits, Config};
 use proto::table::{Chain, Holders, Release, RowCount, row_counts};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Notify, mpsc};
 use tracing::{debug, error, info, warn};
@@ -1020,17 +1020,20 @@ impl Daemon {
             .map_or((0, 0), |b| (b.packets, b.bytes))
     }
 
-    fn table_value(&self, ti: usize, stats: &director_xdp::Stats) -> Value {
+    fn table_value(&self, ti: usize, stats: &director_xdp::Stats) -> proto::api::Table {
         let t = &self.config.tables[ti];
         let view = self.views.get(ti);
-        let binds: Vec<Value> = self
+        let binds = self
             .binds_of(ti, stats)
             .into_iter()
-            .map(|(b, id, packets, bytes)| {
-                json!({ "bind": b.to_string(), "id": id, "packets": packets, "bytes": bytes })
+            .map(|(b, id, packets, bytes)| proto::api::BindTraffic {
+                bind: b.to_string(),
+                id,
+                packets,
+                bytes,
             })
             .collect();
-        let backends: Vec<Value> = t
+        let backends = t
             .backends
             .iter()
             .map(|b| {
@@ -1039,31 +1042,28 @@ impl Daemon {
                     .and_then(|v| v.counts.get(&ip).copied())
                     .unwrap_or_default();
                 let (packets, bytes) = self.backend_traffic(ti, ip, stats);
-                let mut o = json!({
-                    "ip": ip.to_string(),
-                    "state": b.backend.state.as_str(),
-                    "healthy": b.backend.healthy,
-                    "reachable": b.backend.reachable,
-                    "health_reason": self.health.get(&t.name, ip).and_then(|v| v.reason.clone()),
-                    "rows_primary": rows.primary,
-                    "rows_alternate": rows.alternate,
-                    "packets": packets,
-                    "bytes": bytes,
-                });
-                if let Some(h) = &b.healthchecks {
-                    o["healthchecks"] = h.clone();
+                proto::api::Backend {
+                    ip,
+                    state: b.backend.state,
+                    healthy: b.backend.healthy,
+                    reachable: b.backend.reachable,
+                    health_reason: self.health.get(&t.name, ip).and_then(|v| v.reason.clone()),
+                    rows_primary: rows.primary as u64,
+                    rows_alternate: rows.alternate as u64,
+                    packets,
+                    bytes,
+                    healthchecks: b.healthchecks.clone(),
                 }
-                o
             })
             .collect();
-        json!({
-            "name": t.name,
-            "hops": t.hops,
-            "rows": view.map_or(0, |v| v.rows.len()),
-            "hash": view.map(|v| v.hash.clone()),
-            "binds": binds,
-            "backends": backends,
-        })
+        proto::api::Table {
+            name: t.name.clone(),
+            hops: t.hops,
+            rows: view.map_or(0, |v| v.rows.len()),
+            hash: view.map(|v| v.hash.clone()),
+            binds,
+            backends,
+        }
     }
 
     /// Every table's content hash, by name.
@@ -1076,29 +1076,32 @@ impl Daemon {
             .collect()
     }
 
-    pub(crate) fn table_json(&self, ti: usize) -> Result<Value, ApiError> {
+    pub(crate) fn table_json(&self, ti: usize) -> Result<proto::api::Table, ApiError> {
         let stats = self.stats()?;
         Ok(self.table_value(ti, &stats))
     }
 
-    pub(crate) fn tables_json(&self) -> Result<Value, ApiError> {
+    pub(crate) fn tables_json(&self) -> Result<proto::api::Tables, ApiError> {
         let stats = self.stats()?;
-        let tables: Vec<Value> = (0..self.config.tables.len())
-            .map(|ti| self.table_value(ti, &stats))
-            .collect();
-        Ok(json!({ "generation": self.generation, "tables": tables }))
+        Ok(proto::api::Tables {
+            generation: self.generation,
+            tables: (0..self.config.tables.len())
+                .map(|ti| self.table_value(ti, &stats))
+                .collect(),
+        })
     }
 
-    fn last_apply_json(&self) -> Value {
-        match &self.last_apply {
-            None => Value::Null,
-            Some((source, at, error)) => json!({
-                "source": source,
-                "ok": error.is_none(),
-                "error": error,
-                "unix_time": at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
-            }),
-        }
+    fn last_apply(&self) -> Option<proto::api::LastApply> {
+        self.last_apply
+            .as_ref()
+            .map(|(source, at, error)| proto::api::LastApply {
+                source: source.to_string(),
+                ok: error.is_none(),
+                error: error.clone(),
+                unix_time: at
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+            })
     }
 
     /// The path MTU the director applies, `None` for no limit.
@@ -1106,41 +1109,46 @@ impl Daemon {
         self.dataplane.live_path_mtu()
     }
 
-    pub(crate) fn stats_json(&self) -> Result<Value, ApiError> {
+    pub(crate) fn stats_json(&self) -> Result<proto::api::Stats, ApiError> {
         let stats = self.stats()?;
-        let outcomes: serde_json::Map<String, Value> = stats
+        let outcomes = stats
             .outcomes
             .iter()
-            .map(|(s, n)| (s.name().to_string(), json!(n)))
+            .map(|(s, n)| (s.name().to_string(), *n))
             .collect();
         let mut binds = Vec::new();
-        for (ti, t) in self.config.tables.iter().enumerate() {
-            for (b, id, packets, bytes) in self.binds_of(ti, &stats) {
-                binds.push(json!({
-                    "table": t.name, "bind": b.to_string(), "id": id,
-                    "packets": packets, "bytes": bytes,
-                }));
-            }
-        }
         let mut backends = Vec::new();
         for (ti, t) in self.config.tables.iter().enumerate() {
+            for (b, id, packets, bytes) in self.binds_of(ti, &stats) {
+                binds.push(proto::api::TableBindTraffic {
+                    table: t.name.clone(),
+                    traffic: proto::api::BindTraffic {
+                        bind: b.to_string(),
+                        id,
+                        packets,
+                        bytes,
+                    },
+                });
+            }
             for b in &t.backends {
                 let ip = b.backend.addr;
                 let (packets, bytes) = self.backend_traffic(ti, ip, &stats);
-                backends.push(json!({
-                    "table": t.name, "backend": ip.to_string(),
-                    "packets": packets, "bytes": bytes,
-                }));
+                backends.push(proto::api::BackendTraffic {
+                    table: t.name.clone(),
+                    backend: ip,
+                    packets,
+                    bytes,
+                });
             }
         }
-        Ok(json!({
-            "generation": self.generation,
-            "outcomes": outcomes,
-            "binds": binds,
-            "backends": backends,
-            "path_mtu": self.path_mtu(),
-            "last_apply": self.last_apply_json(),
-        }))
+        Ok(proto::api::Stats {
+            generation: self.generation,
+            outcomes,
+            binds,
+            backends,
+            path_mtu: self.path_mtu(),
+            last_apply: self.last_apply(),
+        })
     }
 
     /// Prometheus text format (exposition format 0.0.4).
@@ -1324,7 +1332,11 @@ impl Daemon {
     }
 
     /// The rows `change` would move in table `ti`; nothing is applied.
-    pub(crate) fn preview(&self, ti: usize, change: &Change) -> Result<Value, ApiError> {
+    pub(crate) fn preview(
+        &self,
+        ti: usize,
+        change: &Change,
+    ) -> Result<proto::api::Preview, ApiError> {
         let (new, _) = api::changed_config(&self.config, ti, change)?;
         let new = api::check_whole(&new, change)?;
         let t = &new.tables[ti];
@@ -1341,12 +1353,13 @@ impl Daemon {
             None => (&[][..], Holders::all(before)),
         };
         let released = Release::between(old_backends, &after.key.2);
-        let d = proto::table::diff_rows(before, &after.rows, &holders, &released);
-        let mut v = serde_json::to_value(&d).unwrap_or_default();
-        v["table"] = json!(t.name);
-        v["hash_before"] = json!(self.views.get(ti).map(|v| v.hash.clone()));
-        v["hash_after"] = json!(after.hash);
-        Ok(v)
+        let diff = proto::table::diff_rows(before, &after.rows, &holders, &released);
+        Ok(proto::api::Preview {
+            table: t.name.clone(),
+            diff,
+            hash_before: self.views.get(ti).map(|v| v.hash.clone()),
+            hash_after: after.hash,
+        })
     }
 
     /// Makes `change` to table `ti`: checked whole, applied to the data

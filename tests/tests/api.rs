@@ -298,6 +298,41 @@ fn reads_show_tables_counters_metrics_and_the_openapi_document() {
         v["paths"]["/v1/tables/{name}/backends/{ip}/drain"]["post"]["operationId"],
         "drainBackend"
     );
+    // What is served has the shape the document says (it is generated from
+    // the types the daemon serialises, proto::api), and reads into them.
+    let doc = v;
+    let shape = |schema: &str, served: &Value| {
+        let s = &doc["components"]["schemas"][schema];
+        let props: Vec<&String> = s["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{schema}: {s}"))
+            .keys()
+            .collect();
+        let keys: Vec<&String> = served.as_object().expect("an object").keys().collect();
+        for k in &keys {
+            assert!(
+                props.contains(k),
+                "{schema}: {k} is served but not documented"
+            );
+        }
+        for r in s["required"].as_array().into_iter().flatten() {
+            assert!(
+                keys.iter().any(|k| *k == r),
+                "{schema}: {r} is required but not served"
+            );
+        }
+    };
+    let tables = lab.json("GET", "/v1/tables", None, None).1;
+    shape("Tables", &tables);
+    shape("Table", &tables["tables"][0]);
+    shape("Backend", &tables["tables"][0]["backends"][0]);
+    serde_json::from_value::<proto::api::Tables>(tables).expect("Tables");
+    let stats = lab.json("GET", "/v1/stats", None, None).1;
+    shape("Stats", &stats);
+    serde_json::from_value::<proto::api::Stats>(stats).expect("Stats");
+    let healthz = lab.json("GET", "/healthz", None, None).1;
+    shape("Healthz", &healthz);
+    serde_json::from_value::<proto::api::Healthz>(healthz).expect("Healthz");
 
     let (s, v) = lab.json("GET", "/v1/tables/nope", None, None);
     assert_eq!(

@@ -36,7 +36,6 @@ use aya::programs::XdpMode;
 use aya::programs::xdp::{Xdp, XdpLink, XdpLinkId};
 use director_xdp::dataplane::PathMtu;
 use director_xdp::neigh::{self, LinkState, Watcher};
-use serde_json::{Value, json};
 use tracing::{error, info, warn};
 
 use super::{Daemon, POLL_INTERVAL, interface_mtu, pin_link, warn_if_above_link};
@@ -461,25 +460,27 @@ impl Daemon {
 
     /// `GET /healthz`: 200 while the program is attached to the
     /// interface, else 503 naming the problem.
-    pub(crate) fn healthz(&self) -> (StatusCode, Value) {
+    pub(crate) fn healthz(&self) -> (StatusCode, proto::api::Healthz) {
         let status = self.watch.observe();
         let link = status.link.as_ref();
-        let mut v = json!({
-            "status": "ok",
-            "generation": self.generation,
-            "interface": self.watch.interface,
-            "ifindex": link.map(|l| l.ifindex),
-            "attached": status.problem.is_none(),
-            "link_up": link.is_some_and(LinkState::up),
-            "reattached": self.watch.reattached,
-        });
+        let mut h = proto::api::Healthz {
+            status: "ok".to_string(),
+            generation: self.generation,
+            interface: self.watch.interface.clone(),
+            ifindex: link.map(|l| l.ifindex),
+            attached: status.problem.is_none(),
+            link_up: link.is_some_and(LinkState::up),
+            reattached: self.watch.reattached,
+            problem: None,
+            error: None,
+        };
         match &status.problem {
-            None => (StatusCode::OK, v),
+            None => (StatusCode::OK, h),
             Some(p) => {
-                v["status"] = json!("detached");
-                v["problem"] = json!(p.kind());
-                v["error"] = json!(p.describe(&self.watch.interface));
-                (StatusCode::SERVICE_UNAVAILABLE, v)
+                h.status = "detached".to_string();
+                h.problem = Some(p.kind().to_string());
+                h.error = Some(p.describe(&self.watch.interface));
+                (StatusCode::SERVICE_UNAVAILABLE, h)
             }
         }
     }
