@@ -292,6 +292,14 @@ async fn run_async(config_path: &Path, keep_on_exit: bool) -> Result<(), Failure
     let mut poll = tokio::time::interval(POLL_INTERVAL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     poll.tick().await; // the first tick is immediate; resolution just ran
+    // A notification is acted on once things settled (SETTLE after the
+    // first of a burst), without holding up the loop meanwhile: API calls
+    // and signals are answered while a settle runs.
+    let mut settle_hops: Option<tokio::time::Instant> = None;
+    let mut settle_link: Option<tokio::time::Instant> = None;
+    let at = |deadline: Option<tokio::time::Instant>| {
+        tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now))
+    };
     let signal_name = loop {
         tokio::select! {
             _ = hup.recv() => daemon.reload(),
@@ -302,13 +310,19 @@ async fn run_async(config_path: &Path, keep_on_exit: bool) -> Result<(), Failure
             _ = int.recv() => break "SIGINT",
             _ = term.recv() => break "SIGTERM",
             () = changed.notified() => {
-                tokio::time::sleep(SETTLE).await;
+                settle_hops.get_or_insert_with(|| tokio::time::Instant::now() + SETTLE);
+            }
+            () = link_changed.notified() => {
+                settle_link.get_or_insert_with(|| tokio::time::Instant::now() + SETTLE);
+            }
+            () = at(settle_hops), if settle_hops.is_some() => {
+                settle_hops = None;
                 // Routes go with their interface: look at it first.
                 daemon.watch_dataplane();
                 daemon.refresh();
             }
-            () = link_changed.notified() => {
-                tokio::time::sleep(SETTLE).await;
+            () = at(settle_link), if settle_link.is_some() => {
+                settle_link = None;
                 daemon.watch_dataplane();
             }
             _ = poll.tick() => {
