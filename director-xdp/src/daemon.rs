@@ -35,7 +35,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context as _, anyhow};
-use axum::http::StatusCode;
 use aya::programs::XdpMode;
 use aya::programs::links::FdLink;
 use aya::programs::xdp::{XdpLink, XdpLinkId};
@@ -47,7 +46,8 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Notify, mpsc};
 use tracing::{debug, error, info, warn};
 
-use crate::api::{self, ApiError, Call, Change};
+use crate::api::{self, Call};
+use crate::change::{self, Change, HealthVerdict, Kind, Refusal};
 use crate::pins;
 use crate::server;
 use crate::{Failure, load_config_text};
@@ -993,10 +993,10 @@ impl Daemon {
         &self.config
     }
 
-    fn stats(&self) -> Result<director_xdp::Stats, ApiError> {
+    fn stats(&self) -> Result<director_xdp::Stats, Refusal> {
         self.dataplane.stats().map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
+            Refusal::new(
+                Kind::Internal,
                 format!("reading the counters: {:#}", anyhow::Error::from(e)),
             )
         })
@@ -1090,12 +1090,12 @@ impl Daemon {
             .collect()
     }
 
-    pub(crate) fn table_json(&self, ti: usize) -> Result<proto::api::Table, ApiError> {
+    pub(crate) fn table_json(&self, ti: usize) -> Result<proto::api::Table, Refusal> {
         let stats = self.stats()?;
         Ok(self.table_value(ti, &stats))
     }
 
-    pub(crate) fn tables_json(&self) -> Result<proto::api::Tables, ApiError> {
+    pub(crate) fn tables_json(&self) -> Result<proto::api::Tables, Refusal> {
         let stats = self.stats()?;
         Ok(proto::api::Tables {
             generation: self.generation,
@@ -1123,7 +1123,7 @@ impl Daemon {
         self.dataplane.live_path_mtu()
     }
 
-    pub(crate) fn stats_json(&self) -> Result<proto::api::Stats, ApiError> {
+    pub(crate) fn stats_json(&self) -> Result<proto::api::Stats, Refusal> {
         let stats = self.stats()?;
         let outcomes = stats
             .outcomes
@@ -1166,7 +1166,7 @@ impl Daemon {
     }
 
     /// Prometheus text format (exposition format 0.0.4).
-    pub(crate) fn metrics(&self) -> Result<String, ApiError> {
+    pub(crate) fn metrics(&self) -> Result<String, Refusal> {
         use std::fmt::Write as _;
         let stats = self.stats()?;
         let mut m = String::new();
@@ -1350,12 +1350,12 @@ impl Daemon {
         &self,
         ti: usize,
         change: &Change,
-    ) -> Result<proto::api::Preview, ApiError> {
-        let (new, _) = api::changed_config(&self.config, ti, change)?;
-        let new = api::check_whole(&new, change)?;
+    ) -> Result<proto::api::Preview, Refusal> {
+        let (new, _) = change::changed_config(&self.config, ti, change)?;
+        let new = change::check_whole(&new, change)?;
         let t = &new.tables[ti];
         let after = views(&new, &self.views)
-            .map_err(|e| ApiError::new(StatusCode::CONFLICT, format!("{e:#}")))?
+            .map_err(|e| Refusal::new(Kind::Conflict, format!("{e:#}")))?
             .swap_remove(ti);
         let before = self
             .views
@@ -1380,19 +1380,18 @@ impl Daemon {
     /// plane, written over the config file, in that order; an error leaves
     /// the data plane and the file as they were. Returns whether anything
     /// changed (a change to what already is changes nothing).
-    pub(crate) fn change(&mut self, ti: usize, change: &Change) -> Result<bool, ApiError> {
+    pub(crate) fn change(&mut self, ti: usize, change: &Change) -> Result<bool, Refusal> {
         // Changes are made to the file's config; the verdicts lie over it.
-        let (new, changed) = api::changed_config(&self.file_config, ti, change)?;
+        let (new, changed) = change::changed_config(&self.file_config, ti, change)?;
         if !changed {
             return Ok(false);
         }
         let path = self.config_path.display().to_string();
-        let internal = |m: String| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, m);
+        let internal = |m: String| Refusal::internal(m);
         match std::fs::read_to_string(&self.config_path) {
             Ok(text) if text == self.on_disk => {}
             _ => {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
+                return Err(Refusal::new(Kind::Conflict,
                     format!(
                         "config {path} was changed on disk since the director read it; send SIGHUP to load it (or undo the edit) before changing it through the API"
                     ),
@@ -1400,7 +1399,7 @@ impl Daemon {
                 .at("config", path));
             }
         }
-        let mut new_file = api::check_whole(&new, change)?;
+        let mut new_file = change::check_whole(&new, change)?;
         // Warnings were reported when the file was read; the rendered
         // config has none to add.
         new_file.warnings.clear();
@@ -1419,8 +1418,8 @@ impl Daemon {
                 let message = e.message();
                 self.record("api", Err(message.clone()));
                 return Err(if refused {
-                    ApiError::new(
-                        StatusCode::CONFLICT,
+                    Refusal::new(
+                        Kind::Conflict,
                         format!("the data plane refused the change: {message}"),
                     )
                 } else {
@@ -1461,7 +1460,7 @@ impl Daemon {
     /// keeps the current flag). Never touches the config file, so a pending
     /// hand edit of it is no reason to refuse. Returns whether any table
     /// changed (a new reason alone is saved, and changes no table).
-    pub(crate) fn set_health(&mut self, verdicts: &[HealthVerdict]) -> Result<bool, ApiError> {
+    pub(crate) fn set_health(&mut self, verdicts: &[HealthVerdict]) -> Result<bool, Refusal> {
         let mut new_health = self.health.clone();
         for v in verdicts {
             let t = &self.config.tables[v.table];
@@ -1482,7 +1481,7 @@ impl Daemon {
         if new_health == self.health {
             return Ok(false);
         }
-        let internal = |m: String| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, m);
+        let internal = |m: String| Refusal::internal(m);
         let new = new_health.overlay(&self.file_config);
         let changed = new != self.config;
         let (old, old_health) = (
@@ -1501,8 +1500,8 @@ impl Daemon {
                     let message = e.message();
                     self.record("api", Err(message.clone()));
                     return Err(if refused {
-                        ApiError::new(
-                            StatusCode::CONFLICT,
+                        Refusal::new(
+                            Kind::Conflict,
                             format!("the data plane refused the verdicts: {message}"),
                         )
                     } else {
@@ -1542,15 +1541,60 @@ impl Daemon {
     }
 }
 
-/// One health verdict for [`Daemon::set_health`].
-#[derive(Clone, Debug)]
-pub(crate) struct HealthVerdict {
-    /// The table, by index.
-    pub table: usize,
-    /// The backend, which the table has.
-    pub ip: IpAddr,
-    /// What it sets.
-    pub health: api::Health,
-    /// Why.
-    pub reason: Option<String>,
+impl api::Director for Daemon {
+    fn token(&self) -> Option<&str> {
+        Daemon::token(self)
+    }
+
+    fn api_is_loopback(&self) -> bool {
+        Daemon::api_is_loopback(self)
+    }
+
+    fn refuse_unless_attached(&self) -> Result<(), Refusal> {
+        Daemon::refuse_unless_attached(self)
+    }
+
+    fn healthz(&self) -> (bool, proto::api::Healthz) {
+        Daemon::healthz(self)
+    }
+
+    fn metrics(&self) -> Result<String, Refusal> {
+        Daemon::metrics(self)
+    }
+
+    fn stats(&self) -> Result<proto::api::Stats, Refusal> {
+        self.stats_json()
+    }
+
+    fn tables(&self) -> Result<proto::api::Tables, Refusal> {
+        self.tables_json()
+    }
+
+    fn table(&self, ti: usize) -> Result<proto::api::Table, Refusal> {
+        self.table_json(ti)
+    }
+
+    fn config(&self) -> &Config {
+        Daemon::config(self)
+    }
+
+    fn generation(&self) -> u64 {
+        Daemon::generation(self)
+    }
+
+    fn table_hashes(&self) -> BTreeMap<String, Option<String>> {
+        Daemon::table_hashes(self)
+    }
+
+    fn preview(&self, ti: usize, change: &Change) -> Result<proto::api::Preview, Refusal> {
+        Daemon::preview(self, ti, change)
+    }
+
+    fn change(&mut self, ti: usize, change: &Change) -> Result<bool, Refusal> {
+        Daemon::change(self, ti, change)
+    }
+
+    fn set_health(&mut self, verdicts: &[HealthVerdict]) -> Result<bool, Refusal> {
+        Daemon::set_health(self, verdicts)
+    }
 }

@@ -31,7 +31,6 @@ use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
 
 use anyhow::anyhow;
-use axum::http::StatusCode;
 use aya::programs::XdpMode;
 use aya::programs::xdp::{Xdp, XdpLink, XdpLinkId};
 use director_xdp::dataplane::PathMtu;
@@ -39,7 +38,7 @@ use director_xdp::neigh::{self, LinkState, Watcher};
 use tracing::{error, info, warn};
 
 use super::{Daemon, POLL_INTERVAL, interface_mtu, pin_link, warn_if_above_link};
-use crate::api::ApiError;
+use crate::change::{Kind, Refusal};
 
 /// The program's attachment to the interface, owned by the daemon.
 pub(super) struct Attachment {
@@ -460,7 +459,7 @@ impl Daemon {
 
     /// `GET /healthz`: 200 while the program is attached to the
     /// interface, else 503 naming the problem.
-    pub(crate) fn healthz(&self) -> (StatusCode, proto::api::Healthz) {
+    pub(crate) fn healthz(&self) -> (bool, proto::api::Healthz) {
         let status = self.watch.observe();
         let link = status.link.as_ref();
         let mut h = proto::api::Healthz {
@@ -475,23 +474,23 @@ impl Daemon {
             error: None,
         };
         match &status.problem {
-            None => (StatusCode::OK, h),
+            None => (true, h),
             Some(p) => {
                 h.status = "detached".to_string();
                 h.problem = Some(p.kind().to_string());
                 h.error = Some(p.describe(&self.watch.interface));
-                (StatusCode::SERVICE_UNAVAILABLE, h)
+                (false, h)
             }
         }
     }
 
     /// Refuses a change (503) while the program is not attached: nothing
     /// would carry it, and the client must not believe it is live.
-    pub(crate) fn refuse_unless_attached(&self) -> Result<(), ApiError> {
+    pub(crate) fn refuse_unless_attached(&self) -> Result<(), Refusal> {
         match self.watch.observe().problem {
             None => Ok(()),
-            Some(p) => Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
+            Some(p) => Err(Refusal::new(
+                Kind::Unavailable,
                 format!(
                     "no director program is attached to {}: {}; the change was not made (nothing applied, nothing written): retry once /healthz answers 200",
                     self.watch.interface,
