@@ -67,9 +67,13 @@ const SETTLE: Duration = Duration::from_millis(200);
 
 /// Runs the daemon until SIGINT or SIGTERM.
 pub fn run(config_path: &Path, keep_on_exit: bool) -> Result<(), Failure> {
-    // One thread is enough: the daemon waits on signals and timers, and
-    // every map update is a short sequence of syscalls.
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    // The event loop runs on this thread (block_on) and makes blocking
+    // calls (netlink lookups, map writes, file writes); the HTTP server's
+    // accept loop and connections run on the runtime's own worker, so that
+    // they never wait for those: timeouts and caps hold while a change is
+    // written.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
         .context("starting the async runtime")
@@ -95,11 +99,34 @@ impl Drop for PinGuard {
 }
 
 async fn run_async(config_path: &Path, keep_on_exit: bool) -> Result<(), Failure> {
+    let (mut daemon, mut inputs) = start(config_path).await?;
+    let signal_name = event_loop(&mut daemon, &mut inputs).await;
+    shut_down(daemon, signal_name, keep_on_exit);
+    Ok(())
+}
+
+/// What the event loop waits on besides its timers.
+struct Inputs {
+    hup: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    /// The API's calls.
+    calls: mpsc::Receiver<Call>,
+    /// Route or neighbour changes.
+    changed: Arc<Notify>,
+    /// Link changes.
+    link_changed: Arc<Notify>,
+}
+
+/// Start-up: the config and the last verdicts read, the program loaded (or
+/// the pinned one adopted), the tables written, the API listening and the
+/// program attached; a failure leaves nothing behind that was not there.
+async fn start(config_path: &Path) -> Result<(Daemon, Inputs), Failure> {
     // Handlers first: a SIGTERM that arrives during start-up waits in the
     // stream and ends the loop as soon as it starts, after a clean attach.
-    let mut hup = signal_stream(SignalKind::hangup())?;
-    let mut int = signal_stream(SignalKind::interrupt())?;
-    let mut term = signal_stream(SignalKind::terminate())?;
+    let hup = signal_stream(SignalKind::hangup())?;
+    let int = signal_stream(SignalKind::interrupt())?;
+    let term = signal_stream(SignalKind::terminate())?;
 
     // Before anything is opened: the API's connection cap is sized from it.
     let fd_limit = server::raise_fd_limit();
@@ -182,7 +209,7 @@ async fn run_async(config_path: &Path, keep_on_exit: bool) -> Result<(), Failure
     let listener = server::listen(api_listen)
         .with_context(|| format!("listening on {api_listen} (director.api_listen)"))
         .map_err(Failure::runtime)?;
-    let (call_tx, mut calls) = mpsc::channel::<Call>(64);
+    let (call_tx, calls) = mpsc::channel::<Call>(64);
     let router = api::router(call_tx);
     // The connection cap leaves file descriptors for the daemon's own
     // work: no number of clients makes a reload fail with EMFILE.
@@ -218,6 +245,7 @@ async fn run_async(config_path: &Path, keep_on_exit: bool) -> Result<(), Failure
         state_path,
         last_apply: None,
         watch: watch::Watch::new(interface.clone(), pin_dir.join(pins::LINK), watcher),
+        pin_dir: pin_dir.clone(),
         api_limits,
         api_budget,
     };
@@ -289,6 +317,30 @@ async fn run_async(config_path: &Path, keep_on_exit: bool) -> Result<(), Failure
         program_id,
     );
 
+    Ok((
+        daemon,
+        Inputs {
+            hup,
+            int,
+            term,
+            calls,
+            changed,
+            link_changed,
+        },
+    ))
+}
+
+/// The event loop: signals, API calls, notifications and the poll timer,
+/// one at a time, until SIGINT or SIGTERM (whose name it returns).
+async fn event_loop(daemon: &mut Daemon, inputs: &mut Inputs) -> &'static str {
+    let Inputs {
+        hup,
+        int,
+        term,
+        calls,
+        changed,
+        link_changed,
+    } = inputs;
     let mut poll = tokio::time::interval(POLL_INTERVAL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     poll.tick().await; // the first tick is immediate; resolution just ran
@@ -300,11 +352,11 @@ async fn run_async(config_path: &Path, keep_on_exit: bool) -> Result<(), Failure
     let at = |deadline: Option<tokio::time::Instant>| {
         tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now))
     };
-    let signal_name = loop {
+    loop {
         tokio::select! {
             _ = hup.recv() => daemon.reload(),
             Some(call) = calls.recv() => {
-                let reply = api::answer(&mut daemon, &call);
+                let reply = api::answer(daemon, &call);
                 let _ = call.reply.send(reply);
             }
             _ = int.recv() => break "SIGINT",
@@ -331,7 +383,14 @@ async fn run_async(config_path: &Path, keep_on_exit: bool) -> Result<(), Failure
                 daemon.probe_unresolved();
             }
         }
-    };
+    }
+}
+
+/// Shut-down: detach (or, with --keep-on-exit, leave attached and pinned)
+/// and log the counters.
+fn shut_down(mut daemon: Daemon, signal_name: &str, keep_on_exit: bool) {
+    let interface = daemon.watch.interface.clone();
+    let pin_dir = daemon.pin_dir.clone();
     let attachment = daemon.watch.take();
     let pinned = attachment.as_ref().is_some_and(|a| a.pinned);
     if keep_on_exit && pinned {
@@ -382,7 +441,6 @@ async fn run_async(config_path: &Path, keep_on_exit: bool) -> Result<(), Failure
     } else {
         info!("director detached from {interface}; exiting");
     }
-    Ok(())
 }
 
 fn signal_stream(kind: SignalKind) -> Result<tokio::signal::unix::Signal, Failure> {
@@ -424,6 +482,8 @@ pub(crate) struct Daemon {
     state_path: PathBuf,
     /// What the last apply did: (source, when, error if it failed).
     last_apply: Option<(&'static str, SystemTime, Option<String>)>,
+    /// Where the maps and the link are pinned.
+    pin_dir: PathBuf,
     /// The program's attachment to the interface ([`watch`]).
     watch: watch::Watch,
     /// The API server's limits (director.api_*), changed by a SIGHUP for
