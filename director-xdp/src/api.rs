@@ -302,7 +302,7 @@ impl IntoResponse for Reply {
                 self.status,
                 [(
                     header::CONTENT_TYPE,
-                    "text/plain; version=0.0.4; charset=utf-8",
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
                 )],
                 t,
             )
@@ -751,13 +751,6 @@ pub(crate) fn parse_force(query: Option<&str>) -> Result<bool, ApiError> {
     Ok(force)
 }
 
-/// Escapes a Prometheus label value.
-pub(crate) fn label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
 /// The OpenAPI 3.1 document, from [`ROUTES`].
 pub(crate) fn openapi() -> Value {
     let mut paths = Map::new();
@@ -783,7 +776,7 @@ pub(crate) fn openapi() -> Value {
         let error = json!({ "description": "refused", "content": { "application/json": { "schema": schema("ErrorBody") } } });
         let mut responses = Map::new();
         let content_type = if r.op == Op::Metrics {
-            "text/plain"
+            "application/openmetrics-text"
         } else {
             "application/json"
         };
@@ -880,7 +873,7 @@ fn schemas() -> Value {
     );
     defs.insert(
         "Metrics".into(),
-        json!({ "type": "string", "description": "Prometheus text format 0.0.4" }),
+        json!({ "type": "string", "description": "OpenMetrics text format 1.0" }),
     );
     Value::Object(defs)
 }
@@ -1211,10 +1204,5 @@ mod tests {
                 r.response
             );
         }
-    }
-
-    #[test]
-    fn label_values_are_escaped() {
-        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
 }

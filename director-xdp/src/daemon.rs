@@ -54,6 +54,7 @@ use crate::{Failure, load_config_text};
 use director_xdp::neigh::{self, Notice, Resolver, Snapshot, Unresolved, Watcher};
 
 mod health;
+mod metrics;
 mod watch;
 
 use health::Health;
@@ -1225,184 +1226,114 @@ impl Daemon {
         })
     }
 
-    /// Prometheus text format (exposition format 0.0.4).
+    /// The metrics in the OpenMetrics text format, rendered by the
+    /// Prometheus client library from the data plane's counters and the
+    /// live tables.
     pub(crate) fn metrics(&self) -> Result<String, Refusal> {
-        use std::fmt::Write as _;
         let stats = self.stats()?;
-        let mut m = String::new();
-        let family = |m: &mut String, name: &str, kind: &str, help: &str| {
-            let _ = writeln!(m, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        };
-        family(
-            &mut m,
-            "glb_director_packets_total",
-            "counter",
-            "Packets by outcome (icmp_handled, fragment and mac_fallback are subsets of encapsulated).",
+        let mut m = metrics::Metrics::default();
+        let packets = m.counter(
+            "glb_director_packets",
+            "Packets by outcome (icmp_handled, fragment and mac_fallback are subsets of encapsulated)",
         );
         for (s, n) in &stats.outcomes {
-            let _ = writeln!(
-                m,
-                "glb_director_packets_total{{outcome=\"{}\"}} {n}",
-                s.name()
-            );
+            packets
+                .get_or_create(&metrics::labels(&[("outcome", s.name())]))
+                .inc_by(*n);
         }
-        let mut binds = Vec::new();
+        let bind_packets = m.counter("glb_bind_packets", "Packets encapsulated per bind");
+        let bind_bytes = m.counter(
+            "glb_bind_bytes",
+            "Bytes (frames as received) encapsulated per bind",
+        );
+        let backend_packets = m.counter(
+            "glb_backend_packets",
+            "Packets encapsulated to a backend as the row's primary",
+        );
+        let backend_bytes = m.counter(
+            "glb_backend_bytes",
+            "Bytes (frames as received) encapsulated to a backend as the row's primary",
+        );
+        let rows = m.gauge(
+            "glb_backend_rows",
+            "Rows of the table held by a backend, as primary or as alternate",
+        );
+        let healthy = m.gauge(
+            "glb_backend_healthy",
+            "1 if the backend's last health verdict is healthy",
+        );
+        let reachable = m.gauge(
+            "glb_backend_reachable",
+            "1 if the backend is reachable (0: in no row)",
+        );
+        let state = m.gauge(
+            "glb_backend_state",
+            "The backend's state (1 for the current one)",
+        );
         for (ti, t) in self.config.tables.iter().enumerate() {
-            for (b, _, packets, bytes) in self.binds_of(ti, &stats) {
-                let l = format!(
-                    "table=\"{}\",bind=\"{}\"",
-                    api::label(&t.name),
-                    api::label(&b.to_string())
-                );
-                binds.push((l, packets, bytes));
+            for (b, _, p, by) in self.binds_of(ti, &stats) {
+                let l = metrics::labels(&[("table", &t.name), ("bind", &b.to_string())]);
+                bind_packets.get_or_create(&l).inc_by(p);
+                bind_bytes.get_or_create(&l).inc_by(by);
             }
-        }
-        family(
-            &mut m,
-            "glb_bind_packets_total",
-            "counter",
-            "Packets encapsulated per bind.",
-        );
-        for (l, p, _) in &binds {
-            let _ = writeln!(m, "glb_bind_packets_total{{{l}}} {p}");
-        }
-        family(
-            &mut m,
-            "glb_bind_bytes_total",
-            "counter",
-            "Bytes (frames as received) encapsulated per bind.",
-        );
-        for (l, _, b) in &binds {
-            let _ = writeln!(m, "glb_bind_bytes_total{{{l}}} {b}");
-        }
-        let mut rows = String::new();
-        let mut health = String::new();
-        let mut reachable = String::new();
-        let mut state = String::new();
-        let mut packets = String::new();
-        let mut bytes = String::new();
-        for (ti, t) in self.config.tables.iter().enumerate() {
             for b in &t.backends {
-                let ip = b.backend.addr;
-                let l = format!("table=\"{}\",backend=\"{ip}\"", api::label(&t.name));
+                let ip = b.backend.addr.to_string();
+                let l = metrics::labels(&[("table", &t.name), ("backend", &ip)]);
                 let held: RowCount = self
                     .views
                     .get(ti)
-                    .and_then(|v| v.counts.get(&ip).copied())
+                    .and_then(|v| v.counts.get(&b.backend.addr).copied())
                     .unwrap_or_default();
-                let _ = writeln!(
-                    rows,
-                    "glb_backend_rows{{{l},role=\"primary\"}} {}",
-                    held.primary
-                );
-                let _ = writeln!(
-                    rows,
-                    "glb_backend_rows{{{l},role=\"alternate\"}} {}",
-                    held.alternate
-                );
-                let _ = writeln!(
-                    health,
-                    "glb_backend_healthy{{{l}}} {}",
-                    u8::from(b.backend.healthy)
-                );
-                let _ = writeln!(
-                    reachable,
-                    "glb_backend_reachable{{{l}}} {}",
-                    u8::from(b.backend.reachable)
-                );
-                let _ = writeln!(
-                    state,
-                    "glb_backend_state{{{l},state=\"{}\"}} 1",
-                    b.backend.state.as_str()
-                );
-                let (p, by) = self.backend_traffic(ti, ip, &stats);
-                let _ = writeln!(packets, "glb_backend_packets_total{{{l}}} {p}");
-                let _ = writeln!(bytes, "glb_backend_bytes_total{{{l}}} {by}");
+                for (role, n) in [("primary", held.primary), ("alternate", held.alternate)] {
+                    let l =
+                        metrics::labels(&[("table", &t.name), ("backend", &ip), ("role", role)]);
+                    rows.get_or_create(&l).set(metrics::gauge_value(n as u64));
+                }
+                healthy.get_or_create(&l).set(i64::from(b.backend.healthy));
+                reachable
+                    .get_or_create(&l)
+                    .set(i64::from(b.backend.reachable));
+                let s = metrics::labels(&[
+                    ("table", &t.name),
+                    ("backend", &ip),
+                    ("state", b.backend.state.as_str()),
+                ]);
+                state.get_or_create(&s).set(1);
+                let (p, by) = self.backend_traffic(ti, b.backend.addr, &stats);
+                backend_packets.get_or_create(&l).inc_by(p);
+                backend_bytes.get_or_create(&l).inc_by(by);
             }
         }
-        family(
-            &mut m,
-            "glb_backend_packets_total",
-            "counter",
-            "Packets encapsulated to a backend as the row's primary.",
-        );
-        m.push_str(&packets);
-        family(
-            &mut m,
-            "glb_backend_bytes_total",
-            "counter",
-            "Bytes (frames as received) encapsulated to a backend as the row's primary.",
-        );
-        m.push_str(&bytes);
-        family(
-            &mut m,
-            "glb_backend_rows",
-            "gauge",
-            "Rows of the table held by a backend, as primary or as alternate.",
-        );
-        m.push_str(&rows);
-        family(
-            &mut m,
-            "glb_backend_healthy",
-            "gauge",
-            "1 if the backend's last health verdict is healthy.",
-        );
-        m.push_str(&health);
-        family(
-            &mut m,
-            "glb_backend_reachable",
-            "gauge",
-            "1 if the backend is reachable (0: in no row).",
-        );
-        m.push_str(&reachable);
-        family(
-            &mut m,
-            "glb_backend_state",
-            "gauge",
-            "The backend's state (1 for the current one).",
-        );
-        m.push_str(&state);
         self.attachment_metrics(&mut m);
-        family(
-            &mut m,
+        m.single_gauge(
             "glb_director_generation",
-            "gauge",
-            "Configs applied since the daemon started, the first included.",
+            "Configs applied since the daemon started, the first included",
+            self.generation,
         );
-        let _ = writeln!(m, "glb_director_generation {}", self.generation);
         if let Some(mtu) = self.path_mtu() {
-            family(
-                &mut m,
+            m.single_gauge(
                 "glb_director_path_mtu_bytes",
-                "gauge",
-                "Path MTU toward the backends: larger packets, once encapsulated, are answered with ICMP (too_big_icmp) or dropped (too_big_dropped).",
+                "Path MTU toward the backends: larger packets, once encapsulated, are answered with ICMP (too_big_icmp) or dropped (too_big_dropped)",
+                u64::from(mtu),
             );
-            let _ = writeln!(m, "glb_director_path_mtu_bytes {mtu}");
         }
         if let Some((source, at, error)) = &self.last_apply {
-            family(
-                &mut m,
+            m.gauge(
                 "glb_director_last_apply_success",
-                "gauge",
-                "1 if the last apply (start, SIGHUP or API) succeeded.",
-            );
-            let _ = writeln!(
-                m,
-                "glb_director_last_apply_success{{source=\"{source}\"}} {}",
-                u8::from(error.is_none())
-            );
-            family(
-                &mut m,
-                "glb_director_last_apply_timestamp_seconds",
-                "gauge",
-                "When the last apply was attempted (Unix time).",
-            );
+                "1 if the last apply (start, SIGHUP or API) succeeded",
+            )
+            .get_or_create(&metrics::labels(&[("source", source)]))
+            .set(i64::from(error.is_none()));
             let secs = at
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
-            let _ = writeln!(m, "glb_director_last_apply_timestamp_seconds {secs}");
+            m.single_gauge(
+                "glb_director_last_apply_timestamp_seconds",
+                "When the last apply was attempted (Unix time)",
+                secs,
+            );
         }
-        Ok(m)
+        Ok(m.render())
     }
 
     /// The rows `change` would move in table `ti`; nothing is applied.

@@ -269,24 +269,30 @@ fn reads_show_tables_counters_metrics_and_the_openapi_document() {
     let r = lab.call("GET", "/metrics", None, None);
     assert_eq!(r.status, 200);
     for line in [
-        "# TYPE glb_director_packets_total counter",
+        "# TYPE glb_director_packets counter",
         "glb_director_packets_total{outcome=\"encapsulated\"} ",
         "glb_bind_packets_total{table=\"web\",bind=\"203.0.113.10:80/tcp\"} 0",
         "glb_backend_healthy{table=\"web\",backend=\"198.51.100.2\"} 1",
-        "# TYPE glb_backend_packets_total counter",
+        "# TYPE glb_backend_packets counter",
         "glb_backend_packets_total{table=\"web\",backend=\"198.51.100.2\"} 0",
         "glb_backend_bytes_total{table=\"web\",backend=\"198.51.100.5\"} 0",
         "glb_backend_state{table=\"web\",backend=\"198.51.100.2\",state=\"active\"} 1",
         "glb_director_generation 1",
         "glb_director_path_mtu_bytes 1500",
         "glb_director_last_apply_success{source=\"start\"} 1",
+        "glb_director_dataplane_attached 1",
+        "glb_director_reattached_total 0",
     ] {
         assert!(r.body.contains(line), "no {line:?} in\n{}", r.body);
     }
     assert!(
+        r.body.ends_with("# EOF\n"),
+        "OpenMetrics text ends with # EOF"
+    );
+    assert!(
         r.headers
             .iter()
-            .any(|(k, v)| k == "content-type" && v.starts_with("text/plain")),
+            .any(|(k, v)| k == "content-type" && v.starts_with("application/openmetrics-text")),
         "{:?}",
         r.headers
     );

@@ -26,7 +26,6 @@
 //! but is not a failure of the director, which forwards again as soon as
 //! frames arrive.
 
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
 
@@ -501,52 +500,33 @@ impl Daemon {
     }
 
     /// The attachment's metrics, for [`Daemon::metrics`].
-    pub(super) fn attachment_metrics(&self, m: &mut String) {
+    pub(super) fn attachment_metrics(&self, m: &mut super::metrics::Metrics) {
         let status = self.watch.observe();
-        let family = |m: &mut String, name: &str, kind: &str, help: &str| {
-            let _ = writeln!(m, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        };
-        family(
-            m,
+        m.single_gauge(
             "glb_director_dataplane_attached",
-            "gauge",
-            "1 if the director's program is attached to its interface (0: the interface is gone, or the program was detached; /healthz says why).",
+            "1 if the director's program is attached to its interface (0: the interface is gone, or the program was detached; /healthz says why)",
+            u64::from(status.problem.is_none()),
         );
-        let _ = writeln!(
-            m,
-            "glb_director_dataplane_attached {}",
-            u8::from(status.problem.is_none())
-        );
-        family(
-            m,
+        m.single_gauge(
             "glb_director_interface_up",
-            "gauge",
-            "1 if the director's interface exists, is up and has carrier.",
+            "1 if the director's interface exists, is up and has carrier",
+            u64::from(status.link.as_ref().is_some_and(LinkState::up)),
         );
-        let _ = writeln!(
-            m,
-            "glb_director_interface_up {}",
-            u8::from(status.link.as_ref().is_some_and(LinkState::up))
+        m.single_counter(
+            "glb_director_reattached",
+            "Times the program was attached again (the interface returned, or the program had been detached)",
+            self.watch.reattached,
         );
-        family(
-            m,
-            "glb_director_reattached_total",
-            "counter",
-            "Times the program was attached again (the interface returned, or the program had been detached).",
-        );
-        let _ = writeln!(m, "glb_director_reattached_total {}", self.watch.reattached);
         if let Some((_, since)) = &self.watch.reported {
-            family(
-                m,
-                "glb_director_detached_since_timestamp_seconds",
-                "gauge",
-                "When the current loss of the attachment was noticed (Unix time); absent while attached.",
-            );
             let at = SystemTime::now()
                 .checked_sub(since.elapsed())
                 .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
                 .map_or(0, |d| d.as_secs());
-            let _ = writeln!(m, "glb_director_detached_since_timestamp_seconds {at}");
+            m.single_gauge(
+                "glb_director_detached_since_timestamp_seconds",
+                "When the current loss of the attachment was noticed (Unix time); absent while attached",
+                at,
+            );
         }
     }
 }
