@@ -770,8 +770,48 @@ mod live {
         String::from_utf8_lossy(&out).into_owned()
     }
 
-    /// The body of `/big`: more than any socket buffers hold.
+    /// The body of `/big`: more than the socket buffers hold.
     const BIG: usize = 64 << 20;
+
+    /// A connection whose receive buffer is fixed small before the
+    /// handshake: the kernel does not grow its window while nothing is read,
+    /// so a server writing to it stalls for good (with the default, the
+    /// window may keep opening, a little at a time, for seconds).
+    fn small_window_connect(addr: SocketAddr) -> std::net::TcpStream {
+        use std::os::fd::FromRawFd as _;
+        let SocketAddr::V4(v4) = addr else {
+            panic!("an IPv4 test address")
+        };
+        // SAFETY: plain socket calls on a descriptor this function owns
+        // until it hands it to TcpStream.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+            assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+            let size: libc::c_int = 16 * 1024;
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&raw const size).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: v4.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from(*v4.ip()).to_be(),
+                },
+                sin_zero: [0; 8],
+            };
+            let r = libc::connect(
+                fd,
+                (&raw const sin).cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            );
+            assert_eq!(r, 0, "connect: {}", std::io::Error::last_os_error());
+            std::net::TcpStream::from_raw_fd(fd)
+        }
+    }
 
     #[test]
     fn a_client_that_reads_nothing_is_cut() {
@@ -779,7 +819,7 @@ mod live {
             body_timeout_ms: 300,
             ..ApiLimits::DEFAULT
         });
-        let mut s = std::net::TcpStream::connect(addr).expect("connect");
+        let mut s = small_window_connect(addr);
         s.write_all(b"GET /big HTTP/1.1\r\nHost: h\r\n\r\n")
             .expect("request");
         // Reads nothing for a while: the server's write stalls, and is cut.
