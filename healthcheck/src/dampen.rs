@@ -95,6 +95,15 @@ impl Dampener {
         None
     }
 
+    /// Forgets a run of failures in progress: failures that led into (or
+    /// happened during) a self-suspicion episode are no evidence against
+    /// the backend, and must not combine with one failure after it.
+    pub fn forget_failures(&mut self) {
+        if let Some((false, _)) = self.run {
+            self.run = None;
+        }
+    }
+
     /// Whether the state is unknown or results against it are piling up:
     /// then the check probes at its faster interval, so that a change is
     /// confirmed (or dismissed) sooner.
@@ -187,6 +196,12 @@ mod tests {
             Some(State::Down),
             "the run of failures went on across them"
         );
+
+        let mut d = Dampener::new(2, 2);
+        feed(&mut d, &[Pass, Pass, Fail]);
+        d.forget_failures();
+        assert_eq!(d.observe(Fail), None, "the failure before was forgotten");
+        assert_eq!(d.observe(Fail), Some(State::Down));
 
         let mut d = Dampener::new(2, 2);
         assert_eq!(feed(&mut d, &[Error, Error, SuspectFail]), [None; 3]);

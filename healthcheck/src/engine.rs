@@ -178,6 +178,12 @@ impl Engine {
             if self.suspicious {
                 self.suspicion_episodes += 1;
             }
+            // The failures that led into the episode, and the stale ones
+            // still counted when it ends, are void: only `fall` fresh
+            // failures after it condemn a backend.
+            for c in &mut self.checks {
+                c.dampener.forget_failures();
+            }
         }
         let obs = match (passed, failed, self.suspicious) {
             (true, _, _) => Observation::Pass,
@@ -477,6 +483,30 @@ mod tests {
             assert_eq!(r.state, None);
         }
         assert!(!e.suspicious());
+        assert_eq!(e.verdicts(), before);
+    }
+
+    #[test]
+    fn failures_around_a_suspicion_episode_never_combine_into_a_flip() {
+        // Four checks, fall 2: the cut's first two failures are counted
+        // before suspicion begins (2 of 4 is not more than half).
+        let mut e = engine(2, r#"{"trigger":2}"#);
+        for i in 0..4 {
+            pass(&mut e, i);
+            pass(&mut e, i);
+        }
+        let before = e.verdicts();
+        fail(&mut e, 0);
+        fail(&mut e, 1);
+        assert!(!e.suspicious());
+        assert_eq!(fail(&mut e, 2).suspicion, Some(true));
+        fail(&mut e, 3);
+        // The link comes back: two passes end the episode...
+        pass(&mut e, 2);
+        assert_eq!(pass(&mut e, 3).suspicion, Some(false));
+        // ... and one late failure of checks 0 and 1 is not their second.
+        assert_eq!(fail(&mut e, 0).state, None);
+        assert_eq!(fail(&mut e, 1).state, None);
         assert_eq!(e.verdicts(), before);
     }
 

@@ -1,0 +1,759 @@
+//! The health checker (`healthcheck`) in a lab of namespaces: a checker
+//! host and backends on one L2 segment, each backend with the VIP on `lo`,
+//! HTTP servers of this test (plain and PROXY protocol v1 and v2) and, when
+//! asked, a real `redirect-xdp` agent that lets the checker in
+//! (`--allow`). Pushes go to a fake director of this test (an axum server
+//! on the checker's loopback recording every `PUT /v1/health` batch).
+//! Documentation addresses only:
+//!
+//! ```text
+//!   checker    198.51.100.5    (fake directors on its 127.0.0.1:9610, :9611)
+//!   backend i  198.51.100.1i   VIP 203.0.113.10 on lo
+//! ```
+#![allow(clippy::unwrap_used)] // helpers of tests: a failure is the test failing
+
+use std::collections::BTreeMap;
+use std::io::{self, Read as _, Write as _};
+use std::net::{IpAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::Output;
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use lab_tests::{Daemon, Netns, Scratch, Switch, workspace_bin};
+use proto::api::{HealthBatch, HealthBatchAnswer};
+use serde_json::Value;
+
+const CHECKER: &str = "198.51.100.5";
+const VIP: &str = "203.0.113.10";
+const TOKEN: &str = "hc-lab-token-5e1f";
+const HEALTH: &str = "127.0.0.1:19520";
+
+fn backend_ip(i: usize) -> String {
+    format!("198.51.100.{}", 11 + i)
+}
+
+/// What a test server expects first on each connection.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Expect {
+    Plain,
+    ProxyV1,
+    ProxyV2,
+}
+
+/// A TCP server in a backend: reads the PROXY header it expects (or
+/// nothing), then an HTTP request if one comes, and answers with `status`.
+/// Records what each connection sent before its request ended.
+#[derive(Debug)]
+struct Server {
+    status: Arc<AtomicU16>,
+    seen: Arc<Mutex<Vec<Vec<u8>>>>,
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    fn start(ns: &Netns, port: u16, expect: Expect) -> Server {
+        let listener = ns
+            .run_in(move || {
+                let l = TcpListener::bind(("0.0.0.0", port))?;
+                l.set_nonblocking(true)?;
+                Ok(l)
+            })
+            .unwrap();
+        let status = Arc::new(AtomicU16::new(200));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (st, sn, sp) = (status.clone(), seen.clone(), stop.clone());
+        let handle = std::thread::spawn(move || {
+            while !sp.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((s, _)) => {
+                        let got = serve_one(s, expect, st.load(Ordering::Relaxed));
+                        sn.lock().unwrap().push(got);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Server {
+            status,
+            seen,
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    fn seen(&self) -> Vec<Vec<u8>> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn serve_one(mut s: TcpStream, expect: Expect, status: u16) -> Vec<u8> {
+    let _ = s.set_nonblocking(false);
+    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut got = Vec::new();
+    let header_ok = match expect {
+        Expect::Plain => true,
+        Expect::ProxyV1 => {
+            let mut b = [0u8; 1];
+            while !got.ends_with(b"\r\n") && got.len() < 108 {
+                if s.read_exact(&mut b).is_err() {
+                    break;
+                }
+                got.push(b[0]);
+            }
+            got.starts_with(b"PROXY ") && got.ends_with(b"\r\n")
+        }
+        Expect::ProxyV2 => {
+            let mut h = [0u8; 16];
+            if s.read_exact(&mut h).is_ok() {
+                got.extend_from_slice(&h);
+                let mut rest = vec![0u8; usize::from(u16::from_be_bytes([h[14], h[15]]))];
+                if s.read_exact(&mut rest).is_ok() {
+                    got.extend_from_slice(&rest);
+                }
+            }
+            got.starts_with(b"\r\n\r\n\0\r\nQUIT\n")
+        }
+    };
+    if !header_ok {
+        // As a server that requires the header: no answer.
+        return got;
+    }
+    let start = got.len();
+    let mut buf = [0u8; 1024];
+    while !got[start..].windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return got,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    let _ = s.write_all(
+        format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    got
+}
+
+/// A backend host.
+#[derive(Debug)]
+struct Backend {
+    agent: Option<Daemon>,
+    servers: BTreeMap<u16, Server>,
+    agent_args: Vec<String>,
+    ns: Netns,
+}
+
+impl Backend {
+    fn start_agent(&mut self, log: PathBuf) {
+        let bin = workspace_bin("redirect-xdp").unwrap();
+        let args: Vec<&str> = self.agent_args.iter().map(String::as_str).collect();
+        let mut agent = self.ns.spawn(bin.to_str().unwrap(), &args, log).unwrap();
+        agent
+            .wait_for_log("redirect attached", Duration::from_secs(30))
+            .unwrap();
+        self.agent = Some(agent);
+    }
+}
+
+/// The lab: a checker and `n` backends.
+#[derive(Debug)]
+struct Lab {
+    backends: Vec<Backend>,
+    checker: Netns,
+    _sw: Switch,
+    scratch: Scratch,
+}
+
+impl Lab {
+    /// Backend i runs an agent if `agents[i]`, and servers on port 80
+    /// (plain), 8081 (PROXY v1) and 8082 (PROXY v2).
+    fn new(agents: &[bool]) -> Lab {
+        let scratch = Scratch::new("hc").unwrap();
+        let mut sw = Switch::new().unwrap();
+        let checker = Netns::new("hc").unwrap();
+        sw.plug(&checker, "02:00:00:00:05:05", &[&format!("{CHECKER}/24")])
+            .unwrap();
+        // The echo replies come from the VIP, which this host routes
+        // nowhere in particular: no reverse-path filter.
+        for key in [
+            "net.ipv4.conf.all.rp_filter=0",
+            "net.ipv4.conf.default.rp_filter=0",
+            "net.ipv4.conf.eth0.rp_filter=0",
+        ] {
+            checker.exec("sysctl", &["-qw", key]).unwrap();
+        }
+        let mut backends = Vec::new();
+        for (i, agent) in agents.iter().enumerate() {
+            let ns = Netns::new("hcbe").unwrap();
+            let ip = backend_ip(i);
+            sw.plug(
+                &ns,
+                &format!("02:00:00:00:05:{:02x}", 0x11 + i),
+                &[&format!("{ip}/24")],
+            )
+            .unwrap();
+            ns.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"])
+                .unwrap();
+            for key in [
+                "net.ipv4.conf.eth0.forwarding=1",
+                "net.ipv4.conf.all.rp_filter=0",
+                "net.ipv4.conf.eth0.rp_filter=0",
+            ] {
+                ns.exec("sysctl", &["-qw", key]).unwrap();
+            }
+            let mut servers = BTreeMap::new();
+            servers.insert(80, Server::start(&ns, 80, Expect::Plain));
+            servers.insert(8081, Server::start(&ns, 8081, Expect::ProxyV1));
+            servers.insert(8082, Server::start(&ns, 8082, Expect::ProxyV2));
+            let agent_args = [
+                "--iface",
+                "eth0",
+                "--self",
+                &ip,
+                "--allow",
+                &format!("{CHECKER}/32"),
+            ]
+            .map(String::from)
+            .to_vec();
+            let mut b = Backend {
+                agent: None,
+                servers,
+                agent_args,
+                ns,
+            };
+            if *agent {
+                b.start_agent(scratch.file(&format!("redirect-{i}.log")));
+            }
+            backends.push(b);
+        }
+        Lab {
+            backends,
+            checker,
+            _sw: sw,
+            scratch,
+        }
+    }
+
+    /// Writes a config of table "web" (VIP:80) whose backend i has
+    /// `checks[i]` as its `healthchecks`, with more tables and the
+    /// `healthcheck` section as given; returns its path.
+    fn config(&self, checks: &[&str], more_tables: &str, section: &str) -> PathBuf {
+        let backends: Vec<String> = checks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!(r#"{{"ip":"{}","healthchecks":{c}}}"#, backend_ip(i)))
+            .collect();
+        let token = self.scratch.file("token");
+        std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+        let text = format!(
+            r#"{{"tables":[{{"name":"web","hash_key":"00000000000000000000000000000001","seed":"00000000000000000000000000000002",
+                 "binds":[{{"ip":"{VIP}","proto":"tcp","port":80}}],"backends":[{}]}}{more_tables}],
+               "healthcheck":{{"api_token_file":"{}",{section}}}}}"#,
+            backends.join(","),
+            token.display()
+        );
+        let path = self.scratch.file("config.json");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn once(&self, config: &std::path::Path) -> Output {
+        let bin = workspace_bin("healthcheck").unwrap();
+        self.checker
+            .exec(
+                bin.to_str().unwrap(),
+                &["--once", "--config", config.to_str().unwrap()],
+            )
+            .unwrap()
+    }
+
+    fn daemon(&self, config: &std::path::Path) -> Daemon {
+        let bin = workspace_bin("healthcheck").unwrap();
+        let mut d = self
+            .checker
+            .spawn(
+                bin.to_str().unwrap(),
+                &["--config", config.to_str().unwrap()],
+                self.scratch.file("healthcheck.log"),
+            )
+            .unwrap();
+        d.wait_for_log("serving /health", Duration::from_secs(10))
+            .unwrap();
+        d
+    }
+
+    fn get(&self, path: &'static str) -> String {
+        self.checker
+            .run_in(move || {
+                lab_tests::http::request(
+                    HEALTH.parse().map_err(io::Error::other)?,
+                    "GET",
+                    path,
+                    None,
+                    None,
+                )
+            })
+            .unwrap()
+            .body
+    }
+
+    fn health(&self) -> Value {
+        serde_json::from_str(&self.get("/health")).unwrap()
+    }
+
+    /// One line of `/metrics`'s value.
+    fn metric(&self, line_start: &str) -> Option<f64> {
+        self.get("/metrics")
+            .lines()
+            .find_map(|l| l.strip_prefix(line_start)?.trim().parse().ok())
+    }
+}
+
+/// A fake director: records every accepted batch; answers `status`
+/// (200 accepts) to every push with the right token.
+#[derive(Debug)]
+struct FakeDirector {
+    batches: Arc<Mutex<Vec<HealthBatch>>>,
+    status: Arc<AtomicU16>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<JoinHandle<io::Result<()>>>,
+}
+
+#[derive(Clone)]
+struct FakeState {
+    batches: Arc<Mutex<Vec<HealthBatch>>>,
+    status: Arc<AtomicU16>,
+}
+
+async fn put_health(
+    axum::extract::State(st): axum::extract::State<FakeState>,
+    headers: axum::http::HeaderMap,
+    axum::Json(batch): axum::Json<HealthBatch>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let auth = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if auth != Some(&format!("Bearer {TOKEN}")) {
+        return (axum::http::StatusCode::UNAUTHORIZED, "token").into_response();
+    }
+    let status = st.status.load(Ordering::Relaxed);
+    if status != 200 {
+        return (axum::http::StatusCode::from_u16(status).unwrap(), "down").into_response();
+    }
+    let mut b = st.batches.lock().unwrap();
+    b.push(batch);
+    axum::Json(HealthBatchAnswer {
+        changed: true,
+        generation: b.len() as u64,
+        unknown: Vec::new(),
+        hashes: BTreeMap::new(),
+    })
+    .into_response()
+}
+
+impl FakeDirector {
+    fn start(ns: &Netns, port: u16) -> FakeDirector {
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let status = Arc::new(AtomicU16::new(200));
+        let state = FakeState {
+            batches: batches.clone(),
+            status: status.clone(),
+        };
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+        let handle = ns.spawn_in(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async move {
+                let l = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+                let _ = ready_tx.send(());
+                let app = axum::Router::new()
+                    .route(proto::api::path::HEALTH, axum::routing::put(put_health))
+                    .with_state(state);
+                axum::serve(l, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop_rx.await;
+                    })
+                    .await
+            })
+        });
+        ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        FakeDirector {
+            batches,
+            status,
+            stop: Some(stop_tx),
+            handle: Some(handle),
+        }
+    }
+
+    fn batches(&self) -> Vec<HealthBatch> {
+        self.batches.lock().unwrap().clone()
+    }
+
+    /// The flags it holds for backend `i` of "web", all batches applied.
+    fn holds(&self, i: usize) -> (Option<bool>, Option<bool>) {
+        let ip: IpAddr = backend_ip(i).parse().unwrap();
+        let mut flags = (None, None);
+        for b in self.batches() {
+            for v in b.verdicts.iter().filter(|v| v.table == "web" && v.ip == ip) {
+                flags.0 = v.healthy.or(flags.0);
+                flags.1 = v.reachable.or(flags.1);
+            }
+        }
+        flags
+    }
+}
+
+impl Drop for FakeDirector {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Polls `f` until it gives a value, for at most `timeout`.
+fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < timeout, "not within {timeout:?}: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Fast timing for the daemon tests: probes every 300 ms (100 ms while
+/// changing), 200 ms to answer, two equal results to change.
+const FAST: &str = r#""interval_ms":300,"fast_interval_ms":100,"timeout_ms":200,"trigger":2"#;
+
+#[test]
+fn once_reports_http_tcp_proxy_and_gue_results_per_backend() {
+    let lab = Lab::new(&[true, false]);
+    lab.backends[1].servers[&80]
+        .status
+        .store(503, Ordering::Relaxed);
+    // Table "px" holds backend 0 again with PROXY checks; its gue check is
+    // the same as web's (same VIP, same hops): probed once.
+    let px = format!(
+        r#",{{"name":"px","hash_key":"00000000000000000000000000000003","seed":"00000000000000000000000000000004",
+             "binds":[{{"ip":"{VIP}","proto":"tcp","port":8081}}],
+             "backends":[{{"ip":"{}","healthchecks":{{"http":{{"port":8081,"proxy_protocol":"v1","path":"/px"}},"tcp":{{"port":8082,"proxy_protocol":"v2"}},"gue":19523}}}}]}}"#,
+        backend_ip(0)
+    );
+    let config = lab.config(
+        &[
+            r#"{"http":80,"gue":19523}"#,
+            r#"{"http":80,"tcp":81,"gue":19523}"#,
+        ],
+        &px,
+        r#""timeout_ms":500"#,
+    );
+    let out = lab.once(&config);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{table}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = |check: &str| -> String {
+        table
+            .lines()
+            .find(|l| l.contains(check))
+            .unwrap_or_else(|| panic!("no {check} in\n{table}"))
+            .to_string()
+    };
+    let (b0, b1) = (backend_ip(0), backend_ip(1));
+    assert!(
+        row(&format!("http {b0}:80/ ")).contains(" pass "),
+        "{table}"
+    );
+    assert!(
+        row(&format!("gue {b0}:19523 to {VIP}")).contains(" pass "),
+        "{table}"
+    );
+    assert!(
+        row(&format!("http {b0}:8081/px")).contains(" pass "),
+        "{table}"
+    );
+    assert!(row(&format!("tcp {b0}:8082")).contains(" pass "), "{table}");
+    assert!(
+        row(&format!("http {b1}:80/ ")).contains("status 503"),
+        "{table}"
+    );
+    assert!(
+        row(&format!("tcp {b1}:81")).contains("connection refused"),
+        "{table}"
+    );
+    let gue1 = row(&format!("gue {b1}:19523"));
+    assert!(
+        gue1.contains(" fail ") && gue1.contains("port unreachable"),
+        "{table}"
+    );
+    // The verdict columns: backend 0 healthy and reachable in both tables,
+    // backend 1 neither.
+    assert!(
+        row(&format!("web    {b0}")).contains("yes      yes"),
+        "{table}"
+    );
+    assert!(
+        row(&format!("px     {b0}")).contains("yes      yes"),
+        "{table}"
+    );
+    assert!(
+        row(&format!("web    {b1}")).contains("no       no"),
+        "{table}"
+    );
+    // One probe of the shared gue check for both tables: one echo (the
+    // agent's counters would say so too; the table shows one row per
+    // holder, the probe count is in the daemon's /health).
+
+    // The PROXY headers as the servers saw them: the probe's own
+    // connection, from the checker to the backend's port.
+    let v1 = lab.backends[0].servers[&8081].seen();
+    assert_eq!(v1.len(), 1, "{v1:?}");
+    let text = String::from_utf8_lossy(&v1[0]);
+    assert!(
+        text.starts_with(&format!("PROXY TCP4 {CHECKER} {b0} "))
+            && text.contains(" 8081\r\nGET /px HTTP/1.1\r\n"),
+        "{text}"
+    );
+    let v2 = lab.backends[0].servers[&8082].seen();
+    assert_eq!(v2.len(), 1, "{v2:?}");
+    let h = &v2[0];
+    assert_eq!(
+        &h[12..16],
+        &[0x21, 0x11, 0, 12],
+        "PROXY, TCP over IPv4, 12 bytes"
+    );
+    assert_eq!(&h[16..24], &[198, 51, 100, 5, 198, 51, 100, 11]);
+    assert_eq!(&h[26..28], &8082u16.to_be_bytes());
+    assert_eq!(h.len(), 28, "a tcp check sends nothing after the header");
+}
+
+#[test]
+fn a_stopped_agent_makes_the_backend_unreachable_while_http_still_answers() {
+    let mut lab = Lab::new(&[true]);
+    let director = FakeDirector::start(&lab.checker, 9610);
+    let config = lab.config(
+        &[r#"{"http":80,"gue":19523}"#],
+        "",
+        &format!(r#""directors":["http://127.0.0.1:9610"],{FAST}"#),
+    );
+    let _checker = lab.daemon(&config);
+    wait_until(
+        "the director holds healthy and reachable",
+        Duration::from_secs(10),
+        || (director.holds(0) == (Some(true), Some(true))).then_some(()),
+    );
+    // Nothing was ever pushed as down.
+    assert!(
+        director
+            .batches()
+            .iter()
+            .flat_map(|b| &b.verdicts)
+            .all(|v| v.healthy != Some(false) && v.reachable != Some(false))
+    );
+
+    lab.backends[0].agent.take().unwrap().stop().unwrap();
+    wait_until(
+        "the director holds reachable false",
+        Duration::from_secs(10),
+        || (director.holds(0).1 == Some(false)).then_some(()),
+    );
+    assert_eq!(
+        director.holds(0).0,
+        Some(true),
+        "http still answers: still healthy"
+    );
+    let last = director.batches().last().unwrap().clone();
+    let v = last.verdicts.iter().find(|v| v.table == "web").unwrap();
+    assert!(
+        v.reason
+            .as_deref()
+            .unwrap()
+            .starts_with(&format!("gue {}:19523 to {VIP}: ", backend_ip(0))),
+        "{v:?}"
+    );
+
+    let h = lab.health();
+    let b = &h["backends"][0];
+    assert_eq!(
+        (b["healthy"].as_bool(), b["reachable"].as_bool()),
+        (Some(true), Some(false)),
+        "{h}"
+    );
+    let gue = b["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "gue")
+        .unwrap();
+    assert_eq!(gue["state"], "down", "{h}");
+    assert_eq!(gue["last"]["result"], "fail", "{h}");
+    let check = format!("gue {}:19523 to {VIP}", backend_ip(0));
+    assert_eq!(
+        lab.metric(&format!(
+            "glb_healthcheck_state_changes_total{{check=\"{check}\",to=\"down\"}}"
+        )),
+        Some(1.0)
+    );
+    assert!(
+        lab.metric("glb_healthcheck_pushes_total{director=\"http://127.0.0.1:9610\"}")
+            .unwrap()
+            >= 2.0
+    );
+
+    // The agent back: reachable again.
+    let log = lab.scratch.file("redirect-again.log");
+    lab.backends[0].start_agent(log);
+    wait_until(
+        "the director holds reachable true again",
+        Duration::from_secs(10),
+        || (director.holds(0).1 == Some(true)).then_some(()),
+    );
+}
+
+#[test]
+fn a_director_that_was_down_gets_every_verdict_when_it_is_back() {
+    let lab = Lab::new(&[false, false]);
+    let a = FakeDirector::start(&lab.checker, 9610);
+    let b = FakeDirector::start(&lab.checker, 9611);
+    b.status.store(503, Ordering::Relaxed);
+    let config = lab.config(
+        &[r#"{"http":80}"#, r#"{"http":80}"#],
+        "",
+        &format!(r#""directors":["http://127.0.0.1:9610","http://127.0.0.1:9611"],{FAST}"#),
+    );
+    let _checker = lab.daemon(&config);
+    wait_until(
+        "director a holds both healthy",
+        Duration::from_secs(10),
+        || (a.holds(0).0 == Some(true) && a.holds(1).0 == Some(true)).then_some(()),
+    );
+    lab.backends[1].servers[&80]
+        .status
+        .store(503, Ordering::Relaxed);
+    wait_until(
+        "director a holds backend 1 unhealthy",
+        Duration::from_secs(10),
+        || (a.holds(1).0 == Some(false)).then_some(()),
+    );
+    assert_eq!(a.holds(0).0, Some(true));
+    let reason = a.batches().last().unwrap().verdicts[0].reason.clone();
+    assert_eq!(
+        reason.as_deref(),
+        Some(format!("http {}:80/: status 503", backend_ip(1)).as_str())
+    );
+    assert!(b.batches().is_empty());
+    let failures = lab
+        .metric("glb_healthcheck_push_failures_total{director=\"http://127.0.0.1:9611\"}")
+        .unwrap();
+    assert!(failures >= 1.0, "{failures}");
+
+    // Back: its first batch holds every current verdict, not only the
+    // last change.
+    b.status.store(200, Ordering::Relaxed);
+    wait_until(
+        "director b receives a batch",
+        Duration::from_secs(15),
+        || (!b.batches().is_empty()).then_some(()),
+    );
+    let first = &b.batches()[0];
+    assert_eq!(first.verdicts.len(), 2, "{first:?}");
+    assert_eq!((b.holds(0).0, b.holds(1).0), (Some(true), Some(false)));
+}
+
+#[test]
+fn cutting_the_checkers_own_link_flips_no_verdict() {
+    let lab = Lab::new(&[true, true]);
+    let director = FakeDirector::start(&lab.checker, 9610);
+    let config = lab.config(
+        &[r#"{"http":80,"gue":19523}"#, r#"{"http":80,"gue":19523}"#],
+        "",
+        &format!(r#""directors":["http://127.0.0.1:9610"],{FAST}"#),
+    );
+    let _checker = lab.daemon(&config);
+    wait_until(
+        "the director holds every flag true",
+        Duration::from_secs(10),
+        || {
+            (director.holds(0) == (Some(true), Some(true))
+                && director.holds(1) == (Some(true), Some(true)))
+                .then_some(())
+        },
+    );
+    let probes = |lab: &Lab| -> Vec<u64> {
+        lab.health()["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|b| b["checks"].as_array().unwrap().clone())
+            .map(|c| c["probes"].as_u64().unwrap())
+            .collect()
+    };
+    lab.checker.ip(&["link", "set", "eth0", "down"]).unwrap();
+    wait_until("self-suspicion", Duration::from_secs(10), || {
+        (lab.metric("glb_healthcheck_self_suspicion ") == Some(1.0)).then_some(())
+    });
+    // Every check fails four more times, twice its fall: enough to flip
+    // every verdict if the checker believed itself.
+    let before = probes(&lab);
+    wait_until(
+        "four more probes of every check",
+        Duration::from_secs(10),
+        || {
+            probes(&lab)
+                .iter()
+                .zip(&before)
+                .all(|(n, b)| *n >= b + 4)
+                .then_some(())
+        },
+    );
+    lab.checker.ip(&["link", "set", "eth0", "up"]).unwrap();
+    wait_until("self-suspicion over", Duration::from_secs(10), || {
+        (lab.metric("glb_healthcheck_self_suspicion ") == Some(0.0)).then_some(())
+    });
+    let after = probes(&lab);
+    wait_until(
+        "four more probes of every check",
+        Duration::from_secs(10),
+        || {
+            probes(&lab)
+                .iter()
+                .zip(&after)
+                .all(|(n, b)| *n >= b + 4)
+                .then_some(())
+        },
+    );
+    let downs: Vec<_> = director
+        .batches()
+        .iter()
+        .flat_map(|b| b.verdicts.clone())
+        .filter(|v| v.healthy == Some(false) || v.reachable == Some(false))
+        .collect();
+    assert!(downs.is_empty(), "{downs:?}");
+    assert!(
+        lab.metric("glb_healthcheck_self_suspicion_episodes_total ")
+            .unwrap()
+            >= 1.0
+    );
+}
