@@ -5,7 +5,7 @@ SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:/usr/lib/llvm-22/bin:$(PATH)
 CARGO ?= cargo
 
-.PHONY: all deps build test lint fmt demo bench clean
+.PHONY: all deps build test lint fmt demo bench fuzz clean
 
 all: build
 
@@ -35,6 +35,12 @@ demo: deps
 # Figures land in docs/benchmarks.md.
 bench: deps
 	@bash scripts/bench.sh
+
+# The data-plane fuzzer, long: a release build, 5,000,000 packets per
+# program (FUZZ_PACKETS), a random seed (FUZZ_SEED to replay one); figures
+# land in docs/reliability.md. `make test` runs it short (50,000, fixed seed).
+fuzz: deps
+	@bash scripts/fuzz.sh
 
 fmt:
 	$(CARGO) fmt --all

@@ -358,9 +358,20 @@ impl Daemon {
         Ok(())
     }
 
+    /// The process's pid (`ip netns exec` execs the program, so it is the
+    /// program's).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether the process is still running.
     pub fn running(&mut self) -> io::Result<bool> {
         Ok(self.child.try_wait()?.is_none())
+    }
+
+    /// The exit status, if the process has exited.
+    pub fn exited(&mut self) -> io::Result<Option<std::process::ExitStatus>> {
+        self.child.try_wait()
     }
 
     /// Sends SIGTERM and waits for the exit status.

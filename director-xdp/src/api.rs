@@ -25,7 +25,8 @@ use std::net::IpAddr;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{RawPathParams, RawQuery};
+use axum::extract::rejection::{BytesRejection, RawPathParamsRejection};
+use axum::extract::{DefaultBodyLimit, OriginalUri, RawPathParams, RawQuery};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter};
@@ -34,7 +35,7 @@ use proto::table::{Backend, BackendState};
 use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::daemon::Daemon;
+use crate::daemon::{Daemon, HealthVerdict};
 
 /// What a route does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,6 +50,7 @@ pub(crate) enum Op {
     RemoveBackend,
     SetState(BackendState),
     SetHealth,
+    HealthBatch,
     Preview,
 }
 
@@ -224,9 +226,20 @@ pub(crate) const ROUTES: &[Route] = &[
         "/v1/tables/{name}/backends/{ip}/health",
         Op::SetHealth,
         "setHealth",
-        "Set a backend's health (the health checker's call)",
+        "Set a backend's health verdict (kept in the state file, not the config)",
         Some("Health"),
     ),
+    Route {
+        response: "HealthBatchAnswer",
+        ..change(
+            "put",
+            "/v1/health",
+            Op::HealthBatch,
+            "setHealthBatch",
+            "Set many backends' health verdicts, of any tables, as one change (the health checker's call)",
+            Some("HealthBatch"),
+        )
+    },
     Route {
         mutation: false,
         request: Some("Proposal"),
@@ -367,11 +380,32 @@ pub(crate) fn router(calls: mpsc::Sender<Call>) -> Router {
     for r in ROUTES {
         let calls = calls.clone();
         let op = r.op;
-        let handler =
-            move |params: RawPathParams,
-                  RawQuery(query): RawQuery,
-                  headers: HeaderMap,
-                  body: Bytes| { forward(calls, op, params, query, headers, body) };
+        let handler = move |OriginalUri(uri): OriginalUri,
+                            params: Result<RawPathParams, RawPathParamsRejection>,
+                            RawQuery(query): RawQuery,
+                            headers: HeaderMap,
+                            body: Result<Bytes, BytesRejection>| async move {
+            // The server (src/server.rs) has read the body within its
+            // limits already; a path parameter that is not UTF-8 once
+            // percent-decoded is refused here, in JSON like every refusal.
+            let params = match params {
+                Ok(p) => p,
+                Err(e) => {
+                    return bad(format!("the path is not valid: {}", e.body_text()))
+                        .at("path", uri.path())
+                        .reply();
+                }
+            };
+            let body = match body {
+                Ok(b) => b,
+                Err(e) => {
+                    return ApiError::new(e.status(), e.body_text())
+                        .at("body", Value::Null)
+                        .reply();
+                }
+            };
+            forward(calls, op, params, query, headers, body).await
+        };
         let filter = match r.method {
             "get" => MethodFilter::GET,
             "post" => MethodFilter::POST,
@@ -394,9 +428,12 @@ pub(crate) fn router(calls: mpsc::Sender<Call>) -> Router {
             }),
         );
     }
-    router.fallback(|| async {
-        ApiError::new(StatusCode::NOT_FOUND, "no such path (see /v1/openapi.json)").reply()
-    })
+    router
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "no such path (see /v1/openapi.json)").reply()
+        })
+        // The server limits bodies (director.api_max_body_bytes).
+        .layer(DefaultBodyLimit::disable())
 }
 
 async fn forward(
@@ -462,7 +499,11 @@ pub(crate) fn authorize(
     if !mutation && loopback {
         return Ok(());
     }
-    let given = authorization.and_then(|h| h.strip_prefix("Bearer "));
+    // `Bearer <token>`; the scheme is case-insensitive (RFC 9110 11.1).
+    let given = authorization.and_then(|h| {
+        let (scheme, rest) = h.trim_start().split_once([' ', '\t'])?;
+        scheme.eq_ignore_ascii_case("bearer").then_some(rest)
+    });
     match given {
         None => Err(
             ApiError::new(StatusCode::UNAUTHORIZED, "missing bearer token")
@@ -810,7 +851,11 @@ pub(crate) fn openapi() -> Value {
             r.success.to_string(),
             json!({ "description": "success", "content": { content_type: { "schema": schema(r.response) } } }),
         );
-        let mut codes = vec!["500"];
+        // 503: the connection caps (docs/api.md#limits) or a shutdown.
+        let mut codes = vec!["500", "503"];
+        if r.request.is_some() {
+            codes.extend(["408", "413"]);
+        }
         if r.path.contains("{name}") {
             codes.extend(["400", "404"]);
         }
@@ -946,6 +991,29 @@ fn schemas() -> Value {
                 "reason": { "type": "string" },
             },
         },
+        "HealthBatch": {
+            "type": "object", "additionalProperties": false, "required": ["verdicts"],
+            "properties": {
+                "verdicts": { "type": "array", "items": {
+                    "type": "object", "additionalProperties": false, "required": ["table", "ip"],
+                    "properties": {
+                        "table": { "type": "string" }, "ip": { "type": "string" },
+                        "healthy": { "type": "boolean" }, "reachable": { "type": "boolean" },
+                        "reason": { "type": "string", "maxLength": 1024 },
+                    },
+                } },
+            },
+        },
+        "HealthBatchAnswer": {
+            "type": "object",
+            "properties": {
+                "changed": { "type": "boolean" }, "generation": count,
+                "unknown": { "type": "array", "items": { "type": "object", "properties": {
+                    "table": { "type": "string" }, "ip": { "type": "string" },
+                } } },
+                "hashes": { "type": "object", "additionalProperties": { "type": ["string", "null"] } },
+            },
+        },
         "Proposal": {
             "type": "object", "required": ["action", "ip"],
             "properties": {
@@ -1027,6 +1095,7 @@ pub(crate) fn answer(daemon: &mut Daemon, call: &Call) -> Reply {
         Op::AddBackend | Op::RemoveBackend | Op::SetState(_) | Op::SetHealth => {
             mutate(daemon, call, route.map_or(200, |r| r.success))
         }
+        Op::HealthBatch => health_batch(daemon, &call.body),
     };
     match result {
         Ok((status, v)) => Reply::json(status, v),
@@ -1050,10 +1119,115 @@ fn table_index(daemon: &Daemon, call: &Call) -> Result<usize, ApiError> {
         })
 }
 
+/// `PUT /v1/health`: the verdicts of the tables' backends applied as one
+/// change; those naming a table or backend this director does not have
+/// are reported, not refused (a fleet's directors may differ for a moment).
+fn health_batch(daemon: &mut Daemon, body: &[u8]) -> Result<(StatusCode, Value), ApiError> {
+    let batch: proto::api::HealthBatch = typed_body(body)?;
+    let mut known = Vec::new();
+    let mut unknown = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, v) in batch.verdicts.iter().enumerate() {
+        let at = |f: &str| format!("verdicts[{i}].{f}");
+        if v.healthy.is_none() && v.reachable.is_none() {
+            return Err(
+                bad("missing field \"healthy\" or \"reachable\" (give one or both)")
+                    .at(&at("healthy"), Value::Null),
+            );
+        }
+        if v.reason.as_ref().is_some_and(|r| r.len() > 1024) {
+            return Err(bad("expected a string of at most 1024 bytes")
+                .at(&at("reason"), v.reason.clone().unwrap_or_default()));
+        }
+        if !seen.insert((v.table.clone(), v.ip)) {
+            return Err(bad(format!(
+                "backend {} of table \"{}\" has two verdicts",
+                v.ip,
+                shorten(&v.table)
+            ))
+            .at(&at("ip"), v.ip.to_string()));
+        }
+        let ti =
+            daemon.config().tables.iter().position(|t| {
+                t.name == v.table && t.backends.iter().any(|b| b.backend.addr == v.ip)
+            });
+        match ti {
+            Some(table) => known.push(HealthVerdict {
+                table,
+                ip: v.ip,
+                health: Health {
+                    healthy: v.healthy,
+                    reachable: v.reachable,
+                },
+                reason: v.reason.clone(),
+            }),
+            None => unknown.push(proto::api::TableBackend {
+                table: v.table.clone(),
+                ip: v.ip,
+            }),
+        }
+    }
+    let changed = daemon.set_health(&known)?;
+    let answer = proto::api::HealthBatchAnswer {
+        changed,
+        generation: daemon.generation(),
+        unknown,
+        hashes: daemon.table_hashes(),
+    };
+    Ok((
+        StatusCode::OK,
+        serde_json::to_value(answer).unwrap_or_default(),
+    ))
+}
+
+/// A body read into its type; a refusal names the field at fault (as
+/// `verdicts[2].ip`) with the value given.
+fn typed_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let o = object(body)?;
+    let v = Value::Object(o);
+    serde_path_to_error::deserialize(&v).map_err(|e| {
+        let field = e.path().to_string();
+        let mut at = &v;
+        for seg in field.split(['.', '[']) {
+            let seg = seg.trim_end_matches(']');
+            at = match seg.parse::<usize>() {
+                Ok(i) => at.get(i).unwrap_or(&Value::Null),
+                Err(_) => at.get(seg).unwrap_or(&Value::Null),
+            };
+        }
+        bad(e.inner().to_string()).at(&field, at.clone())
+    })
+}
+
 fn mutate(daemon: &mut Daemon, call: &Call, success: u16) -> Result<(StatusCode, Value), ApiError> {
     let ti = table_index(daemon, call)?;
     let ip = || parse_ip("ip", call.ip.as_deref().unwrap_or_default());
-    let mut reason = None;
+    if call.op == Op::SetHealth {
+        let ip = ip()?;
+        let (health, reason) = parse_health(&call.body)?;
+        let t = &daemon.config().tables[ti];
+        if !t.backends.iter().any(|b| b.backend.addr == ip) {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("table \"{}\" has no backend {ip}", t.name),
+            )
+            .at("ip", ip.to_string()));
+        }
+        let changed = daemon.set_health(&[HealthVerdict {
+            table: ti,
+            ip,
+            health,
+            reason,
+        }])?;
+        return Ok((
+            StatusCode::OK,
+            json!({
+                "changed": changed,
+                "generation": daemon.generation(),
+                "table": daemon.table_json(ti)?,
+            }),
+        ));
+    }
     let change = match call.op {
         Op::AddBackend => Change::Add(parse_add(&call.body)?),
         Op::RemoveBackend => Change::Remove {
@@ -1061,16 +1235,14 @@ fn mutate(daemon: &mut Daemon, call: &Call, success: u16) -> Result<(StatusCode,
             force: parse_force(call.query.as_deref())?,
         },
         Op::SetState(state) => Change::SetState { ip: ip()?, state },
-        _ => {
-            let (health, r) = parse_health(&call.body)?;
-            reason = Some(r);
-            Change::SetHealth { ip: ip()?, health }
+        op => {
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("{op:?} is not a change of one backend"),
+            ));
         }
     };
     let changed = daemon.change(ti, &change)?;
-    if let (Some(reason), Change::SetHealth { ip, .. }) = (reason, &change) {
-        daemon.set_health_reason(ti, *ip, reason);
-    }
     let status = if changed {
         StatusCode::from_u16(success).unwrap_or(StatusCode::OK)
     } else {
@@ -1098,6 +1270,18 @@ mod tests {
         let e = authorize(Some("s3cret"), Some("Bearer nope"), true, true).unwrap_err();
         assert_eq!(e.status, StatusCode::UNAUTHORIZED);
         assert!(authorize(Some("s3cret"), Some("Bearer s3cret"), true, true).is_ok());
+        for scheme in ["bearer", "BEARER", "beaRer"] {
+            let h = format!("{scheme} s3cret");
+            assert!(
+                authorize(Some("s3cret"), Some(&h), true, true).is_ok(),
+                "{h}"
+            );
+        }
+        assert!(authorize(Some("s3cret"), Some("Bearer   s3cret"), true, true).is_ok());
+        for h in ["Basic s3cret", "Bearers3cret", "s3cret", "Bearer"] {
+            let e = authorize(Some("s3cret"), Some(h), true, true).unwrap_err();
+            assert_eq!(e.status, StatusCode::UNAUTHORIZED, "{h}");
+        }
         let e = authorize(Some("s3cret"), None, false, false).unwrap_err();
         assert_eq!(e.status, StatusCode::UNAUTHORIZED, "reads off loopback");
         let e = authorize(None, Some("Bearer x"), true, true).unwrap_err();

@@ -40,7 +40,7 @@ use aya::programs::XdpMode;
 use aya::programs::links::FdLink;
 use aya::programs::xdp::{XdpLink, XdpLinkId};
 use director_xdp::dataplane::{ApplyReport, Dataplane, DataplaneError, PathMtu};
-use proto::config::Config;
+use proto::config::{ApiLimits, Config};
 use proto::table::{Chain, Holders, Release, RowCount, row_counts};
 use serde_json::{Value, json};
 use tokio::signal::unix::{SignalKind, signal};
@@ -49,10 +49,14 @@ use tracing::{debug, error, info, warn};
 
 use crate::api::{self, ApiError, Call, Change};
 use crate::pins;
+use crate::server;
 use crate::{Failure, load_config_text};
 use director_xdp::neigh::{self, Notice, Resolver, Snapshot, Unresolved, Watcher};
 
+mod health;
 mod watch;
+
+use health::Health;
 
 /// How often next hops are resolved without a notification, and how often
 /// at most an unresolved next hop is probed.
@@ -97,8 +101,21 @@ async fn run_async(config_path: &Path, keep_on_exit: bool) -> Result<(), Failure
     let mut int = signal_stream(SignalKind::interrupt())?;
     let mut term = signal_stream(SignalKind::terminate())?;
 
-    let (config, on_disk) = load_config_text(config_path).map_err(Failure::usage)?;
-    let token = read_token(&config).map_err(Failure::usage)?;
+    // Before anything is opened: the API's connection cap is sized from it.
+    let fd_limit = server::raise_fd_limit();
+    let (file_config, on_disk) = load_config_text(config_path).map_err(Failure::usage)?;
+    let token = read_token(&file_config).map_err(Failure::usage)?;
+    // The last verdicts, laid over the file's: a restarted director starts
+    // where it stopped. A state file that does not read stops the start
+    // (the pinned data plane, if any, keeps forwarding meanwhile).
+    let state_path = health::state_path(config_path, &file_config);
+    director_ctl::files::Target::resolve(&state_path)
+        .and_then(|t| t.refuse_inputs(&[config_path]))
+        .context("director.state_file")
+        .map_err(Failure::usage)?;
+    let mut verdicts = Health::load(&state_path).map_err(Failure::usage)?;
+    verdicts.retain_in(&file_config);
+    let config = verdicts.overlay(&file_config);
     let interface = config.director.interface.clone().ok_or_else(|| {
         Failure::usage(anyhow!(
             "config {}: director.interface is required to run a director",
@@ -162,23 +179,23 @@ async fn run_async(config_path: &Path, keep_on_exit: bool) -> Result<(), Failure
     // while nothing has changed yet. Calls wait in the channel until the
     // event loop runs.
     let api_listen = config.director.api_listen;
-    let listener = tokio::net::TcpListener::bind(api_listen)
-        .await
+    let listener = server::listen(api_listen)
         .with_context(|| format!("listening on {api_listen} (director.api_listen)"))
         .map_err(Failure::runtime)?;
     let (call_tx, mut calls) = mpsc::channel::<Call>(64);
     let router = api::router(call_tx);
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
-            error!("API server stopped: {e}");
-        }
-    });
+    // The connection cap leaves file descriptors for the daemon's own
+    // work: no number of clients makes a reload fail with EMFILE.
+    let api_budget = server::fd_budget(fd_limit);
+    let (api_limits, limits) = tokio::sync::watch::channel(config.director.api_limits);
+    tokio::spawn(server::serve(listener, router, limits, api_budget));
     info!(
-        "API listening on http://{api_listen}/ ({})",
+        "API listening on http://{api_listen}/ ({}; {})",
         match &config.director.api_token_file {
             Some(p) => format!("changes need the bearer token of {}", p.display()),
             None => "read-only: no director.api_token_file".to_string(),
-        }
+        },
+        server::describe(&config.director.api_limits, api_budget)
     );
 
     // The path MTU toward the backends when director.mtu is not set.
@@ -195,10 +212,14 @@ async fn run_async(config_path: &Path, keep_on_exit: bool) -> Result<(), Failure
         snapshot: Snapshot::default(),
         probed: HashMap::new(),
         on_disk,
+        file_config,
         token,
-        health_reasons: HashMap::new(),
+        health: verdicts,
+        state_path,
         last_apply: None,
         watch: watch::Watch::new(interface.clone(), pin_dir.join(pins::LINK), watcher),
+        api_limits,
+        api_budget,
     };
     let snapshot = daemon
         .resolver
@@ -362,8 +383,11 @@ pub(crate) struct Daemon {
     /// Configs applied since start, the first included: tells the log
     /// lines of successive reloads apart.
     generation: u64,
-    /// The config whose tables are live.
+    /// The config whose tables are live: the file's, with the health
+    /// verdicts laid over it.
     config: Config,
+    /// The config as the file holds it, which API changes rewrite.
+    file_config: Config,
     /// Addresses of the live config's backends, whose next hops are tracked.
     backends: BTreeSet<IpAddr>,
     dataplane: Dataplane,
@@ -380,12 +404,19 @@ pub(crate) struct Daemon {
     /// The API's bearer token (director.api_token_file), read at start and
     /// at each reload.
     token: Option<String>,
-    /// Reasons given with the last health verdicts (kept in memory only).
-    health_reasons: HashMap<(String, IpAddr), String>,
+    /// The health verdicts, kept in their own file ([`health`]).
+    health: Health,
+    /// Where they are kept.
+    state_path: PathBuf,
     /// What the last apply did: (source, when, error if it failed).
     last_apply: Option<(&'static str, SystemTime, Option<String>)>,
     /// The program's attachment to the interface ([`watch`]).
     watch: watch::Watch,
+    /// The API server's limits (director.api_*), changed by a SIGHUP for
+    /// the connections that follow.
+    api_limits: tokio::sync::watch::Sender<ApiLimits>,
+    /// The connections the file descriptor limit leaves the API.
+    api_budget: usize,
 }
 
 /// What a table's rows are built from: the same inputs give the same rows
@@ -562,8 +593,11 @@ impl Daemon {
                 Err(e) => warn!("keeping the last MTU read: {e:#}"),
             }
         }
+        let file_config = config.clone();
+        let config = self.health.overlay(&config);
         match self.apply_config(config) {
             Ok(report) => {
+                self.file_config = file_config;
                 info!(
                     "config {path} applied: {}",
                     summary(self.generation, &report)
@@ -576,6 +610,9 @@ impl Daemon {
                 }
                 self.token = token;
                 self.on_disk = text;
+                let limits = self.config.director.api_limits;
+                let old = self.api_limits.send_replace(limits);
+                server::log_change(&old, &limits, self.api_budget);
                 self.record("sighup", Ok(()));
             }
             Err(e) => {
@@ -623,11 +660,7 @@ impl Daemon {
             Ok(v) => self.views = v,
             Err(e) => error!("building the API's view of the tables: {e:#}"),
         }
-        self.health_reasons.retain(|(t, ip), _| {
-            config
-                .table(t)
-                .is_some_and(|t| t.backends.iter().any(|b| b.backend.addr == *ip))
-        });
+        self.health.retain_in(&config);
         self.config = config;
         self.backends = backends;
         self.log_changes(&snapshot);
@@ -946,14 +979,6 @@ impl Daemon {
         &self.config
     }
 
-    pub(crate) fn set_health_reason(&mut self, ti: usize, ip: IpAddr, reason: Option<String>) {
-        let key = (self.config.tables[ti].name.clone(), ip);
-        match reason {
-            Some(r) => self.health_reasons.insert(key, r),
-            None => self.health_reasons.remove(&key),
-        };
-    }
-
     fn stats(&self) -> Result<director_xdp::Stats, ApiError> {
         self.dataplane.stats().map_err(|e| {
             ApiError::new(
@@ -1019,7 +1044,7 @@ impl Daemon {
                     "state": b.backend.state.as_str(),
                     "healthy": b.backend.healthy,
                     "reachable": b.backend.reachable,
-                    "health_reason": self.health_reasons.get(&(t.name.clone(), ip)),
+                    "health_reason": self.health.get(&t.name, ip).and_then(|v| v.reason.clone()),
                     "rows_primary": rows.primary,
                     "rows_alternate": rows.alternate,
                     "packets": packets,
@@ -1039,6 +1064,16 @@ impl Daemon {
             "binds": binds,
             "backends": backends,
         })
+    }
+
+    /// Every table's content hash, by name.
+    pub(crate) fn table_hashes(&self) -> BTreeMap<String, Option<String>> {
+        self.config
+            .tables
+            .iter()
+            .enumerate()
+            .map(|(ti, t)| (t.name.clone(), self.views.get(ti).map(|v| v.hash.clone())))
+            .collect()
     }
 
     pub(crate) fn table_json(&self, ti: usize) -> Result<Value, ApiError> {
@@ -1319,7 +1354,8 @@ impl Daemon {
     /// the data plane and the file as they were. Returns whether anything
     /// changed (a change to what already is changes nothing).
     pub(crate) fn change(&mut self, ti: usize, change: &Change) -> Result<bool, ApiError> {
-        let (new, changed) = api::changed_config(&self.config, ti, change)?;
+        // Changes are made to the file's config; the verdicts lie over it.
+        let (new, changed) = api::changed_config(&self.file_config, ti, change)?;
         if !changed {
             return Ok(false);
         }
@@ -1337,13 +1373,19 @@ impl Daemon {
                 .at("config", path));
             }
         }
-        let mut new = api::check_whole(&new, change)?;
+        let mut new_file = api::check_whole(&new, change)?;
         // Warnings were reported when the file was read; the rendered
         // config has none to add.
-        new.warnings.clear();
-        let text = format!("{:#}\n", proto::config::to_json(&new));
-        let old = self.config.clone();
-        match self.apply_config(new) {
+        new_file.warnings.clear();
+        // The fields this project does not read (GLB configs carry some for
+        // other tools) are put back where they were.
+        let rendered = match serde_json::from_str::<Value>(&self.on_disk) {
+            Ok(original) => proto::config::to_json_keeping(&new_file, &original),
+            Err(_) => proto::config::to_json(&new_file),
+        };
+        let text = format!("{rendered:#}\n");
+        let (old, old_health) = (self.config.clone(), self.health.clone());
+        match self.apply_config(self.health.overlay(&new_file)) {
             Ok(report) => info!("API change applied: {}", summary(self.generation, &report)),
             Err(e) => {
                 let refused = !matches!(e, ApplyFailure::Failed(_));
@@ -1371,6 +1413,7 @@ impl Daemon {
                 .apply_config(old)
                 .map(|_| ())
                 .map_err(ApplyFailure::message);
+            self.health = old_health;
             let message = format!("writing config {path}: {e}");
             error!("API change not saved ({message}); rolled back: {undone:?}");
             self.record("api", Err(message.clone()));
@@ -1380,7 +1423,107 @@ impl Daemon {
             }));
         }
         self.on_disk = text;
+        self.file_config = new_file;
         self.record("api", Ok(()));
         Ok(true)
     }
+
+    /// Sets health verdicts, of one call or of a batch, as one change: laid
+    /// over the file's config, applied (each table flips once), then saved
+    /// in the state file. A verdict leaves out what it does not set (`None`
+    /// keeps the current flag). Never touches the config file, so a pending
+    /// hand edit of it is no reason to refuse. Returns whether any table
+    /// changed (a new reason alone is saved, and changes no table).
+    pub(crate) fn set_health(&mut self, verdicts: &[HealthVerdict]) -> Result<bool, ApiError> {
+        let mut new_health = self.health.clone();
+        for v in verdicts {
+            let t = &self.config.tables[v.table];
+            let current = t
+                .backends
+                .iter()
+                .find(|b| b.backend.addr == v.ip)
+                .map_or((true, true), |b| (b.backend.healthy, b.backend.reachable));
+            new_health.set(
+                &t.name,
+                v.ip,
+                current,
+                v.health.healthy,
+                v.health.reachable,
+                v.reason.clone(),
+            );
+        }
+        if new_health == self.health {
+            return Ok(false);
+        }
+        let internal = |m: String| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, m);
+        let new = new_health.overlay(&self.file_config);
+        let changed = new != self.config;
+        let (old, old_health) = (
+            self.config.clone(),
+            std::mem::replace(&mut self.health, new_health),
+        );
+        if changed {
+            match self.apply_config(new) {
+                Ok(report) => info!(
+                    "health verdicts applied: {}",
+                    summary(self.generation, &report)
+                ),
+                Err(e) => {
+                    self.health = old_health;
+                    let refused = !matches!(e, ApplyFailure::Failed(_));
+                    let message = e.message();
+                    self.record("api", Err(message.clone()));
+                    return Err(if refused {
+                        ApiError::new(
+                            StatusCode::CONFLICT,
+                            format!("the data plane refused the verdicts: {message}"),
+                        )
+                    } else {
+                        internal(format!(
+                            "writing the verdicts to the data plane failed part-way: {message}"
+                        ))
+                    });
+                }
+            }
+        }
+        let state = self.state_path.display().to_string();
+        if let Err(e) =
+            director_ctl::files::write_atomically(&self.state_path, self.health.render().as_bytes())
+        {
+            // Nothing acknowledged may be lost: undo rather than answer for
+            // verdicts a restart would not find.
+            let undone = if changed {
+                self.apply_config(old)
+                    .map(|_| ())
+                    .map_err(ApplyFailure::message)
+            } else {
+                Ok(())
+            };
+            self.health = old_health;
+            let message = format!("writing the health state file {state}: {e}");
+            error!("health verdicts not saved ({message}); rolled back: {undone:?}");
+            self.record("api", Err(message.clone()));
+            return Err(internal(match undone {
+                Ok(()) => format!("{message}; the verdicts were rolled back"),
+                Err(u) => format!("{message}; rolling the verdicts back failed too: {u}"),
+            }));
+        }
+        if changed {
+            self.record("api", Ok(()));
+        }
+        Ok(changed)
+    }
+}
+
+/// One health verdict for [`Daemon::set_health`].
+#[derive(Clone, Debug)]
+pub(crate) struct HealthVerdict {
+    /// The table, by index.
+    pub table: usize,
+    /// The backend, which the table has.
+    pub ip: IpAddr,
+    /// What it sets.
+    pub health: api::Health,
+    /// Why.
+    pub reason: Option<String>,
 }

@@ -8,6 +8,7 @@
 mod api;
 mod daemon;
 mod pins;
+mod server;
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, IsTerminal as _, Write as _};

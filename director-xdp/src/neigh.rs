@@ -11,6 +11,15 @@
 //! another interface, or whose next hop has no usable entry, gets no MAC:
 //! the director then uses `director.gateway_mac`.
 //!
+//! Multipath (ECMP) routes: the kernel's answer names the one path it would
+//! take for a packet of its own. When that path leaves by another
+//! interface, the route itself is asked for (`RTM_F_FIB_MATCH`) and one of
+//! its live paths on the director's interface is taken instead, the same
+//! one for a backend at every resolution (chosen by a hash of the backend's
+//! address, so that backends spread over the routers). Routes through
+//! nexthop objects (`ip nexthop`, `RTA_NH_ID`) are taken as the kernel
+//! answers.
+//!
 //! The kernel only resolves a neighbour when it has something to send to
 //! it, and the director's own packets bypass the kernel. [`probe`] gives it
 //! something: an empty UDP datagram to the backend's discard port (9),
@@ -77,6 +86,14 @@ const RTA_DST: u16 = 1;
 const RTA_OIF: u16 = 4;
 const RTA_GATEWAY: u16 = 5;
 const RTA_VIA: u16 = 18;
+const RTA_MULTIPATH: u16 = 9;
+/// `rtm_flags`: answer with the matching route entry, all of its paths.
+const RTM_F_FIB_MATCH: u32 = 0x2000;
+/// `rtnh_flags` of a path that does not carry traffic.
+const RTNH_F_DEAD: u8 = 1;
+const RTNH_F_LINKDOWN: u8 = 16;
+/// `struct rtnexthop`: len u16, flags u8, hops u8, ifindex i32.
+const RTNEXTHOP_LEN: usize = 8;
 const NDA_DST: u16 = 1;
 const NDA_LLADDR: u16 = 2;
 /// Attribute types carry flag bits (nested, byte order) above these.
@@ -193,6 +210,32 @@ struct Route {
     gateway: Option<IpAddr>,
 }
 
+/// One live path of a multipath route (`RTA_MULTIPATH`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Path {
+    oif: u32,
+    gateway: Option<IpAddr>,
+}
+
+/// The path of a multipath route that packets to `backend` take from the
+/// director: one of the live paths on `ifindex`, the same for a backend at
+/// every call, spread over the paths by the backend's address.
+fn pick_path(backend: IpAddr, paths: &[Path], ifindex: u32) -> Option<Path> {
+    let ours: Vec<Path> = paths.iter().copied().filter(|p| p.oif == ifindex).collect();
+    if ours.is_empty() {
+        return None;
+    }
+    // FNV-1a of the address: stable across runs and builds.
+    let bytes = match backend {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    };
+    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    ours.get((hash % ours.len() as u64) as usize).copied()
+}
+
 /// One neighbour table entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Neighbour {
@@ -303,6 +346,22 @@ impl Resolver {
                     Some(route) => next_hop_mac(backend, &route, self.ifindex, &neighbours),
                 },
             };
+            // The kernel's own path leaves elsewhere: a multipath route may
+            // have one on the director's interface.
+            let outcome = match outcome {
+                Err(Unresolved::OtherInterface { oif }) => self
+                    .multipath_route(backend)
+                    .and_then(|paths| pick_path(backend, &paths, self.ifindex))
+                    .map_or(Err(Unresolved::OtherInterface { oif }), |p| {
+                        let route = Route {
+                            kind: RTN_UNICAST,
+                            oif: Some(p.oif),
+                            gateway: p.gateway,
+                        };
+                        next_hop_mac(backend, &route, self.ifindex, &neighbours)
+                    }),
+                other => other,
+            };
             match outcome {
                 Ok(mac) => {
                     snapshot.macs.insert(backend, mac);
@@ -314,6 +373,53 @@ impl Resolver {
         }
         Ok(snapshot)
     }
+}
+
+impl Resolver {
+    /// The live paths of the route to `backend`, if it is a multipath route.
+    fn multipath_route(&mut self, backend: IpAddr) -> Option<Vec<Path>> {
+        let mut request = route_request(backend);
+        request[8..12].copy_from_slice(&RTM_F_FIB_MATCH.to_ne_bytes());
+        let reply = self.socket.transact(RTM_GETROUTE, 0, &request).ok()?.ok()?;
+        reply
+            .iter()
+            .find(|(ty, _)| *ty == RTM_NEWROUTE)
+            .and_then(|(_, body)| parse_multipath(body))
+            .filter(|paths| !paths.is_empty())
+    }
+}
+
+/// The live paths of an `RTM_NEWROUTE` body's `RTA_MULTIPATH`, if it has
+/// one.
+fn parse_multipath(body: &[u8]) -> Option<Vec<Path>> {
+    let family = *body.first()?;
+    let (_, mut nexthops) =
+        attributes(body.get(RTMSG_LEN..)?).find(|(ty, _)| *ty == RTA_MULTIPATH)?;
+    let mut paths = Vec::new();
+    while nexthops.len() >= RTNEXTHOP_LEN {
+        let len = usize::from(u16_at(nexthops, 0)?);
+        if len < RTNEXTHOP_LEN || len > nexthops.len() {
+            break;
+        }
+        let flags = nexthops[2];
+        let oif = u32_at(nexthops, 4)?;
+        let mut gateway = None;
+        for (ty, payload) in attributes(&nexthops[RTNEXTHOP_LEN..len]) {
+            match ty {
+                RTA_GATEWAY => gateway = parse_addr(family, payload),
+                RTA_VIA => {
+                    let via = u16_at(payload, 0).and_then(|f| u8::try_from(f).ok());
+                    gateway = via.and_then(|f| parse_addr(f, payload.get(2..)?));
+                }
+                _ => {}
+            }
+        }
+        if flags & (RTNH_F_DEAD | RTNH_F_LINKDOWN) == 0 {
+            paths.push(Path { oif, gateway });
+        }
+        nexthops = nexthops.get(align4(len)..).unwrap_or_default();
+    }
+    Some(paths)
 }
 
 /// Makes the kernel resolve the next hop towards `backend`: sends an empty
@@ -899,6 +1005,72 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    /// An `RTM_NEWROUTE` body of a multipath IPv4 route: (flags, ifindex,
+    /// gateway) per path.
+    fn multipath_body(paths: &[(u8, u32, [u8; 4])]) -> Vec<u8> {
+        let mut nexthops = Vec::new();
+        for &(flags, ifindex, gw) in paths {
+            let mut attrs = Vec::new();
+            push_attribute(&mut attrs, RTA_GATEWAY, &gw);
+            let len = (RTNEXTHOP_LEN + attrs.len()) as u16;
+            nexthops.extend_from_slice(&len.to_ne_bytes());
+            nexthops.extend_from_slice(&[flags, 0]);
+            nexthops.extend_from_slice(&ifindex.to_ne_bytes());
+            nexthops.extend_from_slice(&attrs);
+        }
+        let mut body = vec![AF_INET, 25, 0, 0, 254, 0, 0, RTN_UNICAST, 0, 0, 0, 0];
+        push_attribute(&mut body, RTA_DST, &[198, 51, 100, 128]);
+        push_attribute(&mut body, RTA_MULTIPATH, &nexthops);
+        body
+    }
+
+    #[test]
+    fn a_multipath_route_gives_a_live_path_on_the_directors_interface() {
+        let gw = |last: u8| IpAddr::from([198, 51, 100, last]);
+        let body = multipath_body(&[
+            (0, IFINDEX + 1, [198, 51, 100, 1]),
+            (0, IFINDEX, [198, 51, 100, 2]),
+            (RTNH_F_LINKDOWN, IFINDEX, [198, 51, 100, 3]),
+            (0, IFINDEX, [198, 51, 100, 4]),
+            (RTNH_F_DEAD, IFINDEX, [198, 51, 100, 5]),
+        ]);
+        let paths = parse_multipath(&body).expect("a multipath route");
+        assert_eq!(
+            paths,
+            [
+                Path {
+                    oif: IFINDEX + 1,
+                    gateway: Some(gw(1))
+                },
+                Path {
+                    oif: IFINDEX,
+                    gateway: Some(gw(2))
+                },
+                Path {
+                    oif: IFINDEX,
+                    gateway: Some(gw(4))
+                },
+            ],
+            "dead and link-down paths are left out"
+        );
+        // Each backend gets a path on the interface, always the same one,
+        // and backends spread over both.
+        let mut seen = std::collections::BTreeSet::new();
+        for last in 130..160u8 {
+            let b = IpAddr::from([198, 51, 100, last]);
+            let p = pick_path(b, &paths, IFINDEX).expect("a path on the interface");
+            assert_eq!(p.oif, IFINDEX);
+            assert_eq!(pick_path(b, &paths, IFINDEX), Some(p), "stable");
+            seen.insert(p.gateway);
+        }
+        assert_eq!(seen.len(), 2, "spread over both paths: {seen:?}");
+        assert_eq!(pick_path(gw(140), &paths[..1], IFINDEX), None);
+        // A route without RTA_MULTIPATH has none.
+        let mut plain = vec![AF_INET, 32, 0, 0, 254, 0, 0, RTN_UNICAST, 0, 0, 0, 0];
+        push_attribute(&mut plain, RTA_OIF, &IFINDEX.to_ne_bytes());
+        assert_eq!(parse_multipath(&plain), None);
     }
 
     #[test]

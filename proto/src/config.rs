@@ -22,6 +22,73 @@ use crate::table::{
 /// Default address of the director's HTTP API: loopback only.
 pub const DEFAULT_API_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9610);
 
+/// Limits of the director's HTTP API against slow, idle or abusive clients
+/// (docs/api.md#limits). Each has a default; the connection caps are
+/// further bounded by the daemon's file descriptor limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApiLimits {
+    /// Connections open at once, all clients together.
+    pub max_connections: u32,
+    /// Connections open at once from one client address.
+    pub max_connections_per_address: u32,
+    /// The largest request body, in bytes.
+    pub max_body_bytes: u32,
+    /// Milliseconds a client has to send a whole request head, from the
+    /// connection's start or the end of the previous response (so also
+    /// the longest an idle keep-alive connection is kept).
+    pub header_timeout_ms: u32,
+    /// Milliseconds a client has to send a whole request body once its
+    /// head arrived; also the longest a response write may stall.
+    pub body_timeout_ms: u32,
+}
+
+impl ApiLimits {
+    /// The defaults (docs/config.md).
+    pub const DEFAULT: ApiLimits = ApiLimits {
+        max_connections: 512,
+        max_connections_per_address: 32,
+        max_body_bytes: 64 * 1024,
+        header_timeout_ms: 5_000,
+        body_timeout_ms: 10_000,
+    };
+
+    /// Each setting's config field (under `director`), its value, and
+    /// the range it must be in.
+    pub fn fields(&self) -> [(&'static str, u32, std::ops::RangeInclusive<u32>); 5] {
+        [
+            ("api_max_connections", self.max_connections, 1..=1_000_000),
+            (
+                "api_max_connections_per_address",
+                self.max_connections_per_address,
+                1..=1_000_000,
+            ),
+            ("api_max_body_bytes", self.max_body_bytes, 1024..=16 << 20),
+            (
+                "api_header_timeout_ms",
+                self.header_timeout_ms,
+                100..=600_000,
+            ),
+            ("api_body_timeout_ms", self.body_timeout_ms, 100..=600_000),
+        ]
+    }
+
+    fn set(&mut self, field: &str, value: u32) {
+        match field {
+            "api_max_connections" => self.max_connections = value,
+            "api_max_connections_per_address" => self.max_connections_per_address = value,
+            "api_max_body_bytes" => self.max_body_bytes = value,
+            "api_header_timeout_ms" => self.header_timeout_ms = value,
+            _ => self.body_timeout_ms = value,
+        }
+    }
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        ApiLimits::DEFAULT
+    }
+}
+
 /// Why a config was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -265,6 +332,11 @@ pub struct Director {
     /// File holding the bearer token that API mutations must present
     /// (absolute path); without one, the API is read-only.
     pub api_token_file: Option<PathBuf>,
+    /// File holding the health verdicts (absolute path); `None`: beside
+    /// the config, `NAME.health.json`.
+    pub state_file: Option<PathBuf>,
+    /// The API's connection caps, body size limit and timeouts.
+    pub api_limits: ApiLimits,
     /// Directory on bpffs where the director's maps and XDP link are
     /// pinned, so that a restarted daemon adopts them (absolute path);
     /// `None`: [`Director::default_pin_dir`].
@@ -301,6 +373,8 @@ impl Default for Director {
             gateway_mac: None,
             api_listen: DEFAULT_API_LISTEN,
             api_token_file: None,
+            state_file: None,
+            api_limits: ApiLimits::DEFAULT,
             pin_dir: None,
             mtu: None,
         }
@@ -314,7 +388,7 @@ impl Config {
         let mut cx = Cx {
             warnings: Vec::new(),
         };
-        let root = cx.object(&doc, "config", &["tables", "director"])?;
+        let root = cx.object(&doc, "config", ROOT_FIELDS)?;
         let tables_v = root
             .get("tables")
             .ok_or_else(|| invalid("config", "missing field \"tables\""))?;
@@ -439,6 +513,31 @@ fn usable(addr: IpAddr, what: &str) -> Result<(), String> {
     }
 }
 
+/// The fields this project reads, per level of the config; any other is
+/// a warning when read, and kept as it was when the daemon rewrites the
+/// file ([`to_json_keeping`]).
+const ROOT_FIELDS: &[&str] = &["tables", "director"];
+const TABLE_FIELDS: &[&str] = &["name", "hash_key", "seed", "hops", "binds", "backends"];
+const BIND_FIELDS: &[&str] = &["ip", "proto", "port", "port_start", "port_end"];
+const BACKEND_FIELDS: &[&str] = &["ip", "state", "healthy", "reachable", "healthchecks"];
+const DIRECTOR_FIELDS: &[&str] = &[
+    "interface",
+    "source_v4",
+    "source_v6",
+    "hash_fields",
+    "gateway_mac",
+    "api_listen",
+    "api_token_file",
+    "api_max_connections",
+    "api_max_connections_per_address",
+    "api_max_body_bytes",
+    "api_header_timeout_ms",
+    "api_body_timeout_ms",
+    "state_file",
+    "pin_dir",
+    "mtu",
+];
+
 /// Parsing context: collects warnings.
 struct Cx {
     warnings: Vec<String>,
@@ -466,11 +565,7 @@ impl Cx {
 
     fn table(&mut self, i: usize, v: &Value) -> Result<Table, ConfigError> {
         let mut path = format!("tables[{i}]");
-        let o = self.object(
-            v,
-            &path,
-            &["name", "hash_key", "seed", "hops", "binds", "backends"],
-        )?;
+        let o = self.object(v, &path, TABLE_FIELDS)?;
         let name = match o.get("name") {
             None => i.to_string(),
             Some(Value::String(s)) if valid_name(s) => s.clone(),
@@ -545,7 +640,7 @@ impl Cx {
     }
 
     fn bind(&mut self, path: &str, v: &Value) -> Result<Bind, ConfigError> {
-        let o = self.object(v, path, &["ip", "proto", "port", "port_start", "port_end"])?;
+        let o = self.object(v, path, BIND_FIELDS)?;
         let ip = o
             .get("ip")
             .ok_or_else(|| invalid(path, "missing field \"ip\""))?;
@@ -607,11 +702,7 @@ impl Cx {
     }
 
     fn backend(&mut self, path: &str, v: &Value) -> Result<BackendConfig, ConfigError> {
-        let o = self.object(
-            v,
-            path,
-            &["ip", "state", "healthy", "reachable", "healthchecks"],
-        )?;
+        let o = self.object(v, path, BACKEND_FIELDS)?;
         let addr = match o.get("ip") {
             Some(Value::String(s)) => s.parse::<IpAddr>().map_err(|_| {
                 invalid(
@@ -670,21 +761,7 @@ impl Cx {
 
     fn director(&mut self, v: &Value) -> Result<Director, ConfigError> {
         let path = "director";
-        let o = self.object(
-            v,
-            path,
-            &[
-                "interface",
-                "source_v4",
-                "source_v6",
-                "hash_fields",
-                "gateway_mac",
-                "api_listen",
-                "api_token_file",
-                "pin_dir",
-                "mtu",
-            ],
-        )?;
+        let o = self.object(v, path, DIRECTOR_FIELDS)?;
         let mut d = Director::default();
         let field = |k: &str| format!("{path}.{k}");
         let string = |k: &str| -> Result<Option<&String>, ConfigError> {
@@ -747,17 +824,23 @@ impl Cx {
                 )
             })?;
         }
-        if let Some(s) = string("api_token_file")? {
+        // Relative to what? The daemon's working directory is an accident
+        // of how it was started: only absolute paths.
+        let absolute = |k: &str, s: &String| {
             let path = PathBuf::from(s);
-            // Relative to what? The daemon's working directory is an
-            // accident of how it was started: only absolute paths.
             if !path.is_absolute() || s.contains('\0') {
                 return Err(invalid(
-                    field("api_token_file"),
+                    field(k),
                     format!("\"{}\" is not an absolute path", shorten(s)),
                 ));
             }
-            d.api_token_file = Some(path);
+            Ok(path)
+        };
+        if let Some(s) = string("api_token_file")? {
+            d.api_token_file = Some(absolute("api_token_file", s)?);
+        }
+        if let Some(s) = string("state_file")? {
+            d.state_file = Some(absolute("state_file", s)?);
         }
         if let Some(s) = string("pin_dir")? {
             let path = PathBuf::from(s);
@@ -809,6 +892,24 @@ impl Cx {
                 return Err(invalid(field("hash_fields"), "needs at least one field"));
             }
             d.hash_fields = HashFields(bits);
+        }
+        for (name, _, range) in ApiLimits::DEFAULT.fields() {
+            let Some(v) = o.get(name) else { continue };
+            let n = v
+                .as_u64()
+                .filter(|n| (u64::from(*range.start())..=u64::from(*range.end())).contains(n))
+                .ok_or_else(|| {
+                    invalid(
+                        field(name),
+                        format!(
+                            "{} is not an integer from {} to {}",
+                            show(v),
+                            range.start(),
+                            range.end()
+                        ),
+                    )
+                })?;
+            d.api_limits.set(name, n as u32);
         }
         if let Some(v) = o.get("mtu") {
             // The least any table needs (IPv4 backends, one hop); the
@@ -1024,8 +1125,86 @@ fn check_across_tables(tables: &[Table]) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// [`to_json`], with every field of `original` (the file's JSON as last
+/// read or written) that this project does not read put back where it was:
+/// GLB configs carry fields for other tools, and a rewrite by the daemon
+/// must not drop them. Tables are matched by name (by position for
+/// unnamed GLB tables), backends by address, binds by position; what has no
+/// match (an added backend) has no unknown fields to keep.
+pub fn to_json_keeping(config: &Config, original: &Value) -> Value {
+    fn keep(out: &mut Value, original: Option<&Value>, known: &[&str]) {
+        let (Some(out), Some(original)) =
+            (out.as_object_mut(), original.and_then(Value::as_object))
+        else {
+            return;
+        };
+        for (k, v) in original {
+            if !known.contains(&k.as_str()) && !out.contains_key(k) {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    let mut out = to_json(config);
+    keep(&mut out, Some(original), ROOT_FIELDS);
+    if let Some(d) = out.get_mut("director") {
+        keep(d, original.get("director"), DIRECTOR_FIELDS);
+    } else if let Some(d) = original.get("director") {
+        // No director settings, but unknown fields in the section.
+        let mut section = Value::Object(Map::new());
+        keep(&mut section, Some(d), DIRECTOR_FIELDS);
+        if section.as_object().is_some_and(|o| !o.is_empty()) {
+            out["director"] = section;
+        }
+    }
+    let old_tables: &[Value] = original
+        .get("tables")
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice);
+    let Some(tables) = out.get_mut("tables").and_then(Value::as_array_mut) else {
+        return out;
+    };
+    for t in tables {
+        let name = t["name"].as_str().unwrap_or_default().to_string();
+        let old = old_tables.iter().enumerate().find_map(|(i, o)| {
+            let old_name = o
+                .get("name")
+                .and_then(Value::as_str)
+                .map_or_else(|| i.to_string(), str::to_string);
+            (old_name == name).then_some(o)
+        });
+        keep(t, old, TABLE_FIELDS);
+        let Some(old) = old else { continue };
+        let list = |v: &Value, k: &str| {
+            v.get(k)
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        };
+        let (old_binds, old_backends) = (list(old, "binds"), list(old, "backends"));
+        if let Some(binds) = t.get_mut("binds").and_then(Value::as_array_mut) {
+            for (i, b) in binds.iter_mut().enumerate() {
+                keep(b, old_binds.get(i), BIND_FIELDS);
+            }
+        }
+        if let Some(backends) = t.get_mut("backends").and_then(Value::as_array_mut) {
+            for b in backends {
+                let ip = b["ip"].as_str().and_then(|s| s.parse::<IpAddr>().ok());
+                let old = old_backends.iter().find(|o| {
+                    o.get("ip")
+                        .and_then(Value::as_str)
+                        .and_then(|s| s.parse::<IpAddr>().ok())
+                        == ip
+                });
+                keep(b, old, BACKEND_FIELDS);
+            }
+        }
+    }
+    out
+}
+
 /// Renders a config back to JSON in the same format (GLB fields plus the
-/// `director` section), for persisting a changed desired state.
+/// `director` section, every field explicit), for persisting a changed
+/// desired state.
 pub fn to_json(config: &Config) -> Value {
     let tables: Vec<Value> = config
         .tables
@@ -1106,6 +1285,24 @@ pub fn to_json(config: &Config) -> Value {
             "api_token_file",
             Value::String(p.to_string_lossy().into_owned()),
         );
+    }
+    if let Some(p) = &d.state_file {
+        dir.insert(
+            "state_file",
+            Value::String(p.to_string_lossy().into_owned()),
+        );
+    }
+    // Written when not the default, so that a file the API rewrites keeps
+    // following the defaults it did not set.
+    for ((name, value, _), (_, default, _)) in d
+        .api_limits
+        .fields()
+        .into_iter()
+        .zip(ApiLimits::DEFAULT.fields())
+    {
+        if value != default {
+            dir.insert(name, value.into());
+        }
     }
     if let Some(p) = &d.pin_dir {
         dir.insert("pin_dir", Value::String(p.to_string_lossy().into_owned()));

@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 
-use proto::config::{Config, ConfigError, HashFields, Prefix, Proto, to_json};
+use proto::config::{ApiLimits, Config, ConfigError, HashFields, Prefix, Proto, to_json};
 use proto::table::BackendState;
 
 const EXAMPLE: &str = include_str!("../../examples/director.json");
@@ -160,6 +160,53 @@ fn round_trips_through_to_json() {
     assert_eq!(c.director.mtu, Some(9000));
     assert_eq!(to_json(&c)["director"]["mtu"], 9000);
     assert_eq!(Config::from_json(&to_json(&c).to_string()).unwrap(), c);
+}
+
+#[test]
+fn api_limits_default_parse_round_trip_and_refuse_out_of_range() {
+    let c = Config::from_json(EXAMPLE).unwrap();
+    assert_eq!(c.director.api_limits, ApiLimits::DEFAULT);
+    let dir = to_json(&c)["director"].clone();
+    assert!(
+        dir.get("api_max_connections").is_none(),
+        "defaults are not written: {dir}"
+    );
+    let set = EXAMPLE.replace(
+        r#""gateway_mac""#,
+        r#""api_max_connections": 100, "api_max_connections_per_address": 10,
+           "api_max_body_bytes": 4096, "api_header_timeout_ms": 2000,
+           "api_body_timeout_ms": 3000, "gateway_mac""#,
+    );
+    let c = Config::from_json(&set).unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert_eq!(
+        c.director.api_limits,
+        ApiLimits {
+            max_connections: 100,
+            max_connections_per_address: 10,
+            max_body_bytes: 4096,
+            header_timeout_ms: 2000,
+            body_timeout_ms: 3000,
+        }
+    );
+    assert_eq!(to_json(&c)["director"]["api_header_timeout_ms"], 2000);
+    assert_eq!(Config::from_json(&to_json(&c).to_string()).unwrap(), c);
+    for (field, value, range) in [
+        ("api_max_connections", "0", "1 to 1000000"),
+        ("api_max_connections_per_address", "-1", "1 to 1000000"),
+        ("api_max_body_bytes", "100", "1024 to 16777216"),
+        ("api_header_timeout_ms", "1.5", "100 to 600000"),
+        ("api_body_timeout_ms", "\"10\"", "100 to 600000"),
+    ] {
+        let text = EXAMPLE.replace(
+            r#""gateway_mac""#,
+            &format!(r#""{field}": {value}, "gateway_mac""#),
+        );
+        assert_eq!(
+            err(&text),
+            format!("director.{field}: {value} is not an integer from {range}")
+        );
+    }
 }
 
 /// A config whose table "t" has `backend` and one hop per row, and whose
@@ -513,4 +560,47 @@ fn error_messages_cut_long_values() {
             "9".repeat(57)
         )]
     );
+}
+
+#[test]
+fn a_rewrite_keeps_the_fields_this_project_does_not_read() {
+    let original: serde_json::Value = serde_json::from_str(
+        r#"{"owner":"team-a",
+        "tables":[{"name":"web","hash_key":"000102030405060708090a0b0c0d0e0f",
+          "seed":"49a3d861d661ae5ab06ed9326871a2f5","glb_extra":{"a":1},
+          "binds":[{"ip":"203.0.113.10","proto":"tcp","port_start":80,"port_end":80,"comment":"main"}],
+          "backends":[{"ip":"198.51.100.1","rack":"r1"},{"ip":"198.51.100.2","rack":"r2","healthy":true}]}],
+        "director":{"interface":"eth0","x_note":"keep"}}"#,
+    )
+    .unwrap();
+    let mut c = Config::from_json(&original.to_string()).unwrap();
+    assert_eq!(c.warnings.len(), 6, "{:?}", c.warnings);
+    // A change as the API makes one: a backend drained, one removed, one added.
+    let web = &mut c.tables[0];
+    web.backends[0].backend.state = BackendState::Draining;
+    web.backends.remove(1);
+    let mut added = web.backends[0].clone();
+    added.backend.addr = "198.51.100.3".parse().unwrap();
+    web.backends.push(added);
+    let out = proto::config::to_json_keeping(&c, &original);
+    assert_eq!(out["owner"], "team-a");
+    assert_eq!(out["director"]["x_note"], "keep");
+    assert_eq!(out["tables"][0]["glb_extra"]["a"], 1);
+    let bind = &out["tables"][0]["binds"][0];
+    assert_eq!(bind["comment"], "main");
+    assert_eq!(
+        (bind.get("port"), bind.get("port_start")),
+        (Some(&serde_json::json!(80)), None),
+        "known fields are the rendering's, not put back: {bind}"
+    );
+    let backends = out["tables"][0]["backends"].as_array().unwrap();
+    assert_eq!(
+        (&backends[0]["rack"], &backends[0]["state"]),
+        (&serde_json::json!("r1"), &serde_json::json!("draining"))
+    );
+    assert_eq!(backends[1].get("rack"), None, "the added backend has none");
+    // It reads back to the same config, warnings and all.
+    let again = Config::from_json(&out.to_string()).unwrap();
+    assert_eq!(again.tables, c.tables);
+    assert_eq!(again.warnings.len(), 5, "{:?}", again.warnings);
 }

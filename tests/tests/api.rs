@@ -40,7 +40,7 @@ fn config_text(token_file: &str) -> String {
         .iter()
         .map(|ip| {
             format!(
-                r#"{{"ip":"{ip}","state":"active","healthy":true,"healthchecks":{{"http":80}}}}"#
+                r#"{{"ip":"{ip}","state":"active","healthy":true,"healthchecks":{{"http":80}},"rack":"r-{ip}"}}"#
             )
         })
         .collect();
@@ -170,6 +170,12 @@ impl ApiLab {
         self.json(method, path, Some(TOKEN), body)
     }
 
+    fn table_generation(&self) -> u64 {
+        let (s, v) = self.json("GET", "/healthz", None, None);
+        assert_eq!(s, 200, "{v}");
+        v["generation"].as_u64().expect("generation")
+    }
+
     fn table(&self) -> Value {
         let (s, v) = self.json("GET", "/v1/tables/web", None, None);
         assert_eq!(s, 200, "{v}");
@@ -194,6 +200,23 @@ fn expected_hash(config: &Config) -> String {
 fn on_disk(lab: &ApiLab) -> Config {
     Config::from_json(&std::fs::read_to_string(lab.config_path()).expect("config file"))
         .expect("the written config loads")
+}
+
+/// The health verdict of `ip` of table "web" in the state file:
+/// (healthy, reachable, reason).
+fn verdict_on_disk(lab: &ApiLab, ip: &str) -> Option<(bool, bool, Option<String>)> {
+    let text = std::fs::read_to_string(lab.scratch.file("director.health.json")).ok()?;
+    let v: Value = serde_json::from_str(&text).expect("the state file is JSON");
+    assert_eq!(v["version"], 1, "{v}");
+    v["verdicts"].as_array()?.iter().find_map(|e| {
+        (e["table"] == "web" && e["ip"] == ip).then(|| {
+            (
+                e["healthy"].as_bool().expect("healthy"),
+                e["reachable"].as_bool().expect("reachable"),
+                e["reason"].as_str().map(str::to_string),
+            )
+        })
+    })
 }
 
 fn state_on_disk(lab: &ApiLab, ip: &str) -> (BackendState, bool) {
@@ -393,6 +416,14 @@ fn changes_are_applied_persisted_and_refused_with_the_field_at_fault() {
         state_on_disk(&lab, BACKENDS[1]),
         (BackendState::Draining, true)
     );
+    let file: Value =
+        serde_json::from_str(&std::fs::read_to_string(lab.config_path()).expect("config"))
+            .expect("JSON");
+    assert_eq!(
+        file["tables"][0]["backends"][1]["rack"],
+        format!("r-{}", BACKENDS[1]),
+        "a field this project does not read is kept: {file}"
+    );
     assert_eq!(v["table"]["hash"], expected_hash(&on_disk(&lab)));
     // The same again changes nothing.
     let (s, v) = lab.change("POST", &drain, None);
@@ -459,9 +490,11 @@ fn changes_are_applied_persisted_and_refused_with_the_field_at_fault() {
     }
     assert_eq!(state_on_disk(&lab, BACKENDS[1]).0, BackendState::Inactive);
 
-    // Health: the health checker's call, with a reason.
+    // Health: the health checker's call, with a reason. Verdicts are kept
+    // in the state file beside the config; the config file is not touched.
     let health = format!("/v1/tables/web/backends/{}/health", BACKENDS[2]);
     let before = lab.table();
+    let config_before = std::fs::read(lab.config_path()).expect("config");
     let (s, v) = lab.change(
         "PUT",
         &health,
@@ -480,8 +513,13 @@ fn changes_are_applied_persisted_and_refused_with_the_field_at_fault() {
         "unhealthy, it keeps its place in every chain (and its flows)"
     );
     assert_eq!(
-        state_on_disk(&lab, BACKENDS[2]),
-        (BackendState::Active, false)
+        verdict_on_disk(&lab, BACKENDS[2]),
+        Some((false, true, Some("http 503".to_string())))
+    );
+    assert_eq!(
+        std::fs::read(lab.config_path()).expect("config"),
+        config_before,
+        "a verdict does not rewrite the operator's file"
     );
     // Unreachable: in no row; previewed first, the rows it leaves are
     // reported as released, not as lost.
@@ -514,15 +552,11 @@ fn changes_are_applied_persisted_and_refused_with_the_field_at_fault() {
         (&json!(false), &json!(false), &json!(0), &json!(0)),
         "{v}"
     );
-    let ip2: IpAddr = BACKENDS[2].parse().expect("address");
-    let on = on_disk(&lab);
-    let b2 = on
-        .table("web")
-        .expect("web")
-        .backends
-        .iter()
-        .find(|b| b.backend.addr == ip2);
-    assert_eq!(b2.map(|b| b.backend.reachable), Some(false), "persisted");
+    assert_eq!(
+        verdict_on_disk(&lab, BACKENDS[2]),
+        Some((false, false, None)),
+        "persisted; what it leaves out stays as it was"
+    );
     let (s, v) = lab.change("PUT", &health, Some(r#"{"reachable":true}"#));
     assert_eq!(s, 200, "{v}");
     assert_eq!(
@@ -530,6 +564,78 @@ fn changes_are_applied_persisted_and_refused_with_the_field_at_fault() {
         Some(held(&before, BACKENDS[2])),
         "reachable again, back in its chains: {v}"
     );
+    // Many verdicts, of any tables, in one change: one table flip; those
+    // this director does not know are reported, the others applied.
+    let generation = lab.table_generation();
+    let (s, v) = lab.change(
+        "PUT",
+        "/v1/health",
+        Some(&format!(
+            r#"{{"verdicts":[{{"table":"web","ip":"{}","healthy":false,"reason":"tcp reset"}},
+                {{"table":"web","ip":"{}","reachable":false}},
+                {{"table":"web","ip":"198.51.100.77","healthy":false}},
+                {{"table":"other","ip":"{}","healthy":false}}]}}"#,
+            BACKENDS[0], BACKENDS[3], BACKENDS[0]
+        )),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (&v["changed"], &v["generation"]),
+        (&json!(true), &json!(generation + 1)),
+        "one apply for the batch: {v}"
+    );
+    assert_eq!(
+        v["unknown"],
+        json!([{"table": "web", "ip": "198.51.100.77"}, {"table": "other", "ip": BACKENDS[0]}])
+    );
+    let t = lab.table();
+    assert_eq!(v["hashes"]["web"], t["hash"], "{v}");
+    assert_eq!(
+        (
+            &backend(&t, BACKENDS[0])["healthy"],
+            &backend(&t, BACKENDS[0])["health_reason"],
+            &backend(&t, BACKENDS[3])["reachable"]
+        ),
+        (&json!(false), &json!("tcp reset"), &json!(false)),
+        "{t}"
+    );
+    assert_eq!(
+        verdict_on_disk(&lab, BACKENDS[3]),
+        Some((true, false, None))
+    );
+    let (s, v) = lab.change("PUT", "/v1/health", Some(&format!(
+        r#"{{"verdicts":[{{"table":"web","ip":"{}","healthy":true,"reachable":true}},{{"table":"web","ip":"{}","healthy":true,"reachable":true}}]}}"#,
+        BACKENDS[0], BACKENDS[3]
+    )));
+    assert_eq!((s, &v["changed"]), (200, &json!(true)), "{v}");
+    for (body, field) in [
+        (
+            r#"{"verdicts":[{"table":"web","ip":"198.51.100.2","healthy":"no"}]}"#,
+            "verdicts[0].healthy",
+        ),
+        (
+            r#"{"verdicts":[{"table":"web","ip":"198.51.100.300","healthy":true}]}"#,
+            "verdicts[0].ip",
+        ),
+        (
+            r#"{"verdicts":[{"table":"web","ip":"198.51.100.2"}]}"#,
+            "verdicts[0].healthy",
+        ),
+        (
+            r#"{"verdicts":[{"table":"web","ip":"198.51.100.2","healthy":true},{"table":"web","ip":"198.51.100.2","healthy":false}]}"#,
+            "verdicts[1].ip",
+        ),
+        (r#"{"verdicts":[],"x":1}"#, "x"),
+    ] {
+        let (s, v) = lab.change("PUT", "/v1/health", Some(body));
+        assert_eq!((s, &v["field"]), (400, &json!(field)), "{body}: {v}");
+    }
+    assert_eq!(
+        lab.table_generation(),
+        generation + 2,
+        "refusals apply nothing"
+    );
+
     for (body, field) in [
         (r#"{"healthy":"no"}"#, "healthy"),
         (r#"{"reason":"x"}"#, "healthy"),
@@ -636,9 +742,12 @@ fn changes_are_applied_persisted_and_refused_with_the_field_at_fault() {
         generation,
         "nothing applied"
     );
+    let warnings = on_disk(&lab).warnings;
     assert!(
-        on_disk(&lab).warnings.is_empty(),
-        "the written config is clean"
+        warnings
+            .iter()
+            .all(|w| w.ends_with("unknown field \"rack\" ignored")),
+        "the written config warns only of the fields it was given: {warnings:?}"
     );
     assert_eq!(
         lab.table()["hash"],
@@ -712,11 +821,35 @@ fn acknowledged_changes_survive_sigkill_and_file_edits_go_through_sighup() {
         None,
     );
     assert_eq!((s, &v["field"]), (409, &json!("config")), "{v}");
+    // A verdict is not the file's: taken while the edit waits, the edit
+    // left as it is.
+    let (s, v) = lab.change(
+        "PUT",
+        &format!("/v1/tables/web/backends/{}/health", BACKENDS[3]),
+        Some(r#"{"healthy":false}"#),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        std::fs::read_to_string(lab.config_path()).expect("config"),
+        edited
+    );
     lab.daemon().signal(libc::SIGHUP).expect("SIGHUP");
     lab.daemon()
-        .wait_for_log("applied: generation 2", Duration::from_secs(30))
-        .expect("SIGHUP applies the edit");
-    assert_eq!(backend(&lab.table(), BACKENDS[1])["state"], "active");
+        .wait_for_log(
+            "director.json applied: generation 3",
+            Duration::from_secs(30),
+        )
+        .expect("SIGHUP applies the edit (after the verdict's generation 2)");
+    let t = lab.table();
+    assert_eq!(backend(&t, BACKENDS[1])["state"], "active");
+    assert_eq!(
+        (
+            &backend(&t, BACKENDS[2])["healthy"],
+            &backend(&t, BACKENDS[3])["healthy"]
+        ),
+        (&json!(false), &json!(false)),
+        "the verdicts lie over the reloaded file: {t}"
+    );
     let (s, v) = lab.change(
         "POST",
         &format!("/v1/tables/web/backends/{}/drain", BACKENDS[0]),

@@ -6,8 +6,9 @@
 //! daemon must say it adopted the pins, and a config change sent to it
 //! (SIGHUP: a new bind) must apply. On SIGTERM the pins are removed; with
 //! `--keep-on-exit` they stay and the program stays attached, for the next
-//! daemon to adopt; pins of another map layout are removed with a warning
-//! and the start is fresh.
+//! daemon to adopt (and a daemon whose health state file is corrupt refuses
+//! to start, naming it, while the pinned program keeps forwarding); pins of
+//! another map layout are removed with a warning and the start is fresh.
 //!
 //! Lab (documentation addresses only, one L2 segment through a bridge):
 //!
@@ -273,10 +274,36 @@ fn a_killed_director_restarts_without_losing_a_packet() {
     assert!(third.stop().unwrap().success());
     assert_eq!(
         xdp_prog(&director),
-        Some(prog),
+        Some(prog.clone()),
         "--keep-on-exit left the program attached"
     );
     assert!(pinned("link"), "--keep-on-exit left the link pinned");
+
+    // A corrupt health state file: a clear refusal to start, and the pinned
+    // program keeps forwarding meanwhile.
+    let state = scratch.file("director.health.json");
+    std::fs::write(&state, "{\"version\":1,\"verdicts\":[{\"table\":\"dns\"").unwrap();
+    let mut refused = start("corrupt-state.log");
+    let deadline = Instant::now() + START_TIMEOUT;
+    while refused.running().unwrap() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = refused.exited().unwrap().expect("it exits");
+    let log = refused.log();
+    assert_eq!(status.code(), Some(2), "a usage error:\n{log}");
+    assert!(
+        log.contains(&format!(
+            "the health state file {} is not valid",
+            state.display()
+        )) && log.contains("fix it or remove it"),
+        "{log}"
+    );
+    assert_eq!(
+        xdp_prog(&director),
+        Some(prog),
+        "the pinned program stays attached"
+    );
+    std::fs::remove_file(&state).unwrap();
     let mut fourth = start("fourth.log");
     fourth
         .wait_for_log("adopted the pinned link", START_TIMEOUT)
