@@ -757,3 +757,185 @@ fn cutting_the_checkers_own_link_flips_no_verdict() {
             >= 1.0
     );
 }
+
+/// The director's view of table "lab" (its API, from its namespace).
+fn director_table(lab: &lab_tests::glb::Lab) -> proto::api::Table {
+    let r = lab
+        .api("GET", &proto::api::path::table("lab"), false)
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    serde_json::from_str(&r.body).unwrap()
+}
+
+fn director_flags(lab: &lab_tests::glb::Lab, i: usize) -> (bool, bool, u64) {
+    let ip: IpAddr = lab_tests::glb::backend_ip(i).parse().unwrap();
+    let t = director_table(lab);
+    let b = t.backends.iter().find(|b| b.ip == ip).unwrap();
+    (b.healthy, b.reachable, b.rows_primary)
+}
+
+#[test]
+fn with_a_real_director_failed_http_keeps_established_flows_and_a_dead_tunnel_leaves_every_row() {
+    use lab_tests::glb::{self, VIP4};
+    let mut lab = glb::Lab::new(&["active", "active"]).unwrap();
+    // The checker runs on the director's host (GLB's layout): the
+    // backends' agents already allow its address. HTTP checks go to a
+    // server of this test on port 8080 of each backend.
+    let http: Vec<Server> = lab
+        .backends
+        .iter()
+        .map(|b| Server::start(&b.ns, 8080, Expect::Plain))
+        .collect();
+    lab.director_ns
+        .exec("sysctl", &["-qw", "net.ipv4.conf.all.rp_filter=0"])
+        .unwrap();
+    // Its own copy of the director's table (a central checker's layout):
+    // same name and backends, with their checks.
+    let backends: Vec<String> = (0..2)
+        .map(|i| {
+            format!(
+                r#"{{"ip":"{}","healthchecks":{{"http":8080,"gue":19523}}}}"#,
+                glb::backend_ip(i)
+            )
+        })
+        .collect();
+    let config = lab.scratch.file("healthcheck.json");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"tables":[{{"name":"lab","hash_key":"6c61622d686173682d6b65792d303031","seed":"6c61622d736565642d30303030303031",
+                 "binds":[{{"ip":"{VIP4}","proto":"tcp","port":80}}],"backends":[{}]}}],
+               "healthcheck":{{"directors":["http://{}"],"api_token_file":"{}",{FAST}}}}}"#,
+            backends.join(","),
+            glb::API,
+            lab.token_file().display()
+        ),
+    )
+    .unwrap();
+    let bin = workspace_bin("healthcheck").unwrap();
+    let mut checker = lab
+        .director_ns
+        .spawn(
+            bin.to_str().unwrap(),
+            &["--config", config.to_str().unwrap()],
+            lab.scratch.file("healthcheck.log"),
+        )
+        .unwrap();
+    checker
+        .wait_for_log("serving /health", Duration::from_secs(10))
+        .unwrap();
+    let health = |lab: &glb::Lab| -> Value {
+        let r = lab
+            .director_ns
+            .run_in(|| {
+                lab_tests::http::request(
+                    HEALTH.parse().map_err(io::Error::other)?,
+                    "GET",
+                    "/health",
+                    None,
+                    None,
+                )
+            })
+            .unwrap();
+        serde_json::from_str(&r.body).unwrap()
+    };
+    wait_until(
+        "the director acknowledged the first verdicts",
+        Duration::from_secs(10),
+        || {
+            let h = health(&lab);
+            let d = &h["directors"][0];
+            let known = h["backends"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|b| b["healthy"] == true && b["reachable"] == true);
+            (known && d["in_sync"] == true && d["pushes"].as_u64() >= Some(1)).then_some(())
+        },
+    );
+
+    // Connections through the VIP, some on each backend.
+    let conns = glb::connect_many(&lab.client, VIP4, 40).unwrap();
+    let on1 = conns
+        .iter()
+        .filter(|c| c.backend.ends_with(&glb::backend_ip(1)))
+        .count();
+    assert!(on1 > 0 && on1 < 40, "{on1} of 40 on backend 1");
+
+    // Backend 1's HTTP fails: unhealthy on the director within
+    // fall x fast interval + timeout (0.4 s here), waited for 5 s at most.
+    let start = Instant::now();
+    http[1].status.store(503, Ordering::Relaxed);
+    wait_until(
+        "backend 1 unhealthy on the director",
+        Duration::from_secs(5),
+        || (!director_flags(&lab, 1).0).then_some(()),
+    );
+    let took = start.elapsed();
+    let (_, reachable, rows) = director_flags(&lab, 1);
+    assert!(
+        reachable && rows == 0,
+        "unhealthy: reachable, primary of no row ({rows})"
+    );
+    let t = director_table(&lab);
+    let b1 = t
+        .backends
+        .iter()
+        .find(|b| b.ip.to_string() == glb::backend_ip(1))
+        .unwrap();
+    assert_eq!(
+        b1.health_reason.as_deref(),
+        Some(format!("http {}:8080/: status 503", glb::backend_ip(1)).as_str())
+    );
+    // The hash the director answered the push with is its table's.
+    wait_until(
+        "the checker saw the director's hash",
+        Duration::from_secs(5),
+        || {
+            (health(&lab)["directors"][0]["hashes"]["lab"] == Value::from(t.hash.clone()))
+                .then_some(())
+        },
+    );
+    // Every established connection still works; new ones avoid backend 1.
+    let held = glb::exchange(conns, Duration::from_millis(500), Vec::new());
+    assert!(held.failures.is_empty(), "{:?}", held.failures);
+    let fresh = glb::connect_many(&lab.client, VIP4, 20).unwrap();
+    assert!(
+        fresh
+            .iter()
+            .all(|c| c.backend.ends_with(&glb::backend_ip(0))),
+        "new flows avoid the unhealthy backend"
+    );
+    drop(fresh);
+    drop(held);
+
+    // Back: healthy again.
+    http[1].status.store(200, Ordering::Relaxed);
+    wait_until("backend 1 healthy again", Duration::from_secs(5), || {
+        director_flags(&lab, 1).0.then_some(())
+    });
+
+    // Backend 0's redirect agent stops (its HTTP still answers): its
+    // tunnel is dead, it leaves every row.
+    lab.backends[0].agent.signal(libc::SIGTERM).unwrap();
+    wait_until(
+        "backend 0 unreachable on the director",
+        Duration::from_secs(5),
+        || {
+            let (healthy, reachable, rows) = director_flags(&lab, 0);
+            (healthy && !reachable && rows == 0).then_some(())
+        },
+    );
+    let alternate = director_table(&lab)
+        .backends
+        .iter()
+        .find(|b| b.ip.to_string() == glb::backend_ip(0))
+        .unwrap()
+        .rows_alternate;
+    assert_eq!(alternate, 0, "unreachable: in no row at all");
+    lab.backends[0].restart_agent().unwrap();
+    wait_until("backend 0 reachable again", Duration::from_secs(5), || {
+        director_flags(&lab, 0).1.then_some(())
+    });
+    eprintln!("unhealthy on the director {took:?} after the HTTP failure");
+}
