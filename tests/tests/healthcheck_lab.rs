@@ -939,3 +939,172 @@ fn with_a_real_director_failed_http_keeps_established_flows_and_a_dead_tunnel_le
     });
     eprintln!("unhealthy on the director {took:?} after the HTTP failure");
 }
+
+/// A CA and a certificate for www.example.com signed by it, made with
+/// openssl in `dir`: (ca.pem, leaf.pem, leaf.key).
+fn certificates(dir: &Scratch) -> (PathBuf, PathBuf, PathBuf) {
+    let (ca, ca_key) = (dir.file("ca.pem"), dir.file("ca.key"));
+    let (leaf, key, csr, ext) = (
+        dir.file("leaf.pem"),
+        dir.file("leaf.key"),
+        dir.file("leaf.csr"),
+        dir.file("ext.cnf"),
+    );
+    std::fs::write(
+        &ext,
+        "subjectAltName=DNS:www.example.com\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let s = |p: &PathBuf| p.to_str().unwrap().to_string();
+    for args in [
+        vec![
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &s(&ca_key),
+            "-out",
+            &s(&ca),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=healthcheck test CA",
+        ],
+        vec![
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &s(&key),
+            "-out",
+            &s(&csr),
+            "-subj",
+            "/CN=www.example.com",
+        ],
+        vec![
+            "x509",
+            "-req",
+            "-in",
+            &s(&csr),
+            "-CA",
+            &s(&ca),
+            "-CAkey",
+            &s(&ca_key),
+            "-CAcreateserial",
+            "-out",
+            &s(&leaf),
+            "-days",
+            "2",
+            "-extfile",
+            &s(&ext),
+        ],
+    ] {
+        lab_tests::run("openssl", &args).unwrap();
+    }
+    (ca, leaf, key)
+}
+
+/// An HTTPS server (Python's) answering 200 to every GET.
+const HTTPS_SERVER: &str = r#"
+import http.server, ssl, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+s = http.server.ThreadingHTTPServer(("0.0.0.0", 8443), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+s.socket = ctx.wrap_socket(s.socket, server_side=True)
+print("serving", flush=True)
+s.serve_forever()
+"#;
+
+#[test]
+fn https_verifies_the_certificate_and_name_unless_told_not_to() {
+    let lab = Lab::new(&[false]);
+    let (ca, leaf, key) = certificates(&lab.scratch);
+    let script = lab.scratch.file("https.py");
+    std::fs::write(&script, HTTPS_SERVER).unwrap();
+    let mut server = lab.backends[0]
+        .ns
+        .spawn(
+            "python3",
+            &[
+                script.to_str().unwrap(),
+                leaf.to_str().unwrap(),
+                key.to_str().unwrap(),
+            ],
+            lab.scratch.file("https.log"),
+        )
+        .unwrap();
+    server
+        .wait_for_log("serving", Duration::from_secs(10))
+        .unwrap();
+    // One table per way of checking the same server (each its own check).
+    let b0 = backend_ip(0);
+    let table = |name: &str, port: u16, check: &str| {
+        format!(
+            r#",{{"name":"{name}","hash_key":"00000000000000000000000000000001","seed":"00000000000000000000000000000002",
+                 "binds":[{{"ip":"{VIP}","proto":"tcp","port":{port}}}],"backends":[{{"ip":"{b0}","healthchecks":{{"https":{check}}}}}]}}"#
+        )
+    };
+    let ca = ca.display();
+    let more = [
+        table("roots", 81, r#"{"port":8443}"#),
+        table(
+            "ca",
+            82,
+            &format!(r#"{{"port":8443,"host":"www.example.com","ca_file":"{ca}"}}"#),
+        ),
+        table(
+            "name",
+            83,
+            &format!(r#"{{"port":8443,"host":"other.example.com","ca_file":"{ca}"}}"#),
+        ),
+    ]
+    .concat();
+    let config = lab.config(
+        &[r#"{"https":{"port":8443,"insecure":true}}"#],
+        &more,
+        r#""timeout_ms":2000"#,
+    );
+    let out = lab.once(&config);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = |table: &str| -> String {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{table} ")))
+            .unwrap_or_else(|| panic!("no table {table} in\n{text}"))
+            .to_string()
+    };
+    assert!(
+        row("web").contains(" pass"),
+        "insecure: any certificate\n{text}"
+    );
+    assert!(
+        row("roots").contains(" fail") && row("roots").contains("UnknownIssuer"),
+        "{text}"
+    );
+    assert!(
+        row("ca").contains(" pass"),
+        "the CA given, the name in SNI and the certificate\n{text}"
+    );
+    assert!(
+        row("name").contains(" fail") && row("name").contains("not valid for name"),
+        "{text}"
+    );
+}
