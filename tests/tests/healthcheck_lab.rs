@@ -31,6 +31,8 @@ const VIP: &str = "203.0.113.10";
 const TOKEN: &str = "hc-lab-token-5e1f";
 const HEALTH: &str = "127.0.0.1:19520";
 
+static NEXT_LOG: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 fn backend_ip(i: usize) -> String {
     format!("198.51.100.{}", 11 + i)
 }
@@ -49,6 +51,8 @@ enum Expect {
 #[derive(Debug)]
 struct Server {
     status: Arc<AtomicU16>,
+    /// Alternate 200 and 503 from one connection to the next.
+    flap: Arc<AtomicBool>,
     seen: Arc<Mutex<Vec<Vec<u8>>>>,
     stop: Arc<AtomicBool>,
     handle: Option<JoinHandle<()>>,
@@ -64,14 +68,22 @@ impl Server {
             })
             .unwrap();
         let status = Arc::new(AtomicU16::new(200));
+        let flap = Arc::new(AtomicBool::new(false));
         let seen = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (st, sn, sp) = (status.clone(), seen.clone(), stop.clone());
+        let (st, fl, sn, sp) = (status.clone(), flap.clone(), seen.clone(), stop.clone());
         let handle = std::thread::spawn(move || {
+            let mut n = 0u64;
             while !sp.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((s, _)) => {
-                        let got = serve_one(s, expect, st.load(Ordering::Relaxed));
+                        n += 1;
+                        let status = if fl.load(Ordering::Relaxed) && n % 2 == 0 {
+                            503
+                        } else {
+                            st.load(Ordering::Relaxed)
+                        };
+                        let got = serve_one(s, expect, status);
                         sn.lock().unwrap().push(got);
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
@@ -80,6 +92,7 @@ impl Server {
         });
         Server {
             status,
+            flap,
             seen,
             stop,
             handle: Some(handle),
@@ -281,12 +294,13 @@ impl Lab {
 
     fn daemon(&self, config: &std::path::Path) -> Daemon {
         let bin = workspace_bin("healthcheck").unwrap();
+        let n = NEXT_LOG.fetch_add(1, Ordering::Relaxed);
         let mut d = self
             .checker
             .spawn(
                 bin.to_str().unwrap(),
                 &["--config", config.to_str().unwrap()],
-                self.scratch.file("healthcheck.log"),
+                self.scratch.file(&format!("healthcheck-{n}.log")),
             )
             .unwrap();
         d.wait_for_log("serving /health", Duration::from_secs(10))
@@ -1107,4 +1121,99 @@ fn https_verifies_the_certificate_and_name_unless_told_not_to() {
         row("name").contains(" fail") && row("name").contains("not valid for name"),
         "{text}"
     );
+}
+
+#[test]
+fn a_backend_flapping_at_every_probe_is_never_flipped() {
+    let lab = Lab::new(&[false]);
+    let director = FakeDirector::start(&lab.checker, 9610);
+    let config = lab.config(
+        &[r#"{"http":80}"#],
+        "",
+        &format!(r#""directors":["http://127.0.0.1:9610"],{FAST}"#),
+    );
+    let _checker = lab.daemon(&config);
+    wait_until(
+        "the director holds healthy",
+        Duration::from_secs(10),
+        || (director.holds(0).0 == Some(true)).then_some(()),
+    );
+    // Every other probe fails: never `fall` (2) failures in a row.
+    let server = &lab.backends[0].servers[&80];
+    let before = server.seen().len();
+    server.flap.store(true, Ordering::Relaxed);
+    wait_until(
+        "12 more probes, 6 of them failed",
+        Duration::from_secs(10),
+        || (server.seen().len() >= before + 12).then_some(()),
+    );
+    let downs = director
+        .batches()
+        .iter()
+        .flat_map(|b| b.verdicts.clone())
+        .filter(|v| v.healthy == Some(false))
+        .count();
+    assert_eq!(downs, 0);
+    let check = format!("http {}:80/", backend_ip(0));
+    assert_eq!(
+        lab.metric(&format!(
+            "glb_healthcheck_state_changes_total{{check=\"{check}\",to=\"down\"}}"
+        )),
+        Some(0.0)
+    );
+    assert!(
+        lab.metric(&format!(
+            "glb_healthcheck_probe_failures_total{{check=\"{check}\"}}"
+        ))
+        .unwrap()
+            >= 5.0
+    );
+}
+
+#[test]
+fn a_restarted_checker_pushes_only_the_verdicts_it_had() {
+    let lab = Lab::new(&[false, false]);
+    lab.backends[1].servers[&80]
+        .status
+        .store(503, Ordering::Relaxed);
+    let director = FakeDirector::start(&lab.checker, 9610);
+    let config = lab.config(
+        &[r#"{"http":80}"#, r#"{"http":80}"#],
+        "",
+        &format!(r#""directors":["http://127.0.0.1:9610"],{FAST}"#),
+    );
+    let first = lab.daemon(&config);
+    wait_until(
+        "the director holds both verdicts",
+        Duration::from_secs(10),
+        || (director.holds(0).0 == Some(true) && director.holds(1).0 == Some(false)).then_some(()),
+    );
+    first.stop().unwrap();
+    let pushed = director.batches().len();
+    let _second = lab.daemon(&config);
+    wait_until(
+        "the restarted checker pushes",
+        Duration::from_secs(10),
+        || (director.batches().len() > pushed).then_some(()),
+    );
+    // Its pushes repeat the verdicts, never another one: nothing was
+    // pushed before its checks knew (a push of unknown flags would be
+    // absent flags; a push on one result could say healthy for backend 1).
+    for b in &director.batches()[pushed..] {
+        for v in &b.verdicts {
+            let i = if v.ip.to_string() == backend_ip(0) {
+                0
+            } else {
+                1
+            };
+            assert_eq!(v.healthy, Some(i == 0), "{v:?}");
+        }
+    }
+    let h = lab.health();
+    for b in h["backends"].as_array().unwrap() {
+        assert!(
+            b["checks"][0]["probes"].as_u64().unwrap() >= 2,
+            "rise is 2: {h}"
+        );
+    }
 }
