@@ -78,7 +78,7 @@ impl Server {
                 match listener.accept() {
                     Ok((s, _)) => {
                         n += 1;
-                        let status = if fl.load(Ordering::Relaxed) && n % 2 == 0 {
+                        let status = if fl.load(Ordering::Relaxed) && n.is_multiple_of(2) {
                             503
                         } else {
                             st.load(Ordering::Relaxed)
