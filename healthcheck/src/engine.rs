@@ -83,6 +83,7 @@ pub struct Engine {
     min_failing: usize,
     suspicious: bool,
     suspicion_episodes: u64,
+    epoch: u64,
 }
 
 /// What a result changed.
@@ -117,7 +118,32 @@ impl Engine {
             min_failing: settings.suspicion_min_failing,
             suspicious: false,
             suspicion_episodes: 0,
+            epoch: 0,
         }
+    }
+
+    /// The engine for a reloaded config: a check identical to one of
+    /// this engine (same spec, timing included) keeps its state, history
+    /// and counters, so a reload changes no verdict by itself; other
+    /// checks start unknown. The epoch goes up: results of probes of the
+    /// old plan are to be dropped.
+    pub fn reloaded(&self, plan: &Plan, settings: &Settings) -> Engine {
+        let mut e = Engine::new(plan, settings);
+        for c in &mut e.checks {
+            if let Some(old) = self.checks.iter().find(|o| o.spec == c.spec) {
+                *c = old.clone();
+            }
+        }
+        e.suspicious = self.suspicious;
+        e.suspicion_episodes = self.suspicion_episodes;
+        e.epoch = self.epoch + 1;
+        e
+    }
+
+    /// Which plan the engine holds: results are recorded only by probes
+    /// of the same epoch.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     /// The checks.
@@ -544,6 +570,35 @@ mod tests {
         }
         assert!(!e.suspicious());
         assert_eq!(e.verdicts().len(), 3);
+    }
+
+    #[test]
+    fn a_reload_keeps_the_state_of_unchanged_checks_only() {
+        let mut e = engine(2, r#"{"trigger":2}"#);
+        for i in 0..4 {
+            pass(&mut e, i);
+            pass(&mut e, i);
+        }
+        let before = e.verdicts();
+        // Backend 0 as it was, backend 1's http moved to 8080, backend 2 new.
+        let c = Config::from_json(
+            r#"{"tables":[{"name":"web","hash_key":"00000000000000000000000000000001","seed":"00000000000000000000000000000002",
+                "binds":[{"ip":"203.0.113.10","proto":"tcp","port":80}],"backends":[
+                {"ip":"198.51.100.11","healthchecks":{"http":80,"gue":19523}},
+                {"ip":"198.51.100.12","healthchecks":{"http":8080,"gue":19523}},
+                {"ip":"198.51.100.13","healthchecks":{"tcp":22}}]}]}"#,
+        )
+        .unwrap();
+        let s = Settings::from_values(Some(&serde_json::json!({"trigger": 2})), None).unwrap();
+        let r = e.reloaded(&Plan::from_config(&c, &s).unwrap(), &s);
+        assert_eq!(r.epoch(), e.epoch() + 1);
+        let v = r.verdicts();
+        assert_eq!(v[0], before[0], "backend 0 unchanged: kept");
+        // Backend 1's http moved to 8080: unknown again, its gue kept.
+        assert_eq!((v[1].healthy, v[1].reachable), (None, Some(true)));
+        assert_eq!(v.len(), 2, "backend 2 is new: unknown");
+        let probes: u64 = r.checks().iter().map(|c| c.probes).sum();
+        assert_eq!(probes, 6, "counters of the three kept checks");
     }
 
     #[test]

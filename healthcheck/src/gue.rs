@@ -224,6 +224,8 @@ type Pending = Arc<Mutex<HashMap<[u8; TOKEN_LEN], (Echo, oneshot::Sender<()>)>>>
 #[derive(Debug)]
 pub struct Receiver {
     pending: Pending,
+    /// Set on drop: the reading threads end within their read timeout.
+    stop: Arc<std::sync::atomic::AtomicBool>,
     /// Why a family's raw socket could not be opened (needs CAP_NET_RAW).
     errors: [Option<String>; 2],
 }
@@ -234,6 +236,7 @@ impl Receiver {
     /// reported as internal errors.
     pub fn start() -> Receiver {
         let pending: Pending = Arc::default();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut errors = [None, None];
         for (k, (domain, proto)) in [
             (Domain::IPV4, Protocol::ICMPV4),
@@ -250,8 +253,8 @@ impl Receiver {
             });
             match sock {
                 Ok(s) => {
-                    let p = pending.clone();
-                    std::thread::spawn(move || read_loop(s, k == 1, p));
+                    let (p, stop) = (pending.clone(), stop.clone());
+                    std::thread::spawn(move || read_loop(s, k == 1, p, &stop));
                 }
                 Err(e) => {
                     errors[k] = Some(format!(
@@ -261,7 +264,11 @@ impl Receiver {
                 }
             }
         }
-        Receiver { pending, errors }
+        Receiver {
+            pending,
+            stop,
+            errors,
+        }
     }
 
     /// Why replies from `family` cannot be read, if they cannot.
@@ -288,9 +295,15 @@ impl Receiver {
     }
 }
 
-fn read_loop(sock: Socket, v6: bool, pending: Pending) {
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn read_loop(sock: Socket, v6: bool, pending: Pending, stop: &std::sync::atomic::AtomicBool) {
     let mut buf = [MaybeUninit::<u8>::uninit(); 2048];
-    loop {
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         let (n, from) = match sock.recv_from(&mut buf) {
             Ok(r) => r,
             Err(e)

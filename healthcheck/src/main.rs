@@ -37,6 +37,7 @@ fn read_json(path: &PathBuf) -> anyhow::Result<(String, Value)> {
 }
 
 fn load(args: &Args) -> anyhow::Result<(Plan, Settings)> {
+    tracing::info!("reading {}", args.config.display());
     let (text, root) = read_json(&args.config)?;
     let config = proto::config::Config::from_json(&text)
         .with_context(|| format!("reading the config {}", args.config.display()))?;
@@ -94,5 +95,9 @@ fn main() -> anyhow::Result<()> {
     if settings.directors.is_empty() {
         tracing::warn!("no directors in healthcheck.directors: verdicts are only shown on /health");
     }
-    rt.block_on(healthcheck::run::run(plan, settings))
+    rt.block_on(healthcheck::run::run(
+        plan,
+        settings,
+        Box::new(move || load(&args)),
+    ))
 }

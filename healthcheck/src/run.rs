@@ -7,9 +7,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
+use tokio::signal::unix::SignalKind;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
-use crate::checks::{Kind, Plan};
+use crate::checks::{CheckSpec, Kind, Plan};
 use crate::engine::{Engine, Outcome};
 use crate::probe::Prober;
 use crate::push::DirectorStats;
@@ -23,82 +25,40 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Runs until SIGINT or SIGTERM.
-pub async fn run(plan: Plan, settings: Settings) -> anyhow::Result<()> {
+/// Reads the config and settings again (at SIGHUP).
+pub type Loader = Box<dyn Fn() -> anyhow::Result<(Plan, Settings)> + Send>;
+
+/// The tasks of one plan: a probe loop per check, a push loop per director.
+struct Tasks {
+    checks: Vec<JoinHandle<()>>,
+    pushers: Vec<JoinHandle<()>>,
+}
+
+impl Tasks {
+    fn abort(self) {
+        for t in self.checks.into_iter().chain(self.pushers) {
+            t.abort();
+        }
+    }
+}
+
+/// Runs until SIGINT or SIGTERM; at SIGHUP, `reload` gives the config
+/// again, which replaces the running one if it is valid (a check that is
+/// the same keeps its state: a reload changes no verdict by itself).
+pub async fn run(plan: Plan, settings: Settings, reload: Loader) -> anyhow::Result<()> {
     let engine = Arc::new(Mutex::new(Engine::new(&plan, &settings)));
-    let directors = Arc::new(Mutex::new(
-        settings
-            .directors
-            .iter()
-            .map(|url| DirectorStats {
-                url: url.clone(),
-                ..DirectorStats::default()
-            })
-            .collect::<Vec<_>>(),
-    ));
+    let directors = Arc::new(Mutex::new(stats_for(&settings, &[])));
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("listening on {} (healthcheck.listen)", settings.listen))?;
     let (tx, rx) = watch::channel(0u64);
     let tx = Arc::new(tx);
-    let prober = Prober::new(&settings, plan.checks.iter().any(|c| c.kind == Kind::Gue));
-    let mut seed = Spread::from_entropy();
-    for (i, spec) in plan.checks.iter().enumerate() {
-        let (engine, prober, tx, spec) = (engine.clone(), prober.clone(), tx.clone(), spec.clone());
-        let mut spread = Spread::new(seed.next_u64());
-        tokio::spawn(async move {
-            let mut at = tokio::time::Instant::now() + first_delay(&spec.timing, spread.fraction());
-            loop {
-                tokio::time::sleep_until(at).await;
-                let (outcome, took) = prober.probe(&spec).await;
-                if let Outcome::Error(why) = &outcome {
-                    tracing::error!("{spec}: could not probe: {why}");
-                }
-                let (rec, changing) = {
-                    let Ok(mut e) = engine.lock() else { return };
-                    let r = e.record(i, outcome.clone(), took, unix_ms());
-                    (r, e.changing(i))
-                };
-                if let Some(s) = rec.state {
-                    let why = match &outcome {
-                        Outcome::Fail(r) | Outcome::Error(r) => format!(": {r}"),
-                        Outcome::Pass => String::new(),
-                    };
-                    tracing::info!("{spec}: {}{why}", s.as_str());
-                }
-                match rec.suspicion {
-                    Some(true) => tracing::warn!(
-                        "self-suspicion: most checks fail together; keeping the last verdicts (is this checker's own network down?)"
-                    ),
-                    Some(false) => {
-                        tracing::info!("self-suspicion over: verdicts follow the checks again")
-                    }
-                    None => {}
-                }
-                if rec.state.is_some() || rec.suspicion.is_some() {
-                    tx.send_modify(|v| *v += 1);
-                }
-                at += next_delay(&spec.timing, changing, spread.fraction());
-                // A probe longer than its interval must not make the next
-                // ones pile up.
-                at = at.max(tokio::time::Instant::now());
-            }
-        });
-    }
-    for k in 0..settings.directors.len() {
-        tokio::spawn(crate::push::run_director(
-            k,
-            engine.clone(),
-            directors.clone(),
-            rx.clone(),
-            settings.api_token_file.clone(),
-            settings.resync,
-        ));
-    }
     let app = crate::serve::router(Shared {
         engine: engine.clone(),
-        directors,
+        directors: directors.clone(),
     });
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut tasks = start(&plan, &settings, &engine, &directors, &tx, &rx);
     tracing::info!(
         "checking {} backends with {} checks; serving {} on {}",
         plan.holders.len(),
@@ -106,26 +66,157 @@ pub async fn run(plan: Plan, settings: Settings) -> anyhow::Result<()> {
         crate::serve::HEALTH,
         settings.listen
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown())
-        .await
-        .context("serving /health and /metrics")?;
+    let mut current = settings;
+    let signal = |k| {
+        tokio::signal::unix::signal(k).with_context(|| format!("installing the handler of {k:?}"))
+    };
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {}
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+        let (plan, settings) = match reload() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!("reload refused, the running config stays: {e:#}");
+                continue;
+            }
+        };
+        if settings.listen != current.listen {
+            tracing::warn!(
+                "healthcheck.listen changed to {}: it takes a restart; still serving on {}",
+                settings.listen,
+                current.listen
+            );
+        }
+        tasks.abort();
+        if let (Ok(mut e), Ok(mut d)) = (engine.lock(), directors.lock()) {
+            *e = e.reloaded(&plan, &settings);
+            let old = std::mem::take(&mut *d);
+            *d = stats_for(&settings, &old);
+        }
+        tasks = start(&plan, &settings, &engine, &directors, &tx, &rx);
+        tx.send_modify(|v| *v += 1);
+        tracing::info!(
+            "reloaded: checking {} backends with {} checks",
+            plan.holders.len(),
+            plan.checks.len()
+        );
+        current = settings;
+    }
     tracing::info!("stopping");
+    tasks.abort();
+    server.abort();
     Ok(())
 }
 
-async fn shutdown() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::error!("installing the SIGTERM handler: {e}");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+/// Every director's stats, kept for those already known.
+fn stats_for(settings: &Settings, old: &[DirectorStats]) -> Vec<DirectorStats> {
+    settings
+        .directors
+        .iter()
+        .map(|url| {
+            old.iter()
+                .find(|d| &d.url == url)
+                .cloned()
+                .unwrap_or(DirectorStats {
+                    url: url.clone(),
+                    ..DirectorStats::default()
+                })
+        })
+        .collect()
+}
+
+/// Starts the probe loops of `plan` and the push loops of `settings`.
+fn start(
+    plan: &Plan,
+    settings: &Settings,
+    engine: &Arc<Mutex<Engine>>,
+    directors: &Arc<Mutex<Vec<DirectorStats>>>,
+    tx: &Arc<watch::Sender<u64>>,
+    rx: &watch::Receiver<u64>,
+) -> Tasks {
+    let prober = Prober::new(settings, plan.checks.iter().any(|c| c.kind == Kind::Gue));
+    let epoch = engine.lock().map_or(0, |e| e.epoch());
+    let mut seed = Spread::from_entropy();
+    let checks = plan
+        .checks
+        .iter()
+        .enumerate()
+        .map(|(i, spec)| {
+            let (engine, prober, tx, spec) =
+                (engine.clone(), prober.clone(), tx.clone(), spec.clone());
+            let spread = Spread::new(seed.next_u64());
+            tokio::spawn(probe_loop(i, spec, epoch, engine, prober, tx, spread))
+        })
+        .collect();
+    let pushers = (0..settings.directors.len())
+        .map(|k| {
+            tokio::spawn(crate::push::run_director(
+                k,
+                engine.clone(),
+                directors.clone(),
+                rx.clone(),
+                settings.api_token_file.clone(),
+                settings.resync,
+            ))
+        })
+        .collect();
+    Tasks { checks, pushers }
+}
+
+/// Probes check `i` on its schedule and records each result.
+async fn probe_loop(
+    i: usize,
+    spec: CheckSpec,
+    epoch: u64,
+    engine: Arc<Mutex<Engine>>,
+    prober: Arc<Prober>,
+    tx: Arc<watch::Sender<u64>>,
+    mut spread: Spread,
+) {
+    let mut at = tokio::time::Instant::now() + first_delay(&spec.timing, spread.fraction());
+    loop {
+        tokio::time::sleep_until(at).await;
+        let (outcome, took) = prober.probe(&spec).await;
+        if let Outcome::Error(why) = &outcome {
+            tracing::error!("{spec}: could not probe: {why}");
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+        let (rec, changing) = {
+            let Ok(mut e) = engine.lock() else { return };
+            // A probe of a plan replaced meanwhile: its index means
+            // another check now.
+            if e.epoch() != epoch {
+                return;
+            }
+            let r = e.record(i, outcome.clone(), took, unix_ms());
+            (r, e.changing(i))
+        };
+        if let Some(s) = rec.state {
+            let why = match &outcome {
+                Outcome::Fail(r) | Outcome::Error(r) => format!(": {r}"),
+                Outcome::Pass => String::new(),
+            };
+            tracing::info!("{spec}: {}{why}", s.as_str());
+        }
+        match rec.suspicion {
+            Some(true) => tracing::warn!(
+                "self-suspicion: most checks fail together; keeping the last verdicts (is this checker's own network down?)"
+            ),
+            Some(false) => tracing::info!("self-suspicion over: verdicts follow the checks again"),
+            None => {}
+        }
+        if rec.state.is_some() || rec.suspicion.is_some() {
+            tx.send_modify(|v| *v += 1);
+        }
+        at += next_delay(&spec.timing, changing, spread.fraction());
+        // A probe longer than its interval must not make the next ones
+        // pile up.
+        at = at.max(tokio::time::Instant::now());
     }
 }
 

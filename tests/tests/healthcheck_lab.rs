@@ -1217,3 +1217,53 @@ fn a_restarted_checker_pushes_only_the_verdicts_it_had() {
         );
     }
 }
+
+#[test]
+fn sighup_reloads_the_config_keeping_unchanged_checks_and_refusing_a_bad_one() {
+    let lab = Lab::new(&[false, false]);
+    lab.backends[1].servers[&80]
+        .status
+        .store(503, Ordering::Relaxed);
+    let director = FakeDirector::start(&lab.checker, 9610);
+    let section = format!(r#""directors":["http://127.0.0.1:9610"],{FAST}"#);
+    let config = lab.config(&[r#"{"http":80}"#], "", &section);
+    let mut checker = lab.daemon(&config);
+    wait_until(
+        "the director holds backend 0 healthy",
+        Duration::from_secs(10),
+        || (director.holds(0).0 == Some(true)).then_some(()),
+    );
+    // A bad config: refused, the running one stays.
+    std::fs::write(&config, "{").unwrap();
+    checker.signal(libc::SIGHUP).unwrap();
+    checker
+        .wait_for_log("reload refused", Duration::from_secs(5))
+        .unwrap();
+    // Backend 1 added: checked and pushed; backend 0's check is the same
+    // and keeps its state (its probe count goes on).
+    let probes0 = || -> u64 {
+        lab.health()["backends"][0]["checks"][0]["probes"]
+            .as_u64()
+            .unwrap()
+    };
+    let before = probes0();
+    lab.config(&[r#"{"http":80}"#, r#"{"http":80}"#], "", &section);
+    checker.signal(libc::SIGHUP).unwrap();
+    checker
+        .wait_for_log("reloaded: checking 2 backends", Duration::from_secs(5))
+        .unwrap();
+    assert!(probes0() >= before, "backend 0's history kept");
+    wait_until(
+        "the director holds backend 1 unhealthy",
+        Duration::from_secs(10),
+        || (director.holds(1).0 == Some(false)).then_some(()),
+    );
+    assert!(
+        director
+            .batches()
+            .iter()
+            .flat_map(|b| &b.verdicts)
+            .all(|v| v.ip.to_string() != backend_ip(0) || v.healthy == Some(true)),
+        "backend 0 never flipped"
+    );
+}
