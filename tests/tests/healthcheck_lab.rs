@@ -1267,3 +1267,166 @@ fn sighup_reloads_the_config_keeping_unchanged_checks_and_refusing_a_bad_one() {
         "backend 0 never flipped"
     );
 }
+
+/// Director `i` of a two-director fleet in its own namespace, on a veth
+/// to the checker's (director 192.0.2.(16i+1)/28, checker .(16i+2)), with
+/// the lab's table "web" and its backends; its API on its veth address.
+fn start_director(lab: &Lab, ns: &Netns, i: usize, log: &str) -> Daemon {
+    let cfg = lab.scratch.file(&format!("director-{i}.json"));
+    if !cfg.exists() {
+        let backends: Vec<String> = (0..lab.backends.len())
+            .map(|b| {
+                format!(
+                    r#"{{"ip":"{}","healthchecks":{{"http":80}}}}"#,
+                    backend_ip(b)
+                )
+            })
+            .collect();
+        std::fs::write(
+            &cfg,
+            format!(
+                r#"{{"tables":[{{"name":"web","hash_key":"00000000000000000000000000000001","seed":"00000000000000000000000000000002",
+                     "binds":[{{"ip":"{VIP}","proto":"tcp","port":80}}],"backends":[{}]}}],
+                   "director":{{"interface":"va","source_v4":"192.0.2.{}","gateway_mac":"02:00:5e:00:53:01",
+                     "api_listen":"192.0.2.{}:9610","api_token_file":"{}"}}}}"#,
+                backends.join(","),
+                16 * i + 1,
+                16 * i + 1,
+                lab.scratch.file("token").display()
+            ),
+        )
+        .unwrap();
+    }
+    let bin = workspace_bin("director-xdp").unwrap();
+    let mut d = ns
+        .spawn(
+            bin.to_str().unwrap(),
+            &["run", "--config", cfg.to_str().unwrap()],
+            lab.scratch.file(log),
+        )
+        .unwrap();
+    d.wait_for_log("director attached", Duration::from_secs(120))
+        .unwrap();
+    d
+}
+
+#[test]
+fn two_directors_end_with_the_same_hash_and_one_down_during_a_change_catches_up() {
+    let lab = Lab::new(&[false, false]);
+    let mut nss = Vec::new();
+    for i in 0..2usize {
+        let ns = Netns::new("hcdir").unwrap();
+        lab_tests::veth(
+            &ns,
+            "va",
+            &format!("02:00:00:00:0d:{:02x}", 2 * i + 1),
+            &lab.checker,
+            &format!("d{i}"),
+            &format!("02:00:00:00:0d:{:02x}", 2 * i + 2),
+        )
+        .unwrap();
+        ns.ip(&[
+            "addr",
+            "add",
+            &format!("192.0.2.{}/28", 16 * i + 1),
+            "dev",
+            "va",
+        ])
+        .unwrap();
+        lab.checker
+            .ip(&[
+                "addr",
+                "add",
+                &format!("192.0.2.{}/28", 16 * i + 2),
+                "dev",
+                &format!("d{i}"),
+            ])
+            .unwrap();
+        nss.push(ns);
+    }
+    let config = lab.config(
+        &[r#"{"http":80}"#, r#"{"http":80}"#],
+        "",
+        &format!(r#""directors":["http://192.0.2.1:9610","http://192.0.2.17:9610"],{FAST}"#),
+    );
+    // Writes the token file the directors read too.
+    let mut directors: Vec<Option<Daemon>> = (0..2)
+        .map(|i| {
+            Some(start_director(
+                &lab,
+                &nss[i],
+                i,
+                &format!("director-{i}.log"),
+            ))
+        })
+        .collect();
+    let _checker = lab.daemon(&config);
+    let in_sync = |lab: &Lab, k: usize| {
+        let d = &lab.health()["directors"][k];
+        d["in_sync"] == true && d["pushes"].as_u64() >= Some(1)
+    };
+    wait_until(
+        "both directors acknowledged",
+        Duration::from_secs(10),
+        || (in_sync(&lab, 0) && in_sync(&lab, 1)).then_some(()),
+    );
+    let table = |k: usize| -> Option<proto::api::Table> {
+        let addr: std::net::SocketAddr = format!("192.0.2.{}:9610", 16 * k + 1).parse().unwrap();
+        let r = lab
+            .checker
+            .run_in(move || {
+                lab_tests::http::request(
+                    addr,
+                    "GET",
+                    &proto::api::path::table("web"),
+                    Some(TOKEN),
+                    None,
+                )
+            })
+            .ok()?;
+        serde_json::from_str(&r.body).ok()
+    };
+    let unhealthy = |t: &proto::api::Table| {
+        t.backends
+            .iter()
+            .find(|b| b.ip.to_string() == backend_ip(1))
+            .is_some_and(|b| !b.healthy)
+    };
+
+    // Director 1 goes away; backend 1 fails meanwhile.
+    directors[1].take().unwrap().stop().unwrap();
+    lab.backends[1].servers[&80]
+        .status
+        .store(503, Ordering::Relaxed);
+    wait_until(
+        "director 0 holds backend 1 unhealthy",
+        Duration::from_secs(10),
+        || table(0).filter(unhealthy).map(drop),
+    );
+    wait_until(
+        "the checker counts failed pushes to director 1",
+        Duration::from_secs(10),
+        || (lab.health()["directors"][1]["failures"].as_u64() >= Some(1)).then_some(()),
+    );
+    // Back (with the verdicts of its state file, where backend 1 is still
+    // healthy): the checker's
+    // next push gives it every verdict; both hold the same table.
+    directors[1] = Some(start_director(&lab, &nss[1], 1, "director-1-again.log"));
+    wait_until(
+        "director 1 holds backend 1 unhealthy",
+        Duration::from_secs(20),
+        || table(1).filter(unhealthy).map(drop),
+    );
+    let (t0, t1) = (table(0).unwrap(), table(1).unwrap());
+    assert!(t0.hash.is_some());
+    assert_eq!(t0.hash, t1.hash, "the same table on both directors");
+    wait_until(
+        "the checker saw both answers' hashes",
+        Duration::from_secs(10),
+        || {
+            let h = lab.health();
+            let hash = |k: usize| h["directors"][k]["hashes"]["web"].clone();
+            (hash(0) == Value::from(t0.hash.clone()) && hash(1) == hash(0)).then_some(())
+        },
+    );
+}
