@@ -28,6 +28,8 @@ use serde_json::Value;
 
 const CHECKER: &str = "198.51.100.5";
 const VIP: &str = "203.0.113.10";
+const CHECKER6: &str = "2001:db8:1::5";
+const VIP6: &str = "2001:db8:10::10";
 const TOKEN: &str = "hc-lab-token-5e1f";
 const HEALTH: &str = "127.0.0.1:19520";
 
@@ -35,6 +37,10 @@ static NEXT_LOG: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::ne
 
 fn backend_ip(i: usize) -> String {
     format!("198.51.100.{}", 11 + i)
+}
+
+fn backend_ip6(i: usize) -> String {
+    format!("2001:db8:1::{}", 11 + i)
 }
 
 /// What a test server expects first on each connection.
@@ -196,8 +202,12 @@ impl Lab {
         let scratch = Scratch::new("hc").unwrap();
         let mut sw = Switch::new().unwrap();
         let checker = Netns::new("hc").unwrap();
-        sw.plug(&checker, "02:00:00:00:05:05", &[&format!("{CHECKER}/24")])
-            .unwrap();
+        sw.plug(
+            &checker,
+            "02:00:00:00:05:05",
+            &[&format!("{CHECKER}/24"), &format!("{CHECKER6}/64")],
+        )
+        .unwrap();
         // The echo replies come from the VIP, which this host routes
         // nowhere in particular: no reverse-path filter.
         for key in [
@@ -210,14 +220,16 @@ impl Lab {
         let mut backends = Vec::new();
         for (i, agent) in agents.iter().enumerate() {
             let ns = Netns::new("hcbe").unwrap();
-            let ip = backend_ip(i);
+            let (ip, ip6) = (backend_ip(i), backend_ip6(i));
             sw.plug(
                 &ns,
                 &format!("02:00:00:00:05:{:02x}", 0x11 + i),
-                &[&format!("{ip}/24")],
+                &[&format!("{ip}/24"), &format!("{ip6}/64")],
             )
             .unwrap();
             ns.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"])
+                .unwrap();
+            ns.ip(&["addr", "add", &format!("{VIP6}/128"), "dev", "lo"])
                 .unwrap();
             for key in [
                 "net.ipv4.conf.eth0.forwarding=1",
@@ -235,8 +247,11 @@ impl Lab {
                 "eth0",
                 "--self",
                 &ip,
+                "--self",
+                &ip6,
                 "--allow",
                 &format!("{CHECKER}/32"),
+                &format!("{CHECKER6}/128"),
             ]
             .map(String::from)
             .to_vec();
@@ -470,8 +485,13 @@ fn once_reports_http_tcp_proxy_and_gue_results_per_backend() {
     let px = format!(
         r#",{{"name":"px","hash_key":"00000000000000000000000000000003","seed":"00000000000000000000000000000004",
              "binds":[{{"ip":"{VIP}","proto":"tcp","port":8081}}],
-             "backends":[{{"ip":"{}","healthchecks":{{"http":{{"port":8081,"proxy_protocol":"v1","path":"/px"}},"tcp":{{"port":8082,"proxy_protocol":"v2"}},"gue":19523}}}}]}}"#,
-        backend_ip(0)
+             "backends":[{{"ip":"{}","healthchecks":{{"http":{{"port":8081,"proxy_protocol":"v1","path":"/px"}},"tcp":{{"port":8082,"proxy_protocol":"v2"}},"gue":19523}}}}]}},
+           {{"name":"v6","hash_key":"00000000000000000000000000000005","seed":"00000000000000000000000000000006",
+             "binds":[{{"ip":"{VIP6}","proto":"tcp","port":80}}],
+             "backends":[{{"ip":"{}","healthchecks":{{"gue":19523}}}},{{"ip":"{}","healthchecks":{{"gue":19523}}}}]}}"#,
+        backend_ip(0),
+        backend_ip6(0),
+        backend_ip6(1)
     );
     let config = lab.config(
         &[
@@ -1408,9 +1428,9 @@ fn two_directors_end_with_the_same_hash_and_one_down_during_a_change_catches_up(
         Duration::from_secs(10),
         || (lab.health()["directors"][1]["failures"].as_u64() >= Some(1)).then_some(()),
     );
-    // Back (with the verdicts of its state file, where backend 1 is still
-    // healthy): the checker's
-    // next push gives it every verdict; both hold the same table.
+    // Back, with the verdicts of its state file (backend 1 still healthy):
+    // the checker's next push gives it every verdict; both directors then
+    // hold the same table.
     directors[1] = Some(start_director(&lab, &nss[1], 1, "director-1-again.log"));
     wait_until(
         "director 1 holds backend 1 unhealthy",
