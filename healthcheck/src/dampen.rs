@@ -73,6 +73,14 @@ impl Dampener {
 
     /// Takes one result; returns the new state if it changed.
     pub fn observe(&mut self, o: Observation) -> Option<State> {
+        self.observe_with(o, true)
+    }
+
+    /// Takes one result, but holds a fall that is due when `may_fall` is
+    /// false: it stays pending ([`Dampener::fall_pending`]) until
+    /// [`Dampener::commit_fall`], or until a pass or
+    /// [`Dampener::forget_failures`] ends the run.
+    pub fn observe_with(&mut self, o: Observation, may_fall: bool) -> Option<State> {
         let pass = match o {
             Observation::Pass => true,
             Observation::Fail => false,
@@ -88,11 +96,26 @@ impl Dampener {
             (State::Down, self.fall)
         };
         let n = self.run.map_or(0, |(_, n)| n);
-        if self.state != target && n >= needed {
+        if self.state != target && n >= needed && (pass || may_fall) {
             self.state = target;
             return Some(target);
         }
         None
+    }
+
+    /// Whether `fall` failures in a row are in and the state is not down
+    /// yet: a fall held by [`Dampener::observe_with`].
+    pub fn fall_pending(&self) -> bool {
+        self.state != State::Down && matches!(self.run, Some((false, n)) if n >= self.fall)
+    }
+
+    /// Makes a pending fall happen; returns the new state if it did.
+    pub fn commit_fall(&mut self) -> Option<State> {
+        if !self.fall_pending() {
+            return None;
+        }
+        self.state = State::Down;
+        Some(State::Down)
     }
 
     /// Forgets a run of failures in progress: failures that led into (or
@@ -182,6 +205,26 @@ mod tests {
         let results = [Pass, Pass, Fail, Fail].repeat(15);
         let flips = feed(&mut d, &results).into_iter().flatten().count();
         assert_eq!(flips, 1);
+        assert_eq!(d.state(), State::Up);
+    }
+
+    #[test]
+    fn a_held_fall_waits_for_its_commit_and_a_pass_cancels_it() {
+        let mut d = Dampener::new(1, 2);
+        d.observe(Pass);
+        assert_eq!(d.observe_with(Fail, false), None);
+        assert_eq!(d.observe_with(Fail, false), None);
+        assert!(d.fall_pending());
+        assert_eq!(d.state(), State::Up);
+        assert_eq!(d.commit_fall(), Some(State::Down));
+        assert!(!d.fall_pending());
+
+        let mut d = Dampener::new(1, 2);
+        d.observe(Pass);
+        d.observe_with(Fail, false);
+        d.observe_with(Fail, false);
+        d.observe(Pass);
+        assert_eq!(d.commit_fall(), None, "the pass ended the run");
         assert_eq!(d.state(), State::Up);
     }
 

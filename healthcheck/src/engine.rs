@@ -65,6 +65,9 @@ pub struct CheckState {
     pub latency: Histogram,
     /// State changes, by the state reached.
     pub changes: BTreeMap<&'static str, u64>,
+    /// When the probe that began the current run of counted failures
+    /// started, in milliseconds since the Unix epoch.
+    fail_since: Option<u64>,
 }
 
 impl CheckState {
@@ -87,12 +90,21 @@ pub struct Engine {
 }
 
 /// What a result changed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Recorded {
     /// The check's new state, if it changed.
     pub state: Option<State>,
+    /// Other checks whose held fall this result let happen (by index).
+    pub others: Vec<(usize, State)>,
     /// Self-suspicion began (true) or ended (false).
     pub suspicion: Option<bool>,
+}
+
+impl Recorded {
+    /// Whether any verdict may have changed.
+    pub fn changed(&self) -> bool {
+        self.state.is_some() || !self.others.is_empty() || self.suspicion.is_some()
+    }
 }
 
 impl Engine {
@@ -111,6 +123,7 @@ impl Engine {
                     errors: 0,
                     latency: Histogram::default(),
                     changes: BTreeMap::new(),
+                    fail_since: None,
                 })
                 .collect(),
             holders: plan.holders.clone(),
@@ -209,6 +222,7 @@ impl Engine {
             // failures after it condemn a backend.
             for c in &mut self.checks {
                 c.dampener.forget_failures();
+                c.fail_since = None;
             }
         }
         let obs = match (passed, failed, self.suspicious) {
@@ -217,12 +231,56 @@ impl Engine {
             (_, true, true) => Observation::SuspectFail,
             _ => Observation::Error,
         };
+        let started = unix_ms.saturating_sub(latency.as_millis() as u64);
         let c = &mut self.checks[i];
-        rec.state = c.dampener.observe(obs);
+        match obs {
+            Observation::Pass => c.fail_since = None,
+            Observation::Fail => {
+                c.fail_since.get_or_insert(started);
+            }
+            _ => {}
+        }
+        let may_fall = self.judged_since(i);
+        let c = &mut self.checks[i];
+        rec.state = c.dampener.observe_with(obs, may_fall);
         if let Some(s) = rec.state {
             *c.changes.entry(s.as_str()).or_default() += 1;
         }
+        // This result may be the last one the held falls of other checks
+        // were waiting for.
+        if !self.suspicious {
+            for j in 0..self.checks.len() {
+                if j != i && self.checks[j].dampener.fall_pending() && self.judged_since(j) {
+                    let c = &mut self.checks[j];
+                    if let Some(s) = c.dampener.commit_fall() {
+                        *c.changes.entry(s.as_str()).or_default() += 1;
+                        rec.others.push((j, s));
+                    }
+                }
+            }
+        }
         rec
+    }
+
+    /// Whether every other check has a result from a probe started after
+    /// check `i`'s failures began: only then does the self-suspicion rule
+    /// judge on fresh results, so a fall waits for it. Without this the
+    /// first check to see a cut of the checker's own link (probing faster
+    /// once it fails) could fall before the others have seen the cut.
+    fn judged_since(&self, i: usize) -> bool {
+        // With the rule off there is nothing to wait for.
+        if self.fraction >= 1.0 {
+            return true;
+        }
+        let Some(since) = self.checks.get(i).and_then(|c| c.fail_since) else {
+            return true;
+        };
+        self.checks.iter().enumerate().all(|(j, c)| {
+            j == i
+                || c.last
+                    .as_ref()
+                    .is_none_or(|l| l.unix_ms.saturating_sub(l.latency_ms as u64) >= since)
+        })
     }
 
     fn suspect_now(&self) -> bool {
@@ -533,6 +591,66 @@ mod tests {
         // ... and one late failure of checks 0 and 1 is not their second.
         assert_eq!(fail(&mut e, 0).state, None);
         assert_eq!(fail(&mut e, 1).state, None);
+        assert_eq!(e.verdicts(), before);
+    }
+
+    fn at(e: &mut Engine, i: usize, ok: bool, t: u64) -> Recorded {
+        let o = if ok {
+            Outcome::Pass
+        } else {
+            Outcome::Fail("network unreachable".into())
+        };
+        e.record(i, o, MS, t)
+    }
+
+    #[test]
+    fn a_fall_waits_until_every_other_check_has_probed_since_the_failures_began() {
+        let mut e = engine(2, r#"{"trigger":2}"#);
+        for i in 0..4 {
+            at(&mut e, i, true, 10);
+            at(&mut e, i, true, 20);
+        }
+        // Check 0 fails twice at its fast interval before any other check
+        // probed again: its fall is held.
+        assert_eq!(at(&mut e, 0, false, 100).state, None);
+        assert_eq!(at(&mut e, 0, false, 150).state, None);
+        assert_eq!(e.checks()[0].state(), State::Up);
+        // The others probe and pass: the backend alone failed, and the
+        // last of them lets the fall happen.
+        assert!(at(&mut e, 1, true, 160).others.is_empty());
+        assert!(at(&mut e, 2, true, 170).others.is_empty());
+        let r = at(&mut e, 3, true, 180);
+        assert_eq!(r.others, vec![(0, State::Down)]);
+        assert!(r.changed());
+        assert_eq!(e.checks()[0].state(), State::Down);
+    }
+
+    #[test]
+    fn a_cut_seen_first_by_one_check_flips_nothing() {
+        let mut e = engine(2, r#"{"trigger":2}"#);
+        for i in 0..4 {
+            at(&mut e, i, true, 10);
+            at(&mut e, i, true, 20);
+        }
+        let before = e.verdicts();
+        // The checker's link goes at 90: check 0 sees it first, twice.
+        at(&mut e, 0, false, 100);
+        at(&mut e, 0, false, 150);
+        // Then the others, one by one: suspicion begins at the third.
+        assert!(at(&mut e, 1, false, 160).others.is_empty());
+        assert_eq!(at(&mut e, 2, false, 170).suspicion, Some(true));
+        at(&mut e, 3, false, 180);
+        for t in [300, 400] {
+            for i in 0..4 {
+                assert_eq!(at(&mut e, i, false, t + i as u64).state, None);
+            }
+        }
+        // Back.
+        for i in 0..4 {
+            let r = at(&mut e, i, true, 500 + i as u64);
+            assert_eq!((r.state, r.others.len()), (None, 0));
+        }
+        assert!(!e.suspicious());
         assert_eq!(e.verdicts(), before);
     }
 

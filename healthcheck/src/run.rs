@@ -210,7 +210,14 @@ async fn probe_loop(
             Some(false) => tracing::info!("self-suspicion over: verdicts follow the checks again"),
             None => {}
         }
-        if rec.state.is_some() || rec.suspicion.is_some() {
+        for (j, s) in &rec.others {
+            if let Ok(e) = engine.lock()
+                && let Some(c) = e.checks().get(*j)
+            {
+                tracing::info!("{}: {}", c.spec, s.as_str());
+            }
+        }
+        if rec.changed() {
             tx.send_modify(|v| *v += 1);
         }
         at += next_delay(&spec.timing, changing, spread.fraction());
