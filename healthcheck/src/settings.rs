@@ -361,14 +361,6 @@ impl Settings {
     pub fn table_timing(&self, table: &str) -> Timing {
         self.tables.get(table).copied().unwrap_or(self.timing)
     }
-
-    /// The source address of probes to `to`'s family, if one is set.
-    pub fn source_for(&self, to: IpAddr) -> Option<IpAddr> {
-        match to {
-            IpAddr::V4(_) => self.source_v4.map(IpAddr::V4),
-            IpAddr::V6(_) => self.source_v6.map(IpAddr::V6),
-        }
-    }
 }
 
 #[cfg(test)]
