@@ -5,12 +5,29 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-fn scratch(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("healthcheck-cli-{}", std::process::id()));
+/// A file in a directory of its own, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+fn scratch(name: &str, text: &str) -> Scratch {
+    let dir = std::env::temp_dir().join(format!("healthcheck-cli-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
-    p
+    Scratch(p)
 }
 
 fn healthcheck(args: &[&str]) -> Output {
@@ -35,7 +52,7 @@ fn a_bad_check_is_refused_naming_the_table_backend_and_field() {
         "bad-check.json",
         &config(r#"{"http":{"port":80,"statuses":[700]}}"#, ""),
     );
-    let out = healthcheck(&["--once", "--config", c.to_str().unwrap()]);
+    let out = healthcheck(&["--once", "--config", c.path()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -50,7 +67,7 @@ fn a_bad_setting_is_refused_naming_the_field() {
         "bad-setting.json",
         &config(r#"{"tcp":22}"#, r#","healthcheck":{"fall":0}"#),
     );
-    let out = healthcheck(&["--once", "--config", c.to_str().unwrap()]);
+    let out = healthcheck(&["--once", "--config", c.path()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -66,13 +83,7 @@ fn settings_in_two_places_are_refused() {
         &config(r#"{"tcp":22}"#, r#","healthcheck":{"fall":2}"#),
     );
     let s = scratch("two-places-settings.json", r#"{"fall":3}"#);
-    let out = healthcheck(&[
-        "--once",
-        "--config",
-        c.to_str().unwrap(),
-        "--settings",
-        s.to_str().unwrap(),
-    ]);
+    let out = healthcheck(&["--once", "--config", c.path(), "--settings", s.path()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("keep one"), "{err}");
@@ -87,7 +98,7 @@ fn the_checkers_own_sections_are_not_warned_about_but_unknown_checks_are() {
             r#","healthchecks":{"interval_ms":1000},"healthcheck":{"rise":2}"#,
         ),
     );
-    let out = healthcheck(&["--once", "--config", c.to_str().unwrap()]);
+    let out = healthcheck(&["--once", "--config", c.path()]);
     assert!(
         out.status.success(),
         "{}",
