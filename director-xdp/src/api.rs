@@ -2,7 +2,7 @@
 //!
 //! The HTTP side here only moves requests: every call (reads included) is
 //! sent to the daemon's event loop, the single owner of the config and the
-//! data plane, which answers it in [`Daemon::call`] between signals and
+//! data plane, which answers it in the daemon's event loop ([`answer`], through [`Director`]) between signals and
 //! next-hop refreshes. Calls are therefore serialised: two drains at once
 //! are two changes one after the other, each building on the table the
 //! previous one left.
@@ -30,12 +30,12 @@ use axum::extract::{DefaultBodyLimit, OriginalUri, RawPathParams, RawQuery};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter};
-use proto::config::{BackendConfig, Config, SHOWN_MAX, shorten, unusable_address};
+use proto::config::{BackendConfig, Config, shorten, unusable_address};
 use proto::table::{Backend, BackendState};
 use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::daemon::{Daemon, HealthVerdict};
+use crate::change::{Change, Health, HealthVerdict, Kind, Refusal};
 
 /// What a route does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -227,7 +227,7 @@ pub(crate) const ROUTES: &[Route] = &[
         Op::SetHealth,
         "setHealth",
         "Set a backend's health verdict (kept in the state file, not the config)",
-        Some("Health"),
+        Some("SetHealth"),
     ),
     Route {
         response: "HealthBatchAnswer",
@@ -302,7 +302,7 @@ impl IntoResponse for Reply {
                 self.status,
                 [(
                     header::CONTENT_TYPE,
-                    "text/plain; version=0.0.4; charset=utf-8",
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
                 )],
                 t,
             )
@@ -336,22 +336,14 @@ impl ApiError {
     }
 
     /// Names the field and value at fault, both cut to what a message may
-    /// repeat ([`shorten`]): a 20 MB value is not echoed back.
+    /// repeat: a 20 MB value is not echoed back.
     pub(crate) fn at(mut self, field: &str, value: impl Into<Value>) -> ApiError {
-        let value = match value.into() {
-            Value::String(s) => Value::String(shorten(&s)),
-            v @ (Value::Array(_) | Value::Object(_)) => {
-                let text = v.to_string();
-                if text.chars().count() > SHOWN_MAX {
-                    Value::String(shorten(&text))
-                } else {
-                    v
-                }
-            }
-            v => v,
-        };
-        self.field = Some(shorten(field));
-        self.value = Some(value);
+        let (f, v) = Refusal::new(Kind::Invalid, "")
+            .at(field, value)
+            .field
+            .unwrap_or_default();
+        self.field = Some(f);
+        self.value = Some(v);
         self
     }
 
@@ -366,12 +358,80 @@ impl ApiError {
     }
 }
 
-fn bad(error: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, error)
+/// A refusal of the daemon's, as HTTP: its kind gives the status.
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> ApiError {
+        let status = match r.kind {
+            Kind::Invalid => StatusCode::BAD_REQUEST,
+            Kind::NotFound => StatusCode::NOT_FOUND,
+            Kind::Conflict => StatusCode::CONFLICT,
+            Kind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Kind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let (field, value) = match r.field {
+            Some((f, v)) => (Some(f), Some(v)),
+            None => (None, None),
+        };
+        ApiError {
+            status,
+            error: r.message,
+            field,
+            value,
+        }
+    }
 }
 
-fn conflict(error: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::CONFLICT, error)
+/// What the HTTP front needs of the daemon, which owns the config, the
+/// tables and the data plane and answers in its own terms (the API's
+/// types, [`Refusal`]s); this module maps HTTP to it and back.
+pub(crate) trait Director {
+    /// The bearer token changes need, if any.
+    fn token(&self) -> Option<&str>;
+    /// Whether the API listens on a loopback address (reads need no token).
+    fn api_is_loopback(&self) -> bool;
+    /// Refuses changes while nothing is attached.
+    fn refuse_unless_attached(&self) -> Result<(), Refusal>;
+    /// `/healthz`: whether the program is attached, and the answer.
+    fn healthz(&self) -> (bool, proto::api::Healthz);
+    /// Prometheus text.
+    fn metrics(&self) -> Result<String, Refusal>;
+    /// `/v1/stats`.
+    fn stats(&self) -> Result<proto::api::Stats, Refusal>;
+    /// `/v1/tables`.
+    fn tables(&self) -> Result<proto::api::Tables, Refusal>;
+    /// One table.
+    fn table(&self, ti: usize) -> Result<proto::api::Table, Refusal>;
+    /// The live config (verdicts laid over the file's).
+    fn config(&self) -> &Config;
+    /// Configs applied since start.
+    fn generation(&self) -> u64;
+    /// Every table's content hash.
+    fn table_hashes(&self) -> BTreeMap<String, Option<String>>;
+    /// What `change` would do to table `ti`.
+    fn preview(&self, ti: usize, change: &Change) -> Result<proto::api::Preview, Refusal>;
+    /// Makes `change`; whether anything changed.
+    fn change(&mut self, ti: usize, change: &Change) -> Result<bool, Refusal>;
+    /// Sets health verdicts; whether any table changed.
+    fn set_health(&mut self, verdicts: &[HealthVerdict]) -> Result<bool, Refusal>;
+}
+
+/// `healthy` and `reachable` of `o`, at least one given.
+fn health_flags(o: &Map<String, Value>) -> Result<Health, ApiError> {
+    let h = Health {
+        healthy: bool_field(o, "healthy")?,
+        reachable: bool_field(o, "reachable")?,
+    };
+    if h.healthy.is_none() && h.reachable.is_none() {
+        return Err(
+            bad("missing field \"healthy\" or \"reachable\" (give one or both)")
+                .at("healthy", Value::Null),
+        );
+    }
+    Ok(h)
+}
+
+fn bad(error: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, error)
 }
 
 /// The router: every route of [`ROUTES`] forwards to the event loop.
@@ -521,49 +581,6 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// A change to one table.
-#[derive(Clone, Debug)]
-pub(crate) enum Change {
-    Add(BackendConfig),
-    Remove { ip: IpAddr, force: bool },
-    SetState { ip: IpAddr, state: BackendState },
-    SetHealth { ip: IpAddr, health: Health },
-}
-
-/// A health verdict: what it sets (at least one of the two).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Health {
-    /// false: takes no new flows, keeps its established ones.
-    pub healthy: Option<bool>,
-    /// false: in no row (nothing can be rescued there).
-    pub reachable: Option<bool>,
-}
-
-impl Health {
-    /// `healthy` and `reachable` of `o`, at least one given.
-    fn parse(o: &Map<String, Value>) -> Result<Health, ApiError> {
-        let h = Health {
-            healthy: bool_field(o, "healthy")?,
-            reachable: bool_field(o, "reachable")?,
-        };
-        if h.healthy.is_none() && h.reachable.is_none() {
-            return Err(
-                bad("missing field \"healthy\" or \"reachable\" (give one or both)")
-                    .at("healthy", Value::Null),
-            );
-        }
-        Ok(h)
-    }
-
-    /// Sets what it says on `b`; whether that changed anything.
-    fn apply(self, b: &mut Backend) -> bool {
-        let before = (b.healthy, b.reachable);
-        b.healthy = self.healthy.unwrap_or(b.healthy);
-        b.reachable = self.reachable.unwrap_or(b.reachable);
-        before != (b.healthy, b.reachable)
-    }
-}
-
 /// The body as a JSON object, or 400.
 fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
@@ -655,7 +672,7 @@ pub(crate) fn parse_add(body: &[u8]) -> Result<BackendConfig, ApiError> {
 pub(crate) fn parse_health(body: &[u8]) -> Result<(Health, Option<String>), ApiError> {
     let o = object(body)?;
     only(&o, &["healthy", "reachable", "reason"])?;
-    let health = Health::parse(&o)?;
+    let health = health_flags(&o)?;
     let reason = match o.get("reason") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s.len() <= 1024 => Some(s.clone()),
@@ -703,7 +720,7 @@ pub(crate) fn parse_proposal(body: &[u8]) -> Result<Change, ApiError> {
             only(&o, &["action", "ip", "healthy", "reachable"])?;
             Ok(Change::SetHealth {
                 ip: ip_field(&o)?,
-                health: Health::parse(&o)?,
+                health: health_flags(&o)?,
             })
         }
         other => Err(bad(
@@ -734,90 +751,6 @@ pub(crate) fn parse_force(query: Option<&str>) -> Result<bool, ApiError> {
     Ok(force)
 }
 
-/// The config with `change` made to table `table` (index `ti`), not yet
-/// checked as a whole. Returns whether anything changed.
-pub(crate) fn changed_config(
-    config: &Config,
-    ti: usize,
-    change: &Change,
-) -> Result<(Config, bool), ApiError> {
-    let mut new = config.clone();
-    let t = &mut new.tables[ti];
-    let name = t.name.clone();
-    let find = |t: &proto::config::Table, ip: IpAddr| {
-        t.backends
-            .iter()
-            .position(|b| b.backend.addr == ip)
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    format!("table \"{name}\" has no backend {ip}"),
-                )
-                .at("ip", ip.to_string())
-            })
-    };
-    let changed = match change {
-        Change::Add(b) => {
-            if t.backends.iter().any(|x| x.backend.addr == b.backend.addr) {
-                return Err(conflict(format!(
-                    "table \"{name}\" already has backend {}",
-                    b.backend.addr
-                ))
-                .at("ip", b.backend.addr.to_string()));
-            }
-            t.backends.push(b.clone());
-            true
-        }
-        Change::Remove { ip, force } => {
-            let i = find(t, *ip)?;
-            let state = t.backends[i].backend.state;
-            if state != BackendState::Inactive && !force {
-                return Err(conflict(format!(
-                    "backend {ip} is {state}: deactivate it first (drain it and wait for its flows to end), or remove it with ?force=true"
-                ))
-                .at("ip", ip.to_string()));
-            }
-            t.backends.remove(i);
-            true
-        }
-        Change::SetState { ip, state } => {
-            let i = find(t, *ip)?;
-            let b = &mut t.backends[i].backend;
-            let changed = b.state != *state;
-            b.state = *state;
-            changed
-        }
-        Change::SetHealth { ip, health } => {
-            let i = find(t, *ip)?;
-            health.apply(&mut t.backends[i].backend)
-        }
-    };
-    Ok((new, changed))
-}
-
-/// Checks a changed config whole, exactly as if it were read from the file
-/// (so the file written next will load). A refusal is a 409: the request
-/// was well formed, but the table cannot take the change.
-pub(crate) fn check_whole(new: &Config, change: &Change) -> Result<Config, ApiError> {
-    let text = proto::config::to_json(new).to_string();
-    Config::from_json(&text).map_err(|e| {
-        let ip = match change {
-            Change::Add(b) => b.backend.addr,
-            Change::Remove { ip, .. }
-            | Change::SetState { ip, .. }
-            | Change::SetHealth { ip, .. } => *ip,
-        };
-        conflict(format!("the change is refused: {e}")).at("ip", ip.to_string())
-    })
-}
-
-/// Escapes a Prometheus label value.
-pub(crate) fn label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
 /// The OpenAPI 3.1 document, from [`ROUTES`].
 pub(crate) fn openapi() -> Value {
     let mut paths = Map::new();
@@ -840,10 +773,10 @@ pub(crate) fn openapi() -> Value {
             }));
         }
         let schema = |name: &str| json!({ "$ref": format!("#/components/schemas/{name}") });
-        let error = json!({ "description": "refused", "content": { "application/json": { "schema": schema("Error") } } });
+        let error = json!({ "description": "refused", "content": { "application/json": { "schema": schema("ErrorBody") } } });
         let mut responses = Map::new();
         let content_type = if r.op == Op::Metrics {
-            "text/plain"
+            "application/openmetrics-text"
         } else {
             "application/json"
         };
@@ -909,153 +842,44 @@ pub(crate) fn openapi() -> Value {
     })
 }
 
+/// The request and answer schemas, generated from the API's types
+/// (`proto::api`), which the daemon serialises and its clients read: the
+/// document cannot drift from what is served.
 fn schemas() -> Value {
-    let state = json!({ "type": "string", "enum": ["active", "filling", "draining", "inactive"] });
-    let count = json!({ "type": "integer", "minimum": 0 });
-    json!({
-        "Error": {
-            "type": "object", "required": ["error"],
-            "properties": {
-                "error": { "type": "string" },
-                "field": { "type": "string", "description": "the field, parameter or header at fault" },
-                "value": { "description": "the value found" },
-            },
-        },
-        "Healthz": {
-            "type": "object", "required": ["status", "generation", "attached"],
-            "properties": {
-                "status": { "type": "string", "enum": ["ok", "detached"] },
-                "generation": count,
-                "interface": { "type": "string" },
-                "ifindex": { "type": ["integer", "null"], "minimum": 1 },
-                "attached": { "type": "boolean" },
-                "link_up": { "type": "boolean" },
-                "reattached": count,
-                "problem": { "type": "string", "enum": ["interface_missing", "interface_replaced", "program_detached", "attach_failed", "unobservable"] },
-                "error": { "type": "string" },
-            },
-        },
-        "OpenApi": { "type": "object" },
-        "Metrics": { "type": "string" },
-        "Backend": {
-            "type": "object",
-            "properties": {
-                "ip": { "type": "string" }, "state": state, "healthy": { "type": "boolean" },
-                "reachable": { "type": "boolean" },
-                "health_reason": { "type": ["string", "null"] },
-                "rows_primary": count, "rows_alternate": count,
-                "packets": count, "bytes": count,
-                "healthchecks": { "type": "object" },
-            },
-        },
-        "Bind": {
-            "type": "object",
-            "properties": { "bind": { "type": "string" }, "id": count, "packets": count, "bytes": count },
-        },
-        "Table": {
-            "type": "object",
-            "properties": {
-                "name": { "type": "string" }, "rows": count,
-                "hops": { "type": "integer", "minimum": 1, "maximum": 3 },
-                "hash": { "type": "string", "description": "content hash, 32 hex digits (docs/api.md)" },
-                "binds": { "type": "array", "items": { "$ref": "#/components/schemas/Bind" } },
-                "backends": { "type": "array", "items": { "$ref": "#/components/schemas/Backend" } },
-            },
-        },
-        "Tables": {
-            "type": "object",
-            "properties": {
-                "generation": count,
-                "tables": { "type": "array", "items": { "$ref": "#/components/schemas/Table" } },
-            },
-        },
-        "Change": {
-            "type": "object",
-            "properties": {
-                "changed": { "type": "boolean" }, "generation": count,
-                "table": { "$ref": "#/components/schemas/Table" },
-            },
-        },
-        "AddBackend": {
-            "type": "object", "required": ["ip"], "additionalProperties": false,
-            "properties": {
-                "ip": { "type": "string" }, "state": state, "healthy": { "type": "boolean" },
-                "reachable": { "type": "boolean" }, "healthchecks": { "type": "object" },
-            },
-        },
-        "Health": {
-            "type": "object", "additionalProperties": false,
-            "minProperties": 1,
-            "properties": {
-                "healthy": { "type": "boolean" }, "reachable": { "type": "boolean" },
-                "reason": { "type": "string" },
-            },
-        },
-        "HealthBatch": {
-            "type": "object", "additionalProperties": false, "required": ["verdicts"],
-            "properties": {
-                "verdicts": { "type": "array", "items": {
-                    "type": "object", "additionalProperties": false, "required": ["table", "ip"],
-                    "properties": {
-                        "table": { "type": "string" }, "ip": { "type": "string" },
-                        "healthy": { "type": "boolean" }, "reachable": { "type": "boolean" },
-                        "reason": { "type": "string", "maxLength": 1024 },
-                    },
-                } },
-            },
-        },
-        "HealthBatchAnswer": {
-            "type": "object",
-            "properties": {
-                "changed": { "type": "boolean" }, "generation": count,
-                "unknown": { "type": "array", "items": { "type": "object", "properties": {
-                    "table": { "type": "string" }, "ip": { "type": "string" },
-                } } },
-                "hashes": { "type": "object", "additionalProperties": { "type": ["string", "null"] } },
-            },
-        },
-        "Proposal": {
-            "type": "object", "required": ["action", "ip"],
-            "properties": {
-                "action": { "type": "string", "enum": ["add", "remove", "drain", "fill", "activate", "deactivate", "health"] },
-                "ip": { "type": "string" }, "state": state, "healthy": { "type": "boolean" },
-                "reachable": { "type": "boolean" }, "healthchecks": { "type": "object" },
-            },
-        },
-        "Preview": {
-            "type": "object",
-            "properties": {
-                "table": { "type": "string" }, "rows_changed": count, "rows_primary_changed": count,
-                "rows_alternates_changed": count, "rows_lost": count,
-                "lost": { "type": "array", "items": { "type": "object", "properties": {
-                    "ip": { "type": "string" },
-                    "primary_rows": { "type": "array", "items": count },
-                    "alternate_rows": { "type": "array", "items": count },
-                } } },
-                "released": { "type": "array", "items": { "type": "object", "properties": {
-                    "ip": { "type": "string" },
-                    "reason": { "type": "string", "enum": ["removed", "inactive", "unreachable"] },
-                    "rows": count,
-                } } },
-                "backends": { "type": "array", "items": { "type": "object" } },
-            },
-        },
-        "Stats": {
-            "type": "object",
-            "properties": {
-                "generation": count,
-                "outcomes": { "type": "object", "additionalProperties": count },
-                "binds": { "type": "array", "items": { "type": "object" } },
-                "backends": { "type": "array", "items": { "type": "object" } },
-                "path_mtu": { "type": ["integer", "null"], "minimum": 0 },
-                "last_apply": { "type": "object" },
-            },
-        },
-    })
+    use proto::api;
+    use schemars::{JsonSchema, SchemaGenerator, generate::SchemaSettings};
+    fn add<T: JsonSchema>(g: &mut SchemaGenerator) {
+        g.subschema_for::<T>();
+    }
+    let mut g = SchemaSettings::draft2020_12()
+        .with(|s| s.definitions_path = "/components/schemas".into())
+        .into_generator();
+    add::<api::ErrorBody>(&mut g);
+    add::<api::Healthz>(&mut g);
+    add::<api::Tables>(&mut g);
+    add::<api::Table>(&mut g);
+    add::<api::Change>(&mut g);
+    add::<api::AddBackend>(&mut g);
+    add::<api::SetHealth>(&mut g);
+    add::<api::HealthBatch>(&mut g);
+    add::<api::HealthBatchAnswer>(&mut g);
+    add::<api::Proposal>(&mut g);
+    add::<api::Preview>(&mut g);
+    add::<api::Stats>(&mut g);
+    let mut defs = g.definitions().clone();
+    defs.insert(
+        "OpenApi".into(),
+        json!({ "type": "object", "description": "this document" }),
+    );
+    defs.insert(
+        "Metrics".into(),
+        json!({ "type": "string", "description": "OpenMetrics text format 1.0" }),
+    );
+    Value::Object(defs)
 }
 
 /// Answers one call; runs on the event loop, which owns `daemon`.
-pub(crate) fn answer(daemon: &mut Daemon, call: &Call) -> Reply {
+pub(crate) fn answer(daemon: &mut impl Director, call: &Call) -> Reply {
     let route = ROUTES.iter().find(|r| r.op == call.op);
     let mutation = route.is_some_and(|r| r.mutation);
     if let Err(e) = authorize(
@@ -1069,10 +893,18 @@ pub(crate) fn answer(daemon: &mut Daemon, call: &Call) -> Reply {
     // Nothing would carry a change while the program is not attached, and
     // the client must not believe it live: refused before anything is read.
     if mutation && let Err(e) = daemon.refuse_unless_attached() {
-        return e.reply();
+        return ApiError::from(e).reply();
     }
     let result = match call.op {
-        Op::Healthz => Ok(daemon.healthz()),
+        Op::Healthz => {
+            let (attached, h) = daemon.healthz();
+            let status = if attached {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            Ok((status, value(h)))
+        }
         Op::OpenApi => Ok((StatusCode::OK, openapi())),
         Op::Metrics => {
             return match daemon.metrics() {
@@ -1080,17 +912,26 @@ pub(crate) fn answer(daemon: &mut Daemon, call: &Call) -> Reply {
                     status: StatusCode::OK,
                     body: ReplyBody::Text(text),
                 },
-                Err(e) => e.reply(),
+                Err(e) => ApiError::from(e).reply(),
             };
         }
-        Op::Stats => daemon.stats_json().map(|v| (StatusCode::OK, v)),
-        Op::Tables => daemon.tables_json().map(|v| (StatusCode::OK, v)),
+        Op::Stats => daemon
+            .stats()
+            .map(|v| (StatusCode::OK, value(v)))
+            .map_err(ApiError::from),
+        Op::Tables => daemon
+            .tables()
+            .map(|v| (StatusCode::OK, value(v)))
+            .map_err(ApiError::from),
         Op::Table => table_index(daemon, call)
-            .and_then(|ti| daemon.table_json(ti))
+            .and_then(|ti| daemon.table(ti).map(value).map_err(ApiError::from))
             .map(|v| (StatusCode::OK, v)),
         Op::Preview => table_index(daemon, call).and_then(|ti| {
             let change = parse_proposal(&call.body)?;
-            daemon.preview(ti, &change).map(|v| (StatusCode::OK, v))
+            daemon
+                .preview(ti, &change)
+                .map(|v| (StatusCode::OK, value(v)))
+                .map_err(ApiError::from)
         }),
         Op::AddBackend | Op::RemoveBackend | Op::SetState(_) | Op::SetHealth => {
             mutate(daemon, call, route.map_or(200, |r| r.success))
@@ -1103,7 +944,7 @@ pub(crate) fn answer(daemon: &mut Daemon, call: &Call) -> Reply {
     }
 }
 
-fn table_index(daemon: &Daemon, call: &Call) -> Result<usize, ApiError> {
+fn table_index(daemon: &impl Director, call: &Call) -> Result<usize, ApiError> {
     let name = call.table.as_deref().unwrap_or_default();
     daemon
         .config()
@@ -1122,7 +963,7 @@ fn table_index(daemon: &Daemon, call: &Call) -> Result<usize, ApiError> {
 /// `PUT /v1/health`: the verdicts of the tables' backends applied as one
 /// change; those naming a table or backend this director does not have
 /// are reported, not refused (a fleet's directors may differ for a moment).
-fn health_batch(daemon: &mut Daemon, body: &[u8]) -> Result<(StatusCode, Value), ApiError> {
+fn health_batch(daemon: &mut impl Director, body: &[u8]) -> Result<(StatusCode, Value), ApiError> {
     let batch: proto::api::HealthBatch = typed_body(body)?;
     let mut known = Vec::new();
     let mut unknown = Vec::new();
@@ -1174,10 +1015,7 @@ fn health_batch(daemon: &mut Daemon, body: &[u8]) -> Result<(StatusCode, Value),
         unknown,
         hashes: daemon.table_hashes(),
     };
-    Ok((
-        StatusCode::OK,
-        serde_json::to_value(answer).unwrap_or_default(),
-    ))
+    Ok((StatusCode::OK, value(answer)))
 }
 
 /// A body read into its type; a refusal names the field at fault (as
@@ -1199,7 +1037,11 @@ fn typed_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
     })
 }
 
-fn mutate(daemon: &mut Daemon, call: &Call, success: u16) -> Result<(StatusCode, Value), ApiError> {
+fn mutate(
+    daemon: &mut impl Director,
+    call: &Call,
+    success: u16,
+) -> Result<(StatusCode, Value), ApiError> {
     let ti = table_index(daemon, call)?;
     let ip = || parse_ip("ip", call.ip.as_deref().unwrap_or_default());
     if call.op == Op::SetHealth {
@@ -1219,14 +1061,7 @@ fn mutate(daemon: &mut Daemon, call: &Call, success: u16) -> Result<(StatusCode,
             health,
             reason,
         }])?;
-        return Ok((
-            StatusCode::OK,
-            json!({
-                "changed": changed,
-                "generation": daemon.generation(),
-                "table": daemon.table_json(ti)?,
-            }),
-        ));
+        return Ok((StatusCode::OK, change_answer(daemon, ti, changed)?));
     }
     let change = match call.op {
         Op::AddBackend => Change::Add(parse_add(&call.body)?),
@@ -1248,14 +1083,21 @@ fn mutate(daemon: &mut Daemon, call: &Call, success: u16) -> Result<(StatusCode,
     } else {
         StatusCode::OK
     };
-    Ok((
-        status,
-        json!({
-            "changed": changed,
-            "generation": daemon.generation(),
-            "table": daemon.table_json(ti)?,
-        }),
-    ))
+    Ok((status, change_answer(daemon, ti, changed)?))
+}
+
+/// The answer to a change of table `ti`.
+fn change_answer(daemon: &impl Director, ti: usize, changed: bool) -> Result<Value, ApiError> {
+    Ok(value(proto::api::Change {
+        changed,
+        generation: daemon.generation(),
+        table: daemon.table(ti)?,
+    }))
+}
+
+/// An answer's JSON: the API's types serialise to JSON objects, always.
+fn value(t: impl serde::Serialize) -> Value {
+    serde_json::to_value(t).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -1362,10 +1204,5 @@ mod tests {
                 r.response
             );
         }
-    }
-
-    #[test]
-    fn label_values_are_escaped() {
-        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
 }

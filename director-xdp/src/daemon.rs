@@ -35,25 +35,26 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context as _, anyhow};
-use axum::http::StatusCode;
 use aya::programs::XdpMode;
 use aya::programs::links::FdLink;
 use aya::programs::xdp::{XdpLink, XdpLinkId};
 use director_xdp::dataplane::{ApplyReport, Dataplane, DataplaneError, PathMtu};
 use proto::config::{ApiLimits, Config};
 use proto::table::{Chain, Holders, Release, RowCount, row_counts};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Notify, mpsc};
 use tracing::{debug, error, info, warn};
 
-use crate::api::{self, ApiError, Call, Change};
+use crate::api::{self, Call};
+use crate::change::{self, Change, HealthVerdict, Kind, Refusal};
 use crate::pins;
 use crate::server;
 use crate::{Failure, load_config_text};
 use director_xdp::neigh::{self, Notice, Resolver, Snapshot, Unresolved, Watcher};
 
 mod health;
+mod metrics;
 mod watch;
 
 use health::Health;
@@ -67,9 +68,13 @@ const SETTLE: Duration = Duration::from_millis(200);
 
 /// Runs the daemon until SIGINT or SIGTERM.
 pub fn run(config_path: &Path, keep_on_exit: bool) -> Result<(), Failure> {
-    // One thread is enough: the daemon waits on signals and timers, and
-    // every map update is a short sequence of syscalls.
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    // The event loop runs on this thread (block_on) and makes blocking
+    // calls (netlink lookups, map writes, file writes); the HTTP server's
+    // accept loop and connections run on the runtime's own worker, so that
+    // they never wait for those: timeouts and caps hold while a change is
+    // written.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
         .context("starting the async runtime")
@@ -95,11 +100,34 @@ impl Drop for PinGuard {
 }
 
 async fn run_async(config_path: &Path, keep_on_exit: bool) -> Result<(), Failure> {
+    let (mut daemon, mut inputs) = start(config_path).await?;
+    let signal_name = event_loop(&mut daemon, &mut inputs).await;
+    shut_down(daemon, signal_name, keep_on_exit);
+    Ok(())
+}
+
+/// What the event loop waits on besides its timers.
+struct Inputs {
+    hup: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    /// The API's calls.
+    calls: mpsc::Receiver<Call>,
+    /// Route or neighbour changes.
+    changed: Arc<Notify>,
+    /// Link changes.
+    link_changed: Arc<Notify>,
+}
+
+/// Start-up: the config and the last verdicts read, the program loaded (or
+/// the pinned one adopted), the tables written, the API listening and the
+/// program attached; a failure leaves nothing behind that was not there.
+async fn start(config_path: &Path) -> Result<(Daemon, Inputs), Failure> {
     // Handlers first: a SIGTERM that arrives during start-up waits in the
     // stream and ends the loop as soon as it starts, after a clean attach.
-    let mut hup = signal_stream(SignalKind::hangup())?;
-    let mut int = signal_stream(SignalKind::interrupt())?;
-    let mut term = signal_stream(SignalKind::terminate())?;
+    let hup = signal_stream(SignalKind::hangup())?;
+    let int = signal_stream(SignalKind::interrupt())?;
+    let term = signal_stream(SignalKind::terminate())?;
 
     // Before anything is opened: the API's connection cap is sized from it.
     let fd_limit = server::raise_fd_limit();
@@ -182,7 +210,7 @@ async fn run_async(config_path: &Path, keep_on_exit: bool) -> Result<(), Failure
     let listener = server::listen(api_listen)
         .with_context(|| format!("listening on {api_listen} (director.api_listen)"))
         .map_err(Failure::runtime)?;
-    let (call_tx, mut calls) = mpsc::channel::<Call>(64);
+    let (call_tx, calls) = mpsc::channel::<Call>(64);
     let router = api::router(call_tx);
     // The connection cap leaves file descriptors for the daemon's own
     // work: no number of clients makes a reload fail with EMFILE.
@@ -218,6 +246,7 @@ async fn run_async(config_path: &Path, keep_on_exit: bool) -> Result<(), Failure
         state_path,
         last_apply: None,
         watch: watch::Watch::new(interface.clone(), pin_dir.join(pins::LINK), watcher),
+        pin_dir: pin_dir.clone(),
         api_limits,
         api_budget,
     };
@@ -289,26 +318,64 @@ async fn run_async(config_path: &Path, keep_on_exit: bool) -> Result<(), Failure
         program_id,
     );
 
+    Ok((
+        daemon,
+        Inputs {
+            hup,
+            int,
+            term,
+            calls,
+            changed,
+            link_changed,
+        },
+    ))
+}
+
+/// The event loop: signals, API calls, notifications and the poll timer,
+/// one at a time, until SIGINT or SIGTERM (whose name it returns).
+async fn event_loop(daemon: &mut Daemon, inputs: &mut Inputs) -> &'static str {
+    let Inputs {
+        hup,
+        int,
+        term,
+        calls,
+        changed,
+        link_changed,
+    } = inputs;
     let mut poll = tokio::time::interval(POLL_INTERVAL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     poll.tick().await; // the first tick is immediate; resolution just ran
-    let signal_name = loop {
+    // A notification is acted on once things settled (SETTLE after the
+    // first of a burst), without holding up the loop meanwhile: API calls
+    // and signals are answered while a settle runs.
+    let mut settle_hops: Option<tokio::time::Instant> = None;
+    let mut settle_link: Option<tokio::time::Instant> = None;
+    let at = |deadline: Option<tokio::time::Instant>| {
+        tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now))
+    };
+    loop {
         tokio::select! {
             _ = hup.recv() => daemon.reload(),
             Some(call) = calls.recv() => {
-                let reply = api::answer(&mut daemon, &call);
+                let reply = api::answer(daemon, &call);
                 let _ = call.reply.send(reply);
             }
             _ = int.recv() => break "SIGINT",
             _ = term.recv() => break "SIGTERM",
             () = changed.notified() => {
-                tokio::time::sleep(SETTLE).await;
+                settle_hops.get_or_insert_with(|| tokio::time::Instant::now() + SETTLE);
+            }
+            () = link_changed.notified() => {
+                settle_link.get_or_insert_with(|| tokio::time::Instant::now() + SETTLE);
+            }
+            () = at(settle_hops), if settle_hops.is_some() => {
+                settle_hops = None;
                 // Routes go with their interface: look at it first.
                 daemon.watch_dataplane();
                 daemon.refresh();
             }
-            () = link_changed.notified() => {
-                tokio::time::sleep(SETTLE).await;
+            () = at(settle_link), if settle_link.is_some() => {
+                settle_link = None;
                 daemon.watch_dataplane();
             }
             _ = poll.tick() => {
@@ -317,7 +384,14 @@ async fn run_async(config_path: &Path, keep_on_exit: bool) -> Result<(), Failure
                 daemon.probe_unresolved();
             }
         }
-    };
+    }
+}
+
+/// Shut-down: detach (or, with --keep-on-exit, leave attached and pinned)
+/// and log the counters.
+fn shut_down(mut daemon: Daemon, signal_name: &str, keep_on_exit: bool) {
+    let interface = daemon.watch.interface.clone();
+    let pin_dir = daemon.pin_dir.clone();
     let attachment = daemon.watch.take();
     let pinned = attachment.as_ref().is_some_and(|a| a.pinned);
     if keep_on_exit && pinned {
@@ -368,7 +442,6 @@ async fn run_async(config_path: &Path, keep_on_exit: bool) -> Result<(), Failure
     } else {
         info!("director detached from {interface}; exiting");
     }
-    Ok(())
 }
 
 fn signal_stream(kind: SignalKind) -> Result<tokio::signal::unix::Signal, Failure> {
@@ -410,6 +483,8 @@ pub(crate) struct Daemon {
     state_path: PathBuf,
     /// What the last apply did: (source, when, error if it failed).
     last_apply: Option<(&'static str, SystemTime, Option<String>)>,
+    /// Where the maps and the link are pinned.
+    pin_dir: PathBuf,
     /// The program's attachment to the interface ([`watch`]).
     watch: watch::Watch,
     /// The API server's limits (director.api_*), changed by a SIGHUP for
@@ -979,10 +1054,10 @@ impl Daemon {
         &self.config
     }
 
-    fn stats(&self) -> Result<director_xdp::Stats, ApiError> {
+    fn stats(&self) -> Result<director_xdp::Stats, Refusal> {
         self.dataplane.stats().map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
+            Refusal::new(
+                Kind::Internal,
                 format!("reading the counters: {:#}", anyhow::Error::from(e)),
             )
         })
@@ -1020,17 +1095,20 @@ impl Daemon {
             .map_or((0, 0), |b| (b.packets, b.bytes))
     }
 
-    fn table_value(&self, ti: usize, stats: &director_xdp::Stats) -> Value {
+    fn table_value(&self, ti: usize, stats: &director_xdp::Stats) -> proto::api::Table {
         let t = &self.config.tables[ti];
         let view = self.views.get(ti);
-        let binds: Vec<Value> = self
+        let binds = self
             .binds_of(ti, stats)
             .into_iter()
-            .map(|(b, id, packets, bytes)| {
-                json!({ "bind": b.to_string(), "id": id, "packets": packets, "bytes": bytes })
+            .map(|(b, id, packets, bytes)| proto::api::BindTraffic {
+                bind: b.to_string(),
+                id,
+                packets,
+                bytes,
             })
             .collect();
-        let backends: Vec<Value> = t
+        let backends = t
             .backends
             .iter()
             .map(|b| {
@@ -1039,31 +1117,28 @@ impl Daemon {
                     .and_then(|v| v.counts.get(&ip).copied())
                     .unwrap_or_default();
                 let (packets, bytes) = self.backend_traffic(ti, ip, stats);
-                let mut o = json!({
-                    "ip": ip.to_string(),
-                    "state": b.backend.state.as_str(),
-                    "healthy": b.backend.healthy,
-                    "reachable": b.backend.reachable,
-                    "health_reason": self.health.get(&t.name, ip).and_then(|v| v.reason.clone()),
-                    "rows_primary": rows.primary,
-                    "rows_alternate": rows.alternate,
-                    "packets": packets,
-                    "bytes": bytes,
-                });
-                if let Some(h) = &b.healthchecks {
-                    o["healthchecks"] = h.clone();
+                proto::api::Backend {
+                    ip,
+                    state: b.backend.state,
+                    healthy: b.backend.healthy,
+                    reachable: b.backend.reachable,
+                    health_reason: self.health.get(&t.name, ip).and_then(|v| v.reason.clone()),
+                    rows_primary: rows.primary as u64,
+                    rows_alternate: rows.alternate as u64,
+                    packets,
+                    bytes,
+                    healthchecks: b.healthchecks.clone(),
                 }
-                o
             })
             .collect();
-        json!({
-            "name": t.name,
-            "hops": t.hops,
-            "rows": view.map_or(0, |v| v.rows.len()),
-            "hash": view.map(|v| v.hash.clone()),
-            "binds": binds,
-            "backends": backends,
-        })
+        proto::api::Table {
+            name: t.name.clone(),
+            hops: t.hops,
+            rows: view.map_or(0, |v| v.rows.len()),
+            hash: view.map(|v| v.hash.clone()),
+            binds,
+            backends,
+        }
     }
 
     /// Every table's content hash, by name.
@@ -1076,29 +1151,32 @@ impl Daemon {
             .collect()
     }
 
-    pub(crate) fn table_json(&self, ti: usize) -> Result<Value, ApiError> {
+    pub(crate) fn table_json(&self, ti: usize) -> Result<proto::api::Table, Refusal> {
         let stats = self.stats()?;
         Ok(self.table_value(ti, &stats))
     }
 
-    pub(crate) fn tables_json(&self) -> Result<Value, ApiError> {
+    pub(crate) fn tables_json(&self) -> Result<proto::api::Tables, Refusal> {
         let stats = self.stats()?;
-        let tables: Vec<Value> = (0..self.config.tables.len())
-            .map(|ti| self.table_value(ti, &stats))
-            .collect();
-        Ok(json!({ "generation": self.generation, "tables": tables }))
+        Ok(proto::api::Tables {
+            generation: self.generation,
+            tables: (0..self.config.tables.len())
+                .map(|ti| self.table_value(ti, &stats))
+                .collect(),
+        })
     }
 
-    fn last_apply_json(&self) -> Value {
-        match &self.last_apply {
-            None => Value::Null,
-            Some((source, at, error)) => json!({
-                "source": source,
-                "ok": error.is_none(),
-                "error": error,
-                "unix_time": at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
-            }),
-        }
+    fn last_apply(&self) -> Option<proto::api::LastApply> {
+        self.last_apply
+            .as_ref()
+            .map(|(source, at, error)| proto::api::LastApply {
+                source: source.to_string(),
+                ok: error.is_none(),
+                error: error.clone(),
+                unix_time: at
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+            })
     }
 
     /// The path MTU the director applies, `None` for no limit.
@@ -1106,230 +1184,169 @@ impl Daemon {
         self.dataplane.live_path_mtu()
     }
 
-    pub(crate) fn stats_json(&self) -> Result<Value, ApiError> {
+    pub(crate) fn stats_json(&self) -> Result<proto::api::Stats, Refusal> {
         let stats = self.stats()?;
-        let outcomes: serde_json::Map<String, Value> = stats
+        let outcomes = stats
             .outcomes
             .iter()
-            .map(|(s, n)| (s.name().to_string(), json!(n)))
+            .map(|(s, n)| (s.name().to_string(), *n))
             .collect();
         let mut binds = Vec::new();
-        for (ti, t) in self.config.tables.iter().enumerate() {
-            for (b, id, packets, bytes) in self.binds_of(ti, &stats) {
-                binds.push(json!({
-                    "table": t.name, "bind": b.to_string(), "id": id,
-                    "packets": packets, "bytes": bytes,
-                }));
-            }
-        }
         let mut backends = Vec::new();
         for (ti, t) in self.config.tables.iter().enumerate() {
+            for (b, id, packets, bytes) in self.binds_of(ti, &stats) {
+                binds.push(proto::api::TableBindTraffic {
+                    table: t.name.clone(),
+                    traffic: proto::api::BindTraffic {
+                        bind: b.to_string(),
+                        id,
+                        packets,
+                        bytes,
+                    },
+                });
+            }
             for b in &t.backends {
                 let ip = b.backend.addr;
                 let (packets, bytes) = self.backend_traffic(ti, ip, &stats);
-                backends.push(json!({
-                    "table": t.name, "backend": ip.to_string(),
-                    "packets": packets, "bytes": bytes,
-                }));
+                backends.push(proto::api::BackendTraffic {
+                    table: t.name.clone(),
+                    backend: ip,
+                    packets,
+                    bytes,
+                });
             }
         }
-        Ok(json!({
-            "generation": self.generation,
-            "outcomes": outcomes,
-            "binds": binds,
-            "backends": backends,
-            "path_mtu": self.path_mtu(),
-            "last_apply": self.last_apply_json(),
-        }))
+        Ok(proto::api::Stats {
+            generation: self.generation,
+            outcomes,
+            binds,
+            backends,
+            path_mtu: self.path_mtu(),
+            last_apply: self.last_apply(),
+        })
     }
 
-    /// Prometheus text format (exposition format 0.0.4).
-    pub(crate) fn metrics(&self) -> Result<String, ApiError> {
-        use std::fmt::Write as _;
+    /// The metrics in the OpenMetrics text format, rendered by the
+    /// Prometheus client library from the data plane's counters and the
+    /// live tables.
+    pub(crate) fn metrics(&self) -> Result<String, Refusal> {
         let stats = self.stats()?;
-        let mut m = String::new();
-        let family = |m: &mut String, name: &str, kind: &str, help: &str| {
-            let _ = writeln!(m, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        };
-        family(
-            &mut m,
-            "glb_director_packets_total",
-            "counter",
-            "Packets by outcome (icmp_handled, fragment and mac_fallback are subsets of encapsulated).",
+        let mut m = metrics::Metrics::default();
+        let packets = m.counter(
+            "glb_director_packets",
+            "Packets by outcome (icmp_handled, fragment and mac_fallback are subsets of encapsulated)",
         );
         for (s, n) in &stats.outcomes {
-            let _ = writeln!(
-                m,
-                "glb_director_packets_total{{outcome=\"{}\"}} {n}",
-                s.name()
-            );
+            packets
+                .get_or_create(&metrics::labels(&[("outcome", s.name())]))
+                .inc_by(*n);
         }
-        let mut binds = Vec::new();
+        let bind_packets = m.counter("glb_bind_packets", "Packets encapsulated per bind");
+        let bind_bytes = m.counter(
+            "glb_bind_bytes",
+            "Bytes (frames as received) encapsulated per bind",
+        );
+        let backend_packets = m.counter(
+            "glb_backend_packets",
+            "Packets encapsulated to a backend as the row's primary",
+        );
+        let backend_bytes = m.counter(
+            "glb_backend_bytes",
+            "Bytes (frames as received) encapsulated to a backend as the row's primary",
+        );
+        let rows = m.gauge(
+            "glb_backend_rows",
+            "Rows of the table held by a backend, as primary or as alternate",
+        );
+        let healthy = m.gauge(
+            "glb_backend_healthy",
+            "1 if the backend's last health verdict is healthy",
+        );
+        let reachable = m.gauge(
+            "glb_backend_reachable",
+            "1 if the backend is reachable (0: in no row)",
+        );
+        let state = m.gauge(
+            "glb_backend_state",
+            "The backend's state (1 for the current one)",
+        );
         for (ti, t) in self.config.tables.iter().enumerate() {
-            for (b, _, packets, bytes) in self.binds_of(ti, &stats) {
-                let l = format!(
-                    "table=\"{}\",bind=\"{}\"",
-                    api::label(&t.name),
-                    api::label(&b.to_string())
-                );
-                binds.push((l, packets, bytes));
+            for (b, _, p, by) in self.binds_of(ti, &stats) {
+                let l = metrics::labels(&[("table", &t.name), ("bind", &b.to_string())]);
+                bind_packets.get_or_create(&l).inc_by(p);
+                bind_bytes.get_or_create(&l).inc_by(by);
             }
-        }
-        family(
-            &mut m,
-            "glb_bind_packets_total",
-            "counter",
-            "Packets encapsulated per bind.",
-        );
-        for (l, p, _) in &binds {
-            let _ = writeln!(m, "glb_bind_packets_total{{{l}}} {p}");
-        }
-        family(
-            &mut m,
-            "glb_bind_bytes_total",
-            "counter",
-            "Bytes (frames as received) encapsulated per bind.",
-        );
-        for (l, _, b) in &binds {
-            let _ = writeln!(m, "glb_bind_bytes_total{{{l}}} {b}");
-        }
-        let mut rows = String::new();
-        let mut health = String::new();
-        let mut reachable = String::new();
-        let mut state = String::new();
-        let mut packets = String::new();
-        let mut bytes = String::new();
-        for (ti, t) in self.config.tables.iter().enumerate() {
             for b in &t.backends {
-                let ip = b.backend.addr;
-                let l = format!("table=\"{}\",backend=\"{ip}\"", api::label(&t.name));
+                let ip = b.backend.addr.to_string();
+                let l = metrics::labels(&[("table", &t.name), ("backend", &ip)]);
                 let held: RowCount = self
                     .views
                     .get(ti)
-                    .and_then(|v| v.counts.get(&ip).copied())
+                    .and_then(|v| v.counts.get(&b.backend.addr).copied())
                     .unwrap_or_default();
-                let _ = writeln!(
-                    rows,
-                    "glb_backend_rows{{{l},role=\"primary\"}} {}",
-                    held.primary
-                );
-                let _ = writeln!(
-                    rows,
-                    "glb_backend_rows{{{l},role=\"alternate\"}} {}",
-                    held.alternate
-                );
-                let _ = writeln!(
-                    health,
-                    "glb_backend_healthy{{{l}}} {}",
-                    u8::from(b.backend.healthy)
-                );
-                let _ = writeln!(
-                    reachable,
-                    "glb_backend_reachable{{{l}}} {}",
-                    u8::from(b.backend.reachable)
-                );
-                let _ = writeln!(
-                    state,
-                    "glb_backend_state{{{l},state=\"{}\"}} 1",
-                    b.backend.state.as_str()
-                );
-                let (p, by) = self.backend_traffic(ti, ip, &stats);
-                let _ = writeln!(packets, "glb_backend_packets_total{{{l}}} {p}");
-                let _ = writeln!(bytes, "glb_backend_bytes_total{{{l}}} {by}");
+                for (role, n) in [("primary", held.primary), ("alternate", held.alternate)] {
+                    let l =
+                        metrics::labels(&[("table", &t.name), ("backend", &ip), ("role", role)]);
+                    rows.get_or_create(&l).set(metrics::gauge_value(n as u64));
+                }
+                healthy.get_or_create(&l).set(i64::from(b.backend.healthy));
+                reachable
+                    .get_or_create(&l)
+                    .set(i64::from(b.backend.reachable));
+                let s = metrics::labels(&[
+                    ("table", &t.name),
+                    ("backend", &ip),
+                    ("state", b.backend.state.as_str()),
+                ]);
+                state.get_or_create(&s).set(1);
+                let (p, by) = self.backend_traffic(ti, b.backend.addr, &stats);
+                backend_packets.get_or_create(&l).inc_by(p);
+                backend_bytes.get_or_create(&l).inc_by(by);
             }
         }
-        family(
-            &mut m,
-            "glb_backend_packets_total",
-            "counter",
-            "Packets encapsulated to a backend as the row's primary.",
-        );
-        m.push_str(&packets);
-        family(
-            &mut m,
-            "glb_backend_bytes_total",
-            "counter",
-            "Bytes (frames as received) encapsulated to a backend as the row's primary.",
-        );
-        m.push_str(&bytes);
-        family(
-            &mut m,
-            "glb_backend_rows",
-            "gauge",
-            "Rows of the table held by a backend, as primary or as alternate.",
-        );
-        m.push_str(&rows);
-        family(
-            &mut m,
-            "glb_backend_healthy",
-            "gauge",
-            "1 if the backend's last health verdict is healthy.",
-        );
-        m.push_str(&health);
-        family(
-            &mut m,
-            "glb_backend_reachable",
-            "gauge",
-            "1 if the backend is reachable (0: in no row).",
-        );
-        m.push_str(&reachable);
-        family(
-            &mut m,
-            "glb_backend_state",
-            "gauge",
-            "The backend's state (1 for the current one).",
-        );
-        m.push_str(&state);
         self.attachment_metrics(&mut m);
-        family(
-            &mut m,
+        m.single_gauge(
             "glb_director_generation",
-            "gauge",
-            "Configs applied since the daemon started, the first included.",
+            "Configs applied since the daemon started, the first included",
+            self.generation,
         );
-        let _ = writeln!(m, "glb_director_generation {}", self.generation);
         if let Some(mtu) = self.path_mtu() {
-            family(
-                &mut m,
+            m.single_gauge(
                 "glb_director_path_mtu_bytes",
-                "gauge",
-                "Path MTU toward the backends: larger packets, once encapsulated, are answered with ICMP (too_big_icmp) or dropped (too_big_dropped).",
+                "Path MTU toward the backends: larger packets, once encapsulated, are answered with ICMP (too_big_icmp) or dropped (too_big_dropped)",
+                u64::from(mtu),
             );
-            let _ = writeln!(m, "glb_director_path_mtu_bytes {mtu}");
         }
         if let Some((source, at, error)) = &self.last_apply {
-            family(
-                &mut m,
+            m.gauge(
                 "glb_director_last_apply_success",
-                "gauge",
-                "1 if the last apply (start, SIGHUP or API) succeeded.",
-            );
-            let _ = writeln!(
-                m,
-                "glb_director_last_apply_success{{source=\"{source}\"}} {}",
-                u8::from(error.is_none())
-            );
-            family(
-                &mut m,
-                "glb_director_last_apply_timestamp_seconds",
-                "gauge",
-                "When the last apply was attempted (Unix time).",
-            );
+                "1 if the last apply (start, SIGHUP or API) succeeded",
+            )
+            .get_or_create(&metrics::labels(&[("source", source)]))
+            .set(i64::from(error.is_none()));
             let secs = at
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
-            let _ = writeln!(m, "glb_director_last_apply_timestamp_seconds {secs}");
+            m.single_gauge(
+                "glb_director_last_apply_timestamp_seconds",
+                "When the last apply was attempted (Unix time)",
+                secs,
+            );
         }
-        Ok(m)
+        Ok(m.render())
     }
 
     /// The rows `change` would move in table `ti`; nothing is applied.
-    pub(crate) fn preview(&self, ti: usize, change: &Change) -> Result<Value, ApiError> {
-        let (new, _) = api::changed_config(&self.config, ti, change)?;
-        let new = api::check_whole(&new, change)?;
+    pub(crate) fn preview(
+        &self,
+        ti: usize,
+        change: &Change,
+    ) -> Result<proto::api::Preview, Refusal> {
+        let (new, _) = change::changed_config(&self.config, ti, change)?;
+        let new = change::check_whole(&new, change)?;
         let t = &new.tables[ti];
         let after = views(&new, &self.views)
-            .map_err(|e| ApiError::new(StatusCode::CONFLICT, format!("{e:#}")))?
+            .map_err(|e| Refusal::new(Kind::Conflict, format!("{e:#}")))?
             .swap_remove(ti);
         let before = self
             .views
@@ -1341,31 +1358,31 @@ impl Daemon {
             None => (&[][..], Holders::all(before)),
         };
         let released = Release::between(old_backends, &after.key.2);
-        let d = proto::table::diff_rows(before, &after.rows, &holders, &released);
-        let mut v = serde_json::to_value(&d).unwrap_or_default();
-        v["table"] = json!(t.name);
-        v["hash_before"] = json!(self.views.get(ti).map(|v| v.hash.clone()));
-        v["hash_after"] = json!(after.hash);
-        Ok(v)
+        let diff = proto::table::diff_rows(before, &after.rows, &holders, &released);
+        Ok(proto::api::Preview {
+            table: t.name.clone(),
+            diff,
+            hash_before: self.views.get(ti).map(|v| v.hash.clone()),
+            hash_after: after.hash,
+        })
     }
 
     /// Makes `change` to table `ti`: checked whole, applied to the data
     /// plane, written over the config file, in that order; an error leaves
     /// the data plane and the file as they were. Returns whether anything
     /// changed (a change to what already is changes nothing).
-    pub(crate) fn change(&mut self, ti: usize, change: &Change) -> Result<bool, ApiError> {
+    pub(crate) fn change(&mut self, ti: usize, change: &Change) -> Result<bool, Refusal> {
         // Changes are made to the file's config; the verdicts lie over it.
-        let (new, changed) = api::changed_config(&self.file_config, ti, change)?;
+        let (new, changed) = change::changed_config(&self.file_config, ti, change)?;
         if !changed {
             return Ok(false);
         }
         let path = self.config_path.display().to_string();
-        let internal = |m: String| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, m);
+        let internal = |m: String| Refusal::internal(m);
         match std::fs::read_to_string(&self.config_path) {
             Ok(text) if text == self.on_disk => {}
             _ => {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
+                return Err(Refusal::new(Kind::Conflict,
                     format!(
                         "config {path} was changed on disk since the director read it; send SIGHUP to load it (or undo the edit) before changing it through the API"
                     ),
@@ -1373,7 +1390,7 @@ impl Daemon {
                 .at("config", path));
             }
         }
-        let mut new_file = api::check_whole(&new, change)?;
+        let mut new_file = change::check_whole(&new, change)?;
         // Warnings were reported when the file was read; the rendered
         // config has none to add.
         new_file.warnings.clear();
@@ -1392,8 +1409,8 @@ impl Daemon {
                 let message = e.message();
                 self.record("api", Err(message.clone()));
                 return Err(if refused {
-                    ApiError::new(
-                        StatusCode::CONFLICT,
+                    Refusal::new(
+                        Kind::Conflict,
                         format!("the data plane refused the change: {message}"),
                     )
                 } else {
@@ -1434,7 +1451,7 @@ impl Daemon {
     /// keeps the current flag). Never touches the config file, so a pending
     /// hand edit of it is no reason to refuse. Returns whether any table
     /// changed (a new reason alone is saved, and changes no table).
-    pub(crate) fn set_health(&mut self, verdicts: &[HealthVerdict]) -> Result<bool, ApiError> {
+    pub(crate) fn set_health(&mut self, verdicts: &[HealthVerdict]) -> Result<bool, Refusal> {
         let mut new_health = self.health.clone();
         for v in verdicts {
             let t = &self.config.tables[v.table];
@@ -1455,7 +1472,7 @@ impl Daemon {
         if new_health == self.health {
             return Ok(false);
         }
-        let internal = |m: String| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, m);
+        let internal = |m: String| Refusal::internal(m);
         let new = new_health.overlay(&self.file_config);
         let changed = new != self.config;
         let (old, old_health) = (
@@ -1474,8 +1491,8 @@ impl Daemon {
                     let message = e.message();
                     self.record("api", Err(message.clone()));
                     return Err(if refused {
-                        ApiError::new(
-                            StatusCode::CONFLICT,
+                        Refusal::new(
+                            Kind::Conflict,
                             format!("the data plane refused the verdicts: {message}"),
                         )
                     } else {
@@ -1515,15 +1532,60 @@ impl Daemon {
     }
 }
 
-/// One health verdict for [`Daemon::set_health`].
-#[derive(Clone, Debug)]
-pub(crate) struct HealthVerdict {
-    /// The table, by index.
-    pub table: usize,
-    /// The backend, which the table has.
-    pub ip: IpAddr,
-    /// What it sets.
-    pub health: api::Health,
-    /// Why.
-    pub reason: Option<String>,
+impl api::Director for Daemon {
+    fn token(&self) -> Option<&str> {
+        Daemon::token(self)
+    }
+
+    fn api_is_loopback(&self) -> bool {
+        Daemon::api_is_loopback(self)
+    }
+
+    fn refuse_unless_attached(&self) -> Result<(), Refusal> {
+        Daemon::refuse_unless_attached(self)
+    }
+
+    fn healthz(&self) -> (bool, proto::api::Healthz) {
+        Daemon::healthz(self)
+    }
+
+    fn metrics(&self) -> Result<String, Refusal> {
+        Daemon::metrics(self)
+    }
+
+    fn stats(&self) -> Result<proto::api::Stats, Refusal> {
+        self.stats_json()
+    }
+
+    fn tables(&self) -> Result<proto::api::Tables, Refusal> {
+        self.tables_json()
+    }
+
+    fn table(&self, ti: usize) -> Result<proto::api::Table, Refusal> {
+        self.table_json(ti)
+    }
+
+    fn config(&self) -> &Config {
+        Daemon::config(self)
+    }
+
+    fn generation(&self) -> u64 {
+        Daemon::generation(self)
+    }
+
+    fn table_hashes(&self) -> BTreeMap<String, Option<String>> {
+        Daemon::table_hashes(self)
+    }
+
+    fn preview(&self, ti: usize, change: &Change) -> Result<proto::api::Preview, Refusal> {
+        Daemon::preview(self, ti, change)
+    }
+
+    fn change(&mut self, ti: usize, change: &Change) -> Result<bool, Refusal> {
+        Daemon::change(self, ti, change)
+    }
+
+    fn set_health(&mut self, verdicts: &[HealthVerdict]) -> Result<bool, Refusal> {
+        Daemon::set_health(self, verdicts)
+    }
 }

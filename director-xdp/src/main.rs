@@ -6,6 +6,7 @@
 //! runtime errors (loading the program, attaching it, writing the output).
 
 mod api;
+mod change;
 mod daemon;
 mod pins;
 mod server;

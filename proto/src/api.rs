@@ -15,6 +15,7 @@ use serde_json::Value;
 use crate::table::{BackendState, RowDiff};
 
 /// The body of every refusal (4xx and 5xx).
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {
     /// What is wrong, for a person.
@@ -28,16 +29,37 @@ pub struct ErrorBody {
     pub value: Option<Value>,
 }
 
-/// `GET /healthz`.
+/// `GET /healthz`: 200 while the director's program is attached to its
+/// interface, 503 (same shape) otherwise.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Healthz {
-    /// `"ok"` when the data plane serves.
+    /// `"ok"`, or `"detached"`.
     pub status: String,
     /// Configs applied since the daemon started.
     pub generation: u64,
+    /// `director.interface`.
+    pub interface: String,
+    /// Its index now, if it exists.
+    pub ifindex: Option<u32>,
+    /// Whether the program is attached to it.
+    pub attached: bool,
+    /// Whether the interface is up (a down interface keeps its program).
+    pub link_up: bool,
+    /// Times the program was attached again since the daemon started.
+    pub reattached: u64,
+    /// While detached: what is wrong (`interface_missing`,
+    /// `interface_replaced`, `program_detached`, `attach_failed`,
+    /// `unobservable`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+    /// While detached: the problem, for a person.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// `GET /v1/tables`.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Tables {
     /// Configs applied since the daemon started.
@@ -47,6 +69,7 @@ pub struct Tables {
 }
 
 /// One table as the director holds it (`GET /v1/tables/{name}`).
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Table {
     /// Its name.
@@ -65,6 +88,7 @@ pub struct Table {
 }
 
 /// A bind of a table and what it received.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BindTraffic {
     /// The bind (`203.0.113.10:80/tcp`).
@@ -78,6 +102,7 @@ pub struct BindTraffic {
 }
 
 /// A backend of a table: intent, health, place in the rows, traffic.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Backend {
     /// Its address.
@@ -104,6 +129,7 @@ pub struct Backend {
 }
 
 /// The answer to a change.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Change {
     /// Whether anything changed (the same drain twice changes nothing).
@@ -115,6 +141,7 @@ pub struct Change {
 }
 
 /// `POST /v1/tables/{name}/backends`.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AddBackend {
@@ -136,6 +163,7 @@ pub struct AddBackend {
 
 /// `PUT /v1/tables/{name}/backends/{ip}/health`: at least one of the two
 /// flags.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SetHealth {
@@ -154,6 +182,7 @@ pub struct SetHealth {
 /// applied as one change (each table flips once), as the health checker
 /// pushes them. Verdicts are runtime state, kept beside the config, not in
 /// it.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthBatch {
@@ -162,6 +191,7 @@ pub struct HealthBatch {
 }
 
 /// One backend's health verdict in a [`HealthBatch`].
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Verdict {
@@ -181,6 +211,7 @@ pub struct Verdict {
 }
 
 /// The answer to a [`HealthBatch`].
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealthBatchAnswer {
     /// Whether any table changed.
@@ -196,6 +227,7 @@ pub struct HealthBatchAnswer {
 }
 
 /// A backend of a table.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct TableBackend {
     /// The table.
@@ -248,6 +280,7 @@ impl StateAction {
 }
 
 /// `POST /v1/tables/{name}/preview`: a change, not applied.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Proposal {
@@ -292,6 +325,7 @@ pub enum Proposal {
 }
 
 /// The answer to a preview: what the change would do to the rows.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Preview {
     /// The table.
@@ -306,6 +340,7 @@ pub struct Preview {
 }
 
 /// `GET /v1/stats`.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
     /// Configs applied since the daemon started.
@@ -324,6 +359,7 @@ pub struct Stats {
 }
 
 /// A bind's traffic, with its table.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableBindTraffic {
     /// The table.
@@ -334,6 +370,7 @@ pub struct TableBindTraffic {
 }
 
 /// A backend's traffic as primary.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackendTraffic {
     /// The table.
@@ -347,6 +384,7 @@ pub struct BackendTraffic {
 }
 
 /// The last config applied (or refused), and by what.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LastApply {
     /// `start`, `sighup` or `api`.

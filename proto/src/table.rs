@@ -143,6 +143,7 @@ pub fn check_hops(hops: u8) -> Result<u8, TableError> {
 }
 
 /// A backend's administrative state.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
@@ -1110,6 +1111,7 @@ pub fn check_backends(backends: &[Backend]) -> Result<(), TableError> {
 }
 
 /// Rows held by one backend before and after a change.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Movement {
     /// The backend.
@@ -1148,6 +1150,7 @@ pub fn row_counts(rows: &[Chain<IpAddr>]) -> BTreeMap<IpAddr, RowCount> {
 }
 
 /// Why a change takes a backend out of every row on purpose.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
@@ -1265,6 +1268,7 @@ fn first_places(chain: &Chain<IpAddr>, pick: impl Fn((usize, IpAddr)) -> bool) -
 
 /// Rows where a backend that may hold established flows leaves the chain:
 /// second chance can no longer find those flows, and they break.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LostRows {
     /// The backend.
@@ -1277,6 +1281,7 @@ pub struct LostRows {
 }
 
 /// Rows a backend leaves because the change takes it out on purpose.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ReleasedRows {
     /// The backend.
@@ -1289,6 +1294,7 @@ pub struct ReleasedRows {
 
 /// What a change does to a table's rows (`director-ctl table diff`, the
 /// API's preview).
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RowDiff {
     /// Rows whose chain changes.

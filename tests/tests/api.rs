@@ -269,24 +269,30 @@ fn reads_show_tables_counters_metrics_and_the_openapi_document() {
     let r = lab.call("GET", "/metrics", None, None);
     assert_eq!(r.status, 200);
     for line in [
-        "# TYPE glb_director_packets_total counter",
+        "# TYPE glb_director_packets counter",
         "glb_director_packets_total{outcome=\"encapsulated\"} ",
         "glb_bind_packets_total{table=\"web\",bind=\"203.0.113.10:80/tcp\"} 0",
         "glb_backend_healthy{table=\"web\",backend=\"198.51.100.2\"} 1",
-        "# TYPE glb_backend_packets_total counter",
+        "# TYPE glb_backend_packets counter",
         "glb_backend_packets_total{table=\"web\",backend=\"198.51.100.2\"} 0",
         "glb_backend_bytes_total{table=\"web\",backend=\"198.51.100.5\"} 0",
         "glb_backend_state{table=\"web\",backend=\"198.51.100.2\",state=\"active\"} 1",
         "glb_director_generation 1",
         "glb_director_path_mtu_bytes 1500",
         "glb_director_last_apply_success{source=\"start\"} 1",
+        "glb_director_dataplane_attached 1",
+        "glb_director_reattached_total 0",
     ] {
         assert!(r.body.contains(line), "no {line:?} in\n{}", r.body);
     }
     assert!(
+        r.body.ends_with("# EOF\n"),
+        "OpenMetrics text ends with # EOF"
+    );
+    assert!(
         r.headers
             .iter()
-            .any(|(k, v)| k == "content-type" && v.starts_with("text/plain")),
+            .any(|(k, v)| k == "content-type" && v.starts_with("application/openmetrics-text")),
         "{:?}",
         r.headers
     );
@@ -298,6 +304,41 @@ fn reads_show_tables_counters_metrics_and_the_openapi_document() {
         v["paths"]["/v1/tables/{name}/backends/{ip}/drain"]["post"]["operationId"],
         "drainBackend"
     );
+    // What is served has the shape the document says (it is generated from
+    // the types the daemon serialises, proto::api), and reads into them.
+    let doc = v;
+    let shape = |schema: &str, served: &Value| {
+        let s = &doc["components"]["schemas"][schema];
+        let props: Vec<&String> = s["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{schema}: {s}"))
+            .keys()
+            .collect();
+        let keys: Vec<&String> = served.as_object().expect("an object").keys().collect();
+        for k in &keys {
+            assert!(
+                props.contains(k),
+                "{schema}: {k} is served but not documented"
+            );
+        }
+        for r in s["required"].as_array().into_iter().flatten() {
+            assert!(
+                keys.iter().any(|k| *k == r),
+                "{schema}: {r} is required but not served"
+            );
+        }
+    };
+    let tables = lab.json("GET", "/v1/tables", None, None).1;
+    shape("Tables", &tables);
+    shape("Table", &tables["tables"][0]);
+    shape("Backend", &tables["tables"][0]["backends"][0]);
+    serde_json::from_value::<proto::api::Tables>(tables).expect("Tables");
+    let stats = lab.json("GET", "/v1/stats", None, None).1;
+    shape("Stats", &stats);
+    serde_json::from_value::<proto::api::Stats>(stats).expect("Stats");
+    let healthz = lab.json("GET", "/healthz", None, None).1;
+    shape("Healthz", &healthz);
+    serde_json::from_value::<proto::api::Healthz>(healthz).expect("Healthz");
 
     let (s, v) = lab.json("GET", "/v1/tables/nope", None, None);
     assert_eq!(
@@ -1059,5 +1100,126 @@ struct RemoveOnDrop(std::path::PathBuf);
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn every_acknowledged_change_survives_sigkill_in_a_burst_of_changes() {
+    let mut lab = ApiLab::new();
+    // One client, one call at a time (as the daemon serialises them): at
+    // the kill at most one change is in flight, acknowledged or not.
+    // Each call's target: (backend, state it sets or None, healthy it sets).
+    let calls: Vec<(usize, Option<&str>, Option<bool>)> = (0..12)
+        .map(|i| {
+            let b = i % 3;
+            match (i / 3) % 4 {
+                0 => (b, Some("draining"), None),
+                1 => (b, None, Some(false)),
+                2 => (b, Some("active"), None),
+                _ => (b, None, Some(true)),
+            }
+        })
+        .collect();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    // Per backend: the last acknowledged (state, healthy) and the one in
+    // flight when the daemon died.
+    let (acked, in_flight) = std::thread::scope(|s| {
+        let burst = s.spawn(|| {
+            let mut acked: Vec<(String, bool)> = vec![("active".into(), true); 3];
+            // Round and round until the daemon dies under it.
+            for (b, state, healthy) in calls.iter().cycle() {
+                let ip = BACKENDS[*b];
+                let mut target = acked[*b].clone();
+                let (method, path, body) = match (state, healthy) {
+                    (Some(st), _) => {
+                        target.0 = st.to_string();
+                        let action = if *st == "draining" {
+                            "drain"
+                        } else {
+                            "activate"
+                        };
+                        (
+                            "POST",
+                            format!("/v1/tables/web/backends/{ip}/{action}"),
+                            None,
+                        )
+                    }
+                    (None, h) => {
+                        target.1 = h.unwrap_or(true);
+                        (
+                            "PUT",
+                            format!("/v1/tables/web/backends/{ip}/health"),
+                            Some(format!(r#"{{"healthy":{}}}"#, target.1)),
+                        )
+                    }
+                };
+                let addr: SocketAddr = API.parse().expect("address");
+                let (m, p) = (method.to_string(), path.clone());
+                let answer = lab.ns.run_in(move || {
+                    lab_tests::http::request(addr, &m, &p, Some(TOKEN), body.as_deref())
+                });
+                match answer {
+                    Ok(r) if r.status == 200 => acked[*b] = target,
+                    _ => return (acked, Some((*b, target))),
+                }
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+            }
+            (acked, None)
+        });
+        std::thread::sleep(Duration::from_millis(1500));
+        // The kill comes whatever the burst is doing (the stop flag is
+        // only a safety net for a daemon that would not die).
+        lab.daemon
+            .as_ref()
+            .expect("the daemon runs")
+            .signal(libc::SIGKILL)
+            .expect("SIGKILL");
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        burst.join().expect("the burst thread")
+    });
+    let in_flight = in_flight.expect("the burst was still running at the kill");
+    lab.kill(); // reap it
+
+    // Both files load, and hold every acknowledged change (the one in
+    // flight may or may not have made it).
+    let config = on_disk(&lab);
+    for (b, want) in acked.iter().enumerate() {
+        let ip: IpAddr = BACKENDS[b].parse().expect("address");
+        let state = config
+            .table("web")
+            .and_then(|t| t.backends.iter().find(|x| x.backend.addr == ip))
+            .map(|x| x.backend.state.as_str().to_string())
+            .expect("backend on disk");
+        let healthy = verdict_on_disk(&lab, BACKENDS[b]).is_none_or(|v| v.0);
+        let got = (state, healthy);
+        let flight = (in_flight.0 == b).then(|| in_flight.1.clone());
+        assert!(
+            &got == want || flight.as_ref() == Some(&got),
+            "backend {}: on disk {got:?}, acknowledged {want:?}, in flight {flight:?}",
+            BACKENDS[b]
+        );
+    }
+    // The director restarts from them.
+    lab.start();
+    let t = lab.table();
+    for b in 0..3 {
+        let got = (
+            backend(&t, BACKENDS[b])["state"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            backend(&t, BACKENDS[b])["healthy"]
+                .as_bool()
+                .unwrap_or(true),
+        );
+        let flight = (in_flight.0 == b).then(|| in_flight.1.clone());
+        assert!(
+            got == acked[b] || flight.as_ref() == Some(&got),
+            "backend {} after the restart: {got:?}, acknowledged {:?}",
+            BACKENDS[b],
+            acked[b]
+        );
     }
 }

@@ -26,21 +26,18 @@
 //! but is not a failure of the director, which forwards again as soon as
 //! frames arrive.
 
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
 
 use anyhow::anyhow;
-use axum::http::StatusCode;
 use aya::programs::XdpMode;
 use aya::programs::xdp::{Xdp, XdpLink, XdpLinkId};
 use director_xdp::dataplane::PathMtu;
 use director_xdp::neigh::{self, LinkState, Watcher};
-use serde_json::{Value, json};
 use tracing::{error, info, warn};
 
 use super::{Daemon, POLL_INTERVAL, interface_mtu, pin_link, warn_if_above_link};
-use crate::api::ApiError;
+use crate::change::{Kind, Refusal};
 
 /// The program's attachment to the interface, owned by the daemon.
 pub(super) struct Attachment {
@@ -461,36 +458,38 @@ impl Daemon {
 
     /// `GET /healthz`: 200 while the program is attached to the
     /// interface, else 503 naming the problem.
-    pub(crate) fn healthz(&self) -> (StatusCode, Value) {
+    pub(crate) fn healthz(&self) -> (bool, proto::api::Healthz) {
         let status = self.watch.observe();
         let link = status.link.as_ref();
-        let mut v = json!({
-            "status": "ok",
-            "generation": self.generation,
-            "interface": self.watch.interface,
-            "ifindex": link.map(|l| l.ifindex),
-            "attached": status.problem.is_none(),
-            "link_up": link.is_some_and(LinkState::up),
-            "reattached": self.watch.reattached,
-        });
+        let mut h = proto::api::Healthz {
+            status: "ok".to_string(),
+            generation: self.generation,
+            interface: self.watch.interface.clone(),
+            ifindex: link.map(|l| l.ifindex),
+            attached: status.problem.is_none(),
+            link_up: link.is_some_and(LinkState::up),
+            reattached: self.watch.reattached,
+            problem: None,
+            error: None,
+        };
         match &status.problem {
-            None => (StatusCode::OK, v),
+            None => (true, h),
             Some(p) => {
-                v["status"] = json!("detached");
-                v["problem"] = json!(p.kind());
-                v["error"] = json!(p.describe(&self.watch.interface));
-                (StatusCode::SERVICE_UNAVAILABLE, v)
+                h.status = "detached".to_string();
+                h.problem = Some(p.kind().to_string());
+                h.error = Some(p.describe(&self.watch.interface));
+                (false, h)
             }
         }
     }
 
     /// Refuses a change (503) while the program is not attached: nothing
     /// would carry it, and the client must not believe it is live.
-    pub(crate) fn refuse_unless_attached(&self) -> Result<(), ApiError> {
+    pub(crate) fn refuse_unless_attached(&self) -> Result<(), Refusal> {
         match self.watch.observe().problem {
             None => Ok(()),
-            Some(p) => Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
+            Some(p) => Err(Refusal::new(
+                Kind::Unavailable,
                 format!(
                     "no director program is attached to {}: {}; the change was not made (nothing applied, nothing written): retry once /healthz answers 200",
                     self.watch.interface,
@@ -501,52 +500,33 @@ impl Daemon {
     }
 
     /// The attachment's metrics, for [`Daemon::metrics`].
-    pub(super) fn attachment_metrics(&self, m: &mut String) {
+    pub(super) fn attachment_metrics(&self, m: &mut super::metrics::Metrics) {
         let status = self.watch.observe();
-        let family = |m: &mut String, name: &str, kind: &str, help: &str| {
-            let _ = writeln!(m, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        };
-        family(
-            m,
+        m.single_gauge(
             "glb_director_dataplane_attached",
-            "gauge",
-            "1 if the director's program is attached to its interface (0: the interface is gone, or the program was detached; /healthz says why).",
+            "1 if the director's program is attached to its interface (0: the interface is gone, or the program was detached; /healthz says why)",
+            u64::from(status.problem.is_none()),
         );
-        let _ = writeln!(
-            m,
-            "glb_director_dataplane_attached {}",
-            u8::from(status.problem.is_none())
-        );
-        family(
-            m,
+        m.single_gauge(
             "glb_director_interface_up",
-            "gauge",
-            "1 if the director's interface exists, is up and has carrier.",
+            "1 if the director's interface exists, is up and has carrier",
+            u64::from(status.link.as_ref().is_some_and(LinkState::up)),
         );
-        let _ = writeln!(
-            m,
-            "glb_director_interface_up {}",
-            u8::from(status.link.as_ref().is_some_and(LinkState::up))
+        m.single_counter(
+            "glb_director_reattached",
+            "Times the program was attached again (the interface returned, or the program had been detached)",
+            self.watch.reattached,
         );
-        family(
-            m,
-            "glb_director_reattached_total",
-            "counter",
-            "Times the program was attached again (the interface returned, or the program had been detached).",
-        );
-        let _ = writeln!(m, "glb_director_reattached_total {}", self.watch.reattached);
         if let Some((_, since)) = &self.watch.reported {
-            family(
-                m,
-                "glb_director_detached_since_timestamp_seconds",
-                "gauge",
-                "When the current loss of the attachment was noticed (Unix time); absent while attached.",
-            );
             let at = SystemTime::now()
                 .checked_sub(since.elapsed())
                 .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
                 .map_or(0, |d| d.as_secs());
-            let _ = writeln!(m, "glb_director_detached_since_timestamp_seconds {at}");
+            m.single_gauge(
+                "glb_director_detached_since_timestamp_seconds",
+                "When the current loss of the attachment was noticed (Unix time); absent while attached",
+                at,
+            );
         }
     }
 }
