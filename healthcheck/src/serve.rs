@@ -69,7 +69,10 @@ async fn metrics(State(s): State<Shared>) -> Response {
         return unavailable();
     };
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         crate::metrics::render(&e, &d),
     )
         .into_response()
