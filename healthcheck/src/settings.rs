@@ -403,6 +403,16 @@ mod tests {
     }
 
     #[test]
+    fn the_example_settings_file_reads() {
+        let v: Value =
+            serde_json::from_str(include_str!("../../examples/healthcheck.json")).unwrap();
+        let s = Settings::from_values(Some(&v), None).unwrap();
+        assert_eq!(s.directors.len(), 2);
+        assert_eq!(s.table_timing("web").fall, 2);
+        assert_eq!(s.source_v4, Some(Ipv4Addr::new(192, 0, 2, 5)));
+    }
+
+    #[test]
     fn bad_settings_name_the_field_and_value() {
         let e = Settings::from_values(Some(&json!({"rise": 0})), None).unwrap_err();
         assert_eq!(
