@@ -37,10 +37,13 @@ bench: deps
 	@bash scripts/bench.sh
 
 # The data-plane fuzzer, long: a release build, 5,000,000 packets per
-# program (FUZZ_PACKETS), a random seed (FUZZ_SEED to replay one); figures
-# land in docs/reliability.md. `make test` runs it short (50,000, fixed seed).
+# program (FUZZ_PACKETS), a random seed (FUZZ_SEED to replay one); then the
+# parsers' cargo-fuzz targets, FUZZ_SECONDS (60) each. Figures land in
+# docs/reliability.md. `make test` runs both short (50,000 packets with a
+# fixed seed; the parsers' corpus with fixed mutations).
 fuzz: deps
 	@bash scripts/fuzz.sh
+	@bash scripts/fuzz-parsers.sh
 
 fmt:
 	$(CARGO) fmt --all

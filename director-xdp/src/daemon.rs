@@ -1378,7 +1378,7 @@ impl Daemon {
             return Ok(false);
         }
         let path = self.config_path.display().to_string();
-        let internal = |m: String| Refusal::internal(m);
+
         match std::fs::read_to_string(&self.config_path) {
             Ok(text) if text == self.on_disk => {}
             _ => {
@@ -1404,21 +1404,7 @@ impl Daemon {
         let (old, old_health) = (self.config.clone(), self.health.clone());
         match self.apply_config(self.health.overlay(&new_file)) {
             Ok(report) => info!("API change applied: {}", summary(self.generation, &report)),
-            Err(e) => {
-                let refused = !matches!(e, ApplyFailure::Failed(_));
-                let message = e.message();
-                self.record("api", Err(message.clone()));
-                return Err(if refused {
-                    Refusal::new(
-                        Kind::Conflict,
-                        format!("the data plane refused the change: {message}"),
-                    )
-                } else {
-                    internal(format!(
-                        "writing the change to the data plane failed part-way: {message}"
-                    ))
-                });
-            }
+            Err(e) => return Err(self.api_apply_failed(e, "change")),
         }
         // A crash at any moment leaves the old file or the new one; a
         // config reached through a symbolic link has the link's target
@@ -1434,7 +1420,7 @@ impl Daemon {
             let message = format!("writing config {path}: {e}");
             error!("API change not saved ({message}); rolled back: {undone:?}");
             self.record("api", Err(message.clone()));
-            return Err(internal(match undone {
+            return Err(Refusal::internal(match undone {
                 Ok(()) => format!("{message}; the change was rolled back"),
                 Err(u) => format!("{message}; rolling the change back failed too: {u}"),
             }));
@@ -1443,6 +1429,22 @@ impl Daemon {
         self.file_config = new_file;
         self.record("api", Ok(()));
         Ok(true)
+    }
+
+    /// An API call's apply that failed, recorded, as a refusal: a conflict
+    /// when the data plane refused `what` (nothing was written), internal
+    /// when a write failed part-way.
+    fn api_apply_failed(&mut self, e: ApplyFailure, what: &str) -> Refusal {
+        let refused = !matches!(e, ApplyFailure::Failed(_));
+        let message = e.message();
+        self.record("api", Err(message.clone()));
+        if refused {
+            Refusal::conflict(format!("the data plane refused the {what}: {message}"))
+        } else {
+            Refusal::internal(format!(
+                "writing the {what} to the data plane failed part-way: {message}"
+            ))
+        }
     }
 
     /// Sets health verdicts, of one call or of a batch, as one change: laid
@@ -1472,7 +1474,7 @@ impl Daemon {
         if new_health == self.health {
             return Ok(false);
         }
-        let internal = |m: String| Refusal::internal(m);
+
         let new = new_health.overlay(&self.file_config);
         let changed = new != self.config;
         let (old, old_health) = (
@@ -1487,19 +1489,7 @@ impl Daemon {
                 ),
                 Err(e) => {
                     self.health = old_health;
-                    let refused = !matches!(e, ApplyFailure::Failed(_));
-                    let message = e.message();
-                    self.record("api", Err(message.clone()));
-                    return Err(if refused {
-                        Refusal::new(
-                            Kind::Conflict,
-                            format!("the data plane refused the verdicts: {message}"),
-                        )
-                    } else {
-                        internal(format!(
-                            "writing the verdicts to the data plane failed part-way: {message}"
-                        ))
-                    });
+                    return Err(self.api_apply_failed(e, "verdicts"));
                 }
             }
         }
@@ -1520,7 +1510,7 @@ impl Daemon {
             let message = format!("writing the health state file {state}: {e}");
             error!("health verdicts not saved ({message}); rolled back: {undone:?}");
             self.record("api", Err(message.clone()));
-            return Err(internal(match undone {
+            return Err(Refusal::internal(match undone {
                 Ok(()) => format!("{message}; the verdicts were rolled back"),
                 Err(u) => format!("{message}; rolling the verdicts back failed too: {u}"),
             }));

@@ -97,6 +97,19 @@ pub enum LoadError {
     },
 }
 
+/// Logs to stderr (standard output is for reports: replay's, the agent's
+/// counters); `RUST_LOG` overrides the default `info`. For the binaries.
+pub fn init_logging() {
+    use std::io::IsTerminal as _;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
 /// The index of interface `name` in this thread's network namespace.
 pub fn interface_index(name: &str) -> std::io::Result<u32> {
     let c_name = std::ffi::CString::new(name).map_err(|_| {

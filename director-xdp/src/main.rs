@@ -12,7 +12,7 @@ mod pins;
 mod server;
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, IsTerminal as _, Write as _};
+use std::io::{BufReader, BufWriter, Write as _};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -24,7 +24,6 @@ use director_ctl::files::AtomicFile;
 use director_xdp::dataplane::Dataplane;
 use director_xdp::pcap;
 use proto::config::Config;
-use tracing_subscriber::EnvFilter;
 
 /// Exit status of runtime errors.
 const EXIT_RUNTIME: u8 = 1;
@@ -142,7 +141,7 @@ impl Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    director_xdp::init_logging();
     let result = match cli.command {
         Command::Run(args) => daemon::run(&args.config, args.keep_on_exit),
         Command::Replay(args) => replay(&args),
@@ -158,17 +157,6 @@ fn main() -> ExitCode {
             ExitCode::from(status)
         }
     }
-}
-
-/// Logs to stderr (stdout is replay's report); `RUST_LOG` overrides the
-/// default `info`.
-fn init_logging() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
 }
 
 /// Reads and checks a config, logging its warnings.

@@ -12,7 +12,6 @@
 //! that cannot be this host's, a missing interface), 1 for runtime errors
 //! (loading or attaching the module).
 
-use std::io::IsTerminal as _;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,7 +24,6 @@ use director_xdp::redirect::{self, Redirect, RedirectConfig};
 use proto::config::Prefix;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
-use tracing_subscriber::EnvFilter;
 
 /// Exit status of runtime errors.
 const EXIT_RUNTIME: u8 = 1;
@@ -57,12 +55,7 @@ impl Failure {
 
 fn main() -> ExitCode {
     let args = RedirectArgs::parse();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    director_xdp::init_logging();
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure { status, error }) => {
