@@ -180,11 +180,23 @@ async fn probe_loop(
     mut spread: Spread,
 ) {
     let mut at = tokio::time::Instant::now() + first_delay(&spec.timing, spread.fraction());
+    // An internal error is logged when it begins or changes, not at every
+    // probe (it is counted in /metrics and shown on /health).
+    let mut error: Option<String> = None;
     loop {
         tokio::time::sleep_until(at).await;
         let (outcome, took) = prober.probe(&spec).await;
-        if let Outcome::Error(why) = &outcome {
-            tracing::error!("{spec}: could not probe: {why}");
+        match &outcome {
+            Outcome::Error(why) if error.as_ref() != Some(why) => {
+                tracing::error!("{spec}: could not probe: {why}");
+                error = Some(why.clone());
+            }
+            Outcome::Error(_) => {}
+            _ => {
+                if error.take().is_some() {
+                    tracing::info!("{spec}: probing again");
+                }
+            }
         }
         let (rec, changing) = {
             let Ok(mut e) = engine.lock() else { return };
