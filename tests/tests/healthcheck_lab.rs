@@ -488,10 +488,14 @@ fn once_reports_http_tcp_proxy_and_gue_results_per_backend() {
              "backends":[{{"ip":"{}","healthchecks":{{"http":{{"port":8081,"proxy_protocol":"v1","path":"/px"}},"tcp":{{"port":8082,"proxy_protocol":"v2"}},"gue":19523}}}}]}},
            {{"name":"v6","hash_key":"00000000000000000000000000000005","seed":"00000000000000000000000000000006",
              "binds":[{{"ip":"{VIP6}","proto":"tcp","port":80}}],
-             "backends":[{{"ip":"{}","healthchecks":{{"gue":19523}}}},{{"ip":"{}","healthchecks":{{"gue":19523}}}}]}}"#,
+             "backends":[{{"ip":"{}","healthchecks":{{"gue":19523}}}},{{"ip":"{}","healthchecks":{{"gue":19523}}}}]}},
+           {{"name":"mix","hash_key":"00000000000000000000000000000007","seed":"00000000000000000000000000000008",
+             "binds":[{{"ip":"{VIP6}","proto":"tcp","port":81}}],
+             "backends":[{{"ip":"{}","healthchecks":{{"gue":19523}}}}]}}"#,
         backend_ip(0),
         backend_ip6(0),
-        backend_ip6(1)
+        backend_ip6(1),
+        backend_ip(0)
     );
     let config = lab.config(
         &[
@@ -540,6 +544,28 @@ fn once_reports_http_tcp_proxy_and_gue_results_per_backend() {
     let gue1 = row(&format!("gue {b1}:19523"));
     assert!(
         gue1.contains(" fail ") && gue1.contains("port unreachable"),
+        "{table}"
+    );
+    // IPv6: GUE with IPv6 hops, an ICMPv6 echo to the IPv6 VIP, the reply
+    // read on the raw ICMPv6 socket.
+    let (b06, b16) = (backend_ip6(0), backend_ip6(1));
+    let gue06 = row(&format!("v6     {b06}"));
+    assert!(
+        gue06.contains(&format!("gue [{b06}]:19523 to {VIP6}")) && gue06.contains(" pass "),
+        "{table}"
+    );
+    let gue16 = row(&format!("v6     {b16}"));
+    assert!(
+        gue16.contains(" fail ") && gue16.contains("port unreachable"),
+        "{table}"
+    );
+    // An IPv6 VIP behind an IPv4 backend without source_v6: the checker
+    // cannot probe, and says so; no verdict.
+    let mix = row(&format!("mix    {b0}"));
+    assert!(
+        mix.contains(" -  ")
+            && mix.contains(" error ")
+            && mix.contains("set healthcheck.source_v6"),
         "{table}"
     );
     // The verdict columns: backend 0 healthy and reachable in both tables,
