@@ -16,6 +16,7 @@ APT_PACKAGES=(
   "llvm-${LLVM_MAJOR}-dev" "libpolly-${LLVM_MAJOR}-dev" # bpf-linker links LLVM
   zlib1g-dev libzstd-dev libxml2-dev pkg-config build-essential
   iproute2 iputils-ping ethtool tcpdump python3 curl # namespace labs, demo HTTP
+  openssl # the health checker's HTTPS lab test makes its certificates
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

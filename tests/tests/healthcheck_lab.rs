@@ -1,0 +1,1478 @@
+//! The health checker (`healthcheck`) in a lab of namespaces: a checker
+//! host and backends on one L2 segment, each backend with the VIP on `lo`,
+//! HTTP servers of this test (plain and PROXY protocol v1 and v2) and, when
+//! asked, a real `redirect-xdp` agent that lets the checker in
+//! (`--allow`). Pushes go to a fake director of this test (an axum server
+//! on the checker's loopback recording every `PUT /v1/health` batch).
+//! Documentation addresses only:
+//!
+//! ```text
+//!   checker    198.51.100.5    (fake directors on its 127.0.0.1:9610, :9611)
+//!   backend i  198.51.100.1i   VIP 203.0.113.10 on lo
+//! ```
+#![allow(clippy::unwrap_used)] // helpers of tests: a failure is the test failing
+
+use std::collections::BTreeMap;
+use std::io::{self, Read as _, Write as _};
+use std::net::{IpAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::Output;
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use lab_tests::{Daemon, Netns, Scratch, Switch, workspace_bin};
+use proto::api::{HealthBatch, HealthBatchAnswer};
+use serde_json::Value;
+
+const CHECKER: &str = "198.51.100.5";
+const VIP: &str = "203.0.113.10";
+const CHECKER6: &str = "2001:db8:1::5";
+const VIP6: &str = "2001:db8:10::10";
+const TOKEN: &str = "hc-lab-token-5e1f";
+const HEALTH: &str = "127.0.0.1:19520";
+
+static NEXT_LOG: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+fn backend_ip(i: usize) -> String {
+    format!("198.51.100.{}", 11 + i)
+}
+
+fn backend_ip6(i: usize) -> String {
+    format!("2001:db8:1::{}", 11 + i)
+}
+
+/// What a test server expects first on each connection.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Expect {
+    Plain,
+    ProxyV1,
+    ProxyV2,
+}
+
+/// A TCP server in a backend: reads the PROXY header it expects (or
+/// nothing), then an HTTP request if one comes, and answers with `status`.
+/// Records what each connection sent before its request ended.
+#[derive(Debug)]
+struct Server {
+    status: Arc<AtomicU16>,
+    /// Alternate 200 and 503 from one connection to the next.
+    flap: Arc<AtomicBool>,
+    seen: Arc<Mutex<Vec<Vec<u8>>>>,
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    fn start(ns: &Netns, port: u16, expect: Expect) -> Server {
+        let listener = ns
+            .run_in(move || {
+                let l = TcpListener::bind(("0.0.0.0", port))?;
+                l.set_nonblocking(true)?;
+                Ok(l)
+            })
+            .unwrap();
+        let status = Arc::new(AtomicU16::new(200));
+        let flap = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (st, fl, sn, sp) = (status.clone(), flap.clone(), seen.clone(), stop.clone());
+        let handle = std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !sp.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((s, _)) => {
+                        n += 1;
+                        let status = if fl.load(Ordering::Relaxed) && n.is_multiple_of(2) {
+                            503
+                        } else {
+                            st.load(Ordering::Relaxed)
+                        };
+                        let got = serve_one(s, expect, status);
+                        sn.lock().unwrap().push(got);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Server {
+            status,
+            flap,
+            seen,
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    fn seen(&self) -> Vec<Vec<u8>> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn serve_one(mut s: TcpStream, expect: Expect, status: u16) -> Vec<u8> {
+    let _ = s.set_nonblocking(false);
+    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut got = Vec::new();
+    let header_ok = match expect {
+        Expect::Plain => true,
+        Expect::ProxyV1 => {
+            let mut b = [0u8; 1];
+            while !got.ends_with(b"\r\n") && got.len() < 108 {
+                if s.read_exact(&mut b).is_err() {
+                    break;
+                }
+                got.push(b[0]);
+            }
+            got.starts_with(b"PROXY ") && got.ends_with(b"\r\n")
+        }
+        Expect::ProxyV2 => {
+            let mut h = [0u8; 16];
+            if s.read_exact(&mut h).is_ok() {
+                got.extend_from_slice(&h);
+                let mut rest = vec![0u8; usize::from(u16::from_be_bytes([h[14], h[15]]))];
+                if s.read_exact(&mut rest).is_ok() {
+                    got.extend_from_slice(&rest);
+                }
+            }
+            got.starts_with(b"\r\n\r\n\0\r\nQUIT\n")
+        }
+    };
+    if !header_ok {
+        // As a server that requires the header: no answer.
+        return got;
+    }
+    let start = got.len();
+    let mut buf = [0u8; 1024];
+    while !got[start..].windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return got,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    let _ = s.write_all(
+        format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    got
+}
+
+/// A backend host.
+#[derive(Debug)]
+struct Backend {
+    agent: Option<Daemon>,
+    servers: BTreeMap<u16, Server>,
+    agent_args: Vec<String>,
+    ns: Netns,
+}
+
+impl Backend {
+    fn start_agent(&mut self, log: PathBuf) {
+        let bin = workspace_bin("redirect-xdp").unwrap();
+        let args: Vec<&str> = self.agent_args.iter().map(String::as_str).collect();
+        let mut agent = self.ns.spawn(bin.to_str().unwrap(), &args, log).unwrap();
+        agent
+            .wait_for_log("redirect attached", Duration::from_secs(30))
+            .unwrap();
+        self.agent = Some(agent);
+    }
+}
+
+/// The lab: a checker and `n` backends.
+#[derive(Debug)]
+struct Lab {
+    backends: Vec<Backend>,
+    checker: Netns,
+    _sw: Switch,
+    scratch: Scratch,
+}
+
+impl Lab {
+    /// Backend i runs an agent if `agents[i]`, and servers on port 80
+    /// (plain), 8081 (PROXY v1) and 8082 (PROXY v2).
+    fn new(agents: &[bool]) -> Lab {
+        let scratch = Scratch::new("hc").unwrap();
+        let mut sw = Switch::new().unwrap();
+        let checker = Netns::new("hc").unwrap();
+        sw.plug(
+            &checker,
+            "02:00:00:00:05:05",
+            &[&format!("{CHECKER}/24"), &format!("{CHECKER6}/64")],
+        )
+        .unwrap();
+        // The echo replies come from the VIP, which this host routes
+        // nowhere in particular: no reverse-path filter.
+        for key in [
+            "net.ipv4.conf.all.rp_filter=0",
+            "net.ipv4.conf.default.rp_filter=0",
+            "net.ipv4.conf.eth0.rp_filter=0",
+        ] {
+            checker.exec("sysctl", &["-qw", key]).unwrap();
+        }
+        let mut backends = Vec::new();
+        for (i, agent) in agents.iter().enumerate() {
+            let ns = Netns::new("hcbe").unwrap();
+            let (ip, ip6) = (backend_ip(i), backend_ip6(i));
+            sw.plug(
+                &ns,
+                &format!("02:00:00:00:05:{:02x}", 0x11 + i),
+                &[&format!("{ip}/24"), &format!("{ip6}/64")],
+            )
+            .unwrap();
+            ns.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"])
+                .unwrap();
+            ns.ip(&["addr", "add", &format!("{VIP6}/128"), "dev", "lo"])
+                .unwrap();
+            for key in [
+                "net.ipv4.conf.eth0.forwarding=1",
+                "net.ipv4.conf.all.rp_filter=0",
+                "net.ipv4.conf.eth0.rp_filter=0",
+            ] {
+                ns.exec("sysctl", &["-qw", key]).unwrap();
+            }
+            let mut servers = BTreeMap::new();
+            servers.insert(80, Server::start(&ns, 80, Expect::Plain));
+            servers.insert(8081, Server::start(&ns, 8081, Expect::ProxyV1));
+            servers.insert(8082, Server::start(&ns, 8082, Expect::ProxyV2));
+            let agent_args = [
+                "--iface",
+                "eth0",
+                "--self",
+                &ip,
+                "--self",
+                &ip6,
+                "--allow",
+                &format!("{CHECKER}/32"),
+                &format!("{CHECKER6}/128"),
+            ]
+            .map(String::from)
+            .to_vec();
+            let mut b = Backend {
+                agent: None,
+                servers,
+                agent_args,
+                ns,
+            };
+            if *agent {
+                b.start_agent(scratch.file(&format!("redirect-{i}.log")));
+            }
+            backends.push(b);
+        }
+        Lab {
+            backends,
+            checker,
+            _sw: sw,
+            scratch,
+        }
+    }
+
+    /// Writes a config of table "web" (VIP:80) whose backend i has
+    /// `checks[i]` as its `healthchecks`, with more tables and the
+    /// `healthcheck` section as given; returns its path.
+    fn config(&self, checks: &[&str], more_tables: &str, section: &str) -> PathBuf {
+        let backends: Vec<String> = checks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!(r#"{{"ip":"{}","healthchecks":{c}}}"#, backend_ip(i)))
+            .collect();
+        let token = self.scratch.file("token");
+        std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+        let text = format!(
+            r#"{{"tables":[{{"name":"web","hash_key":"00000000000000000000000000000001","seed":"00000000000000000000000000000002",
+                 "binds":[{{"ip":"{VIP}","proto":"tcp","port":80}}],"backends":[{}]}}{more_tables}],
+               "healthcheck":{{"api_token_file":"{}",{section}}}}}"#,
+            backends.join(","),
+            token.display()
+        );
+        let path = self.scratch.file("config.json");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn once(&self, config: &std::path::Path) -> Output {
+        let bin = workspace_bin("healthcheck").unwrap();
+        self.checker
+            .exec(
+                bin.to_str().unwrap(),
+                &["--once", "--config", config.to_str().unwrap()],
+            )
+            .unwrap()
+    }
+
+    fn daemon(&self, config: &std::path::Path) -> Daemon {
+        let bin = workspace_bin("healthcheck").unwrap();
+        let n = NEXT_LOG.fetch_add(1, Ordering::Relaxed);
+        let mut d = self
+            .checker
+            .spawn(
+                bin.to_str().unwrap(),
+                &["--config", config.to_str().unwrap()],
+                self.scratch.file(&format!("healthcheck-{n}.log")),
+            )
+            .unwrap();
+        d.wait_for_log("serving /health", Duration::from_secs(10))
+            .unwrap();
+        d
+    }
+
+    fn get(&self, path: &'static str) -> String {
+        self.checker
+            .run_in(move || {
+                lab_tests::http::request(
+                    HEALTH.parse().map_err(io::Error::other)?,
+                    "GET",
+                    path,
+                    None,
+                    None,
+                )
+            })
+            .unwrap()
+            .body
+    }
+
+    fn health(&self) -> Value {
+        serde_json::from_str(&self.get("/health")).unwrap()
+    }
+
+    /// One line of `/metrics`'s value.
+    fn metric(&self, line_start: &str) -> Option<f64> {
+        self.get("/metrics")
+            .lines()
+            .find_map(|l| l.strip_prefix(line_start)?.trim().parse().ok())
+    }
+}
+
+/// A fake director: records every accepted batch; answers `status`
+/// (200 accepts) to every push with the right token.
+#[derive(Debug)]
+struct FakeDirector {
+    batches: Arc<Mutex<Vec<HealthBatch>>>,
+    status: Arc<AtomicU16>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<JoinHandle<io::Result<()>>>,
+}
+
+#[derive(Clone)]
+struct FakeState {
+    batches: Arc<Mutex<Vec<HealthBatch>>>,
+    status: Arc<AtomicU16>,
+}
+
+async fn put_health(
+    axum::extract::State(st): axum::extract::State<FakeState>,
+    headers: axum::http::HeaderMap,
+    axum::Json(batch): axum::Json<HealthBatch>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let auth = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if auth != Some(&format!("Bearer {TOKEN}")) {
+        return (axum::http::StatusCode::UNAUTHORIZED, "token").into_response();
+    }
+    let status = st.status.load(Ordering::Relaxed);
+    if status != 200 {
+        return (axum::http::StatusCode::from_u16(status).unwrap(), "down").into_response();
+    }
+    let mut b = st.batches.lock().unwrap();
+    b.push(batch);
+    axum::Json(HealthBatchAnswer {
+        changed: true,
+        generation: b.len() as u64,
+        unknown: Vec::new(),
+        hashes: BTreeMap::new(),
+    })
+    .into_response()
+}
+
+impl FakeDirector {
+    fn start(ns: &Netns, port: u16) -> FakeDirector {
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let status = Arc::new(AtomicU16::new(200));
+        let state = FakeState {
+            batches: batches.clone(),
+            status: status.clone(),
+        };
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+        let handle = ns.spawn_in(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async move {
+                let l = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+                let _ = ready_tx.send(());
+                let app = axum::Router::new()
+                    .route(proto::api::path::HEALTH, axum::routing::put(put_health))
+                    .with_state(state);
+                axum::serve(l, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop_rx.await;
+                    })
+                    .await
+            })
+        });
+        ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        FakeDirector {
+            batches,
+            status,
+            stop: Some(stop_tx),
+            handle: Some(handle),
+        }
+    }
+
+    fn batches(&self) -> Vec<HealthBatch> {
+        self.batches.lock().unwrap().clone()
+    }
+
+    /// The flags it holds for backend `i` of "web", all batches applied.
+    fn holds(&self, i: usize) -> (Option<bool>, Option<bool>) {
+        let ip: IpAddr = backend_ip(i).parse().unwrap();
+        let mut flags = (None, None);
+        for b in self.batches() {
+            for v in b.verdicts.iter().filter(|v| v.table == "web" && v.ip == ip) {
+                flags.0 = v.healthy.or(flags.0);
+                flags.1 = v.reachable.or(flags.1);
+            }
+        }
+        flags
+    }
+}
+
+impl Drop for FakeDirector {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Polls `f` until it gives a value, for at most `timeout`.
+fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < timeout, "not within {timeout:?}: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Fast timing for the daemon tests: probes every 300 ms (100 ms while
+/// changing), 200 ms to answer, two equal results to change.
+const FAST: &str = r#""interval_ms":300,"fast_interval_ms":100,"timeout_ms":200,"trigger":2"#;
+
+#[test]
+fn once_reports_http_tcp_proxy_and_gue_results_per_backend() {
+    let lab = Lab::new(&[true, false]);
+    lab.backends[1].servers[&80]
+        .status
+        .store(503, Ordering::Relaxed);
+    // Table "px" holds backend 0 again with PROXY checks; its gue check is
+    // the same as web's (same VIP, same hops): probed once.
+    let px = format!(
+        r#",{{"name":"px","hash_key":"00000000000000000000000000000003","seed":"00000000000000000000000000000004",
+             "binds":[{{"ip":"{VIP}","proto":"tcp","port":8081}}],
+             "backends":[{{"ip":"{}","healthchecks":{{"http":{{"port":8081,"proxy_protocol":"v1","path":"/px"}},"tcp":{{"port":8082,"proxy_protocol":"v2"}},"gue":19523}}}}]}},
+           {{"name":"v6","hash_key":"00000000000000000000000000000005","seed":"00000000000000000000000000000006",
+             "binds":[{{"ip":"{VIP6}","proto":"tcp","port":80}}],
+             "backends":[{{"ip":"{}","healthchecks":{{"gue":19523}}}},{{"ip":"{}","healthchecks":{{"gue":19523}}}}]}},
+           {{"name":"mix","hash_key":"00000000000000000000000000000007","seed":"00000000000000000000000000000008",
+             "binds":[{{"ip":"{VIP6}","proto":"tcp","port":81}}],
+             "backends":[{{"ip":"{}","healthchecks":{{"gue":19523}}}}]}}"#,
+        backend_ip(0),
+        backend_ip6(0),
+        backend_ip6(1),
+        backend_ip(0)
+    );
+    let config = lab.config(
+        &[
+            r#"{"http":80,"gue":19523}"#,
+            r#"{"http":80,"tcp":81,"gue":19523}"#,
+        ],
+        &px,
+        r#""timeout_ms":500"#,
+    );
+    let out = lab.once(&config);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{table}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = |check: &str| -> String {
+        table
+            .lines()
+            .find(|l| l.contains(check))
+            .unwrap_or_else(|| panic!("no {check} in\n{table}"))
+            .to_string()
+    };
+    let (b0, b1) = (backend_ip(0), backend_ip(1));
+    assert!(
+        row(&format!("http {b0}:80/ ")).contains(" pass "),
+        "{table}"
+    );
+    assert!(
+        row(&format!("gue {b0}:19523 to {VIP}")).contains(" pass "),
+        "{table}"
+    );
+    assert!(
+        row(&format!("http {b0}:8081/px")).contains(" pass "),
+        "{table}"
+    );
+    assert!(row(&format!("tcp {b0}:8082")).contains(" pass "), "{table}");
+    assert!(
+        row(&format!("http {b1}:80/ ")).contains("status 503"),
+        "{table}"
+    );
+    assert!(
+        row(&format!("tcp {b1}:81")).contains("connection refused"),
+        "{table}"
+    );
+    let gue1 = row(&format!("gue {b1}:19523"));
+    assert!(
+        gue1.contains(" fail ") && gue1.contains("port unreachable"),
+        "{table}"
+    );
+    // IPv6: GUE with IPv6 hops, an ICMPv6 echo to the IPv6 VIP, the reply
+    // read on the raw ICMPv6 socket.
+    let (b06, b16) = (backend_ip6(0), backend_ip6(1));
+    let gue06 = row(&format!("v6     {b06}"));
+    assert!(
+        gue06.contains(&format!("gue [{b06}]:19523 to {VIP6}")) && gue06.contains(" pass "),
+        "{table}"
+    );
+    let gue16 = row(&format!("v6     {b16}"));
+    assert!(
+        gue16.contains(" fail ") && gue16.contains("port unreachable"),
+        "{table}"
+    );
+    // An IPv6 VIP behind an IPv4 backend without source_v6: the checker
+    // cannot probe, and says so; no verdict.
+    let mix = row(&format!("mix    {b0}"));
+    assert!(
+        mix.contains(" -  ")
+            && mix.contains(" error ")
+            && mix.contains("set healthcheck.source_v6"),
+        "{table}"
+    );
+    // The verdict columns: backend 0 healthy and reachable in both tables,
+    // backend 1 neither.
+    assert!(
+        row(&format!("web    {b0}")).contains("yes      yes"),
+        "{table}"
+    );
+    assert!(
+        row(&format!("px     {b0}")).contains("yes      yes"),
+        "{table}"
+    );
+    assert!(
+        row(&format!("web    {b1}")).contains("no       no"),
+        "{table}"
+    );
+    // One probe of the shared gue check for both tables: one echo (the
+    // agent's counters would say so too; the table shows one row per
+    // holder, the probe count is in the daemon's /health).
+
+    // The PROXY headers as the servers saw them: the probe's own
+    // connection, from the checker to the backend's port.
+    let v1 = lab.backends[0].servers[&8081].seen();
+    assert_eq!(v1.len(), 1, "{v1:?}");
+    let text = String::from_utf8_lossy(&v1[0]);
+    assert!(
+        text.starts_with(&format!("PROXY TCP4 {CHECKER} {b0} "))
+            && text.contains(" 8081\r\nGET /px HTTP/1.1\r\n"),
+        "{text}"
+    );
+    let v2 = lab.backends[0].servers[&8082].seen();
+    assert_eq!(v2.len(), 1, "{v2:?}");
+    let h = &v2[0];
+    assert_eq!(
+        &h[12..16],
+        &[0x21, 0x11, 0, 12],
+        "PROXY, TCP over IPv4, 12 bytes"
+    );
+    assert_eq!(&h[16..24], &[198, 51, 100, 5, 198, 51, 100, 11]);
+    assert_eq!(&h[26..28], &8082u16.to_be_bytes());
+    assert_eq!(h.len(), 28, "a tcp check sends nothing after the header");
+}
+
+#[test]
+fn a_stopped_agent_makes_the_backend_unreachable_while_http_still_answers() {
+    let mut lab = Lab::new(&[true]);
+    let director = FakeDirector::start(&lab.checker, 9610);
+    let config = lab.config(
+        &[r#"{"http":80,"gue":19523}"#],
+        "",
+        &format!(r#""directors":["http://127.0.0.1:9610"],{FAST}"#),
+    );
+    let _checker = lab.daemon(&config);
+    wait_until(
+        "the director holds healthy and reachable",
+        Duration::from_secs(10),
+        || (director.holds(0) == (Some(true), Some(true))).then_some(()),
+    );
+    // Nothing was ever pushed as down.
+    assert!(
+        director
+            .batches()
+            .iter()
+            .flat_map(|b| &b.verdicts)
+            .all(|v| v.healthy != Some(false) && v.reachable != Some(false))
+    );
+
+    lab.backends[0].agent.take().unwrap().stop().unwrap();
+    wait_until(
+        "the director holds reachable false",
+        Duration::from_secs(10),
+        || (director.holds(0).1 == Some(false)).then_some(()),
+    );
+    assert_eq!(
+        director.holds(0).0,
+        Some(true),
+        "http still answers: still healthy"
+    );
+    let last = director.batches().last().unwrap().clone();
+    let v = last.verdicts.iter().find(|v| v.table == "web").unwrap();
+    assert!(
+        v.reason
+            .as_deref()
+            .unwrap()
+            .starts_with(&format!("gue {}:19523 to {VIP}: ", backend_ip(0))),
+        "{v:?}"
+    );
+
+    let h = lab.health();
+    let b = &h["backends"][0];
+    assert_eq!(
+        (b["healthy"].as_bool(), b["reachable"].as_bool()),
+        (Some(true), Some(false)),
+        "{h}"
+    );
+    let gue = b["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "gue")
+        .unwrap();
+    assert_eq!(gue["state"], "down", "{h}");
+    assert_eq!(gue["last"]["result"], "fail", "{h}");
+    let check = format!("gue {}:19523 to {VIP}", backend_ip(0));
+    assert_eq!(
+        lab.metric(&format!(
+            "glb_healthcheck_state_changes_total{{check=\"{check}\",to=\"down\"}}"
+        )),
+        Some(1.0)
+    );
+    assert!(
+        lab.metric("glb_healthcheck_pushes_total{director=\"http://127.0.0.1:9610\"}")
+            .unwrap()
+            >= 2.0
+    );
+
+    // The agent back: reachable again.
+    let log = lab.scratch.file("redirect-again.log");
+    lab.backends[0].start_agent(log);
+    wait_until(
+        "the director holds reachable true again",
+        Duration::from_secs(10),
+        || (director.holds(0).1 == Some(true)).then_some(()),
+    );
+}
+
+#[test]
+fn a_director_that_was_down_gets_every_verdict_when_it_is_back() {
+    let lab = Lab::new(&[false, false]);
+    let a = FakeDirector::start(&lab.checker, 9610);
+    let b = FakeDirector::start(&lab.checker, 9611);
+    b.status.store(503, Ordering::Relaxed);
+    let config = lab.config(
+        &[r#"{"http":80}"#, r#"{"http":80}"#],
+        "",
+        &format!(r#""directors":["http://127.0.0.1:9610","http://127.0.0.1:9611"],{FAST}"#),
+    );
+    let _checker = lab.daemon(&config);
+    wait_until(
+        "director a holds both healthy",
+        Duration::from_secs(10),
+        || (a.holds(0).0 == Some(true) && a.holds(1).0 == Some(true)).then_some(()),
+    );
+    lab.backends[1].servers[&80]
+        .status
+        .store(503, Ordering::Relaxed);
+    wait_until(
+        "director a holds backend 1 unhealthy",
+        Duration::from_secs(10),
+        || (a.holds(1).0 == Some(false)).then_some(()),
+    );
+    assert_eq!(a.holds(0).0, Some(true));
+    let reason = a.batches().last().unwrap().verdicts[0].reason.clone();
+    assert_eq!(
+        reason.as_deref(),
+        Some(format!("http {}:80/: status 503", backend_ip(1)).as_str())
+    );
+    assert!(b.batches().is_empty());
+    let failures = lab
+        .metric("glb_healthcheck_push_failures_total{director=\"http://127.0.0.1:9611\"}")
+        .unwrap();
+    assert!(failures >= 1.0, "{failures}");
+
+    // Back: its first batch holds every current verdict, not only the
+    // last change.
+    b.status.store(200, Ordering::Relaxed);
+    wait_until(
+        "director b receives a batch",
+        Duration::from_secs(15),
+        || (!b.batches().is_empty()).then_some(()),
+    );
+    let first = &b.batches()[0];
+    assert_eq!(first.verdicts.len(), 2, "{first:?}");
+    assert_eq!((b.holds(0).0, b.holds(1).0), (Some(true), Some(false)));
+}
+
+#[test]
+fn cutting_the_checkers_own_link_flips_no_verdict() {
+    let lab = Lab::new(&[true, true]);
+    let director = FakeDirector::start(&lab.checker, 9610);
+    let config = lab.config(
+        &[r#"{"http":80,"gue":19523}"#, r#"{"http":80,"gue":19523}"#],
+        "",
+        &format!(r#""directors":["http://127.0.0.1:9610"],{FAST}"#),
+    );
+    let _checker = lab.daemon(&config);
+    wait_until(
+        "the director holds every flag true",
+        Duration::from_secs(10),
+        || {
+            (director.holds(0) == (Some(true), Some(true))
+                && director.holds(1) == (Some(true), Some(true)))
+                .then_some(())
+        },
+    );
+    let probes = |lab: &Lab| -> Vec<u64> {
+        lab.health()["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|b| b["checks"].as_array().unwrap().clone())
+            .map(|c| c["probes"].as_u64().unwrap())
+            .collect()
+    };
+    lab.checker.ip(&["link", "set", "eth0", "down"]).unwrap();
+    wait_until("self-suspicion", Duration::from_secs(10), || {
+        (lab.metric("glb_healthcheck_self_suspicion ") == Some(1.0)).then_some(())
+    });
+    // Every check fails four more times, twice its fall: enough to flip
+    // every verdict if the checker believed itself.
+    let before = probes(&lab);
+    wait_until(
+        "four more probes of every check",
+        Duration::from_secs(10),
+        || {
+            probes(&lab)
+                .iter()
+                .zip(&before)
+                .all(|(n, b)| *n >= b + 4)
+                .then_some(())
+        },
+    );
+    lab.checker.ip(&["link", "set", "eth0", "up"]).unwrap();
+    wait_until("self-suspicion over", Duration::from_secs(10), || {
+        (lab.metric("glb_healthcheck_self_suspicion ") == Some(0.0)).then_some(())
+    });
+    let after = probes(&lab);
+    wait_until(
+        "four more probes of every check",
+        Duration::from_secs(10),
+        || {
+            probes(&lab)
+                .iter()
+                .zip(&after)
+                .all(|(n, b)| *n >= b + 4)
+                .then_some(())
+        },
+    );
+    let downs: Vec<_> = director
+        .batches()
+        .iter()
+        .flat_map(|b| b.verdicts.clone())
+        .filter(|v| v.healthy == Some(false) || v.reachable == Some(false))
+        .collect();
+    assert!(downs.is_empty(), "{downs:?}");
+    assert!(
+        lab.metric("glb_healthcheck_self_suspicion_episodes_total ")
+            .unwrap()
+            >= 1.0
+    );
+}
+
+/// The director's view of table "lab" (its API, from its namespace).
+fn director_table(lab: &lab_tests::glb::Lab) -> proto::api::Table {
+    let r = lab
+        .api("GET", &proto::api::path::table("lab"), false)
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    serde_json::from_str(&r.body).unwrap()
+}
+
+fn director_flags(lab: &lab_tests::glb::Lab, i: usize) -> (bool, bool, u64) {
+    let ip: IpAddr = lab_tests::glb::backend_ip(i).parse().unwrap();
+    let t = director_table(lab);
+    let b = t.backends.iter().find(|b| b.ip == ip).unwrap();
+    (b.healthy, b.reachable, b.rows_primary)
+}
+
+#[test]
+fn with_a_real_director_failed_http_keeps_established_flows_and_a_dead_tunnel_leaves_every_row() {
+    use lab_tests::glb::{self, VIP4};
+    let mut lab = glb::Lab::new(&["active", "active"]).unwrap();
+    // The checker runs on the director's host (GLB's layout): the
+    // backends' agents already allow its address. HTTP checks go to a
+    // server of this test on port 8080 of each backend.
+    let http: Vec<Server> = lab
+        .backends
+        .iter()
+        .map(|b| Server::start(&b.ns, 8080, Expect::Plain))
+        .collect();
+    lab.director_ns
+        .exec("sysctl", &["-qw", "net.ipv4.conf.all.rp_filter=0"])
+        .unwrap();
+    // Its own copy of the director's table (a central checker's layout):
+    // same name and backends, with their checks.
+    let backends: Vec<String> = (0..2)
+        .map(|i| {
+            format!(
+                r#"{{"ip":"{}","healthchecks":{{"http":8080,"gue":19523}}}}"#,
+                glb::backend_ip(i)
+            )
+        })
+        .collect();
+    let config = lab.scratch.file("healthcheck.json");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"tables":[{{"name":"lab","hash_key":"6c61622d686173682d6b65792d303031","seed":"6c61622d736565642d30303030303031",
+                 "binds":[{{"ip":"{VIP4}","proto":"tcp","port":80}}],"backends":[{}]}}],
+               "healthcheck":{{"directors":["http://{}"],"api_token_file":"{}",{FAST}}}}}"#,
+            backends.join(","),
+            glb::API,
+            lab.token_file().display()
+        ),
+    )
+    .unwrap();
+    let bin = workspace_bin("healthcheck").unwrap();
+    let mut checker = lab
+        .director_ns
+        .spawn(
+            bin.to_str().unwrap(),
+            &["--config", config.to_str().unwrap()],
+            lab.scratch.file("healthcheck.log"),
+        )
+        .unwrap();
+    checker
+        .wait_for_log("serving /health", Duration::from_secs(10))
+        .unwrap();
+    let health = |lab: &glb::Lab| -> Value {
+        let r = lab
+            .director_ns
+            .run_in(|| {
+                lab_tests::http::request(
+                    HEALTH.parse().map_err(io::Error::other)?,
+                    "GET",
+                    "/health",
+                    None,
+                    None,
+                )
+            })
+            .unwrap();
+        serde_json::from_str(&r.body).unwrap()
+    };
+    wait_until(
+        "the director acknowledged the first verdicts",
+        Duration::from_secs(10),
+        || {
+            let h = health(&lab);
+            let d = &h["directors"][0];
+            let known = h["backends"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|b| b["healthy"] == true && b["reachable"] == true);
+            (known && d["in_sync"] == true && d["pushes"].as_u64() >= Some(1)).then_some(())
+        },
+    );
+
+    // Connections through the VIP, some on each backend.
+    let conns = glb::connect_many(&lab.client, VIP4, 40).unwrap();
+    let on1 = conns
+        .iter()
+        .filter(|c| c.backend.ends_with(&glb::backend_ip(1)))
+        .count();
+    assert!(on1 > 0 && on1 < 40, "{on1} of 40 on backend 1");
+
+    // Backend 1's HTTP fails: unhealthy on the director within
+    // fall x fast interval + timeout (0.4 s here), waited for 5 s at most.
+    let start = Instant::now();
+    http[1].status.store(503, Ordering::Relaxed);
+    wait_until(
+        "backend 1 unhealthy on the director",
+        Duration::from_secs(5),
+        || (!director_flags(&lab, 1).0).then_some(()),
+    );
+    let took = start.elapsed();
+    let (_, reachable, rows) = director_flags(&lab, 1);
+    assert!(
+        reachable && rows == 0,
+        "unhealthy: reachable, primary of no row ({rows})"
+    );
+    let t = director_table(&lab);
+    let b1 = t
+        .backends
+        .iter()
+        .find(|b| b.ip.to_string() == glb::backend_ip(1))
+        .unwrap();
+    assert_eq!(
+        b1.health_reason.as_deref(),
+        Some(format!("http {}:8080/: status 503", glb::backend_ip(1)).as_str())
+    );
+    // The hash the director answered the push with is its table's.
+    wait_until(
+        "the checker saw the director's hash",
+        Duration::from_secs(5),
+        || {
+            (health(&lab)["directors"][0]["hashes"]["lab"] == Value::from(t.hash.clone()))
+                .then_some(())
+        },
+    );
+    // Every established connection still works; new ones avoid backend 1.
+    let held = glb::exchange(conns, Duration::from_millis(500), Vec::new());
+    assert!(held.failures.is_empty(), "{:?}", held.failures);
+    let fresh = glb::connect_many(&lab.client, VIP4, 20).unwrap();
+    assert!(
+        fresh
+            .iter()
+            .all(|c| c.backend.ends_with(&glb::backend_ip(0))),
+        "new flows avoid the unhealthy backend"
+    );
+    drop(fresh);
+    drop(held);
+
+    // Back: healthy again.
+    http[1].status.store(200, Ordering::Relaxed);
+    wait_until("backend 1 healthy again", Duration::from_secs(5), || {
+        director_flags(&lab, 1).0.then_some(())
+    });
+
+    // Backend 0's redirect agent stops (its HTTP still answers): its
+    // tunnel is dead, it leaves every row.
+    lab.backends[0].agent.signal(libc::SIGTERM).unwrap();
+    wait_until(
+        "backend 0 unreachable on the director",
+        Duration::from_secs(5),
+        || {
+            let (healthy, reachable, rows) = director_flags(&lab, 0);
+            (healthy && !reachable && rows == 0).then_some(())
+        },
+    );
+    let alternate = director_table(&lab)
+        .backends
+        .iter()
+        .find(|b| b.ip.to_string() == glb::backend_ip(0))
+        .unwrap()
+        .rows_alternate;
+    assert_eq!(alternate, 0, "unreachable: in no row at all");
+    lab.backends[0].restart_agent().unwrap();
+    wait_until("backend 0 reachable again", Duration::from_secs(5), || {
+        director_flags(&lab, 0).1.then_some(())
+    });
+    eprintln!("unhealthy on the director {took:?} after the HTTP failure");
+}
+
+/// A CA and a certificate for www.example.com signed by it, made with
+/// openssl in `dir`: (ca.pem, leaf.pem, leaf.key).
+fn certificates(dir: &Scratch) -> (PathBuf, PathBuf, PathBuf) {
+    let (ca, ca_key) = (dir.file("ca.pem"), dir.file("ca.key"));
+    let (leaf, key, csr, ext) = (
+        dir.file("leaf.pem"),
+        dir.file("leaf.key"),
+        dir.file("leaf.csr"),
+        dir.file("ext.cnf"),
+    );
+    std::fs::write(
+        &ext,
+        "subjectAltName=DNS:www.example.com\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let s = |p: &PathBuf| p.to_str().unwrap().to_string();
+    for args in [
+        vec![
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &s(&ca_key),
+            "-out",
+            &s(&ca),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=healthcheck test CA",
+        ],
+        vec![
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &s(&key),
+            "-out",
+            &s(&csr),
+            "-subj",
+            "/CN=www.example.com",
+        ],
+        vec![
+            "x509",
+            "-req",
+            "-in",
+            &s(&csr),
+            "-CA",
+            &s(&ca),
+            "-CAkey",
+            &s(&ca_key),
+            "-CAcreateserial",
+            "-out",
+            &s(&leaf),
+            "-days",
+            "2",
+            "-extfile",
+            &s(&ext),
+        ],
+    ] {
+        lab_tests::run("openssl", &args).unwrap();
+    }
+    (ca, leaf, key)
+}
+
+/// An HTTPS server (Python's) answering 200 to every GET.
+const HTTPS_SERVER: &str = r#"
+import http.server, ssl, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+s = http.server.ThreadingHTTPServer(("0.0.0.0", 8443), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+s.socket = ctx.wrap_socket(s.socket, server_side=True)
+print("serving", flush=True)
+s.serve_forever()
+"#;
+
+#[test]
+fn https_verifies_the_certificate_and_name_unless_told_not_to() {
+    let lab = Lab::new(&[false]);
+    let (ca, leaf, key) = certificates(&lab.scratch);
+    let script = lab.scratch.file("https.py");
+    std::fs::write(&script, HTTPS_SERVER).unwrap();
+    let mut server = lab.backends[0]
+        .ns
+        .spawn(
+            "python3",
+            &[
+                script.to_str().unwrap(),
+                leaf.to_str().unwrap(),
+                key.to_str().unwrap(),
+            ],
+            lab.scratch.file("https.log"),
+        )
+        .unwrap();
+    server
+        .wait_for_log("serving", Duration::from_secs(10))
+        .unwrap();
+    // One table per way of checking the same server (each its own check).
+    let b0 = backend_ip(0);
+    let table = |name: &str, port: u16, check: &str| {
+        format!(
+            r#",{{"name":"{name}","hash_key":"00000000000000000000000000000001","seed":"00000000000000000000000000000002",
+                 "binds":[{{"ip":"{VIP}","proto":"tcp","port":{port}}}],"backends":[{{"ip":"{b0}","healthchecks":{{"https":{check}}}}}]}}"#
+        )
+    };
+    let ca = ca.display();
+    let more = [
+        table("roots", 81, r#"{"port":8443}"#),
+        table(
+            "ca",
+            82,
+            &format!(r#"{{"port":8443,"host":"www.example.com","ca_file":"{ca}"}}"#),
+        ),
+        table(
+            "name",
+            83,
+            &format!(r#"{{"port":8443,"host":"other.example.com","ca_file":"{ca}"}}"#),
+        ),
+    ]
+    .concat();
+    let config = lab.config(
+        &[r#"{"https":{"port":8443,"insecure":true}}"#],
+        &more,
+        r#""timeout_ms":2000"#,
+    );
+    let out = lab.once(&config);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = |table: &str| -> String {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{table} ")))
+            .unwrap_or_else(|| panic!("no table {table} in\n{text}"))
+            .to_string()
+    };
+    assert!(
+        row("web").contains(" pass"),
+        "insecure: any certificate\n{text}"
+    );
+    assert!(
+        row("roots").contains(" fail") && row("roots").contains("UnknownIssuer"),
+        "{text}"
+    );
+    assert!(
+        row("ca").contains(" pass"),
+        "the CA given, the name in SNI and the certificate\n{text}"
+    );
+    assert!(
+        row("name").contains(" fail") && row("name").contains("not valid for name"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_backend_flapping_at_every_probe_is_never_flipped() {
+    let lab = Lab::new(&[false]);
+    let director = FakeDirector::start(&lab.checker, 9610);
+    let config = lab.config(
+        &[r#"{"http":80}"#],
+        "",
+        &format!(r#""directors":["http://127.0.0.1:9610"],{FAST}"#),
+    );
+    let _checker = lab.daemon(&config);
+    wait_until(
+        "the director holds healthy",
+        Duration::from_secs(10),
+        || (director.holds(0).0 == Some(true)).then_some(()),
+    );
+    // Every other probe fails: never `fall` (2) failures in a row.
+    let server = &lab.backends[0].servers[&80];
+    let before = server.seen().len();
+    server.flap.store(true, Ordering::Relaxed);
+    wait_until(
+        "12 more probes, 6 of them failed",
+        Duration::from_secs(10),
+        || (server.seen().len() >= before + 12).then_some(()),
+    );
+    let downs = director
+        .batches()
+        .iter()
+        .flat_map(|b| b.verdicts.clone())
+        .filter(|v| v.healthy == Some(false))
+        .count();
+    assert_eq!(downs, 0);
+    let check = format!("http {}:80/", backend_ip(0));
+    assert_eq!(
+        lab.metric(&format!(
+            "glb_healthcheck_state_changes_total{{check=\"{check}\",to=\"down\"}}"
+        )),
+        Some(0.0)
+    );
+    assert!(
+        lab.metric(&format!(
+            "glb_healthcheck_probe_failures_total{{check=\"{check}\"}}"
+        ))
+        .unwrap()
+            >= 5.0
+    );
+}
+
+#[test]
+fn a_restarted_checker_pushes_only_the_verdicts_it_had() {
+    let lab = Lab::new(&[false, false]);
+    lab.backends[1].servers[&80]
+        .status
+        .store(503, Ordering::Relaxed);
+    let director = FakeDirector::start(&lab.checker, 9610);
+    let config = lab.config(
+        &[r#"{"http":80}"#, r#"{"http":80}"#],
+        "",
+        &format!(r#""directors":["http://127.0.0.1:9610"],{FAST}"#),
+    );
+    let first = lab.daemon(&config);
+    wait_until(
+        "the director holds both verdicts",
+        Duration::from_secs(10),
+        || (director.holds(0).0 == Some(true) && director.holds(1).0 == Some(false)).then_some(()),
+    );
+    first.stop().unwrap();
+    let pushed = director.batches().len();
+    let _second = lab.daemon(&config);
+    wait_until(
+        "the restarted checker pushes",
+        Duration::from_secs(10),
+        || (director.batches().len() > pushed).then_some(()),
+    );
+    // Its pushes repeat the verdicts, never another one: nothing was
+    // pushed before its checks knew (a push of unknown flags would be
+    // absent flags; a push on one result could say healthy for backend 1).
+    for b in &director.batches()[pushed..] {
+        for v in &b.verdicts {
+            let i = if v.ip.to_string() == backend_ip(0) {
+                0
+            } else {
+                1
+            };
+            assert_eq!(v.healthy, Some(i == 0), "{v:?}");
+        }
+    }
+    let h = lab.health();
+    for b in h["backends"].as_array().unwrap() {
+        assert!(
+            b["checks"][0]["probes"].as_u64().unwrap() >= 2,
+            "rise is 2: {h}"
+        );
+    }
+}
+
+#[test]
+fn sighup_reloads_the_config_keeping_unchanged_checks_and_refusing_a_bad_one() {
+    let lab = Lab::new(&[false, false]);
+    lab.backends[1].servers[&80]
+        .status
+        .store(503, Ordering::Relaxed);
+    let director = FakeDirector::start(&lab.checker, 9610);
+    let section = format!(r#""directors":["http://127.0.0.1:9610"],{FAST}"#);
+    let config = lab.config(&[r#"{"http":80}"#], "", &section);
+    let mut checker = lab.daemon(&config);
+    wait_until(
+        "the director holds backend 0 healthy",
+        Duration::from_secs(10),
+        || (director.holds(0).0 == Some(true)).then_some(()),
+    );
+    // A bad config: refused, the running one stays.
+    std::fs::write(&config, "{").unwrap();
+    checker.signal(libc::SIGHUP).unwrap();
+    checker
+        .wait_for_log("reload refused", Duration::from_secs(5))
+        .unwrap();
+    // Backend 1 added: checked and pushed; backend 0's check is the same
+    // and keeps its state (its probe count goes on).
+    let probes0 = || -> u64 {
+        lab.health()["backends"][0]["checks"][0]["probes"]
+            .as_u64()
+            .unwrap()
+    };
+    let before = probes0();
+    lab.config(&[r#"{"http":80}"#, r#"{"http":80}"#], "", &section);
+    checker.signal(libc::SIGHUP).unwrap();
+    checker
+        .wait_for_log("reloaded: checking 2 backends", Duration::from_secs(5))
+        .unwrap();
+    assert!(probes0() >= before, "backend 0's history kept");
+    wait_until(
+        "the director holds backend 1 unhealthy",
+        Duration::from_secs(10),
+        || (director.holds(1).0 == Some(false)).then_some(()),
+    );
+    assert!(
+        director
+            .batches()
+            .iter()
+            .flat_map(|b| &b.verdicts)
+            .all(|v| v.ip.to_string() != backend_ip(0) || v.healthy == Some(true)),
+        "backend 0 never flipped"
+    );
+}
+
+/// Director `i` of a two-director fleet in its own namespace, on a veth
+/// to the checker's (director 192.0.2.(16i+1)/28, checker .(16i+2)), with
+/// the lab's table "web" and its backends; its API on its veth address.
+fn start_director(lab: &Lab, ns: &Netns, i: usize, log: &str) -> Daemon {
+    let cfg = lab.scratch.file(&format!("director-{i}.json"));
+    if !cfg.exists() {
+        let backends: Vec<String> = (0..lab.backends.len())
+            .map(|b| {
+                format!(
+                    r#"{{"ip":"{}","healthchecks":{{"http":80}}}}"#,
+                    backend_ip(b)
+                )
+            })
+            .collect();
+        std::fs::write(
+            &cfg,
+            format!(
+                r#"{{"tables":[{{"name":"web","hash_key":"00000000000000000000000000000001","seed":"00000000000000000000000000000002",
+                     "binds":[{{"ip":"{VIP}","proto":"tcp","port":80}}],"backends":[{}]}}],
+                   "director":{{"interface":"va","source_v4":"192.0.2.{}","gateway_mac":"02:00:5e:00:53:01",
+                     "api_listen":"192.0.2.{}:9610","api_token_file":"{}"}}}}"#,
+                backends.join(","),
+                16 * i + 1,
+                16 * i + 1,
+                lab.scratch.file("token").display()
+            ),
+        )
+        .unwrap();
+    }
+    let bin = workspace_bin("director-xdp").unwrap();
+    let mut d = ns
+        .spawn(
+            bin.to_str().unwrap(),
+            &["run", "--config", cfg.to_str().unwrap()],
+            lab.scratch.file(log),
+        )
+        .unwrap();
+    d.wait_for_log("director attached", Duration::from_secs(120))
+        .unwrap();
+    d
+}
+
+#[test]
+fn two_directors_end_with_the_same_hash_and_one_down_during_a_change_catches_up() {
+    let lab = Lab::new(&[false, false]);
+    let mut nss = Vec::new();
+    for i in 0..2usize {
+        let ns = Netns::new("hcdir").unwrap();
+        lab_tests::veth(
+            &ns,
+            "va",
+            &format!("02:00:00:00:0d:{:02x}", 2 * i + 1),
+            &lab.checker,
+            &format!("d{i}"),
+            &format!("02:00:00:00:0d:{:02x}", 2 * i + 2),
+        )
+        .unwrap();
+        ns.ip(&[
+            "addr",
+            "add",
+            &format!("192.0.2.{}/28", 16 * i + 1),
+            "dev",
+            "va",
+        ])
+        .unwrap();
+        lab.checker
+            .ip(&[
+                "addr",
+                "add",
+                &format!("192.0.2.{}/28", 16 * i + 2),
+                "dev",
+                &format!("d{i}"),
+            ])
+            .unwrap();
+        nss.push(ns);
+    }
+    let config = lab.config(
+        &[r#"{"http":80}"#, r#"{"http":80}"#],
+        "",
+        &format!(r#""directors":["http://192.0.2.1:9610","http://192.0.2.17:9610"],{FAST}"#),
+    );
+    // Writes the token file the directors read too.
+    let mut directors: Vec<Option<Daemon>> = (0..2)
+        .map(|i| {
+            Some(start_director(
+                &lab,
+                &nss[i],
+                i,
+                &format!("director-{i}.log"),
+            ))
+        })
+        .collect();
+    let _checker = lab.daemon(&config);
+    let in_sync = |lab: &Lab, k: usize| {
+        let d = &lab.health()["directors"][k];
+        d["in_sync"] == true && d["pushes"].as_u64() >= Some(1)
+    };
+    wait_until(
+        "both directors acknowledged",
+        Duration::from_secs(10),
+        || (in_sync(&lab, 0) && in_sync(&lab, 1)).then_some(()),
+    );
+    let table = |k: usize| -> Option<proto::api::Table> {
+        let addr: std::net::SocketAddr = format!("192.0.2.{}:9610", 16 * k + 1).parse().unwrap();
+        let r = lab
+            .checker
+            .run_in(move || {
+                lab_tests::http::request(
+                    addr,
+                    "GET",
+                    &proto::api::path::table("web"),
+                    Some(TOKEN),
+                    None,
+                )
+            })
+            .ok()?;
+        serde_json::from_str(&r.body).ok()
+    };
+    let unhealthy = |t: &proto::api::Table| {
+        t.backends
+            .iter()
+            .find(|b| b.ip.to_string() == backend_ip(1))
+            .is_some_and(|b| !b.healthy)
+    };
+
+    // Director 1 goes away; backend 1 fails meanwhile.
+    directors[1].take().unwrap().stop().unwrap();
+    lab.backends[1].servers[&80]
+        .status
+        .store(503, Ordering::Relaxed);
+    wait_until(
+        "director 0 holds backend 1 unhealthy",
+        Duration::from_secs(10),
+        || table(0).filter(unhealthy).map(drop),
+    );
+    wait_until(
+        "the checker counts failed pushes to director 1",
+        Duration::from_secs(10),
+        || (lab.health()["directors"][1]["failures"].as_u64() >= Some(1)).then_some(()),
+    );
+    // Back, with the verdicts of its state file (backend 1 still healthy):
+    // the checker's next push gives it every verdict; both directors then
+    // hold the same table.
+    directors[1] = Some(start_director(&lab, &nss[1], 1, "director-1-again.log"));
+    wait_until(
+        "director 1 holds backend 1 unhealthy",
+        Duration::from_secs(20),
+        || table(1).filter(unhealthy).map(drop),
+    );
+    let (t0, t1) = (table(0).unwrap(), table(1).unwrap());
+    assert!(t0.hash.is_some());
+    assert_eq!(t0.hash, t1.hash, "the same table on both directors");
+    wait_until(
+        "the checker saw both answers' hashes",
+        Duration::from_secs(10),
+        || {
+            let h = lab.health();
+            let hash = |k: usize| h["directors"][k]["hashes"]["web"].clone();
+            (hash(0) == Value::from(t0.hash.clone()) && hash(1) == hash(0)).then_some(())
+        },
+    );
+}
