@@ -388,7 +388,12 @@ impl Config {
         let mut cx = Cx {
             warnings: Vec::new(),
         };
-        let root = cx.object(&doc, "config", ROOT_FIELDS)?;
+        let known: Vec<&str> = ROOT_FIELDS
+            .iter()
+            .chain(HEALTHCHECK_FIELDS)
+            .copied()
+            .collect();
+        let root = cx.object(&doc, "config", &known)?;
         let tables_v = root
             .get("tables")
             .ok_or_else(|| invalid("config", "missing field \"tables\""))?;
@@ -517,6 +522,10 @@ fn usable(addr: IpAddr, what: &str) -> Result<(), String> {
 /// a warning when read, and kept as it was when the daemon rewrites the
 /// file ([`to_json_keeping`]).
 const ROOT_FIELDS: &[&str] = &["tables", "director"];
+/// Top-level fields of the health checker's (docs/healthcheck.md), in the
+/// file the directors read too: no warning, and kept by a rewrite like any
+/// field the director does not read.
+const HEALTHCHECK_FIELDS: &[&str] = &["healthcheck", "healthchecks"];
 const TABLE_FIELDS: &[&str] = &["name", "hash_key", "seed", "hops", "binds", "backends"];
 const BIND_FIELDS: &[&str] = &["ip", "proto", "port", "port_start", "port_end"];
 const BACKEND_FIELDS: &[&str] = &["ip", "state", "healthy", "reachable", "healthchecks"];

@@ -604,3 +604,18 @@ fn a_rewrite_keeps_the_fields_this_project_does_not_read() {
     assert_eq!(again.tables, c.tables);
     assert_eq!(again.warnings.len(), 5, "{:?}", again.warnings);
 }
+
+#[test]
+fn the_health_checkers_sections_are_no_warning_and_kept_by_a_rewrite() {
+    let text = with(ONE_BIND, ONE_BACKEND).replacen(
+        '{',
+        r#"{"healthchecks":{"interval_ms":2000},"healthcheck":{"directors":["http://127.0.0.1:9610"]},"#,
+        1,
+    );
+    let c = Config::from_json(&text).unwrap();
+    assert_eq!(c.warnings, Vec::<String>::new());
+    let original: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let out = proto::config::to_json_keeping(&c, &original);
+    assert_eq!(out["healthchecks"]["interval_ms"], 2000);
+    assert_eq!(out["healthcheck"]["directors"][0], "http://127.0.0.1:9610");
+}
