@@ -8,7 +8,7 @@
 # Needs root; leaves nothing behind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q -p director-ctl -p director-xdp -p lab-tests
+cargo build --release -q -p director-ctl -p director-xdp -p healthcheck -p lab-tests
 target/release/lab-demo
 ctl=target/release/director-ctl
 director=target/release/director-xdp

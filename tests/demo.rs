@@ -2,10 +2,12 @@
 //! director (`director-xdp run`, native XDP) and four backend hosts (each
 //! with the redirect agent, the VIPs on `lo` and Python's HTTP server; the
 //! fourth not yet in the table). Real HTTP requests go through the VIP;
-//! while connections are open, three overlapping changes are made with
-//! `director-ctl`: a backend is drained, another added during the drain, a
-//! third marked unhealthy while it still serves. None of the connections
-//! breaks. Everything is removed at the end, on every exit path.
+//! while connections are open, three overlapping changes are made: a
+//! backend is drained and another added during the drain (`director-ctl`),
+//! then the health checker (`healthcheck`, on the director's host) finds a
+//! third backend's HTTP server stopped and marks it unhealthy, and healthy
+//! again once it is back. None of the connections breaks. Everything is
+//! removed at the end, on every exit path.
 //! Documentation addresses only. Needs root.
 
 use std::collections::BTreeMap;
@@ -14,7 +16,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use lab_tests::glb::{self, Conn, Lab, VIP4, VIP6};
-use lab_tests::netns_exists;
+use lab_tests::{Daemon, netns_exists, workspace_bin};
 
 fn title(s: &str) {
     println!("\n\x1b[1m== {s}\x1b[0m");
@@ -80,6 +82,127 @@ fn ctl(lab: &Lab, args: &[&str]) -> io::Result<()> {
     Ok(())
 }
 
+/// Round trips made and connections broken, over the demo.
+#[derive(Default)]
+struct Tally {
+    rounds: usize,
+    broken: usize,
+}
+
+impl Tally {
+    fn add(&mut self, (rounds, broken): (usize, usize)) {
+        self.rounds += rounds;
+        self.broken += broken;
+    }
+}
+
+/// Python's HTTP server on backend `i`, port 8080, answering with the
+/// backend's name.
+fn http_server(lab: &Lab, i: usize) -> io::Result<Daemon> {
+    let dir = lab.scratch.file(&format!("www{i}"));
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(
+        dir.join("index.html"),
+        format!("backend-{}\n", glb::backend_ip(i)),
+    )?;
+    let n = std::fs::read_dir(lab.scratch.file(""))?.count();
+    let log = lab.scratch.file(&format!("http{i}-{n}.log"));
+    let mut s = lab.backends[i].ns.spawn(
+        "python3",
+        &[
+            "-m",
+            "http.server",
+            "8080",
+            "--bind",
+            "::",
+            "--directory",
+            dir.to_str().unwrap_or("."),
+        ],
+        log,
+    )?;
+    s.wait_for_log("Serving HTTP", Duration::from_secs(10))?;
+    Ok(s)
+}
+
+/// Stops a server (SIGTERM) and waits for it to be gone.
+fn stop(server: &mut Daemon) -> io::Result<()> {
+    server.signal(libc::SIGTERM)?;
+    let start = Instant::now();
+    while server.running()? {
+        if start.elapsed() > Duration::from_secs(10) {
+            return Err(io::Error::other("the HTTP server did not stop"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// `healthcheck` on the director's host with the lab's table: every
+/// backend's HTTP server and tunnel checked, verdicts pushed to the
+/// director's API.
+fn health_checker(lab: &Lab) -> io::Result<Daemon> {
+    let backends: Vec<String> = (0..lab.backends.len())
+        .map(|i| {
+            format!(
+                r#"{{"ip":"{}","healthchecks":{{"http":8080,"gue":19523}}}}"#,
+                glb::backend_ip(i)
+            )
+        })
+        .collect();
+    let config = lab.scratch.file("healthcheck.json");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"tables":[{{"name":"lab","hash_key":"6c61622d686173682d6b65792d303031","seed":"6c61622d736565642d30303030303031",
+                 "binds":[{{"ip":"{VIP4}","proto":"tcp","port":80}}],"backends":[{}]}}],
+               "healthcheck":{{"directors":["http://{}"],"api_token_file":"{}"}}}}"#,
+            backends.join(","),
+            glb::API,
+            lab.token_file().display()
+        ),
+    )?;
+    let bin = workspace_bin("healthcheck")?;
+    let mut checker = lab.director_ns.spawn(
+        bin.to_str().unwrap_or("healthcheck"),
+        &["--config", config.to_str().unwrap_or_default()],
+        lab.scratch.file("healthcheck.log"),
+    )?;
+    checker.wait_for_log("serving /health", Duration::from_secs(10))?;
+    Ok(checker)
+}
+
+/// Keeps the connections talking until the director's table has backend
+/// `ip` with `healthy`: (seconds waited, its health reason).
+fn wait_for_health(
+    lab: &Lab,
+    ip: &str,
+    healthy: bool,
+    conns: &mut [Conn],
+    alive: &mut [bool],
+    t: &mut Tally,
+) -> io::Result<(f64, String)> {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(30) {
+        t.add(talk(conns, alive, 1));
+        let r = lab.api("GET", "/v1/tables/lab", false)?;
+        let table: proto::api::Table = serde_json::from_str(&r.body).map_err(io::Error::other)?;
+        if let Some(b) = table
+            .backends
+            .iter()
+            .find(|b| b.ip.to_string() == ip && b.healthy == healthy)
+        {
+            let reason = b
+                .health_reason
+                .clone()
+                .unwrap_or_else(|| "no reason".into());
+            return Ok((start.elapsed().as_secs_f64(), reason));
+        }
+    }
+    Err(io::Error::other(format!(
+        "backend {ip} is not healthy={healthy} on the director after 30 s"
+    )))
+}
+
 fn show(seen: &BTreeMap<String, usize>) {
     let total: usize = seen.values().sum();
     for (who, n) in seen {
@@ -104,29 +227,8 @@ fn demo() -> io::Result<()> {
     }
     // A real HTTP server on every backend, answering with the backend's name.
     let mut servers = Vec::new();
-    for (i, b) in lab.backends.iter().enumerate() {
-        let dir = lab.scratch.file(&format!("www{i}"));
-        std::fs::create_dir_all(&dir)?;
-        std::fs::write(
-            dir.join("index.html"),
-            format!("backend-{}\n", glb::backend_ip(i)),
-        )?;
-        let log = lab.scratch.file(&format!("http{i}.log"));
-        let mut s = b.ns.spawn(
-            "python3",
-            &[
-                "-m",
-                "http.server",
-                "8080",
-                "--bind",
-                "::",
-                "--directory",
-                dir.to_str().unwrap_or("."),
-            ],
-            log,
-        )?;
-        s.wait_for_log("Serving HTTP", Duration::from_secs(10))?;
-        servers.push(s);
+    for i in 0..lab.backends.len() {
+        servers.push(http_server(&lab, i)?);
     }
 
     title(
@@ -137,6 +239,14 @@ fn demo() -> io::Result<()> {
     println!("  IPv6:");
     show(&http_requests(&lab, VIP6, 30)?);
     println!("  replies go straight from the backends to the client (direct server return)");
+
+    title(
+        "Starting the health checker on the director's host: each backend's HTTP server (8080) and tunnel (gue), verdicts pushed to the director",
+    );
+    let _checker = health_checker(&lab)?;
+    println!(
+        "  checks every 2 s (GLB's default), 3 failures make a backend unhealthy, 3 passes healthy"
+    );
 
     title("Opening 90 long-lived connections (60 IPv4, 30 IPv6) that keep exchanging lines");
     let mut conns: Vec<Conn> = glb::connect_many(&lab.client, VIP4, 60)?;
@@ -149,47 +259,36 @@ fn demo() -> io::Result<()> {
 
     let (b2, b3, b4) = (glb::backend_ip(1), glb::backend_ip(2), glb::backend_ip(3));
     let mut alive = vec![true; conns.len()];
-    let mut broken = 0;
-    let mut rounds = 0;
-    let mut tally = |(r, b): (usize, usize)| {
-        rounds += r;
-        broken += b;
-    };
-    tally(talk(&mut conns, &mut alive, 1));
+    let mut t = Tally::default();
+    t.add(talk(&mut conns, &mut alive, 1));
 
     title(&format!(
         "Change 1 of 3: drain backend 2 ({b2}) while they talk"
     ));
     ctl(&lab, &["backends", "drain", "lab", &b2])?;
-    tally(talk(&mut conns, &mut alive, 2));
+    t.add(talk(&mut conns, &mut alive, 2));
 
     title(&format!(
         "Change 2 of 3, during the drain: add backend 4 ({b4}); first, what it would do"
     ));
     ctl(&lab, &["preview", "lab", "add", &b4])?;
     ctl(&lab, &["backends", "add", "lab", &b4])?;
-    tally(talk(&mut conns, &mut alive, 2));
+    t.add(talk(&mut conns, &mut alive, 2));
 
     title(&format!(
-        "Change 3 of 3: mark backend 3 ({b3}) unhealthy while it still serves (a slow health endpoint)"
+        "Change 3 of 3: backend 3's HTTP server ({b3}:8080) stops; the health checker on the director's host notices"
     ));
-    ctl(
-        &lab,
-        &[
-            "health",
-            "set",
-            "lab",
-            &b3,
-            "--healthy",
-            "false",
-            "--reason",
-            "health check timed out",
-        ],
-    )?;
-    tally(talk(&mut conns, &mut alive, 2));
+    stop(&mut servers[2])?;
+    println!("  (the backend host and its tunnel are up: its held connections keep working)");
+    let (secs, found) = wait_for_health(&lab, &b3, false, &mut conns, &mut alive, &mut t)?;
     println!(
-        "\n  {} connections, {rounds} rounds of round trips through the three changes: {broken} broken",
-        conns.len()
+        "  after {secs:.1} s the director has backend 3 unhealthy ({found}): no new flows; its established ones stay"
+    );
+    println!(
+        "\n  {} connections, {} rounds of round trips through the three changes: {} broken",
+        conns.len(),
+        t.rounds,
+        t.broken
     );
     ctl(&lab, &["backends", "list", "lab"])?;
 
@@ -197,6 +296,16 @@ fn demo() -> io::Result<()> {
         "New HTTP requests now: none reaches the drained or the unhealthy backend; the new one takes its share",
     );
     show(&http_requests(&lab, VIP4, 60)?);
+
+    title("Backend 3's HTTP server is started again; the checker marks it healthy");
+    servers[2] = http_server(&lab, 2)?;
+    let (secs, found) = wait_for_health(&lab, &b3, true, &mut conns, &mut alive, &mut t)?;
+    println!("  after {secs:.1} s the director has backend 3 healthy again ({found})");
+    println!(
+        "  {} connections through all of it: {} broken",
+        conns.len(),
+        t.broken
+    );
 
     title("What the backends' redirect modules counted (second chance at work)");
     for (i, b) in lab.backends.iter_mut().enumerate() {
@@ -221,9 +330,10 @@ fn demo() -> io::Result<()> {
     title("Tearing the lab down");
     let left = names.iter().filter(|n| netns_exists(n)).count();
     println!("  namespaces left: {left}");
-    if broken > 0 || left > 0 {
+    if t.broken > 0 || left > 0 {
         return Err(io::Error::other(format!(
-            "{broken} connections broke, {left} namespaces left"
+            "{} connections broke, {left} namespaces left",
+            t.broken
         )));
     }
     Ok(())
