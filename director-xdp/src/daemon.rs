@@ -1410,25 +1410,43 @@ impl Daemon {
         // config reached through a symbolic link has the link's target
         // replaced, the link kept (director_ctl::files).
         if let Err(e) = director_ctl::files::write_atomically(&self.config_path, text.as_bytes()) {
-            // Nothing acknowledged may be lost: undo the change rather than
-            // answer for a state the file does not hold.
-            let undone = self
-                .apply_config(old)
-                .map(|_| ())
-                .map_err(ApplyFailure::message);
-            self.health = old_health;
             let message = format!("writing config {path}: {e}");
-            error!("API change not saved ({message}); rolled back: {undone:?}");
-            self.record("api", Err(message.clone()));
-            return Err(Refusal::internal(match undone {
-                Ok(()) => format!("{message}; the change was rolled back"),
-                Err(u) => format!("{message}; rolling the change back failed too: {u}"),
-            }));
+            return Err(self.roll_back_unsaved(Some(old), old_health, message, "change"));
         }
         self.on_disk = text;
         self.file_config = new_file;
         self.record("api", Ok(()));
         Ok(true)
+    }
+
+    /// An applied API call whose file write failed: nothing acknowledged
+    /// may be lost, so the data plane is put back to `old` (when it was
+    /// changed) and the verdicts to `old_health`, rather than answering for
+    /// a state a restart would not find; the failure is recorded.
+    fn roll_back_unsaved(
+        &mut self,
+        old: Option<Config>,
+        old_health: Health,
+        message: String,
+        what: &str,
+    ) -> Refusal {
+        let undone = match old {
+            Some(old) => self
+                .apply_config(old)
+                .map(|_| ())
+                .map_err(ApplyFailure::message),
+            None => Ok(()),
+        };
+        self.health = old_health;
+        error!("API {what} not saved ({message}); rolled back: {undone:?}");
+        self.record("api", Err(message.clone()));
+        Refusal::internal(match undone {
+            Ok(()) => {
+                let was = if what.ends_with('s') { "were" } else { "was" };
+                format!("{message}; the {what} {was} rolled back")
+            }
+            Err(u) => format!("{message}; rolling the {what} back failed too: {u}"),
+        })
     }
 
     /// An API call's apply that failed, recorded, as a refusal: a conflict
@@ -1497,23 +1515,9 @@ impl Daemon {
         if let Err(e) =
             director_ctl::files::write_atomically(&self.state_path, self.health.render().as_bytes())
         {
-            // Nothing acknowledged may be lost: undo rather than answer for
-            // verdicts a restart would not find.
-            let undone = if changed {
-                self.apply_config(old)
-                    .map(|_| ())
-                    .map_err(ApplyFailure::message)
-            } else {
-                Ok(())
-            };
-            self.health = old_health;
             let message = format!("writing the health state file {state}: {e}");
-            error!("health verdicts not saved ({message}); rolled back: {undone:?}");
-            self.record("api", Err(message.clone()));
-            return Err(Refusal::internal(match undone {
-                Ok(()) => format!("{message}; the verdicts were rolled back"),
-                Err(u) => format!("{message}; rolling the verdicts back failed too: {u}"),
-            }));
+            let old = changed.then_some(old);
+            return Err(self.roll_back_unsaved(old, old_health, message, "verdicts"));
         }
         if changed {
             self.record("api", Ok(()));
