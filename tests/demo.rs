@@ -141,26 +141,7 @@ fn stop(server: &mut Daemon) -> io::Result<()> {
 /// backend's HTTP server and tunnel checked, verdicts pushed to the
 /// director's API.
 fn health_checker(lab: &Lab) -> io::Result<Daemon> {
-    let backends: Vec<String> = (0..lab.backends.len())
-        .map(|i| {
-            format!(
-                r#"{{"ip":"{}","healthchecks":{{"http":8080,"gue":19523}}}}"#,
-                glb::backend_ip(i)
-            )
-        })
-        .collect();
-    let config = lab.scratch.file("healthcheck.json");
-    std::fs::write(
-        &config,
-        format!(
-            r#"{{"tables":[{{"name":"lab","hash_key":"6c61622d686173682d6b65792d303031","seed":"6c61622d736565642d30303030303031",
-                 "binds":[{{"ip":"{VIP4}","proto":"tcp","port":80}}],"backends":[{}]}}],
-               "healthcheck":{{"directors":["http://{}"],"api_token_file":"{}"}}}}"#,
-            backends.join(","),
-            glb::API,
-            lab.token_file().display()
-        ),
-    )?;
+    let config = lab.healthcheck_config(lab.backends.len(), "")?;
     let bin = workspace_bin("healthcheck")?;
     let mut checker = lab.director_ns.spawn(
         bin.to_str().unwrap_or("healthcheck"),

@@ -337,6 +337,39 @@ impl Lab {
             .run_in(move || request(addr, &m, &p, auth.then_some(TOKEN), None))
     }
 
+    /// A health checker's config for this lab (written to the scratch dir):
+    /// the director's table "lab", the first `backends` backends each with
+    /// an HTTP check on port 8080 and a `gue` check, and a `healthcheck`
+    /// section pushing to the lab's director with its token, plus
+    /// `settings` (more fields of that section, or empty).
+    pub fn healthcheck_config(&self, backends: usize, settings: &str) -> io::Result<PathBuf> {
+        let list: Vec<String> = (0..backends)
+            .map(|i| {
+                format!(
+                    r#"{{"ip":"{}","healthchecks":{{"http":8080,"gue":19523}}}}"#,
+                    backend_ip(i)
+                )
+            })
+            .collect();
+        let extra = if settings.is_empty() {
+            String::new()
+        } else {
+            format!(",{settings}")
+        };
+        let path = self.scratch.file("healthcheck.json");
+        std::fs::write(
+            &path,
+            format!(
+                r#"{{"tables":[{{"name":"lab","hash_key":"6c61622d686173682d6b65792d303031","seed":"6c61622d736565642d30303030303031",
+                     "binds":[{{"ip":"{VIP4}","proto":"tcp","port":80}}],"backends":[{}]}}],
+                   "healthcheck":{{"directors":["http://{API}"],"api_token_file":"{}"{extra}}}}}"#,
+                list.join(","),
+                self.token_file().display()
+            ),
+        )?;
+        Ok(path)
+    }
+
     /// `director-ctl ARGS` inside the director's namespace (its `--api`
     /// default is the lab's [`API`]).
     pub fn ctl(&self, args: &[&str]) -> io::Result<std::process::Output> {

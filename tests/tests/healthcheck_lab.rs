@@ -851,27 +851,7 @@ fn with_a_real_director_failed_http_keeps_established_flows_and_a_dead_tunnel_le
         .unwrap();
     // Its own copy of the director's table (a central checker's layout):
     // same name and backends, with their checks.
-    let backends: Vec<String> = (0..2)
-        .map(|i| {
-            format!(
-                r#"{{"ip":"{}","healthchecks":{{"http":8080,"gue":19523}}}}"#,
-                glb::backend_ip(i)
-            )
-        })
-        .collect();
-    let config = lab.scratch.file("healthcheck.json");
-    std::fs::write(
-        &config,
-        format!(
-            r#"{{"tables":[{{"name":"lab","hash_key":"6c61622d686173682d6b65792d303031","seed":"6c61622d736565642d30303030303031",
-                 "binds":[{{"ip":"{VIP4}","proto":"tcp","port":80}}],"backends":[{}]}}],
-               "healthcheck":{{"directors":["http://{}"],"api_token_file":"{}",{FAST}}}}}"#,
-            backends.join(","),
-            glb::API,
-            lab.token_file().display()
-        ),
-    )
-    .unwrap();
+    let config = lab.healthcheck_config(2, FAST).unwrap();
     let bin = workspace_bin("healthcheck").unwrap();
     let mut checker = lab
         .director_ns
