@@ -17,6 +17,8 @@ APT_PACKAGES=(
   zlib1g-dev libzstd-dev libxml2-dev pkg-config build-essential
   iproute2 iputils-ping ethtool tcpdump python3 curl # namespace labs, demo HTTP
   openssl # the health checker's HTTPS lab test makes its certificates
+  bird2 # the fleet lab: BGP between the directors and the router
+  chromium # the status page's test, in headless Chromium
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -26,7 +28,21 @@ if ((${#missing[@]})); then
   log "installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
+  # No service starts while installing: bird2 would start a BIRD in the
+  # root namespace, and the labs run their own, one per namespace.
+  policy=/usr/sbin/policy-rc.d
+  own_policy=0
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && own_policy=1
+  fi
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  ((own_policy)) && rm -f "$policy"
+fi
+# BIRD belongs to the labs' namespaces only: the package's own service
+# stays off (on hosts that run systemd; without it nothing started it).
+if [[ -d /run/systemd/system ]] && systemctl is-enabled --quiet bird 2>/dev/null; then
+  log "disabling the system bird.service (the labs run BIRD per namespace)"
+  systemctl disable --now bird >/dev/null 2>&1 || true
 fi
 
 # --- Rust toolchains ----------------------------------------------------------
