@@ -55,11 +55,11 @@ pub fn backend_ip(i: usize) -> String {
     format!("198.51.100.{}", 11 + i)
 }
 
-fn backend_ip6(i: usize) -> String {
+pub(crate) fn backend_ip6(i: usize) -> String {
     format!("2001:db8:1::{}", 11 + i)
 }
 
-fn backend_mac(i: usize) -> String {
+pub(crate) fn backend_mac(i: usize) -> String {
     format!("02:00:00:00:03:{:02x}", 0x11 + i)
 }
 
@@ -189,77 +189,17 @@ impl Lab {
 
         let bin = workspace_bin("director-xdp")?;
         let bin = bin.to_str().ok_or_else(|| io::Error::other("path"))?;
-        let agent_bin = workspace_bin("redirect-xdp")?;
-        let agent_bin = agent_bin.to_str().ok_or_else(|| io::Error::other("path"))?;
         let mut backends = Vec::new();
         for i in 0..states.len() {
-            let ns = Netns::new("be")?;
-            let p = sw.plug(
-                &ns,
-                &backend_mac(i),
-                &[
-                    &format!("{}/24", backend_ip(i)),
-                    &format!("{}/64", backend_ip6(i)),
-                ],
+            let (b, xdp) = start_backend(
+                &mut sw,
+                &scratch,
+                i,
+                states.len(),
+                &["198.51.100.1/32", "2001:db8:1::1/128"],
             )?;
-            // Forwarded packets leave with XDP_TX: the bridge port must run XDP.
-            peer_xdp.push(XdpPass::attach(sw.ns(), &p)?);
-            ns.ip(&["addr", "add", "203.0.113.10/32", "dev", "lo"])?;
-            ns.ip(&["addr", "add", "2001:db8:10::10/128", "dev", "lo"])?;
-            for key in [
-                "net.ipv4.conf.eth0.forwarding=1",
-                "net.ipv6.conf.eth0.forwarding=1",
-                "net.ipv4.conf.all.rp_filter=0",
-                "net.ipv4.conf.eth0.rp_filter=0",
-            ] {
-                ns.exec("sysctl", &["-qw", key])?;
-            }
-            // Second chance forwards to the other backends: their MACs.
-            for j in 0..states.len() {
-                if j != i {
-                    ns.add_neighbour(&backend_ip(j), &backend_mac(j))?;
-                }
-            }
-            let stop = Arc::new(AtomicBool::new(false));
-            let name = format!("backend-{}", backend_ip(i));
-            let mut servers = Vec::new();
-            for addr in ["0.0.0.0:80", "[::]:80"] {
-                let listener = ns.run_in(move || {
-                    let l = if addr.starts_with('[') {
-                        v6_only_listener()?
-                    } else {
-                        TcpListener::bind(addr)?
-                    };
-                    l.set_nonblocking(true)?;
-                    Ok(l)
-                })?;
-                servers.push(serve(listener, name.clone(), stop.clone()));
-            }
-            let log = scratch.file(&format!("redirect-{i}.log"));
-            let (me, me6) = (backend_ip(i), backend_ip6(i));
-            let mut args = vec!["--iface", "eth0", "--self", &me, "--self", &me6];
-            // GUE comes from the director, and from the other backends
-            // (second chance): the client is not allowed.
-            let peers: Vec<String> = (0..states.len())
-                .filter(|j| *j != i)
-                .map(|j| format!("{}/32", backend_ip(j)))
-                .collect();
-            args.extend(["--allow", "198.51.100.1/32", "2001:db8:1::1/128"]);
-            args.extend(peers.iter().map(String::as_str));
-            let mut agent = ns.spawn(agent_bin, &args, log.clone())?;
-            agent.wait_for_log("redirect attached", Duration::from_secs(30))?;
-            let agent_cmd = (
-                agent_bin.to_string(),
-                args.iter().map(ToString::to_string).collect(),
-                log,
-            );
-            backends.push(Backend {
-                ns,
-                agent,
-                agent_cmd,
-                stop,
-                servers,
-            });
+            peer_xdp.push(xdp);
+            backends.push(b);
         }
         for i in 0..states.len() {
             director_ns.add_neighbour(&backend_ip(i), &backend_mac(i))?;
@@ -380,6 +320,90 @@ impl Lab {
             .args(args)
             .output()
     }
+}
+
+/// Starts backend `i` of `n` on `sw`: its host with the VIPs on `lo`, the
+/// lab's server on port 80 (both families), and the redirect agent, which
+/// takes GUE from `allow` (the directors, a checker) and from the other
+/// backends (second chance). Returns it with the XDP program its bridge
+/// port needs (forwarded packets leave with XDP_TX).
+pub(crate) fn start_backend(
+    sw: &mut Switch,
+    scratch: &Scratch,
+    i: usize,
+    n: usize,
+    allow: &[&str],
+) -> io::Result<(Backend, XdpPass)> {
+    let agent_bin = workspace_bin("redirect-xdp")?;
+    let agent_bin = agent_bin.to_str().ok_or_else(|| io::Error::other("path"))?;
+    let ns = Netns::new("be")?;
+    let p = sw.plug(
+        &ns,
+        &backend_mac(i),
+        &[
+            &format!("{}/24", backend_ip(i)),
+            &format!("{}/64", backend_ip6(i)),
+        ],
+    )?;
+    let xdp = XdpPass::attach(sw.ns(), &p)?;
+    ns.ip(&["addr", "add", "203.0.113.10/32", "dev", "lo"])?;
+    ns.ip(&["addr", "add", "2001:db8:10::10/128", "dev", "lo"])?;
+    for key in [
+        "net.ipv4.conf.eth0.forwarding=1",
+        "net.ipv6.conf.eth0.forwarding=1",
+        "net.ipv4.conf.all.rp_filter=0",
+        "net.ipv4.conf.eth0.rp_filter=0",
+    ] {
+        ns.exec("sysctl", &["-qw", key])?;
+    }
+    // Second chance forwards to the other backends: their MACs.
+    for j in (0..n).filter(|j| *j != i) {
+        ns.add_neighbour(&backend_ip(j), &backend_mac(j))?;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let name = format!("backend-{}", backend_ip(i));
+    let mut servers = Vec::new();
+    for addr in ["0.0.0.0:80", "[::]:80"] {
+        let listener = ns.run_in(move || {
+            let l = if addr.starts_with('[') {
+                v6_only_listener()?
+            } else {
+                TcpListener::bind(addr)?
+            };
+            l.set_nonblocking(true)?;
+            Ok(l)
+        })?;
+        servers.push(serve(listener, name.clone(), stop.clone()));
+    }
+    let log = scratch.file(&format!("redirect-{i}.log"));
+    let (me, me6) = (backend_ip(i), backend_ip6(i));
+    let mut args = vec!["--iface", "eth0", "--self", &me, "--self", &me6];
+    // GUE comes from `allow`, and from the other backends (second
+    // chance): the client is not allowed.
+    let peers: Vec<String> = (0..n)
+        .filter(|j| *j != i)
+        .map(|j| format!("{}/32", backend_ip(j)))
+        .collect();
+    args.push("--allow");
+    args.extend(allow);
+    args.extend(peers.iter().map(String::as_str));
+    let mut agent = ns.spawn(agent_bin, &args, log.clone())?;
+    agent.wait_for_log("redirect attached", Duration::from_secs(30))?;
+    let agent_cmd = (
+        agent_bin.to_string(),
+        args.iter().map(ToString::to_string).collect(),
+        log,
+    );
+    Ok((
+        Backend {
+            ns,
+            agent,
+            agent_cmd,
+            stop,
+            servers,
+        },
+        xdp,
+    ))
 }
 
 /// The lab's config: its one table "lab" with `hops` alternates per row,

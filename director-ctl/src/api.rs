@@ -42,6 +42,8 @@ pub enum Failure {
     /// Connecting, sending or reading failed, or the answer is not the
     /// API's.
     Network(String),
+    /// The calls worked, but what was waited for did not happen in time.
+    Unfinished(String),
 }
 
 impl Failure {
@@ -66,6 +68,10 @@ impl Failure {
             Failure::Network(m) => {
                 eprintln!("director-ctl: {m}");
                 ExitCode::from(EXIT_NETWORK)
+            }
+            Failure::Unfinished(m) => {
+                eprintln!("director-ctl: {m}");
+                ExitCode::FAILURE
             }
         }
     }
@@ -178,6 +184,105 @@ impl Client {
             ))
         })?;
         Ok((t, v))
+    }
+}
+
+fn print_director(d: &api::DirectorStatus) {
+    println!(
+        "attached {}  drained {}  VIP packets {}",
+        yes_no(d.attached),
+        yes_no(d.drained),
+        d.vip_packets
+    );
+    let b = &d.bgp;
+    println!("BGP {}", b.state.as_str());
+    if let Some(e) = &b.error {
+        println!("  BIRD did not take the last change: {e}");
+    }
+    for p in &b.announced {
+        println!("  announced {p}");
+    }
+    for w in &b.withheld {
+        println!("  withheld  {} ({})", w.prefix, w.reason);
+    }
+}
+
+/// `director status`.
+pub fn director_status(c: &Client, json: bool) -> Result<(), Failure> {
+    let (d, v) = c.call_as::<api::DirectorStatus>("GET", api::path::DIRECTOR, None)?;
+    if json {
+        print_json(&v);
+    } else {
+        print_director(&d);
+    }
+    Ok(())
+}
+
+/// `director drain` and `undrain`; with `wait` (at most, quiet), then
+/// waits until BIRD has withdrawn the VIPs and no VIP packet has arrived
+/// for `quiet`.
+pub fn director_drain(
+    c: &Client,
+    drained: bool,
+    wait: Option<(Duration, Duration)>,
+    json: bool,
+) -> Result<(), Failure> {
+    let path = if drained {
+        api::path::DIRECTOR_DRAIN
+    } else {
+        api::path::DIRECTOR_UNDRAIN
+    };
+    let (d, v) = c.call_as::<api::DirectorStatus>("POST", path, None)?;
+    let Some((at_most, quiet)) = wait else {
+        if json {
+            print_json(&v);
+        } else {
+            print_director(&d);
+        }
+        return Ok(());
+    };
+    let start = std::time::Instant::now();
+    let poll = Duration::from_millis(250);
+    let (mut last, mut since) = (d.vip_packets, std::time::Instant::now());
+    let first = d.vip_packets;
+    loop {
+        std::thread::sleep(poll);
+        let (d, v) = c.call_as::<api::DirectorStatus>("GET", api::path::DIRECTOR, None)?;
+        let withdrawn = matches!(d.bgp.state, api::BgpState::Withdrawn);
+        if d.vip_packets != last {
+            (last, since) = (d.vip_packets, std::time::Instant::now());
+        }
+        if withdrawn && since.elapsed() >= quiet {
+            if json {
+                print_json(&v);
+            } else {
+                println!(
+                    "drained: VIPs withdrawn, no VIP packet for {} s ({} since the drain, in {:.1} s)",
+                    quiet.as_secs(),
+                    d.vip_packets - first,
+                    start.elapsed().as_secs_f64()
+                );
+            }
+            return Ok(());
+        }
+        if start.elapsed() >= at_most {
+            let why = if withdrawn {
+                format!(
+                    "VIP traffic still arrives ({} packets since the drain)",
+                    d.vip_packets - first
+                )
+            } else {
+                format!(
+                    "BGP is {}{}",
+                    d.bgp.state.as_str(),
+                    d.bgp.error.map(|e| format!(": {e}")).unwrap_or_default()
+                )
+            };
+            return Err(Failure::Unfinished(format!(
+                "not drained after {} s: {why}",
+                at_most.as_secs()
+            )));
+        }
     }
 }
 
@@ -457,6 +562,7 @@ fn director_tables(url: &str, token_file: Option<&Path>) -> DirectorTables {
         }
         Err(Failure::Usage(m)) => d.failure = Some((EXIT_USAGE, m)),
         Err(Failure::Network(m)) => d.failure = Some((EXIT_NETWORK, format!("unreachable: {m}"))),
+        Err(Failure::Unfinished(m)) => d.failure = Some((1, m)),
         Err(Failure::Api { status, body }) => {
             d.failure = Some((EXIT_API, format!("API error {status}: {}", body.error)));
         }

@@ -15,6 +15,7 @@ mod table;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
@@ -75,6 +76,10 @@ enum Command {
     },
     /// The director's counters.
     Stats,
+    /// This director in its fleet: drain it, undrain it, its BGP
+    /// announcements.
+    #[command(subcommand)]
+    Director(DirectorCommand),
     /// Compare several directors.
     #[command(subcommand)]
     Fleet(FleetCommand),
@@ -132,6 +137,25 @@ enum FleetCommand {
         #[arg(required = true, num_args = 1..)]
         urls: Vec<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum DirectorCommand {
+    /// Attached, drained, VIP traffic and the BGP announcements.
+    Status,
+    /// Withdraw every VIP (the director keeps forwarding what still
+    /// arrives; it stays drained across restarts).
+    Drain {
+        /// Then wait until the VIP traffic has stopped (no VIP packet for
+        /// --quiet seconds), at most this many seconds; exit 1 if it has not.
+        #[arg(long, value_name = "SECONDS")]
+        wait: Option<u64>,
+        /// With --wait: how long without a VIP packet counts as stopped.
+        #[arg(long, value_name = "SECONDS", default_value_t = 2)]
+        quiet: u64,
+    },
+    /// Announce the VIPs again.
+    Undrain,
 }
 
 #[derive(Debug, Subcommand)]
@@ -250,6 +274,14 @@ fn api_command(cli: &Cli) -> Option<ExitCode> {
     Some(match &cli.command {
         Command::Tables => run(&|c| api::tables(c, json)),
         Command::Stats => run(&|c| api::stats(c, json)),
+        Command::Director(DirectorCommand::Status) => run(&|c| api::director_status(c, json)),
+        Command::Director(DirectorCommand::Undrain) => {
+            run(&|c| api::director_drain(c, false, None, json))
+        }
+        Command::Director(DirectorCommand::Drain { wait, quiet }) => {
+            let wait = wait.map(|w| (Duration::from_secs(w), Duration::from_secs(*quiet)));
+            run(&|c| api::director_drain(c, true, wait, json))
+        }
         Command::Fleet(FleetCommand::Status { urls }) => {
             api::fleet_status(urls, cli.token_file.as_deref(), json)
         }

@@ -52,6 +52,9 @@ pub(crate) enum Op {
     SetHealth,
     HealthBatch,
     Preview,
+    Director,
+    /// Drain (true) or undrain the director.
+    DrainDirector(bool),
 }
 
 /// One route: what the router serves and what the OpenAPI document says.
@@ -252,6 +255,38 @@ pub(crate) const ROUTES: &[Route] = &[
             "The rows a change would move, without applying it",
         )
     },
+    Route {
+        response: "DirectorStatus",
+        ..route(
+            "get",
+            "/v1/director",
+            Op::Director,
+            "getDirector",
+            "The director in its fleet: attached, drained, VIP traffic, BGP announcements",
+        )
+    },
+    Route {
+        response: "DirectorStatus",
+        ..change(
+            "post",
+            "/v1/director/drain",
+            Op::DrainDirector(true),
+            "drainDirector",
+            "Withdraw every VIP (kept across restarts) and keep forwarding what still arrives",
+            None,
+        )
+    },
+    Route {
+        response: "DirectorStatus",
+        ..change(
+            "post",
+            "/v1/director/undrain",
+            Op::DrainDirector(false),
+            "undrainDirector",
+            "Announce the VIPs again",
+            None,
+        )
+    },
 ];
 
 /// A request as the event loop receives it.
@@ -413,6 +448,10 @@ pub(crate) trait Director {
     fn change(&mut self, ti: usize, change: &Change) -> Result<bool, Refusal>;
     /// Sets health verdicts; whether any table changed.
     fn set_health(&mut self, verdicts: &[HealthVerdict]) -> Result<bool, Refusal>;
+    /// `/v1/director`.
+    fn director(&self) -> proto::api::DirectorStatus;
+    /// Drains or undrains the director.
+    fn set_drained(&mut self, drained: bool) -> Result<proto::api::DirectorStatus, Refusal>;
 }
 
 /// `healthy` and `reachable` of `o`, at least one given.
@@ -866,6 +905,7 @@ fn schemas() -> Value {
     add::<api::Proposal>(&mut g);
     add::<api::Preview>(&mut g);
     add::<api::Stats>(&mut g);
+    add::<api::DirectorStatus>(&mut g);
     let mut defs = g.definitions().clone();
     defs.insert(
         "OpenApi".into(),
@@ -892,7 +932,11 @@ pub(crate) fn answer(daemon: &mut impl Director, call: &Call) -> Reply {
     }
     // Nothing would carry a change while the program is not attached, and
     // the client must not believe it live: refused before anything is read.
-    if mutation && let Err(e) = daemon.refuse_unless_attached() {
+    // A drain is no table change, and a detached director is one to drain.
+    if mutation
+        && !matches!(call.op, Op::DrainDirector(_))
+        && let Err(e) = daemon.refuse_unless_attached()
+    {
         return ApiError::from(e).reply();
     }
     let result = match call.op {
@@ -937,6 +981,11 @@ pub(crate) fn answer(daemon: &mut impl Director, call: &Call) -> Reply {
             mutate(daemon, call, route.map_or(200, |r| r.success))
         }
         Op::HealthBatch => health_batch(daemon, &call.body),
+        Op::Director => Ok((StatusCode::OK, value(daemon.director()))),
+        Op::DrainDirector(drained) => daemon
+            .set_drained(drained)
+            .map(|v| (StatusCode::OK, value(v)))
+            .map_err(ApiError::from),
     };
     match result {
         Ok((status, v)) => Reply::json(status, v),

@@ -20,8 +20,11 @@
 //!   program is still attached to `director.interface`, and attach it again
 //!   when an interface of that name runs without it ([`watch`]). While it
 //!   is not attached, `/healthz` answers 503 and API changes are refused.
-//! - SIGINT or SIGTERM: detach the program, remove the pins and exit 0;
-//!   with `--keep-on-exit`, leave both for a restart to adopt.
+//! - SIGINT or SIGTERM: withdraw the VIPs (with BGP, [`bgp`]) and keep
+//!   forwarding for `director.withdraw_delay_ms` while the routers move
+//!   away, then detach the program, remove the pins and exit 0; with
+//!   `--keep-on-exit`, keep announcing and leave both for a restart to
+//!   adopt.
 //!
 //! The maps and the XDP link are pinned in `director.pin_dir`
 //! ([`crate::pins`]): a daemon started while they are pinned (after a
@@ -53,6 +56,7 @@ use crate::server;
 use crate::{Failure, load_config_text};
 use director_xdp::neigh::{self, Notice, Resolver, Snapshot, Unresolved, Watcher};
 
+mod bgp;
 mod health;
 mod metrics;
 mod watch;
@@ -102,6 +106,7 @@ impl Drop for PinGuard {
 async fn run_async(config_path: &Path, keep_on_exit: bool) -> Result<(), Failure> {
     let (mut daemon, mut inputs) = start(config_path).await?;
     let signal_name = event_loop(&mut daemon, &mut inputs).await;
+    daemon.withdraw_before_stop(signal_name, keep_on_exit).await;
     shut_down(daemon, signal_name, keep_on_exit);
     Ok(())
 }
@@ -141,6 +146,12 @@ async fn start(config_path: &Path) -> Result<(Daemon, Inputs), Failure> {
         .and_then(|t| t.refuse_inputs(&[config_path]))
         .context("director.state_file")
         .map_err(Failure::usage)?;
+    if let Some(include) = &file_config.director.bird_include {
+        director_ctl::files::Target::resolve(include)
+            .and_then(|t| t.refuse_inputs(&[config_path, &state_path]))
+            .context("director.bird_include")
+            .map_err(Failure::usage)?;
+    }
     let mut verdicts = Health::load(&state_path).map_err(Failure::usage)?;
     verdicts.retain_in(&file_config);
     let config = verdicts.overlay(&file_config);
@@ -249,6 +260,8 @@ async fn start(config_path: &Path) -> Result<(Daemon, Inputs), Failure> {
         pin_dir: pin_dir.clone(),
         api_limits,
         api_budget,
+        bgp: None,
+        withdrawn_at: Some(Instant::now()),
     };
     let snapshot = daemon
         .resolver
@@ -317,6 +330,22 @@ async fn start(config_path: &Path) -> Result<(Daemon, Inputs), Failure> {
         },
         program_id,
     );
+    // Announced once the program forwards, not before.
+    let d = &daemon.config.director;
+    if let (Some(socket), Some(include)) = (d.bird_socket.clone(), d.bird_include.clone()) {
+        info!(
+            "announcing the VIPs through BIRD: {} (control socket {}){}",
+            include.display(),
+            socket.display(),
+            if daemon.health.drained {
+                "; drained, as the state file says: nothing is announced until undrained"
+            } else {
+                ""
+            }
+        );
+        daemon.bgp = Some(bgp::Announcer::spawn(socket, include));
+    }
+    daemon.sync_bgp();
 
     Ok((
         daemon,
@@ -384,6 +413,8 @@ async fn event_loop(daemon: &mut Daemon, inputs: &mut Inputs) -> &'static str {
                 daemon.probe_unresolved();
             }
         }
+        // Whatever happened may change what is announced.
+        daemon.sync_bgp();
     }
 }
 
@@ -492,6 +523,10 @@ pub(crate) struct Daemon {
     api_limits: tokio::sync::watch::Sender<ApiLimits>,
     /// The connections the file descriptor limit leaves the API.
     api_budget: usize,
+    /// The VIP announcements (`director.bird_socket`), if any.
+    bgp: Option<bgp::Announcer>,
+    /// Since when nothing has been announced.
+    withdrawn_at: Option<Instant>,
 }
 
 /// What a table's rows are built from: the same inputs give the same rows
@@ -648,6 +683,13 @@ impl Daemon {
             error!(
                 "config refused, keeping the running tables: config {path}: director.api_listen changed from {} to {}; moving the API needs a restart",
                 self.config.director.api_listen, config.director.api_listen
+            );
+            return;
+        }
+        let (old, new) = (&self.config.director, &config.director);
+        if (&old.bird_socket, &old.bird_include) != (&new.bird_socket, &new.bird_include) {
+            error!(
+                "config refused, keeping the running tables: config {path}: director.bird_socket or director.bird_include changed; moving the announcements needs a restart"
             );
             return;
         }
@@ -1526,6 +1568,121 @@ impl Daemon {
     }
 }
 
+/// The director as a member of a fleet: drained or not, announcing what.
+impl Daemon {
+    /// Tells the announcer what to announce now.
+    fn sync_bgp(&mut self) {
+        let hold = if self.health.drained {
+            Some(bgp::Hold::Drained)
+        } else if !self.watch.looks_attached() {
+            Some(bgp::Hold::Detached)
+        } else {
+            None
+        };
+        let want = bgp::wanted(&self.config, hold);
+        match (want.announce.is_empty(), self.withdrawn_at) {
+            (true, None) => self.withdrawn_at = Some(Instant::now()),
+            (false, Some(_)) => self.withdrawn_at = None,
+            _ => {}
+        }
+        if let Some(a) = &mut self.bgp {
+            a.set(want);
+        }
+    }
+
+    /// Before a stop that detaches: the VIPs withdrawn, then
+    /// `director.withdraw_delay_ms` of forwarding (counted from the
+    /// withdrawal, which may be older: a drained director) while the
+    /// routers move their flows to the other directors. A director left
+    /// attached (`--keep-on-exit`, a restart) keeps announcing.
+    async fn withdraw_before_stop(&mut self, signal_name: &str, keep_on_exit: bool) {
+        let pinned = self.watch.is_pinned();
+        let Some(a) = &mut self.bgp else { return };
+        if keep_on_exit && pinned {
+            info!("{signal_name}: the VIPs stay announced (--keep-on-exit)");
+            return;
+        }
+        a.set(bgp::wanted(&self.config, Some(bgp::Hold::Stopping)));
+        let withdrawn_at = *self.withdrawn_at.get_or_insert_with(Instant::now);
+        if !a.settled(Duration::from_secs(10)).await {
+            warn!(
+                "{signal_name}: BIRD did not take the withdrawal ({}); stopping anyway: the routers see the director go when its BGP session or BFD does",
+                a.status().error.unwrap_or_else(|| "no answer".into())
+            );
+        }
+        let delay = Duration::from_millis(u64::from(self.config.director.withdraw_delay_ms))
+            .saturating_sub(withdrawn_at.elapsed());
+        info!(
+            "{signal_name}: VIPs withdrawn; forwarding for {} ms more while the routers converge",
+            delay.as_millis()
+        );
+        tokio::time::sleep(delay).await;
+    }
+
+    /// `GET /v1/director`.
+    pub(crate) fn director_status(&self) -> proto::api::DirectorStatus {
+        use proto::maps::DirectorStat as S;
+        let vip_packets = self.dataplane.stats().map_or(0, |st| {
+            [
+                S::Encapsulated,
+                S::EncapFailure,
+                S::TooBigIcmp,
+                S::TooBigDropped,
+            ]
+            .into_iter()
+            .map(|s| st.get(s))
+            .sum()
+        });
+        proto::api::DirectorStatus {
+            attached: self.watch.looks_attached(),
+            drained: self.health.drained,
+            vip_packets,
+            bgp: self
+                .bgp
+                .as_ref()
+                .map_or_else(bgp::off, bgp::Announcer::status),
+        }
+    }
+
+    /// Drains (or undrains) the director: saved in the state file, so a
+    /// restarted director stays drained, then the announcements follow.
+    pub(crate) fn set_drained(
+        &mut self,
+        drained: bool,
+    ) -> Result<proto::api::DirectorStatus, Refusal> {
+        if self.bgp.is_none() {
+            return Err(Refusal::conflict(
+                "director.bird_socket is not set: this director announces no VIP, so draining it would change nothing (the routers reach it by other means)",
+            ));
+        }
+        if self.health.drained != drained {
+            let old = self.health.clone();
+            self.health.drained = drained;
+            if let Err(e) = director_ctl::files::write_atomically(
+                &self.state_path,
+                self.health.render().as_bytes(),
+            ) {
+                self.health = old;
+                return Err(Refusal::internal(format!(
+                    "writing the state file {}: {e}; the director's drain state is unchanged",
+                    self.state_path.display()
+                )));
+            }
+            info!(
+                "director {}: {}",
+                if drained { "drained" } else { "undrained" },
+                if drained {
+                    "every VIP withdrawn; what still arrives is forwarded"
+                } else {
+                    "the VIPs are announced again"
+                }
+            );
+            self.sync_bgp();
+        }
+        Ok(self.director_status())
+    }
+}
+
 impl api::Director for Daemon {
     fn token(&self) -> Option<&str> {
         Daemon::token(self)
@@ -1581,5 +1738,13 @@ impl api::Director for Daemon {
 
     fn set_health(&mut self, verdicts: &[HealthVerdict]) -> Result<bool, Refusal> {
         Daemon::set_health(self, verdicts)
+    }
+
+    fn director(&self) -> proto::api::DirectorStatus {
+        self.director_status()
+    }
+
+    fn set_drained(&mut self, drained: bool) -> Result<proto::api::DirectorStatus, Refusal> {
+        Daemon::set_drained(self, drained)
     }
 }

@@ -397,6 +397,79 @@ pub struct LastApply {
     pub unix_time: u64,
 }
 
+/// `GET /v1/director`, and the answer of `POST /v1/director/drain` and
+/// `/undrain`: the director as a member of a fleet.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectorStatus {
+    /// Whether the program is attached to the interface.
+    pub attached: bool,
+    /// Whether the director is drained: its VIPs are withdrawn, and what
+    /// still arrives is forwarded.
+    pub drained: bool,
+    /// Packets for a VIP the program has handled since it was loaded
+    /// (encapsulated, answered or dropped as too big, failed): once
+    /// drained, this stops growing when the routers have moved away.
+    pub vip_packets: u64,
+    /// The VIP announcements.
+    pub bgp: Bgp,
+}
+
+/// The VIP announcements through BIRD (docs/operations.md, "A fleet").
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bgp {
+    /// `off` (no `director.bird_socket`), `announced` (at least one VIP),
+    /// `withdrawn` (none), `failing` (BIRD did not take the last change:
+    /// `announced` is what it took before).
+    pub state: BgpState,
+    /// The prefixes BIRD announces for this director now.
+    pub announced: Vec<String>,
+    /// The VIPs not announced, and why.
+    pub withheld: Vec<Withheld>,
+    /// Why BIRD did not take the last change (`failing`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// [`Bgp::state`].
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BgpState {
+    /// No BGP configured.
+    Off,
+    /// At least one VIP announced.
+    Announced,
+    /// No VIP announced.
+    Withdrawn,
+    /// BIRD did not take the last change.
+    Failing,
+}
+
+impl BgpState {
+    /// The name in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BgpState::Off => "off",
+            BgpState::Announced => "announced",
+            BgpState::Withdrawn => "withdrawn",
+            BgpState::Failing => "failing",
+        }
+    }
+}
+
+/// A VIP this director does not announce.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Withheld {
+    /// The prefix (`203.0.113.10/32`).
+    pub prefix: String,
+    /// Why: `drained`, `detached`, `stopping`, `no_backend` (no table of
+    /// this address has a backend that takes new flows).
+    pub reason: String,
+}
+
 /// Request paths, with table names and addresses escaped as path segments.
 pub mod path {
     use std::fmt::Write as _;
@@ -416,6 +489,12 @@ pub mod path {
     pub const TABLES: &str = "/v1/tables";
     /// `/v1/health`: health verdicts in a batch.
     pub const HEALTH: &str = "/v1/health";
+    /// `/v1/director`: drained, announcements.
+    pub const DIRECTOR: &str = "/v1/director";
+    /// `/v1/director/drain`.
+    pub const DIRECTOR_DRAIN: &str = "/v1/director/drain";
+    /// `/v1/director/undrain`.
+    pub const DIRECTOR_UNDRAIN: &str = "/v1/director/undrain";
 
     /// `s` as one path segment: unreserved characters as they are, every
     /// other byte percent-encoded (RFC 3986).

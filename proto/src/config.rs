@@ -345,6 +345,22 @@ pub struct Director {
     /// included, the director may send them); `None`: the interface's MTU
     /// when running, no limit in `director-xdp replay`.
     pub mtu: Option<u32>,
+    /// BIRD's control socket (absolute path): the daemon announces its
+    /// VIPs through BIRD; `None`: no BGP.
+    pub bird_socket: Option<PathBuf>,
+    /// The BIRD config include the daemon writes with the VIPs it
+    /// announces (absolute path); required with `bird_socket`.
+    pub bird_include: Option<PathBuf>,
+    /// On SIGTERM: how long the director keeps forwarding after its VIPs
+    /// are withdrawn, while the routers converge, before it detaches.
+    pub withdraw_delay_ms: u32,
+}
+
+impl Director {
+    /// [`Director::withdraw_delay_ms`] unless set.
+    pub const DEFAULT_WITHDRAW_DELAY_MS: u32 = 2000;
+    /// Its largest value (10 minutes).
+    pub const MAX_WITHDRAW_DELAY_MS: u32 = 600_000;
 }
 
 impl Director {
@@ -377,6 +393,9 @@ impl Default for Director {
             api_limits: ApiLimits::DEFAULT,
             pin_dir: None,
             mtu: None,
+            bird_socket: None,
+            bird_include: None,
+            withdraw_delay_ms: Director::DEFAULT_WITHDRAW_DELAY_MS,
         }
     }
 }
@@ -545,6 +564,9 @@ const DIRECTOR_FIELDS: &[&str] = &[
     "state_file",
     "pin_dir",
     "mtu",
+    "bird_socket",
+    "bird_include",
+    "withdraw_delay_ms",
 ];
 
 /// Parsing context: collects warnings.
@@ -850,6 +872,36 @@ impl Cx {
         }
         if let Some(s) = string("state_file")? {
             d.state_file = Some(absolute("state_file", s)?);
+        }
+        if let Some(s) = string("bird_socket")? {
+            d.bird_socket = Some(absolute("bird_socket", s)?);
+        }
+        if let Some(s) = string("bird_include")? {
+            d.bird_include = Some(absolute("bird_include", s)?);
+        }
+        match (&d.bird_socket, &d.bird_include) {
+            (Some(_), None) => {
+                return Err(invalid(
+                    field("bird_include"),
+                    "is required with director.bird_socket (the BIRD config include the director writes its VIPs to)",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    field("bird_socket"),
+                    "is required with director.bird_include (BIRD's control socket, to make BIRD read it)",
+                ));
+            }
+            _ => {}
+        }
+        if let Some(v) = o.get("withdraw_delay_ms") {
+            let max = Director::MAX_WITHDRAW_DELAY_MS;
+            d.withdraw_delay_ms = v.as_u64().filter(|n| *n <= u64::from(max)).ok_or_else(|| {
+                invalid(
+                    field("withdraw_delay_ms"),
+                    format!("{} is not an integer from 0 to {max}", show(v)),
+                )
+            })? as u32;
         }
         if let Some(s) = string("pin_dir")? {
             let path = PathBuf::from(s);
@@ -1318,6 +1370,17 @@ pub fn to_json(config: &Config) -> Value {
     }
     if let Some(m) = d.mtu {
         dir.insert("mtu", m.into());
+    }
+    for (name, p) in [
+        ("bird_socket", &d.bird_socket),
+        ("bird_include", &d.bird_include),
+    ] {
+        if let Some(p) = p {
+            dir.insert(name, Value::String(p.to_string_lossy().into_owned()));
+        }
+    }
+    if d.withdraw_delay_ms != Director::DEFAULT_WITHDRAW_DELAY_MS {
+        dir.insert("withdraw_delay_ms", d.withdraw_delay_ms.into());
     }
     let dir: Map<String, Value> = dir.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
     let mut root = Map::new();

@@ -209,6 +209,51 @@ fn api_limits_default_parse_round_trip_and_refuse_out_of_range() {
     }
 }
 
+#[test]
+fn bird_settings_parse_round_trip_and_go_together() {
+    let c = Config::from_json(EXAMPLE).unwrap();
+    assert_eq!(c.director.bird_socket, None);
+    assert_eq!(c.director.withdraw_delay_ms, 2000);
+    let set =
+        |extra: &str| EXAMPLE.replace(r#""gateway_mac""#, &format!(r#"{extra}, "gateway_mac""#));
+    let c = Config::from_json(&set(
+        r#""bird_socket": "/run/bird/bird.ctl", "bird_include": "/etc/bird/glb-vips.conf",
+           "withdraw_delay_ms": 500"#,
+    ))
+    .unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert_eq!(
+        c.director.bird_socket.as_deref(),
+        Some(std::path::Path::new("/run/bird/bird.ctl"))
+    );
+    assert_eq!(c.director.withdraw_delay_ms, 500);
+    assert_eq!(
+        to_json(&c)["director"]["bird_include"],
+        "/etc/bird/glb-vips.conf"
+    );
+    assert_eq!(Config::from_json(&to_json(&c).to_string()).unwrap(), c);
+    for (extra, message) in [
+        (
+            r#""bird_socket": "/run/bird/bird.ctl""#,
+            "director.bird_include: is required with director.bird_socket (the BIRD config include the director writes its VIPs to)",
+        ),
+        (
+            r#""bird_include": "/etc/bird/glb-vips.conf""#,
+            "director.bird_socket: is required with director.bird_include (BIRD's control socket, to make BIRD read it)",
+        ),
+        (
+            r#""bird_socket": "bird.ctl", "bird_include": "/x""#,
+            "director.bird_socket: \"bird.ctl\" is not an absolute path",
+        ),
+        (
+            r#""withdraw_delay_ms": 600001"#,
+            "director.withdraw_delay_ms: 600001 is not an integer from 0 to 600000",
+        ),
+    ] {
+        assert_eq!(err(&set(extra)), message);
+    }
+}
+
 /// A config whose table "t" has `backend` and one hop per row, and whose
 /// director sets `mtu`.
 fn with_mtu(backend: &str, mtu: &str) -> String {

@@ -51,6 +51,10 @@ struct Entry {
 struct File {
     version: u32,
     verdicts: Vec<Entry>,
+    /// The director is drained (`POST /v1/director/drain`): a restarted
+    /// director stays drained. Absent: false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    drained: bool,
 }
 
 /// Why the state file could not be read.
@@ -74,6 +78,8 @@ pub(crate) enum StateError {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Health {
     verdicts: BTreeMap<(String, IpAddr), Verdict>,
+    /// The director is drained: it announces no VIP.
+    pub drained: bool,
 }
 
 impl Health {
@@ -116,7 +122,10 @@ impl Health {
             };
             verdicts.insert(key, v);
         }
-        Ok(Health { verdicts })
+        Ok(Health {
+            verdicts,
+            drained: file.drained,
+        })
     }
 
     /// The state file's text.
@@ -134,6 +143,7 @@ impl Health {
                     reason: v.reason.clone(),
                 })
                 .collect(),
+            drained: self.drained,
         };
         // Serialising plain data into a string cannot fail.
         format!(

@@ -206,6 +206,11 @@ impl Watch {
     }
 
     /// Gives the attachment up (the daemon stops).
+    /// Whether the program's link is pinned (a restart adopts it).
+    pub(super) fn is_pinned(&self) -> bool {
+        self.attachment.as_ref().is_some_and(|a| a.pinned)
+    }
+
     pub(super) fn take(&mut self) -> Option<Attachment> {
         self.attachment.take()
     }
