@@ -369,7 +369,20 @@ pub fn backends_list(c: &Client, table: &str, json: bool) -> Result<(), Failure>
     Ok(())
 }
 
-/// A change: prints what the director answered.
+/// A backend change as a call.
+#[derive(Debug)]
+pub struct ChangeCall {
+    /// `POST`, `PUT` or `DELETE`.
+    pub method: &'static str,
+    /// Its path.
+    pub path: String,
+    /// Its body.
+    pub body: Option<Value>,
+    /// The backend, as given.
+    pub ip: String,
+}
+
+/// A backend change (`backends add|remove|drain|...`, `health set`).
 pub fn change(
     c: &Client,
     method: &str,
@@ -381,8 +394,14 @@ pub fn change(
     let (answer, v): (api::Change, _) = c.call_as(method, path, body)?;
     if json {
         print_json(&v);
-        return Ok(());
+    } else {
+        println!("{}", describe_change(&answer, ip));
     }
+    Ok(())
+}
+
+/// "table "lab": backend 198.51.100.11 draining, healthy (generation 4)".
+fn describe_change(answer: &api::Change, ip: &str) -> String {
     let what = answer
         .table
         .backends
@@ -396,7 +415,7 @@ pub fn change(
                 if b.reachable { "" } else { ", unreachable" }
             )
         });
-    println!(
+    format!(
         "table \"{}\": backend {ip} {what}{} (generation {})",
         answer.table.name,
         if answer.changed {
@@ -405,8 +424,61 @@ pub fn change(
             "; nothing changed"
         },
         answer.generation
-    );
-    Ok(())
+    )
+}
+
+/// `fleet backends|health --directors URL,... ...`: the change on every
+/// director, one after the other (each reported, a failure does not stop
+/// the others), then their tables compared as `fleet status` does. The
+/// exit status is the worse of the two.
+pub fn fleet_change(
+    urls: &[String],
+    token_file: Option<&Path>,
+    call: &ChangeCall,
+    json: bool,
+) -> ExitCode {
+    let mut worst = 0u8;
+    let mut results = Vec::new();
+    for url in urls {
+        let result = Client::new(url, token_file)
+            .and_then(|c| c.call_as::<api::Change>(call.method, &call.path, call.body.as_ref()));
+        let (code, line, value) = match result {
+            Ok((answer, v)) => (0, describe_change(&answer, &call.ip), v),
+            Err(Failure::Api { status, body }) => (
+                EXIT_API,
+                format!("API error {status}: {}", body.error),
+                json!({ "status": status, "error": body }),
+            ),
+            Err(Failure::Usage(m)) => (EXIT_USAGE, m.clone(), json!({ "error": m })),
+            Err(Failure::Network(m) | Failure::Unfinished(m)) => (
+                EXIT_NETWORK,
+                format!("unreachable: {m}"),
+                json!({ "error": m }),
+            ),
+        };
+        worst = worse(worst, code);
+        if json {
+            results.push(json!({ "url": url, "ok": code == 0, "answer": value }));
+        } else {
+            println!("{url}: {line}");
+        }
+    }
+    if json {
+        print_json(&json!({ "changes": results }));
+    }
+    ExitCode::from(worse(worst, print_fleet_status(urls, token_file, json)))
+}
+
+/// The worse of two exit statuses: unreachable, refused, usage, disagree.
+fn worse(a: u8, b: u8) -> u8 {
+    let rank = |c: u8| match c {
+        EXIT_NETWORK => 4,
+        EXIT_API => 3,
+        EXIT_USAGE => 2,
+        0 => 0,
+        _ => 1,
+    };
+    if rank(b) > rank(a) { b } else { a }
 }
 
 /// `preview TABLE ACTION IP`.
@@ -573,6 +645,11 @@ fn director_tables(url: &str, token_file: Option<&Path>) -> DirectorTables {
 /// `fleet status URL...`: every director's tables and content hashes,
 /// side by side.
 pub fn fleet_status(urls: &[String], token_file: Option<&Path>, json: bool) -> ExitCode {
+    ExitCode::from(print_fleet_status(urls, token_file, json))
+}
+
+/// [`fleet_status`]'s work; its exit status.
+fn print_fleet_status(urls: &[String], token_file: Option<&Path>, json: bool) -> u8 {
     // One director at a time: a handful of small GETs, each bounded by
     // the client's timeouts.
     let directors: Vec<DirectorTables> = urls
@@ -607,7 +684,7 @@ pub fn fleet_status(urls: &[String], token_file: Option<&Path>, json: bool) -> E
             "tables": ts,
             "agree": code == 0,
         }));
-        return ExitCode::from(code);
+        return code;
     }
     let width = rows.iter().map(|r| r.table.len()).max().unwrap_or(0).max(5);
     let cell = |d: &DirectorTables, h: &Option<String>| match (&d.failure, h) {
@@ -639,7 +716,7 @@ pub fn fleet_status(urls: &[String], token_file: Option<&Path>, json: bool) -> E
             _ => "",
         }
     );
-    ExitCode::from(code)
+    code
 }
 
 #[cfg(test)]

@@ -137,6 +137,25 @@ enum FleetCommand {
         #[arg(required = true, num_args = 1..)]
         urls: Vec<String>,
     },
+    /// Change a backend on every director, one after the other; then
+    /// compare their tables (as `status`). Exit 0 every director changed
+    /// and all agree, 1 they disagree, 3 a director refused, 4 one could
+    /// not be reached.
+    Backends {
+        /// The directors' APIs, comma-separated.
+        #[arg(long, required = true, value_delimiter = ',', value_name = "URL,...")]
+        directors: Vec<String>,
+        #[command(subcommand)]
+        command: BackendsCommand,
+    },
+    /// Set a backend's health verdict on every director (as `backends`).
+    Health {
+        /// The directors' APIs, comma-separated.
+        #[arg(long, required = true, value_delimiter = ',', value_name = "URL,...")]
+        directors: Vec<String>,
+        #[command(subcommand)]
+        command: HealthCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -263,14 +282,6 @@ fn api_command(cli: &Cli) -> Option<ExitCode> {
         }
     };
     let json = cli.json;
-    // The address goes as given: the API says what is wrong with it.
-    let backend = |table: &str, ip: &str, tail: &str| {
-        format!(
-            "{}/{}{tail}",
-            proto::api::path::backends(table),
-            proto::api::path::segment(ip)
-        )
-    };
     Some(match &cli.command {
         Command::Tables => run(&|c| api::tables(c, json)),
         Command::Stats => run(&|c| api::stats(c, json)),
@@ -288,58 +299,47 @@ fn api_command(cli: &Cli) -> Option<ExitCode> {
         Command::Backends(BackendsCommand::List { table }) => {
             run(&|c| api::backends_list(c, table, json))
         }
-        Command::Backends(BackendsCommand::Add {
-            table,
-            ip,
-            state,
-            unhealthy,
-        }) => {
-            let mut body = json!({ "ip": ip, "healthy": !unhealthy });
-            if let Some(s) = state {
-                body["state"] = json!(s);
-            }
-            let path = proto::api::path::backends(table);
-            run(&|c| api::change(c, "POST", &path, Some(&body), ip, json))
+        Command::Backends(b) => {
+            let call = backends_call(b)?;
+            run(&|c| {
+                api::change(
+                    c,
+                    call.method,
+                    &call.path,
+                    call.body.as_ref(),
+                    &call.ip,
+                    json,
+                )
+            })
         }
-        Command::Backends(BackendsCommand::Remove { table, ip, force }) => {
-            let path = backend(table, ip, if *force { "?force=true" } else { "" });
-            run(&|c| api::change(c, "DELETE", &path, None, ip, json))
+        Command::Health(h) => {
+            let call = health_call(h);
+            run(&|c| {
+                api::change(
+                    c,
+                    call.method,
+                    &call.path,
+                    call.body.as_ref(),
+                    &call.ip,
+                    json,
+                )
+            })
         }
-        Command::Backends(
-            BackendsCommand::Drain { table, ip }
-            | BackendsCommand::Fill { table, ip }
-            | BackendsCommand::Activate { table, ip }
-            | BackendsCommand::Deactivate { table, ip },
-        ) => {
-            let action = match &cli.command {
-                Command::Backends(BackendsCommand::Drain { .. }) => "drain",
-                Command::Backends(BackendsCommand::Fill { .. }) => "fill",
-                Command::Backends(BackendsCommand::Activate { .. }) => "activate",
-                _ => "deactivate",
+        Command::Fleet(FleetCommand::Backends { directors, command }) => {
+            let Some(call) = backends_call(command) else {
+                eprintln!(
+                    "director-ctl: fleet backends: list is not a change; `fleet status` compares the directors"
+                );
+                return Some(ExitCode::from(api::EXIT_USAGE));
             };
-            let path = backend(table, ip, &format!("/{action}"));
-            run(&|c| api::change(c, "POST", &path, None, ip, json))
+            api::fleet_change(directors, cli.token_file.as_deref(), &call, json)
         }
-        Command::Health(HealthCommand::Set {
-            table,
-            ip,
-            healthy,
-            reachable,
-            reason,
-        }) => {
-            let mut body = json!({});
-            if let Some(h) = healthy {
-                body["healthy"] = json!(h);
-            }
-            if let Some(r) = reachable {
-                body["reachable"] = json!(r);
-            }
-            if let Some(r) = reason {
-                body["reason"] = json!(r);
-            }
-            let path = backend(table, ip, "/health");
-            run(&|c| api::change(c, "PUT", &path, Some(&body), ip, json))
-        }
+        Command::Fleet(FleetCommand::Health { directors, command }) => api::fleet_change(
+            directors,
+            cli.token_file.as_deref(),
+            &health_call(command),
+            json,
+        ),
         Command::Preview {
             table,
             action,
@@ -362,4 +362,82 @@ fn api_command(cli: &Cli) -> Option<ExitCode> {
         }
         Command::Table(_) | Command::Trace { .. } => return None,
     })
+}
+
+/// `backends ...` as the call it makes; `None` for `list`.
+fn backends_call(b: &BackendsCommand) -> Option<api::ChangeCall> {
+    let (method, table, ip, tail, body) = match b {
+        BackendsCommand::List { .. } => return None,
+        BackendsCommand::Add {
+            table,
+            ip,
+            state,
+            unhealthy,
+        } => {
+            let mut body = json!({ "ip": ip, "healthy": !unhealthy });
+            if let Some(s) = state {
+                body["state"] = json!(s);
+            }
+            return Some(api::ChangeCall {
+                method: "POST",
+                path: proto::api::path::backends(table),
+                body: Some(body),
+                ip: ip.clone(),
+            });
+        }
+        BackendsCommand::Remove { table, ip, force } => (
+            "DELETE",
+            table,
+            ip,
+            if *force { "?force=true" } else { "" },
+            None,
+        ),
+        BackendsCommand::Drain { table, ip } => ("POST", table, ip, "/drain", None),
+        BackendsCommand::Fill { table, ip } => ("POST", table, ip, "/fill", None),
+        BackendsCommand::Activate { table, ip } => ("POST", table, ip, "/activate", None),
+        BackendsCommand::Deactivate { table, ip } => ("POST", table, ip, "/deactivate", None),
+    };
+    Some(api::ChangeCall {
+        method,
+        path: backend_path(table, ip, tail),
+        body,
+        ip: ip.clone(),
+    })
+}
+
+/// `health set ...` as the call it makes.
+fn health_call(h: &HealthCommand) -> api::ChangeCall {
+    let HealthCommand::Set {
+        table,
+        ip,
+        healthy,
+        reachable,
+        reason,
+    } = h;
+    let mut body = json!({});
+    if let Some(h) = healthy {
+        body["healthy"] = json!(h);
+    }
+    if let Some(r) = reachable {
+        body["reachable"] = json!(r);
+    }
+    if let Some(r) = reason {
+        body["reason"] = json!(r);
+    }
+    api::ChangeCall {
+        method: "PUT",
+        path: backend_path(table, ip, "/health"),
+        body: Some(body),
+        ip: ip.clone(),
+    }
+}
+
+/// A backend's path; the address goes as given: the API says what is
+/// wrong with it.
+fn backend_path(table: &str, ip: &str, tail: &str) -> String {
+    format!(
+        "{}/{}{tail}",
+        proto::api::path::backends(table),
+        proto::api::path::segment(ip)
+    )
 }
