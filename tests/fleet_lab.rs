@@ -79,6 +79,8 @@ pub struct Director {
     /// Arguments of `director-xdp run` besides the config.
     pub extra: Vec<String>,
     restarts: usize,
+    /// Its port on the switch.
+    port: String,
 }
 
 /// The fleet lab. Fields drop in order: processes first, namespaces last.
@@ -298,6 +300,7 @@ impl FleetLab {
                 config,
                 extra: extra.iter().map(ToString::to_string).collect(),
                 restarts: 0,
+                port: p,
             });
         }
         let mut lab = FleetLab {
@@ -355,6 +358,17 @@ impl FleetLab {
             Some(d) => d.stop(),
             None => Err(io::Error::other("not running")),
         }
+    }
+
+    /// Cuts director `k`'s cable (its switch port goes down: the host sees
+    /// its carrier go, the others see nothing but silence), or plugs it
+    /// back.
+    pub fn set_cable(&self, k: usize, plugged: bool) -> io::Result<()> {
+        let state = if plugged { "up" } else { "down" };
+        self._sw
+            .ns()
+            .ip(&["link", "set", &self.directors[k].port, state])
+            .map(drop)
     }
 
     /// The router's next hops for `vip` now (the directors' addresses).

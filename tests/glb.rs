@@ -599,63 +599,98 @@ pub type Change<'a> = (Duration, Box<dyn FnOnce() + 'a>);
 /// order, on this thread).
 pub fn exchange(conns: Vec<Conn>, total: Duration, changes: Vec<Change<'_>>) -> Exchanged {
     let start = std::time::Instant::now();
-    let count = conns.len();
-    let mut groups: Vec<Vec<(usize, Conn)>> = (0..4).map(|_| Vec::new()).collect();
-    for (i, c) in conns.into_iter().enumerate() {
-        groups[i % 4].push((i, c));
-    }
-    let workers: Vec<_> = groups
-        .into_iter()
-        .map(|mut group| {
-            std::thread::spawn(move || {
-                let mut failures = Vec::new();
-                let mut echoes = vec![0usize; group.len()];
-                let mut round = 0;
-                while start.elapsed() < total {
-                    let round_start = std::time::Instant::now();
-                    for (k, (i, c)) in group.iter_mut().enumerate() {
-                        if failures.iter().any(|(f, _)| f == i) {
-                            continue;
-                        }
-                        match c.ping(&format!("conn {i} round {round}")) {
-                            Ok(()) => echoes[k] += 1,
-                            Err(e) => failures.push((*i, format!("{}: {e}", c.backend))),
-                        }
-                    }
-                    round += 1;
-                    let spent = round_start.elapsed();
-                    if spent < Duration::from_millis(50) {
-                        std::thread::sleep(Duration::from_millis(50) - spent);
-                    }
-                }
-                (failures, echoes, group)
-            })
-        })
-        .collect();
+    let running = Exchange::start(conns);
     for (at, change) in changes {
         while start.elapsed() < at {
             std::thread::sleep(Duration::from_millis(20));
         }
         change();
     }
-    let mut failures = Vec::new();
-    let mut fewest = usize::MAX;
-    let mut back: Vec<(usize, Conn)> = Vec::with_capacity(count);
-    for w in workers {
-        match w.join() {
-            Ok((f, e, g)) => {
-                failures.extend(f);
-                fewest = fewest.min(e.into_iter().min().unwrap_or(0));
-                back.extend(g);
-            }
-            Err(_) => failures.push((usize::MAX, "a worker thread panicked".into())),
+    if let Some(rest) = total.checked_sub(start.elapsed()) {
+        std::thread::sleep(rest);
+    }
+    running.finish()
+}
+
+/// Connections exchanging lines in the background until [`Exchange::finish`].
+#[derive(Debug)]
+pub struct Exchange {
+    stop: Arc<AtomicBool>,
+    count: usize,
+    workers: Vec<JoinHandle<Worked>>,
+}
+
+/// One worker's failures, echo counts and connections.
+type Worked = (Vec<(usize, String)>, Vec<usize>, Vec<(usize, Conn)>);
+
+impl Exchange {
+    /// Starts `conns` in 4 worker threads, each line every ~50 ms per
+    /// connection.
+    pub fn start(conns: Vec<Conn>) -> Exchange {
+        let stop = Arc::new(AtomicBool::new(false));
+        let count = conns.len();
+        let mut groups: Vec<Vec<(usize, Conn)>> = (0..4).map(|_| Vec::new()).collect();
+        for (i, c) in conns.into_iter().enumerate() {
+            groups[i % 4].push((i, c));
+        }
+        let workers = groups
+            .into_iter()
+            .map(|mut group| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut failures = Vec::new();
+                    let mut echoes = vec![0usize; group.len()];
+                    let mut round = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        let round_start = std::time::Instant::now();
+                        for (k, (i, c)) in group.iter_mut().enumerate() {
+                            if failures.iter().any(|(f, _)| f == i) {
+                                continue;
+                            }
+                            match c.ping(&format!("conn {i} round {round}")) {
+                                Ok(()) => echoes[k] += 1,
+                                Err(e) => failures.push((*i, format!("{}: {e}", c.backend))),
+                            }
+                        }
+                        round += 1;
+                        let spent = round_start.elapsed();
+                        if spent < Duration::from_millis(50) {
+                            std::thread::sleep(Duration::from_millis(50) - spent);
+                        }
+                    }
+                    (failures, echoes, group)
+                })
+            })
+            .collect();
+        Exchange {
+            stop,
+            count,
+            workers,
         }
     }
-    back.sort_by_key(|(i, _)| *i);
-    failures.sort();
-    Exchanged {
-        failures,
-        fewest,
-        conns: back.into_iter().map(|(_, c)| c).collect(),
+
+    /// Stops the exchange (each worker ends its round) and tells what it saw.
+    pub fn finish(self) -> Exchanged {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut failures = Vec::new();
+        let mut fewest = usize::MAX;
+        let mut back: Vec<(usize, Conn)> = Vec::with_capacity(self.count);
+        for w in self.workers {
+            match w.join() {
+                Ok((f, e, g)) => {
+                    failures.extend(f);
+                    fewest = fewest.min(e.into_iter().min().unwrap_or(0));
+                    back.extend(g);
+                }
+                Err(_) => failures.push((usize::MAX, "a worker thread panicked".into())),
+            }
+        }
+        back.sort_by_key(|(i, _)| *i);
+        failures.sort();
+        Exchanged {
+            failures,
+            fewest,
+            conns: back.into_iter().map(|(_, c)| c).collect(),
+        }
     }
 }
