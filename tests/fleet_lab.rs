@@ -25,6 +25,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::glb::{self, Backend, VIP4, VIP6, backend_ip};
@@ -154,11 +155,13 @@ fn director_bird_config(k: usize, include: &str) -> String {
     )
 }
 
-/// The tables every director holds: the glb lab's table "lab" over
-/// `BACKENDS` active backends, two alternates per row.
-fn tables() -> String {
+/// The tables every director holds: the glb lab's table "lab" over the
+/// backends in `states` ("absent": not in the table), two alternates per
+/// row.
+fn tables(states: [&str; BACKENDS]) -> String {
     let backends: Vec<String> = (0..BACKENDS)
-        .map(|i| format!(r#"{{"ip":"{}","state":"active"}}"#, backend_ip(i)))
+        .filter(|i| states[*i] != "absent")
+        .map(|i| format!(r#"{{"ip":"{}","state":"{}"}}"#, backend_ip(i), states[i]))
         .collect();
     format!(
         r#"[{{"name":"lab","hash_key":"6c61622d686173682d6b65792d303031",
@@ -175,6 +178,15 @@ impl FleetLab {
     /// per director for both VIPs. Director `k` runs with `extra[k]`
     /// arguments (`--keep-on-exit`).
     pub fn new(extra: [&[&str]; DIRECTORS]) -> io::Result<FleetLab> {
+        FleetLab::with_backends(extra, ["active"; BACKENDS])
+    }
+
+    /// As [`FleetLab::new`], with backend `i` in state `states[i]` in
+    /// every director's table ("absent": not in it, its host running).
+    pub fn with_backends(
+        extra: [&[&str]; DIRECTORS],
+        states: [&str; BACKENDS],
+    ) -> io::Result<FleetLab> {
         let scratch = Scratch::new("fleet")?;
         let mut sw = Switch::new()?;
         let client = Netns::new("cl")?;
@@ -284,7 +296,7 @@ impl FleetLab {
                         "hash_fields":["src_addr","src_port"],"gateway_mac":"02:00:00:00:04:01",
                         "api_listen":"{}","api_token_file":"{}",
                         "bird_socket":"{}","bird_include":"{}","withdraw_delay_ms":{WITHDRAW_DELAY_MS}}}}}"#,
-                    tables(),
+                    tables(states),
                     director_ip(k),
                     director_ip6(k),
                     director_api(k),
@@ -405,10 +417,22 @@ impl FleetLab {
 
     /// One call to director `k`'s API from the ops host, with the token.
     pub fn api(&self, k: usize, method: &str, path: &str) -> io::Result<Response> {
+        self.api_with(k, method, path, None)
+    }
+
+    /// [`FleetLab::api`] with a JSON body.
+    pub fn api_with(
+        &self,
+        k: usize,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> io::Result<Response> {
         let addr: SocketAddr = director_api(k).parse().map_err(io::Error::other)?;
         let (m, p) = (method.to_string(), path.to_string());
+        let body = body.map(str::to_string);
         self.ops
-            .run_in(move || request(addr, &m, &p, Some(TOKEN), None))
+            .run_in(move || request(addr, &m, &p, Some(TOKEN), body.as_deref()))
     }
 
     /// `director-ctl --token-file ... ARGS` on the ops host.
@@ -421,6 +445,19 @@ impl FleetLab {
             .arg(self.scratch.file("api-token"))
             .args(args)
             .output()
+    }
+
+    /// The names of every namespace of the lab.
+    pub fn namespaces(&self) -> Vec<String> {
+        let mut names = vec![
+            self.client.name().to_string(),
+            self.router.name().to_string(),
+            self.ops.name().to_string(),
+            self._sw.ns().name().to_string(),
+        ];
+        names.extend(self.directors.iter().map(|d| d.ns.name().to_string()));
+        names.extend(self.backends.iter().map(|b| b.ns.name().to_string()));
+        names
     }
 
     /// Every director's API URL.
@@ -538,6 +575,8 @@ pub fn http_server(ns: &Netns, scratch: &Scratch, i: usize) -> io::Result<Daemon
 #[derive(Debug)]
 pub struct Load {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Requests answered and failed so far.
+    live: std::sync::Arc<(AtomicUsize, AtomicUsize)>,
     worker: std::thread::JoinHandle<io::Result<LoadReport>>,
 }
 
@@ -555,6 +594,8 @@ impl Load {
     pub fn start(lab: &FleetLab, every: Duration) -> Load {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
+        let live = std::sync::Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
+        let counts = live.clone();
         let worker = lab.client.spawn_in(move || {
             let mut report = LoadReport::default();
             let targets: [SocketAddr; 2] = [
@@ -562,7 +603,7 @@ impl Load {
                 format!("[{VIP6}]:8080").parse().map_err(io::Error::other)?,
             ];
             let mut n = 0usize;
-            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            while !flag.load(Ordering::Relaxed) {
                 let t = Instant::now();
                 let target = targets[n % 2];
                 n += 1;
@@ -573,18 +614,28 @@ impl Load {
                         .push(format!("{target}: {} {:?}", r.status, r.body)),
                     Err(e) => report.failed.push(format!("{target}: {e}")),
                 }
+                counts.0.store(report.ok, Ordering::Relaxed);
+                counts.1.store(report.failed.len(), Ordering::Relaxed);
                 if let Some(rest) = every.checked_sub(t.elapsed()) {
                     std::thread::sleep(rest);
                 }
             }
             Ok(report)
         });
-        Load { stop, worker }
+        Load { stop, live, worker }
+    }
+
+    /// Requests answered and failed so far.
+    pub fn progress(&self) -> (usize, usize) {
+        (
+            self.live.0.load(Ordering::Relaxed),
+            self.live.1.load(Ordering::Relaxed),
+        )
     }
 
     /// Stops the load and tells what it saw.
     pub fn finish(self) -> io::Result<LoadReport> {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.stop.store(true, Ordering::Relaxed);
         self.worker
             .join()
             .map_err(|_| io::Error::other("the load's thread panicked"))?

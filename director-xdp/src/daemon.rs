@@ -1347,6 +1347,7 @@ impl Daemon {
             }
         }
         self.attachment_metrics(&mut m);
+        self.fleet_metrics(&mut m);
         m.single_gauge(
             "glb_director_generation",
             "Configs applied since the daemon started, the first included",
@@ -1642,6 +1643,40 @@ impl Daemon {
                 .as_ref()
                 .map_or_else(bgp::off, bgp::Announcer::status),
         }
+    }
+
+    /// The fleet membership's metrics, for [`Daemon::metrics`]: the drain,
+    /// and with BIRD settings, each VIP's announcement and BIRD's failure.
+    fn fleet_metrics(&self, m: &mut metrics::Metrics) {
+        m.single_gauge(
+            "glb_director_drained",
+            "1 while the director is drained (its VIPs withdrawn on purpose)",
+            u64::from(self.health.drained),
+        );
+        let Some(bgp) = &self.bgp else { return };
+        let status = bgp.status();
+        let announced = m.gauge(
+            "glb_director_vip_announced",
+            "Per VIP prefix: 1 if BIRD announces it for this director, 0 if it is withheld (reason: drained, detached, stopping, no_backend) or not yet taken by BIRD",
+        );
+        for p in &status.announced {
+            announced
+                .get_or_create(&metrics::labels(&[("prefix", p), ("reason", "")]))
+                .set(1);
+        }
+        for w in &status.withheld {
+            announced
+                .get_or_create(&metrics::labels(&[
+                    ("prefix", &w.prefix),
+                    ("reason", &w.reason),
+                ]))
+                .set(0);
+        }
+        m.single_gauge(
+            "glb_director_bgp_failing",
+            "1 while BIRD has not taken the daemon's last change (unreachable or refused; retried with backoff, see GET /v1/director)",
+            u64::from(status.state == proto::api::BgpState::Failing),
+        );
     }
 
     /// Drains (or undrains) the director: saved in the state file, so a

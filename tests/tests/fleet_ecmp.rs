@@ -137,6 +137,22 @@ fn a_fleet_keeps_every_connection_through_a_dead_host_a_restart_and_a_drain() {
         d.bgp.withheld.iter().all(|w| w.reason == "drained"),
         "{d:?}"
     );
+    let m = lab.api(1, "GET", "/metrics").unwrap().body;
+    for line in [
+        "glb_director_drained 1",
+        "glb_director_bgp_failing 0",
+        r#"glb_director_vip_announced{prefix="203.0.113.10/32",reason="drained"} 0"#,
+        r#"glb_director_vip_announced{prefix="2001:db8:10::10/128",reason="drained"} 0"#,
+    ] {
+        assert!(m.lines().any(|l| l == line), "{line} not in\n{m}");
+    }
+    let m = lab.api(0, "GET", "/metrics").unwrap().body;
+    for line in [
+        "glb_director_drained 0",
+        r#"glb_director_vip_announced{prefix="203.0.113.10/32",reason=""} 1"#,
+    ] {
+        assert!(m.lines().any(|l| l == line), "{line} not in\n{m}");
+    }
     // ... then stopped.
     let status = lab.stop_director(1).unwrap();
     assert!(status.success(), "{status:?}");
@@ -161,4 +177,98 @@ fn a_fleet_keeps_every_connection_through_a_dead_host_a_restart_and_a_drain() {
         out.contains("1 of 1 tables agree across 2 directors"),
         "{out}"
     );
+}
+
+#[test]
+fn a_director_withdraws_when_nothing_can_serve_and_before_it_stops() {
+    let mut lab = FleetLab::new([&[], &[], &[]]).unwrap();
+    let mut conns = connect_many(&lab.client, VIP4, 60).unwrap();
+    conns.extend(connect_many(&lab.client, VIP6, 30).unwrap());
+    let held = Exchange::start(conns);
+    let load = Load::start(&lab, Duration::from_millis(50));
+
+    // Every backend unhealthy on director 0 only, in one change (no
+    // checker runs here): it has nothing to serve new flows with, and
+    // withdraws. (Its rows stay as they were: a table with no healthy
+    // backend fails static.)
+    let verdicts = |healthy: bool| {
+        let v: Vec<String> = (0..lab_tests::fleet_lab::BACKENDS)
+            .map(|i| {
+                format!(
+                    r#"{{"table":"lab","ip":"{}","healthy":{healthy}}}"#,
+                    backend_ip(i)
+                )
+            })
+            .collect();
+        format!(r#"{{"verdicts":[{}]}}"#, v.join(","))
+    };
+    let r = lab
+        .api_with(0, "PUT", proto::api::path::HEALTH, Some(&verdicts(false)))
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    lab.wait_for_next_hops(DIRECTORS - 1, Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(routed(&lab, 0), (false, false));
+    let d = director(&lab, 0);
+    assert_eq!(d.bgp.state, proto::api::BgpState::Withdrawn, "{d:?}");
+    assert_eq!(d.bgp.withheld.len(), 2, "{d:?}");
+    assert!(
+        d.bgp.withheld.iter().all(|w| w.reason == "no_backend"),
+        "{d:?}"
+    );
+    // Healthy again: announced again.
+    let r = lab
+        .api_with(0, "PUT", proto::api::path::HEALTH, Some(&verdicts(true)))
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    lab.wait_for_next_hops(DIRECTORS, Duration::from_secs(30))
+        .unwrap();
+    assert_eq!(
+        director(&lab, 0).bgp.announced,
+        ["203.0.113.10/32", "2001:db8:10::10/128"]
+    );
+
+    // SIGTERM to a director that serves: the routers stop sending to it
+    // while it still forwards, and only then does it detach.
+    let stop = Instant::now();
+    let mut daemon = lab.directors[1].daemon.take().unwrap();
+    daemon.signal(libc::SIGTERM).unwrap();
+    while routed(&lab, 1) != (false, false) {
+        assert!(
+            daemon.running().unwrap(),
+            "director 1 stopped before the router withdrew it"
+        );
+        assert!(stop.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let withdrawn = stop.elapsed();
+    assert!(
+        daemon.running().unwrap(),
+        "director 1 stopped before the router withdrew it"
+    );
+    let status = daemon.stop().unwrap();
+    let stopped = stop.elapsed();
+    assert!(status.success(), "{status:?}");
+    eprintln!(
+        "SIGTERM: withdrawn by the router after {withdrawn:?}, the daemon exited after {stopped:?} (withdraw delay {} ms)",
+        lab_tests::fleet_lab::WITHDRAW_DELAY_MS
+    );
+    assert!(
+        stopped >= Duration::from_millis(u64::from(lab_tests::fleet_lab::WITHDRAW_DELAY_MS)),
+        "the daemon did not forward for the withdraw delay: exited after {stopped:?}"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+
+    let report = load.finish().unwrap();
+    let exchanged = held.finish();
+    eprintln!(
+        "requests: {} ok, {} failed; held connections: {} failed, fewest echoes {}",
+        report.ok,
+        report.failed.len(),
+        exchanged.failures.len(),
+        exchanged.fewest
+    );
+    assert_eq!(exchanged.failures, [], "held connections broke");
+    assert!(exchanged.fewest > 0);
+    assert_eq!(report.failed, Vec::<String>::new(), "requests failed");
 }
