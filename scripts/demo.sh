@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# `make demo`: first the real thing, a lab of network namespaces (client,
-# director, four backends with an HTTP server) where requests go through the
-# VIP and three overlapping changes are made under open connections (a
-# drain, an addition during it, an unhealthy verdict); then the offline
-# tools an operator uses before a change (build, inspect, preview, trace,
-# replay).
+# `make demo`: first the real thing, a fleet in network namespaces (client,
+# router with BIRD and ECMP, three directors each with BIRD and the daemon,
+# four backends with an HTTP server, the health checker) where 300 held
+# connections and an HTTP load go through the VIPs while backends are
+# drained, added and fail, a director loses its link and another is
+# drained and stopped; then the offline tools an operator uses before a
+# change (build, inspect, preview, trace, replay).
 # Needs root; leaves nothing behind.
 set -euo pipefail
 cd "$(dirname "$0")/.."

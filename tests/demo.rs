@@ -1,30 +1,143 @@
-//! `make demo`: the real thing in a lab of network namespaces. A client, a
-//! director (`director-xdp run`, native XDP) and four backend hosts (each
-//! with the redirect agent, the VIPs on `lo` and Python's HTTP server; the
-//! fourth not yet in the table). Real HTTP requests go through the VIP;
-//! while connections are open, three overlapping changes are made: a
-//! backend is drained and another added during the drain (`director-ctl`),
-//! then the health checker (`healthcheck`, on the director's host) finds a
-//! third backend's HTTP server stopped and marks it unhealthy, and healthy
-//! again once it is back. None of the connections breaks. Everything is
-//! removed at the end, on every exit path.
-//! Documentation addresses only. Needs root.
+//! `make demo`: a fleet in network namespaces (tests/fleet_lab.rs). A
+//! client, a router running BIRD that spreads flows with ECMP over three
+//! directors (each running BIRD and `director-xdp run`, announcing the VIPs
+//! over BGP, with BFD), four backend hosts (the redirect agent, the VIPs on
+//! `lo`, Python's HTTP server; the fourth not yet in the table) and an
+//! operations host running the health checker, which pushes to every
+//! director. Under 300 long-lived connections and a steady HTTP load, one
+//! change after the other: a backend drained fleet-wide, another added
+//! during the drain, a third one's HTTP server stopped (the checker marks
+//! it unhealthy on every director) and started again, a director's host
+//! cut off (BFD withdraws it), and a director drained and stopped. A
+//! progress line per phase shows the connections, the requests and the
+//! router's next hops live. Nothing breaks; everything is removed at the
+//! end, on every exit path. Documentation addresses only. Needs root.
 
 use std::collections::BTreeMap;
-use std::io;
+use std::io::{self, Write as _};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use lab_tests::glb::{self, Conn, Lab, VIP4, VIP6};
-use lab_tests::{Daemon, netns_exists, workspace_bin};
+use lab_tests::fleet_lab::{DIRECTORS, FleetLab, Load, director_api, director_ip};
+use lab_tests::glb::{self, Exchange, VIP4, VIP6};
+use lab_tests::netns_exists;
 
 fn title(s: &str) {
     println!("\n\x1b[1m== {s}\x1b[0m");
 }
 
+/// Director `k` as the demo names it (1-based).
+fn name(k: usize) -> String {
+    format!("director {}", k + 1)
+}
+
+/// Which directors the router sends `vip` to now, by name.
+fn routed(lab: &FleetLab, vip: &str) -> io::Result<Vec<usize>> {
+    let hops = lab.next_hops(vip)?;
+    Ok((0..DIRECTORS)
+        .filter(|k| {
+            hops.iter()
+                .any(|h| *h == director_ip(*k) || *h == format!("2001:db8:1::{}", 21 + k))
+        })
+        .collect())
+}
+
+/// What runs in the background while the phases go on.
+struct Traffic {
+    held: Exchange,
+    load: Load,
+}
+
+impl Traffic {
+    /// Requests failed so far.
+    fn failed(&self) -> usize {
+        self.load.progress().1
+    }
+
+    /// Ends a phase that began with `failed_before` failed requests: says
+    /// how many failed in it; an error unless `expected` explains them.
+    fn end_phase(&self, failed_before: usize, expected: Option<&str>) -> io::Result<()> {
+        match (self.failed() - failed_before, expected) {
+            (0, _) => Ok(()),
+            (n, Some(why)) => {
+                println!("  {n} requests failed in this phase: {why}");
+                Ok(())
+            }
+            (n, None) => Err(io::Error::other(format!(
+                "{n} requests failed in this phase"
+            ))),
+        }
+    }
+}
+
+/// Shows a live progress line until `done` says so (or `max` passes):
+/// time in the phase, connections alive, round trips, requests and the
+/// router's next hops. Returns how long it took, or an error naming what
+/// did not happen.
+fn watch(
+    lab: &FleetLab,
+    traffic: &Traffic,
+    what: &str,
+    max: Duration,
+    mut done: impl FnMut() -> io::Result<bool>,
+) -> io::Result<Duration> {
+    let start = Instant::now();
+    loop {
+        let (count, echoes, broken) = traffic.held.progress();
+        let (ok, failed) = traffic.load.progress();
+        let hops: Vec<String> = routed(lab, VIP4)?
+            .iter()
+            .map(|k| format!("d{}", k + 1))
+            .collect();
+        print!(
+            "\r  {what} {:>5.1} s | connections {}/{count} alive, {echoes} round trips | requests {ok} ok, {failed} failed | router -> {:<9}",
+            start.elapsed().as_secs_f64(),
+            count - broken,
+            hops.join(" ")
+        );
+        io::stdout().flush()?;
+        if done()? {
+            println!();
+            return Ok(start.elapsed());
+        }
+        if start.elapsed() > max {
+            println!();
+            return Err(io::Error::other(format!("{what}: not within {max:?}")));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Keeps the progress line going for `d`.
+fn hold(lab: &FleetLab, traffic: &Traffic, d: Duration) -> io::Result<()> {
+    let start = Instant::now();
+    watch(lab, traffic, "running", d + Duration::from_secs(1), || {
+        Ok(start.elapsed() >= d)
+    })
+    .map(drop)
+}
+
+/// Runs `director-ctl ARGS` on the operations host, printing the command
+/// and what it answered.
+fn ctl(lab: &FleetLab, args: &[&str]) -> io::Result<()> {
+    println!("  $ director-ctl {}", args.join(" "));
+    let out = lab.ctl(args)?;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        println!("    {line}");
+    }
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "director-ctl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    Ok(())
+}
+
 /// `n` HTTP requests with curl from the client, each on a new connection;
-/// returns who answered, counted.
-fn http_requests(lab: &Lab, vip: &str, n: usize) -> io::Result<BTreeMap<String, usize>> {
+/// who answered, counted.
+fn http_requests(lab: &FleetLab, vip: &str, n: usize) -> io::Result<BTreeMap<String, usize>> {
     let url = if vip.contains(':') {
         format!("http://[{vip}]:8080/")
     } else {
@@ -41,162 +154,52 @@ fn http_requests(lab: &Lab, vip: &str, n: usize) -> io::Result<BTreeMap<String, 
     Ok(seen)
 }
 
-/// Exchanges lines on every live connection for `secs`; returns the
-/// round trips made and how many connections broke.
-fn talk(conns: &mut [Conn], alive: &mut [bool], secs: u64) -> (usize, usize) {
-    let start = Instant::now();
-    let mut rounds = 0;
-    let mut broken = 0;
-    while start.elapsed() < Duration::from_secs(secs) {
-        for (c, ok) in conns.iter_mut().zip(alive.iter_mut()) {
-            if *ok && c.ping(&format!("round {rounds}")).is_err() {
-                *ok = false;
-                broken += 1;
-            }
-        }
-        rounds += 1;
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (rounds, broken)
-}
-
-/// Runs `director-ctl ARGS` (with the lab's token) as an operator would,
-/// printing the command and what it answered.
-fn ctl(lab: &Lab, args: &[&str]) -> io::Result<()> {
-    let token = lab.token_file();
-    let token = token.to_str().unwrap_or_default();
-    println!("  $ director-ctl {}", args.join(" "));
-    let mut all = vec!["--token-file", token];
-    all.extend_from_slice(args);
-    let out = lab.ctl(&all)?;
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        println!("    {line}");
-    }
-    if !out.status.success() {
-        return Err(io::Error::other(format!(
-            "director-ctl {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        )));
-    }
-    Ok(())
-}
-
-/// Round trips made and connections broken, over the demo.
-#[derive(Default)]
-struct Tally {
-    rounds: usize,
-    broken: usize,
-}
-
-impl Tally {
-    fn add(&mut self, (rounds, broken): (usize, usize)) {
-        self.rounds += rounds;
-        self.broken += broken;
-    }
-}
-
-/// Python's HTTP server on backend `i`, port 8080, answering with the
-/// backend's name.
-fn http_server(lab: &Lab, i: usize) -> io::Result<Daemon> {
-    let dir = lab.scratch.file(&format!("www{i}"));
-    std::fs::create_dir_all(&dir)?;
-    std::fs::write(
-        dir.join("index.html"),
-        format!("backend-{}\n", glb::backend_ip(i)),
-    )?;
-    let n = std::fs::read_dir(lab.scratch.file(""))?.count();
-    let log = lab.scratch.file(&format!("http{i}-{n}.log"));
-    let mut s = lab.backends[i].ns.spawn(
-        "python3",
-        &[
-            "-m",
-            "http.server",
-            "8080",
-            "--bind",
-            "::",
-            "--directory",
-            dir.to_str().unwrap_or("."),
-        ],
-        log,
-    )?;
-    s.wait_for_log("Serving HTTP", Duration::from_secs(10))?;
-    Ok(s)
-}
-
-/// Stops a server (SIGTERM) and waits for it to be gone.
-fn stop(server: &mut Daemon) -> io::Result<()> {
-    server.signal(libc::SIGTERM)?;
-    let start = Instant::now();
-    while server.running()? {
-        if start.elapsed() > Duration::from_secs(10) {
-            return Err(io::Error::other("the HTTP server did not stop"));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(())
-}
-
-/// `healthcheck` on the director's host with the lab's table: every
-/// backend's HTTP server and tunnel checked, verdicts pushed to the
-/// director's API.
-fn health_checker(lab: &Lab) -> io::Result<Daemon> {
-    let config = lab.healthcheck_config(lab.backends.len(), "")?;
-    let bin = workspace_bin("healthcheck")?;
-    let mut checker = lab.director_ns.spawn(
-        bin.to_str().unwrap_or("healthcheck"),
-        &["--config", config.to_str().unwrap_or_default()],
-        lab.scratch.file("healthcheck.log"),
-    )?;
-    checker.wait_for_log("serving /health", Duration::from_secs(10))?;
-    Ok(checker)
-}
-
-/// Keeps the connections talking until the director's table has backend
-/// `ip` with `healthy`: (seconds waited, its health reason).
-fn wait_for_health(
-    lab: &Lab,
-    ip: &str,
-    healthy: bool,
-    conns: &mut [Conn],
-    alive: &mut [bool],
-    t: &mut Tally,
-) -> io::Result<(f64, String)> {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(30) {
-        t.add(talk(conns, alive, 1));
-        let r = lab.api("GET", "/v1/tables/lab", false)?;
-        let table: proto::api::Table = serde_json::from_str(&r.body).map_err(io::Error::other)?;
-        if let Some(b) = table
-            .backends
-            .iter()
-            .find(|b| b.ip.to_string() == ip && b.healthy == healthy)
-        {
-            let reason = b
-                .health_reason
-                .clone()
-                .unwrap_or_else(|| "no reason".into());
-            return Ok((start.elapsed().as_secs_f64(), reason));
-        }
-    }
-    Err(io::Error::other(format!(
-        "backend {ip} is not healthy={healthy} on the director after 30 s"
-    )))
-}
-
 fn show(seen: &BTreeMap<String, usize>) {
     let total: usize = seen.values().sum();
     for (who, n) in seen {
-        println!("  {who:<22} {n:>4}  {}", "#".repeat(n * 40 / total.max(1)));
+        println!(
+            "    {who:<22} {n:>4}  {}",
+            "#".repeat(n * 40 / total.max(1))
+        );
     }
 }
 
-fn demo() -> io::Result<()> {
-    title(
-        "Building the lab: client, director, four backend hosts (namespaces, one bridge); a table of three backends, two alternates per row",
-    );
-    let mut lab = Lab::with_hops(&["active", "active", "active", "absent"], 2)?;
-    println!("  director: {}", lab.director_ns.name());
+fn director_status(lab: &FleetLab, k: usize) -> io::Result<proto::api::DirectorStatus> {
+    let r = lab.api(k, "GET", proto::api::path::DIRECTOR)?;
+    serde_json::from_str(&r.body).map_err(|e| io::Error::other(format!("{e}: {}", r.body)))
+}
+
+fn vip_packets(lab: &FleetLab) -> io::Result<Vec<u64>> {
+    (0..DIRECTORS)
+        .map(|k| director_status(lab, k).map(|d| d.vip_packets))
+        .collect()
+}
+
+/// Whether backend `ip` has `healthy` on directors `ks`.
+fn healthy_on(lab: &FleetLab, ks: &[usize], ip: &str, healthy: bool) -> io::Result<bool> {
+    for k in ks {
+        let r = lab.api(*k, "GET", &proto::api::path::table("lab"))?;
+        let t: proto::api::Table = serde_json::from_str(&r.body).map_err(io::Error::other)?;
+        if !t
+            .backends
+            .iter()
+            .any(|b| b.ip.to_string() == ip && b.healthy == healthy)
+        {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn demo(lab: &mut FleetLab) -> io::Result<()> {
+    for k in 0..DIRECTORS {
+        println!(
+            "  {}: {} ({}), BIRD announcing the VIPs to the router",
+            name(k),
+            director_ip(k),
+            lab.directors[k].ns.name()
+        );
+    }
     for (i, b) in lab.backends.iter().enumerate() {
         println!(
             "  backend {}: {} ({}){}",
@@ -206,94 +209,72 @@ fn demo() -> io::Result<()> {
             if i == 3 { ", not in the table yet" } else { "" }
         );
     }
-    // A real HTTP server on every backend, answering with the backend's name.
-    let mut servers = Vec::new();
-    for i in 0..lab.backends.len() {
-        servers.push(http_server(&lab, i)?);
+    let out = lab.router.ip(&["route", "show", VIP4])?;
+    println!("  the router's route to the VIP, learned over BGP from every director:");
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        println!("    {}", line.trim());
     }
+
+    title(
+        "Starting the health checker on the operations host: each backend's HTTP server and tunnel, verdicts pushed to all three directors",
+    );
+    lab.start_checker()?;
+    println!("  checks every second; 3 failures make a backend unhealthy, 3 passes healthy");
 
     title(
         "60 HTTP requests to http://203.0.113.10:8080/ and 30 to http://[2001:db8:10::10]:8080/ (curl, one connection each)",
     );
-    println!("  IPv4:");
-    show(&http_requests(&lab, VIP4, 60)?);
-    println!("  IPv6:");
-    show(&http_requests(&lab, VIP6, 30)?);
-    println!("  replies go straight from the backends to the client (direct server return)");
+    let before = vip_packets(lab)?;
+    println!("  answered by:");
+    show(&http_requests(lab, VIP4, 60)?);
+    show(&http_requests(lab, VIP6, 30)?);
+    let after = vip_packets(lab)?;
+    println!(
+        "  carried by (VIP packets each director forwarded; the router's ECMP hash picks one per flow):"
+    );
+    for k in 0..DIRECTORS {
+        println!("    {:<12} {:>5}", name(k), after[k] - before[k]);
+    }
 
     title(
-        "Starting the health checker on the director's host: each backend's HTTP server (8080) and tunnel (gue), verdicts pushed to the director",
+        "Opening 300 long-lived connections (200 IPv4, 100 IPv6) that keep exchanging lines, and a steady HTTP load (a request every 50 ms)",
     );
-    let _checker = health_checker(&lab)?;
-    println!(
-        "  checks every 2 s (GLB's default), 3 failures make a backend unhealthy, 3 passes healthy"
-    );
-
-    title("Opening 90 long-lived connections (60 IPv4, 30 IPv6) that keep exchanging lines");
-    let mut conns: Vec<Conn> = glb::connect_many(&lab.client, VIP4, 60)?;
-    conns.extend(glb::connect_many(&lab.client, VIP6, 30)?);
+    let mut conns = glb::connect_many(&lab.client, VIP4, 200)?;
+    conns.extend(glb::connect_many(&lab.client, VIP6, 100)?);
     let mut by_backend: BTreeMap<String, usize> = BTreeMap::new();
     for c in &conns {
         *by_backend.entry(c.backend.clone()).or_insert(0) += 1;
     }
     show(&by_backend);
+    let traffic = Traffic {
+        held: Exchange::start(conns),
+        load: Load::start(lab, Duration::from_millis(50)),
+    };
+    let result = phases(lab, &traffic);
+    let report = traffic.load.finish()?;
+    let exchanged = traffic.held.finish();
+    result?;
 
-    let (b2, b3, b4) = (glb::backend_ip(1), glb::backend_ip(2), glb::backend_ip(3));
-    let mut alive = vec![true; conns.len()];
-    let mut t = Tally::default();
-    t.add(talk(&mut conns, &mut alive, 1));
-
-    title(&format!(
-        "Change 1 of 3: drain backend 2 ({b2}) while they talk"
-    ));
-    ctl(&lab, &["backends", "drain", "lab", &b2])?;
-    t.add(talk(&mut conns, &mut alive, 2));
-
-    title(&format!(
-        "Change 2 of 3, during the drain: add backend 4 ({b4}); first, what it would do"
-    ));
-    ctl(&lab, &["preview", "lab", "add", &b4])?;
-    ctl(&lab, &["backends", "add", "lab", &b4])?;
-    t.add(talk(&mut conns, &mut alive, 2));
-
-    title(&format!(
-        "Change 3 of 3: backend 3's HTTP server ({b3}:8080) stops; the health checker on the director's host notices"
-    ));
-    stop(&mut servers[2])?;
-    println!("  (the backend host and its tunnel are up: its held connections keep working)");
-    let (secs, found) = wait_for_health(&lab, &b3, false, &mut conns, &mut alive, &mut t)?;
+    title("What happened to the traffic");
     println!(
-        "  after {secs:.1} s the director has backend 3 unhealthy ({found}): no new flows; its established ones stay"
+        "  300 connections through every phase: {} broken (the one that got the fewest echoes got {})",
+        exchanged.failures.len(),
+        exchanged.fewest
     );
     println!(
-        "\n  {} connections, {} rounds of round trips through the three changes: {} broken",
-        conns.len(),
-        t.rounds,
-        t.broken
+        "  HTTP requests through the VIPs: {} answered, {} failed",
+        report.ok,
+        report.failed.len()
     );
-    ctl(&lab, &["backends", "list", "lab"])?;
-
-    title(
-        "New HTTP requests now: none reaches the drained or the unhealthy backend; the new one takes its share",
-    );
-    show(&http_requests(&lab, VIP4, 60)?);
-
-    title("Backend 3's HTTP server is started again; the checker marks it healthy");
-    servers[2] = http_server(&lab, 2)?;
-    let (secs, found) = wait_for_health(&lab, &b3, true, &mut conns, &mut alive, &mut t)?;
-    println!("  after {secs:.1} s the director has backend 3 healthy again ({found})");
-    println!(
-        "  {} connections through all of it: {} broken",
-        conns.len(),
-        t.broken
-    );
-
-    title("What the backends' redirect modules counted (second chance at work)");
+    for f in report.failed.iter().take(3) {
+        println!("    failed: {f}");
+    }
+    println!("  what the backends' redirect modules counted (second chance at work):");
     for (i, b) in lab.backends.iter_mut().enumerate() {
         let c = b.counters()?;
         let pick = |n: &str| c.iter().find(|(k, _)| k == n).map_or(0, |(_, v)| *v);
         println!(
-            "  backend {} {:<15} accepted_syn {:>4}  accepted_established {:>5}  forwarded_to_alternate {:>4}",
+            "    backend {} {:<15} accepted_syn {:>5}  accepted_established {:>6}  forwarded_to_alternate {:>5}",
             i + 1,
             glb::backend_ip(i),
             pick("accepted_syn"),
@@ -301,30 +282,189 @@ fn demo() -> io::Result<()> {
             pick("forwarded_to_alternate"),
         );
     }
-    drop(conns);
-    drop(servers);
-    let names: Vec<String> = std::iter::once(lab.director_ns.name().to_string())
-        .chain(lab.backends.iter().map(|b| b.ns.name().to_string()))
-        .chain(std::iter::once(lab.client.name().to_string()))
-        .collect();
-    drop(lab);
-    title("Tearing the lab down");
-    let left = names.iter().filter(|n| netns_exists(n)).count();
-    println!("  namespaces left: {left}");
-    if t.broken > 0 || left > 0 {
+    // A request that failed outside phase 3 has ended the demo already.
+    if !exchanged.failures.is_empty() {
         return Err(io::Error::other(format!(
-            "{} connections broke, {left} namespaces left",
-            t.broken
+            "{} connections broke",
+            exchanged.failures.len()
         )));
     }
     Ok(())
 }
 
+fn phases(lab: &mut FleetLab, traffic: &Traffic) -> io::Result<()> {
+    hold(lab, traffic, Duration::from_secs(2))?;
+    let urls = lab.urls();
+    let all = urls.join(",");
+    let (b2, b3, b4) = (glb::backend_ip(1), glb::backend_ip(2), glb::backend_ip(3));
+
+    title(&format!(
+        "Phase 1: drain backend 2 ({b2}) on every director, in one command"
+    ));
+    let failed = traffic.failed();
+    ctl(
+        lab,
+        &[
+            "fleet",
+            "backends",
+            "--directors",
+            &all,
+            "drain",
+            "lab",
+            &b2,
+        ],
+    )?;
+    hold(lab, traffic, Duration::from_secs(2))?;
+    traffic.end_phase(failed, None)?;
+
+    title(&format!(
+        "Phase 2, during the drain: add backend 4 ({b4}) on every director; first, what it would do"
+    ));
+    let failed = traffic.failed();
+    ctl(lab, &["--api", &urls[0], "preview", "lab", "add", &b4])?;
+    ctl(
+        lab,
+        &["fleet", "backends", "--directors", &all, "add", "lab", &b4],
+    )?;
+    hold(lab, traffic, Duration::from_secs(2))?;
+    traffic.end_phase(failed, None)?;
+
+    title(&format!(
+        "Phase 3: backend 3's HTTP server ({b3}:8080) stops; the health checker tells every director"
+    ));
+    let failed = traffic.failed();
+    let server = lab.http.remove(2);
+    server.stop()?;
+    let took = watch(
+        lab,
+        traffic,
+        "waiting for the verdict",
+        Duration::from_secs(30),
+        || healthy_on(lab, &[0, 1, 2], &b3, false),
+    )?;
+    println!(
+        "  after {:.1} s all three directors have backend 3 unhealthy: no new flows; its tunnel answers, so its established flows stay",
+        took.as_secs_f64()
+    );
+    hold(lab, traffic, Duration::from_secs(1))?;
+    traffic.end_phase(
+        failed,
+        Some("new connections that reached backend 3 before the verdict were refused by its host (nothing listened on 8080); the held connections are untouched"),
+    )?;
+
+    title("Phase 4: director 1's host loses its link (its cable is cut)");
+    let failed = traffic.failed();
+    lab.set_cable(0, false)?;
+    let took = watch(
+        lab,
+        traffic,
+        "waiting for the router",
+        Duration::from_secs(10),
+        || Ok(!routed(lab, VIP4)?.contains(&0) && !routed(lab, VIP6)?.contains(&0)),
+    )?;
+    println!(
+        "  the router dropped director 1 after {} ms (BFD: 100 ms x 3); its flows went to directors 2 and 3, which hold the same table",
+        took.as_millis()
+    );
+    hold(lab, traffic, Duration::from_secs(2))?;
+    println!("  the cable is plugged back in:");
+    lab.set_cable(0, true)?;
+    let took = watch(
+        lab,
+        traffic,
+        "waiting for BGP",
+        Duration::from_secs(60),
+        || Ok(routed(lab, VIP4)?.len() == DIRECTORS && routed(lab, VIP6)?.len() == DIRECTORS),
+    )?;
+    println!(
+        "  director 1 is routed again after {:.1} s",
+        took.as_secs_f64()
+    );
+    traffic.end_phase(failed, None)?;
+
+    title("Phase 5: backend 3's HTTP server starts again");
+    let failed = traffic.failed();
+    lab.http.insert(
+        2,
+        lab_tests::fleet_lab::http_server(&lab.backends[2].ns, &lab.scratch, 2)?,
+    );
+    let took = watch(
+        lab,
+        traffic,
+        "waiting for the verdict",
+        Duration::from_secs(30),
+        || healthy_on(lab, &[0, 1, 2], &b3, true),
+    )?;
+    println!(
+        "  after {:.1} s all three directors have backend 3 healthy again",
+        took.as_secs_f64()
+    );
+    traffic.end_phase(failed, None)?;
+
+    title("Phase 6: director 3 is drained through its API, then stopped (as before maintenance)");
+    let failed = traffic.failed();
+    let api3 = format!("http://{}", director_api(2));
+    ctl(lab, &["--api", &api3, "director", "drain"])?;
+    let mut last = (director_status(lab, 2)?.vip_packets, Instant::now());
+    let took = watch(
+        lab,
+        traffic,
+        "waiting for director 3 to go quiet",
+        Duration::from_secs(30),
+        || {
+            let n = director_status(lab, 2)?.vip_packets;
+            if n != last.0 {
+                last = (n, Instant::now());
+            }
+            Ok(!routed(lab, VIP4)?.contains(&2) && last.1.elapsed() > Duration::from_secs(2))
+        },
+    )?;
+    println!(
+        "  withdrawn, and no VIP packet for 2 s after {:.1} s",
+        took.as_secs_f64()
+    );
+    ctl(lab, &["--api", &api3, "director", "status"])?;
+    let status = lab.stop_director(2)?;
+    println!("  director 3's daemon stopped ({status})");
+    hold(lab, traffic, Duration::from_secs(2))?;
+    traffic.end_phase(failed, None)?;
+
+    title("The two directors that run hold the same tables");
+    ctl(lab, &["fleet", "status", &urls[0], &urls[1]])?;
+    Ok(())
+}
+
 fn main() -> ExitCode {
-    match demo() {
-        Ok(()) => {
+    title(
+        "Building the fleet: client, router (BIRD, ECMP), three directors (BIRD + director-xdp), four backends, an operations host",
+    );
+    let mut lab =
+        match FleetLab::with_backends([&[], &[], &[]], ["active", "active", "active", "absent"]) {
+            Ok(lab) => lab,
+            Err(e) => {
+                eprintln!("demo failed: building the lab: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+    let result = demo(&mut lab);
+    let names = lab.namespaces();
+    drop(lab);
+    title("Tearing the lab down");
+    let left = names.iter().filter(|n| netns_exists(n)).count();
+    let birds = std::process::Command::new("pgrep")
+        .args(["-x", "bird"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().count())
+        .unwrap_or(0);
+    println!("  namespaces left: {left}; BIRD processes left: {birds}");
+    match result {
+        Ok(()) if left == 0 && birds == 0 => {
             println!("\ndemo done.");
             ExitCode::SUCCESS
+        }
+        Ok(()) => {
+            eprintln!("demo failed: {left} namespaces and {birds} BIRD processes left behind");
+            ExitCode::FAILURE
         }
         Err(e) => {
             eprintln!("demo failed: {e}");

@@ -30,7 +30,7 @@ use std::io::{self, BufRead as _, BufReader, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -616,6 +616,8 @@ pub fn exchange(conns: Vec<Conn>, total: Duration, changes: Vec<Change<'_>>) -> 
 #[derive(Debug)]
 pub struct Exchange {
     stop: Arc<AtomicBool>,
+    /// Echoes received and connections failed so far, over all workers.
+    live: Arc<(AtomicUsize, AtomicUsize)>,
     count: usize,
     workers: Vec<JoinHandle<Worked>>,
 }
@@ -628,6 +630,7 @@ impl Exchange {
     /// connection.
     pub fn start(conns: Vec<Conn>) -> Exchange {
         let stop = Arc::new(AtomicBool::new(false));
+        let live = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
         let count = conns.len();
         let mut groups: Vec<Vec<(usize, Conn)>> = (0..4).map(|_| Vec::new()).collect();
         for (i, c) in conns.into_iter().enumerate() {
@@ -636,7 +639,7 @@ impl Exchange {
         let workers = groups
             .into_iter()
             .map(|mut group| {
-                let stop = stop.clone();
+                let (stop, live) = (stop.clone(), live.clone());
                 std::thread::spawn(move || {
                     let mut failures = Vec::new();
                     let mut echoes = vec![0usize; group.len()];
@@ -648,8 +651,14 @@ impl Exchange {
                                 continue;
                             }
                             match c.ping(&format!("conn {i} round {round}")) {
-                                Ok(()) => echoes[k] += 1,
-                                Err(e) => failures.push((*i, format!("{}: {e}", c.backend))),
+                                Ok(()) => {
+                                    echoes[k] += 1;
+                                    live.0.fetch_add(1, Ordering::Relaxed);
+                                }
+                                Err(e) => {
+                                    failures.push((*i, format!("{}: {e}", c.backend)));
+                                    live.1.fetch_add(1, Ordering::Relaxed);
+                                }
                             }
                         }
                         round += 1;
@@ -664,9 +673,20 @@ impl Exchange {
             .collect();
         Exchange {
             stop,
+            live,
             count,
             workers,
         }
+    }
+
+    /// How many connections, echoes received so far, and connections
+    /// failed so far.
+    pub fn progress(&self) -> (usize, usize, usize) {
+        (
+            self.count,
+            self.live.0.load(Ordering::Relaxed),
+            self.live.1.load(Ordering::Relaxed),
+        )
     }
 
     /// Stops the exchange (each worker ends its round) and tells what it saw.

@@ -48,7 +48,7 @@ pub fn request(
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body.unwrap_or_default().to_string());
     }
-    let answer = req.send().map_err(io::Error::other)?;
+    let answer = req.send().map_err(|e| io::Error::other(chain(&e)))?;
     let status = answer.status().as_u16();
     let headers = answer
         .headers()
@@ -66,4 +66,17 @@ pub fn request(
         headers,
         body,
     })
+}
+
+/// An error with its causes ("error sending request ...: client error
+/// (Connect): tcp connect error: Connection refused").
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(c) = source {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        source = c.source();
+    }
+    s
 }
