@@ -18,7 +18,9 @@
 //! problem.
 //!
 //! The routes, the router and the OpenAPI document all come from
-//! [`ROUTES`].
+//! [`ROUTES`]. The one route that does not reach the event loop is the
+//! status page (`GET /`, [`crate::status`]): static HTML that anyone may
+//! load, whose own calls to the API are checked like any other.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -36,10 +38,13 @@ use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::change::{Change, Health, HealthVerdict, Kind, Refusal};
+use crate::status::StatusPage;
 
 /// What a route does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Op {
+    /// The HTML status page, served at the HTTP edge.
+    StatusPage,
     Healthz,
     OpenApi,
     Metrics,
@@ -113,6 +118,16 @@ const fn change(
 
 /// Every route of the API.
 pub(crate) const ROUTES: &[Route] = &[
+    Route {
+        response: "StatusPage",
+        ..route(
+            "get",
+            "/",
+            Op::StatusPage,
+            "statusPage",
+            "The status page (HTML): tables, backends, traffic and BGP state, refreshed live; its data calls need the token where reads do",
+        )
+    },
     Route {
         response: "Healthz",
         ..route(
@@ -473,9 +488,11 @@ fn bad(error: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, error)
 }
 
-/// The router: every route of [`ROUTES`] forwards to the event loop.
+/// The router: every route of [`ROUTES`] forwards to the event loop,
+/// except the status page, answered here.
 pub(crate) fn router(calls: mpsc::Sender<Call>) -> Router {
     let mut by_path: BTreeMap<&str, MethodRouter> = BTreeMap::new();
+    let page = StatusPage::new();
     for r in ROUTES {
         let calls = calls.clone();
         let op = r.op;
@@ -512,7 +529,13 @@ pub(crate) fn router(calls: mpsc::Sender<Call>) -> Router {
             _ => MethodFilter::DELETE,
         };
         let m = by_path.remove(r.path).unwrap_or_default();
-        by_path.insert(r.path, m.on(filter, handler));
+        let m = if op == Op::StatusPage {
+            let page = page.clone();
+            m.on(filter, move || std::future::ready(page.response()))
+        } else {
+            m.on(filter, handler)
+        };
+        by_path.insert(r.path, m);
     }
     let mut router = Router::new();
     for (path, m) in by_path {
@@ -814,10 +837,10 @@ pub(crate) fn openapi() -> Value {
         let schema = |name: &str| json!({ "$ref": format!("#/components/schemas/{name}") });
         let error = json!({ "description": "refused", "content": { "application/json": { "schema": schema("ErrorBody") } } });
         let mut responses = Map::new();
-        let content_type = if r.op == Op::Metrics {
-            "application/openmetrics-text"
-        } else {
-            "application/json"
+        let content_type = match r.op {
+            Op::Metrics => "application/openmetrics-text",
+            Op::StatusPage => "text/html",
+            _ => "application/json",
         };
         responses.insert(
             r.success.to_string(),
@@ -912,6 +935,10 @@ fn schemas() -> Value {
         json!({ "type": "object", "description": "this document" }),
     );
     defs.insert(
+        "StatusPage".into(),
+        json!({ "type": "string", "description": "the status page, HTML (docs/api.md#the-status-page)" }),
+    );
+    defs.insert(
         "Metrics".into(),
         json!({ "type": "string", "description": "OpenMetrics text format 1.0" }),
     );
@@ -940,6 +967,10 @@ pub(crate) fn answer(daemon: &mut impl Director, call: &Call) -> Reply {
         return ApiError::from(e).reply();
     }
     let result = match call.op {
+        Op::StatusPage => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the status page is served by the HTTP front, not the event loop",
+        )),
         Op::Healthz => {
             let (attached, h) = daemon.healthz();
             let status = if attached {
@@ -1253,5 +1284,7 @@ mod tests {
                 r.response
             );
         }
+        let page = &doc["paths"]["/"]["get"]["responses"]["200"]["content"];
+        assert!(page["text/html"].is_object(), "{page}");
     }
 }
