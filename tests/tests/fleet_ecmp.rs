@@ -5,12 +5,15 @@
 //! line every 50 ms each, and a steady HTTP load runs through the VIPs,
 //! while, one after the other: a backend is drained fleet-wide, a
 //! director's host loses its link, a director's daemon is restarted
-//! hitlessly, and a director is drained through its API and then stopped.
+//! hitlessly, and a director is drained through its API and then stopped;
+//! the drained and an announcing director's status pages, in headless
+//! Chromium, show their BGP state.
 //! Not one connection breaks and not one request fails. Needs root.
 #![allow(clippy::unwrap_used)] // a test: a failure is the test failing
 
 use std::time::{Duration, Instant};
 
+use lab_tests::chromium::{self, text};
 use lab_tests::fleet_lab::{DIRECTORS, FleetLab, Load, director_ip};
 use lab_tests::glb::{Exchange, VIP4, VIP6, backend_ip, connect_many};
 
@@ -145,6 +148,62 @@ fn a_fleet_keeps_every_connection_through_a_dead_host_a_restart_and_a_drain() {
         r#"glb_director_vip_announced{prefix="2001:db8:10::10/128",reason="drained"} 0"#,
     ] {
         assert!(m.lines().any(|l| l == line), "{line} not in\n{m}");
+    }
+    // The status page of the drained director says so, and the
+    // announced one's says what it announces (screenshots kept in target/).
+    for (k, state, announced, withheld) in [
+        (
+            1,
+            "withdrawn",
+            "none",
+            "203.0.113.10/32 (drained), 2001:db8:10::10/128 (drained)",
+        ),
+        (
+            0,
+            "announced",
+            "203.0.113.10/32, 2001:db8:10::10/128",
+            "none",
+        ),
+    ] {
+        let url = format!(
+            "http://{}/#token={}",
+            lab_tests::fleet_lab::director_api(k),
+            lab_tests::fleet_lab::TOKEN
+        );
+        let (dom, console) = chromium::run(
+            &lab.ops,
+            &lab.scratch,
+            &format!("dom-{k}"),
+            &url,
+            &["--dump-dom"],
+        );
+        assert!(console.is_empty(), "console: {console:#?}");
+        assert_eq!(text(&dom, r#"id="bgp-state""#), state, "director {k}");
+        assert_eq!(
+            text(&dom, r#"id="bgp-announced""#),
+            announced,
+            "director {k}"
+        );
+        assert_eq!(text(&dom, r#"id="bgp-withheld""#), withheld, "director {k}");
+        let drained = if k == 1 { "drained" } else { "undrained" };
+        assert_eq!(text(&dom, r#"id="drained""#), drained, "director {k}");
+        let png = lab_tests::workspace_bin("director-xdp")
+            .unwrap()
+            .parent()
+            .and_then(std::path::Path::parent)
+            .unwrap()
+            .join(format!("status-page-fleet-director-{k}.png"));
+        chromium::run(
+            &lab.ops,
+            &lab.scratch,
+            &format!("png-{k}"),
+            &url,
+            &[
+                &format!("--screenshot={}", png.display()),
+                "--window-size=1280,900",
+            ],
+        );
+        assert!(png.exists(), "{}", png.display());
     }
     let m = lab.api(0, "GET", "/metrics").unwrap().body;
     for line in [

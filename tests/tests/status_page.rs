@@ -17,14 +17,13 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
+use lab_tests::chromium::{self, start_tag, text};
 use lab_tests::http::{Response, request};
 use lab_tests::{Daemon, Netns, Scratch, Switch, XdpPass, workspace_bin};
 use proto::api::{DirectorStatus, Tables};
 
-const CHROMIUM: &str = "/usr/bin/chromium";
 const API: &str = "198.51.100.1:9610";
 const TOKEN: &str = "page-lab-token-3c9e";
 const VIP: &str = "203.0.113.10";
@@ -164,52 +163,10 @@ impl PageLab {
         std::thread::sleep(Duration::from_millis(300));
     }
 
-    /// Chromium in the director's namespace, on `url` (a fresh profile
-    /// each run: nothing carries over from one to the next), with `args`
+    /// Chromium in the director's namespace, on `url`, with `args`
     /// before it; stdout and the console lines it logged.
     fn chromium(&self, run: &str, url: &str, args: &[&str]) -> (String, Vec<String>) {
-        assert!(
-            Path::new(CHROMIUM).exists(),
-            "{CHROMIUM} is missing: the status page's test needs Debian's chromium \
-             (`make deps`, or `bash scripts/deps.sh`)"
-        );
-        let profile = self.scratch.file(&format!("chromium-{run}"));
-        let out = Command::new("ip")
-            .args(["netns", "exec", self.director.name()])
-            // A hung browser fails the test instead of stalling it.
-            .args(["timeout", "60", CHROMIUM])
-            .args([
-                "--headless=new",
-                // As root, Chromium runs only without its sandbox.
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--no-default-browser-check",
-                "--enable-logging=stderr",
-                "--v=0",
-                // Enough virtual time for the first answers and one
-                // refresh (the page refreshes every 2 s); time stands
-                // still while a fetch is pending.
-                "--virtual-time-budget=3000",
-            ])
-            .arg(format!("--user-data-dir={}", profile.display()))
-            .args(args)
-            .arg(url)
-            .env("HOME", self.scratch.file(""))
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success(),
-            "chromium {url}: {}\n{stderr}",
-            out.status
-        );
-        let console = stderr
-            .lines()
-            .filter(|l| l.contains(":CONSOLE"))
-            .map(str::to_string)
-            .collect();
-        (String::from_utf8_lossy(&out.stdout).into_owned(), console)
+        chromium::run(&self.director, &self.scratch, run, url, args)
     }
 
     fn dump(&self, run: &str, fragment: &str) -> (String, Vec<String>) {
@@ -228,24 +185,6 @@ fn group(n: u64) -> String {
         out.push(c);
     }
     out
-}
-
-/// The start tag of the element carrying `attr` (`id="x"`).
-fn start_tag<'a>(dom: &'a str, attr: &str) -> &'a str {
-    let at = dom
-        .find(attr)
-        .unwrap_or_else(|| panic!("no element with {attr} in the page:\n{dom}"));
-    let open = dom[..at].rfind('<').unwrap();
-    let close = at + dom[at..].find('>').unwrap();
-    &dom[open..=close]
-}
-
-/// The text of the element carrying `attr`, which holds no other element.
-fn text<'a>(dom: &'a str, attr: &str) -> &'a str {
-    let tag = start_tag(dom, attr);
-    let from = dom.find(tag).unwrap() + tag.len();
-    let len = dom[from..].find('<').unwrap();
-    &dom[from..from + len]
 }
 
 fn hidden(dom: &str, attr: &str) -> bool {
