@@ -1,8 +1,8 @@
 //! The health checker (`healthcheck`) in a lab of namespaces: a checker
 //! host and backends on one L2 segment, each backend with the VIP on `lo`,
-//! HTTP servers of this test (plain and PROXY protocol v1 and v2) and,
-//! when asked, a real `redirect-xdp` agent that lets the checker in
-//! (`--allow`). The
+//! HTTP servers of this test (plain and PROXY protocol v1 and v2; Python's
+//! `http.server` where a real one is killed or hung) and, when asked, a
+//! real `redirect-xdp` agent that lets the checker in (`--allow`). The
 //! checker pushes to real directors (`director-xdp run`), each in its own
 //! namespace on a veth of its own to the checker's, whose API the tests
 //! read: what a director holds (its backends' `healthy` and `reachable`,
@@ -15,6 +15,11 @@
 //!   backend i  198.51.100.1i   2001:db8:1::1i     VIPs 203.0.113.10, 2001:db8:10::10 on lo
 //!   director k 192.0.2.(16k+1):9610 (API), on a veth to the checker's 192.0.2.(16k+2)/28
 //! ```
+//!
+//! The detection-time test kills, restarts and hangs a backend's server
+//! and measures until both directors hold the verdict, against the
+//! checker's bounds (`interval x fall + timeout` down, `interval x rise +
+//! timeout` up) plus a margin; `--nocapture` prints the times.
 //!
 //! One more test runs the checker in [`lab_tests::glb::Lab`] (client,
 //! director and backends forwarding real connections), to show what its
@@ -1441,4 +1446,133 @@ fn a_director_that_was_down_or_cut_off_gets_every_verdict_when_it_is_back() {
             (hash(0) == Value::from(t0.hash.clone()) && hash(1) == hash(0)).then_some(())
         },
     );
+}
+
+/// Python's HTTP server on `port` of backend i (a directory listing: 200).
+fn python_http(lab: &Lab, i: usize, port: u16) -> Daemon {
+    let dir = lab.scratch.file("www");
+    std::fs::create_dir_all(&dir).unwrap();
+    let n = NEXT_LOG.fetch_add(1, Ordering::Relaxed);
+    let mut server = lab.backends[i]
+        .ns
+        .spawn(
+            "python3",
+            &[
+                "-u",
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                &backend_ip(i),
+                "--directory",
+                dir.to_str().unwrap(),
+            ],
+            lab.scratch.file(&format!("http-{n}.log")),
+        )
+        .unwrap();
+    server
+        .wait_for_log("Serving HTTP", Duration::from_secs(10))
+        .unwrap();
+    server
+}
+
+/// Polls every director of `lab` until each holds backend i's `healthy`
+/// as given: how long each took since `start`.
+fn until_every_director_holds(lab: &Lab, i: usize, healthy: bool, start: Instant) -> Vec<Duration> {
+    let mut took: Vec<Option<Duration>> = vec![None; lab.directors.len()];
+    while took.iter().any(Option::is_none) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "backend {i} not healthy={healthy} on every director within 20 s: {took:?}"
+        );
+        for (k, t) in took.iter_mut().enumerate() {
+            if t.is_none() && lab.held(k).is_some_and(|h| h.flags(i).0 == healthy) {
+                *t = Some(start.elapsed());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    took.into_iter().flatten().collect()
+}
+
+#[test]
+fn a_killed_or_hung_server_is_unhealthy_on_every_director_within_interval_x_fall_plus_timeout() {
+    const INTERVAL: u64 = 500;
+    const TIMEOUT: u64 = 300;
+    const FALL: u64 = 3;
+    const RISE: u64 = 2;
+    // The bounds are the checker's decision (docs/healthcheck.md, "States
+    // and verdicts", gives the finer one). The margin is what comes after
+    // it: the push (changes within 100 ms are one round, then one HTTP
+    // request per director), each director's apply (a debug build writing
+    // the table's 65,536 rows), and this test's polling (every 50 ms, one
+    // GET per director from a thread that enters its namespace), all on a
+    // machine shared with other builds and tests.
+    const MARGIN: Duration = Duration::from_secs(3);
+    let down = Duration::from_millis(INTERVAL * FALL + TIMEOUT);
+    let up = Duration::from_millis(INTERVAL * RISE + TIMEOUT);
+
+    // Backend 0 runs the server; backend 1, always healthy, keeps the
+    // table from being all unhealthy.
+    let lab = Lab::new(&[false, false], 2);
+    let server = python_http(&lab, 0, 8000);
+    let config = lab.config(
+        &[r#"{"http":8000}"#, r#"{"http":80}"#],
+        "",
+        &format!(
+            r#""interval_ms":{INTERVAL},"fast_interval_ms":200,"timeout_ms":{TIMEOUT},"rise":{RISE},"fall":{FALL}"#
+        ),
+    );
+    let _checker = lab.daemon(&config);
+    wait_until(
+        "both directors acknowledged backend 0 healthy",
+        Duration::from_secs(10),
+        || {
+            (lab.health()["backends"][0]["healthy"] == true && lab.in_sync(0) && lab.in_sync(1))
+                .then_some(())
+        },
+    );
+    let reason = |why: &str| Some(format!("http {}:8000/: {why}", backend_ip(0)));
+    let check = |what: &str, took: &[Duration], bound: Duration| {
+        eprintln!("{what}: on the directors after {took:?} (bound {bound:?} + {MARGIN:?})");
+        assert!(
+            took.iter().all(|t| *t <= bound + MARGIN),
+            "{what}: {took:?}, bound {bound:?} + {MARGIN:?}"
+        );
+    };
+
+    // Killed: its port refuses connections.
+    let start = Instant::now();
+    server.stop().unwrap();
+    let took = until_every_director_holds(&lab, 0, false, start);
+    for k in 0..2 {
+        let held = lab.held(k).unwrap();
+        assert_eq!(held.backend(0).health_reason, reason("connection refused"));
+    }
+    check("killed, unhealthy", &took, down);
+
+    // Started again (the clock includes Python's start).
+    let start = Instant::now();
+    let server = python_http(&lab, 0, 8000);
+    let took = until_every_director_holds(&lab, 0, true, start);
+    check("restarted, healthy", &took, up);
+
+    // Hung: stopped, its kernel still accepts connections, nothing
+    // answers; every probe times out.
+    let start = Instant::now();
+    server.signal(libc::SIGSTOP).unwrap();
+    let took = until_every_director_holds(&lab, 0, false, start);
+    for k in 0..2 {
+        let held = lab.held(k).unwrap();
+        assert_eq!(
+            held.backend(0).health_reason,
+            reason(&format!("no answer within {TIMEOUT} ms"))
+        );
+    }
+    check("hung, unhealthy", &took, down);
+
+    let start = Instant::now();
+    server.signal(libc::SIGCONT).unwrap();
+    let took = until_every_director_holds(&lab, 0, true, start);
+    check("going on, healthy", &took, up);
 }
