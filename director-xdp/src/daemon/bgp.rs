@@ -209,6 +209,43 @@ async fn announce(
     bird_command(socket, "configure").await.map(drop)
 }
 
+/// At a start that adopts no pinned program, nothing forwards yet: what an
+/// earlier run left in the include (a crash followed by an upgrade that
+/// changed the maps, a reboot with the include on a disk) must not stay
+/// announced until this run is attached. Empties the include if it
+/// announces anything, and has BIRD read it (a BIRD that is not there
+/// reads it when it starts). Whether anything was withdrawn.
+pub(crate) async fn withdraw_left_over(socket: &Path, include: &Path) -> Result<bool, BirdError> {
+    let left = std::fs::read_to_string(include).unwrap_or_default();
+    if !left.lines().any(|l| l.trim_start().starts_with("route ")) {
+        return Ok(false);
+    }
+    announce(socket, include, &BTreeSet::new())
+        .await
+        .map(|()| true)
+}
+
+/// Whether `path`'s directory is on a file system that a reboot empties
+/// (tmpfs or ramfs), as the include should be: BIRD reads it at boot,
+/// before any director runs. `None` when that cannot be told.
+pub(crate) fn include_is_volatile(path: &Path) -> Option<bool> {
+    const TMPFS_MAGIC: i64 = 0x0102_1994;
+    const RAMFS_MAGIC: i64 = 0x8584_58f6;
+    let dir = path.parent()?;
+    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: `c` is a NUL-terminated path and `st` is written by the
+    // kernel on success only, and read only then.
+    let rc = unsafe { libc::statfs(c.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: statfs succeeded, so it filled `st`.
+    #[allow(clippy::useless_conversion)] // f_type's width differs by target
+    let kind = i64::from(unsafe { st.assume_init() }.f_type);
+    Some(kind == TMPFS_MAGIC || kind == RAMFS_MAGIC)
+}
+
 /// What BIRD took last.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Taken {
@@ -435,6 +472,40 @@ mod tests {
             w.write_all(answer.as_bytes()).await.unwrap();
             seen
         })
+    }
+
+    #[tokio::test]
+    async fn a_fresh_start_withdraws_what_an_earlier_run_left_announced() {
+        let dir = std::env::temp_dir().join(format!("glb-bgp-left-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let include = dir.join("vips.conf");
+        let sock = dir.join("bird.ctl");
+        // Nothing announced: nothing to do, BIRD is not asked.
+        std::fs::write(&include, include_text(&BTreeSet::new())).unwrap();
+        assert!(!withdraw_left_over(&sock, &include).await.unwrap());
+        // VIPs left over: emptied, and BIRD told.
+        std::fs::write(&include, include_text(&[p("203.0.113.10", 32)].into())).unwrap();
+        let bird = fake_bird(&sock, "0003 Reconfigured\n").await;
+        assert!(withdraw_left_over(&sock, &include).await.unwrap());
+        assert_eq!(bird.await.unwrap(), ["configure"]);
+        assert_eq!(
+            std::fs::read_to_string(&include).unwrap(),
+            include_text(&BTreeSet::new())
+        );
+        // The file is emptied even when BIRD is not there to read it.
+        std::fs::write(&include, include_text(&[p("203.0.113.10", 32)].into())).unwrap();
+        assert!(
+            withdraw_left_over(&dir.join("none.ctl"), &include)
+                .await
+                .is_err()
+        );
+        assert_eq!(
+            std::fs::read_to_string(&include).unwrap(),
+            include_text(&BTreeSet::new())
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(include_is_volatile(Path::new("/proc/x")), Some(false));
+        assert_eq!(include_is_volatile(Path::new("/no/such/dir/x")), None);
     }
 
     #[tokio::test]
