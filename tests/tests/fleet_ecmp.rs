@@ -43,6 +43,24 @@ fn routed(lab: &FleetLab, k: usize) -> (bool, bool) {
     )
 }
 
+/// Stops the load and the held connections: not one broke, not one
+/// request failed. What the load saw.
+fn nothing_broke(load: Load, held: Exchange) -> lab_tests::fleet_lab::LoadReport {
+    let report = load.finish().unwrap();
+    let exchanged = held.finish();
+    eprintln!(
+        "requests: {} ok, {} failed; held connections: {} failed, fewest echoes {}",
+        report.ok,
+        report.failed.len(),
+        exchanged.failures.len(),
+        exchanged.fewest
+    );
+    assert_eq!(exchanged.failures, [], "held connections broke");
+    assert!(exchanged.fewest > 0);
+    assert_eq!(report.failed, Vec::<String>::new(), "requests failed");
+    report
+}
+
 #[test]
 fn a_fleet_keeps_every_connection_through_a_dead_host_a_restart_and_a_drain() {
     // Director 2 restarts hitlessly (its link and maps stay pinned).
@@ -217,18 +235,7 @@ fn a_fleet_keeps_every_connection_through_a_dead_host_a_restart_and_a_drain() {
     assert!(status.success(), "{status:?}");
     std::thread::sleep(Duration::from_secs(2));
 
-    let report = load.finish().unwrap();
-    let exchanged = held.finish();
-    eprintln!(
-        "requests: {} ok, {} failed; held connections: {} failed, fewest echoes {}",
-        report.ok,
-        report.failed.len(),
-        exchanged.failures.len(),
-        exchanged.fewest
-    );
-    assert_eq!(exchanged.failures, [], "held connections broke");
-    assert!(exchanged.fewest > 0);
-    assert_eq!(report.failed, Vec::<String>::new(), "requests failed");
+    let report = nothing_broke(load, held);
     assert!(report.ok > 100, "{} requests", report.ok);
     // The two that run agree (the checker's verdicts included).
     let out = ctl(&lab, &["fleet", "status", &lab.urls()[0], &lab.urls()[2]]);
@@ -318,16 +325,5 @@ fn a_director_withdraws_when_nothing_can_serve_and_before_it_stops() {
     );
     std::thread::sleep(Duration::from_secs(1));
 
-    let report = load.finish().unwrap();
-    let exchanged = held.finish();
-    eprintln!(
-        "requests: {} ok, {} failed; held connections: {} failed, fewest echoes {}",
-        report.ok,
-        report.failed.len(),
-        exchanged.failures.len(),
-        exchanged.fewest
-    );
-    assert_eq!(exchanged.failures, [], "held connections broke");
-    assert!(exchanged.fewest > 0);
-    assert_eq!(report.failed, Vec::<String>::new(), "requests failed");
+    nothing_broke(load, held);
 }
