@@ -372,7 +372,7 @@ async fn start(config_path: &Path) -> Result<(Daemon, Inputs), Failure> {
                 ""
             }
         );
-        daemon.bgp = Some(bgp::Announcer::spawn(socket, include));
+        daemon.bgp = Some(bgp::Announcer::spawn(socket, include, bgp::LIVENESS));
     }
     daemon.sync_bgp();
 
@@ -1703,7 +1703,7 @@ impl Daemon {
         }
         m.single_gauge(
             "glb_director_bgp_failing",
-            "1 while BIRD has not taken the daemon's last change (unreachable or refused; retried with backoff, see GET /v1/director)",
+            "1 while BIRD has not taken the daemon's last change (unreachable or refused; retried with backoff) or does not answer (asked every 5 s); see GET /v1/director",
             u64::from(status.state == proto::api::BgpState::Failing),
         );
     }

@@ -461,14 +461,15 @@ pub struct DirectorStatus {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bgp {
     /// `off` (no `director.bird_socket`), `announced` (at least one VIP),
-    /// `withdrawn` (none), `failing` (BIRD did not take the last change:
-    /// `announced` is what it took before).
+    /// `withdrawn` (none), `failing` (BIRD did not take the last change,
+    /// or stopped answering: `announced` is what it took before).
     pub state: BgpState,
     /// The prefixes BIRD announces for this director now.
     pub announced: Vec<String>,
     /// The VIPs not announced, and why.
     pub withheld: Vec<Withheld>,
-    /// Why BIRD did not take the last change (`failing`).
+    /// Why BIRD did not take the last change or does not answer
+    /// (`failing`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }

@@ -7,7 +7,10 @@
 //! director's host loses its link, a director's daemon is restarted
 //! hitlessly, and a director is drained through its API and then stopped;
 //! the drained and an announcing director's status pages, in headless
-//! Chromium, show their BGP state.
+//! Chromium, show their BGP state. A second test: a director with no
+//! backend to serve withdraws, SIGTERM withdraws before the daemon stops
+//! forwarding, and a director whose BIRD crashes is dropped at once and
+//! reports it.
 //! Not one connection breaks and not one request fails. Needs root.
 #![allow(clippy::unwrap_used)] // a test: a failure is the test failing
 
@@ -246,7 +249,7 @@ fn a_fleet_keeps_every_connection_through_a_dead_host_a_restart_and_a_drain() {
 }
 
 #[test]
-fn a_director_withdraws_when_nothing_can_serve_and_before_it_stops() {
+fn a_director_withdraws_when_nothing_can_serve_before_it_stops_and_with_its_bird() {
     let mut lab = FleetLab::new([&[], &[], &[]]).unwrap();
     let mut conns = connect_many(&lab.client, VIP4, 60).unwrap();
     conns.extend(connect_many(&lab.client, VIP6, 30).unwrap());
@@ -323,6 +326,39 @@ fn a_director_withdraws_when_nothing_can_serve_and_before_it_stops() {
         stopped >= Duration::from_millis(u64::from(lab_tests::fleet_lab::WITHDRAW_DELAY_MS)),
         "the daemon did not forward for the withdraw delay: exited after {stopped:?}"
     );
+    std::thread::sleep(Duration::from_secs(1));
+
+    // Director 2's BIRD crashes: its BGP sessions close, the router drops
+    // it at once, and the daemon reports BIRD failing (it asks every 5 s).
+    let crash = Instant::now();
+    lab.kill_bird(2).unwrap();
+    lab.wait_for_next_hops(1, Duration::from_secs(5)).unwrap();
+    eprintln!(
+        "director 2's BIRD killed: withdrawn by the router after {:?}",
+        crash.elapsed()
+    );
+    let start = Instant::now();
+    while director(&lab, 2).bgp.state != proto::api::BgpState::Failing {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "{:?}",
+            director(&lab, 2)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // BIRD back: it reads the include as the daemon left it, and the
+    // router has director 2 again.
+    lab.start_bird(2).unwrap();
+    lab.wait_for_next_hops(2, Duration::from_secs(30)).unwrap();
+    let start = Instant::now();
+    while director(&lab, 2).bgp.state != proto::api::BgpState::Announced {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "{:?}",
+            director(&lab, 2)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     std::thread::sleep(Duration::from_secs(1));
 
     nothing_broke(load, held);
