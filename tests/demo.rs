@@ -448,14 +448,14 @@ fn main() -> ExitCode {
         };
     let result = demo(&mut lab);
     let names = lab.namespaces();
+    let pids = lab.bird_pids();
     drop(lab);
     title("Tearing the lab down");
     let left = names.iter().filter(|n| netns_exists(n)).count();
-    let birds = std::process::Command::new("pgrep")
-        .args(["-x", "bird"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().count())
-        .unwrap_or(0);
+    let birds = pids
+        .iter()
+        .filter(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
+        .count();
     println!("  namespaces left: {left}; BIRD processes left: {birds}");
     match result {
         Ok(()) if left == 0 && birds == 0 => {

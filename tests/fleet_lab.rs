@@ -470,6 +470,17 @@ impl FleetLab {
             .output()
     }
 
+    /// The pids of the lab's BIRD processes now.
+    pub fn bird_pids(&self) -> Vec<u32> {
+        std::iter::once(self.router_bird.pid())
+            .chain(
+                self.directors
+                    .iter()
+                    .filter_map(|d| d.bird.as_ref().map(Daemon::pid)),
+            )
+            .collect()
+    }
+
     /// The names of every namespace of the lab.
     pub fn namespaces(&self) -> Vec<String> {
         let mut names = vec![
