@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use crate::glb::{self, Backend, VIP4, VIP6, backend_ip};
 use crate::http::{Response, request};
-use crate::{Daemon, Netns, Scratch, Switch, XdpPass, veth, workspace_bin};
+use crate::{Daemon, MountNs, Netns, Scratch, Switch, XdpPass, veth, workspace_bin};
 
 /// The API's bearer token on every director.
 pub const TOKEN: &str = "fleet-lab-token-5c3e";
@@ -73,6 +73,9 @@ pub struct Director {
     pub daemon: Option<Daemon>,
     /// Its BIRD.
     pub bird: Option<Daemon>,
+    /// The mount namespace its daemon runs in, with a bpffs of its own:
+    /// the pins outlive a daemon (a hitless restart), not the lab.
+    mnt: MountNs,
     /// Its namespace.
     pub ns: Netns,
     /// Its config file.
@@ -288,6 +291,16 @@ impl FleetLab {
                 director_bird_config(k, &include.display().to_string()),
             )?;
             let bird = spawn_bird(&ns, &scratch, &format!("director-{k}"), &conf)?;
+            // `ip netns exec` gives each process a /sys, hence a bpffs, of
+            // its own: pins would not outlive a daemon.
+            let mnt = MountNs::new()?;
+            let out = mnt.exec("mount", &["-t", "bpf", "bpf", "/sys/fs/bpf"])?;
+            if !out.status.success() {
+                return Err(io::Error::other(format!(
+                    "mounting a bpffs for director {k}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                )));
+            }
             let config = scratch.file(&format!("director-{k}.json"));
             std::fs::write(
                 &config,
@@ -308,6 +321,7 @@ impl FleetLab {
             directors.push(Director {
                 daemon: None,
                 bird: Some(bird),
+                mnt,
                 ns,
                 config,
                 extra: extra.iter().map(ToString::to_string).collect(),
@@ -351,7 +365,8 @@ impl FleetLab {
             .scratch
             .file(&format!("director-{k}.{}.log", d.restarts));
         d.restarts += 1;
-        d.daemon = Some(d.ns.spawn(bin.to_str().unwrap_or_default(), &args, log)?);
+        d.daemon =
+            Some(d.ns.spawn_in_mount(&d.mnt, bin.to_str().unwrap_or_default(), &args, log)?);
         Ok(())
     }
 

@@ -197,13 +197,22 @@ fn print_director(d: &api::DirectorStatus) {
     let b = &d.bgp;
     println!("BGP {}", b.state.as_str());
     if let Some(e) = &b.error {
-        println!("  BIRD did not take the last change: {e}");
+        println!("  BIRD: {e}");
     }
+    // A prefix both announced and withheld is being withdrawn: BIRD has not
+    // taken the change yet.
     for p in &b.announced {
-        println!("  announced {p}");
+        match b.withheld.iter().find(|w| &w.prefix == p) {
+            Some(w) => println!("  withdrawing {p} ({})", w.reason),
+            None => println!("  announced   {p}"),
+        }
     }
-    for w in &b.withheld {
-        println!("  withheld  {} ({})", w.prefix, w.reason);
+    for w in b
+        .withheld
+        .iter()
+        .filter(|w| !b.announced.contains(&w.prefix))
+    {
+        println!("  withheld    {} ({})", w.prefix, w.reason);
     }
 }
 

@@ -142,7 +142,13 @@ fn a_fleet_keeps_every_connection_through_a_dead_host_a_restart_and_a_drain() {
     assert_eq!(routed(&lab, 2), (true, true), "a restart withdraws nothing");
     lab.start_director(2).unwrap();
     eprintln!("director 2 restarted in {:?}", restart.elapsed());
-    assert_eq!(routed(&lab, 2), (true, true));
+    let log = lab.directors[2]
+        .daemon
+        .as_ref()
+        .map(|d| d.log())
+        .unwrap_or_default();
+    assert!(log.contains("adopted the pinned link"), "{log}");
+    assert_eq!(routed(&lab, 2), (true, true), "{log}");
 
     // Director 1 drained through its API: withdrawn, then quiet.
     let api1 = format!("http://{}", lab_tests::fleet_lab::director_api(1));
@@ -160,6 +166,12 @@ fn a_fleet_keeps_every_connection_through_a_dead_host_a_restart_and_a_drain() {
     assert!(
         d.bgp.withheld.iter().all(|w| w.reason == "drained"),
         "{d:?}"
+    );
+    let out = ctl(&lab, &["--api", &api1, "director", "status"]);
+    assert!(
+        out.starts_with("attached yes  drained yes  VIP packets ")
+            && out.contains("\nBGP withdrawn\n  withheld    203.0.113.10/32 (drained)\n  withheld    2001:db8:10::10/128 (drained)\n"),
+        "{out}"
     );
     let m = lab.api(1, "GET", "/metrics").unwrap().body;
     for line in [
