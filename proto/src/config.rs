@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
+use crate::Encap;
 use crate::hex;
 use crate::maps::{HASH_DST_ADDR, HASH_DST_PORT, HASH_SRC_ADDR, HASH_SRC_PORT};
 use crate::table::{
@@ -126,8 +127,11 @@ pub struct Table {
     /// SipHash key of the table generation.
     pub seed: [u8; 16],
     /// Alternates per row (1 to [`MAX_HOPS`]): how many overlapping changes
-    /// of a row its established flows survive.
+    /// of a row its established flows survive. Not used with
+    /// [`Encap::Ipip`] ([`Table::chain_hops`]).
     pub hops: u8,
+    /// How its packets are wrapped for the backends.
+    pub encap: Encap,
     /// What this table serves.
     pub binds: Vec<Bind>,
     /// Its backends, in config order.
@@ -140,9 +144,15 @@ impl Table {
         self.backends.iter().map(|b| b.backend).collect()
     }
 
+    /// The alternates each row carries: `hops` for GUE, none for
+    /// IP-in-IP (no hop list, so no second chance).
+    pub fn chain_hops(&self) -> u8 {
+        crate::table::chain_hops(self.encap, self.hops)
+    }
+
     /// The table's rows, built.
     pub fn rendezvous(&self) -> Result<Rendezvous, TableError> {
-        Rendezvous::build(self.seed, self.hops, &self.builder_backends())
+        Rendezvous::build(self.seed, self.chain_hops(), &self.builder_backends())
     }
 }
 
@@ -545,7 +555,9 @@ const ROOT_FIELDS: &[&str] = &["tables", "director"];
 /// file the directors read too: no warning, and kept by a rewrite like any
 /// field the director does not read.
 const HEALTHCHECK_FIELDS: &[&str] = &["healthcheck", "healthchecks"];
-const TABLE_FIELDS: &[&str] = &["name", "hash_key", "seed", "hops", "binds", "backends"];
+const TABLE_FIELDS: &[&str] = &[
+    "name", "hash_key", "seed", "hops", "encap", "binds", "backends",
+];
 const BIND_FIELDS: &[&str] = &["ip", "proto", "port", "port_start", "port_end"];
 const BACKEND_FIELDS: &[&str] = &["ip", "state", "healthy", "reachable", "healthchecks"];
 const DIRECTOR_FIELDS: &[&str] = &[
@@ -629,6 +641,20 @@ impl Cx {
                     )
                 })?,
         };
+        let encap = match o.get("encap") {
+            None => Encap::default(),
+            Some(e) => e.as_str().and_then(Encap::from_name).ok_or_else(|| {
+                invalid(
+                    format!("{path}.encap"),
+                    format!("{} is not \"gue\" or \"ipip\"", show(e)),
+                )
+            })?,
+        };
+        if encap == Encap::Ipip && o.contains_key("hops") {
+            self.warnings.push(format!(
+                "{path}.hops: ignored with \"encap\": \"ipip\" (no hop list: a row is its primary alone)"
+            ));
+        }
         let binds = match o.get("binds") {
             None => Vec::new(),
             Some(b) => {
@@ -665,6 +691,7 @@ impl Cx {
             hash_key,
             seed,
             hops,
+            encap,
             binds,
             backends,
         })
@@ -973,9 +1000,9 @@ impl Cx {
             d.api_limits.set(name, n as u32);
         }
         if let Some(v) = o.get("mtu") {
-            // The least any table needs (IPv4 backends, one hop); the
+            // The least any table needs (IPv4 backends in IP-in-IP); the
             // tables' own needs are checked once they are read.
-            let least = crate::mtu::min_mtu(false, 1);
+            let least = crate::mtu::min_mtu(Encap::Ipip, false, 0);
             let mtu = v
                 .as_u64()
                 .filter(|n| (u64::from(least)..=u64::from(crate::mtu::MAX_MTU)).contains(n))
@@ -1019,21 +1046,28 @@ pub struct PathMtuTooSmall {
 
 /// Checks that a path MTU toward the backends of `tables` leaves every
 /// client at least IPv6's minimum MTU once encapsulated
-/// ([`crate::mtu::min_mtu`] for each table's outer family and hop count).
-/// The director refuses less: an IPv6 client never sends smaller packets
-/// on request, so its flows would stall.
+/// ([`crate::mtu::min_mtu`] for each table's encapsulation, outer family
+/// and hop count). The director refuses less: an IPv6 client never sends
+/// smaller packets on request, so its flows would stall.
 pub fn check_path_mtu(mtu: u32, tables: &[Table]) -> Result<(), PathMtuTooSmall> {
-    // (least, table, outer_v6, hops): with no table, IPv4 backends' least.
-    let mut need = (crate::mtu::min_mtu(false, 1), None, false, 1);
+    // (least, table, outer_v6, encap, hops): with no table, IPv4 GUE
+    // backends' least.
+    let mut need = (
+        crate::mtu::min_mtu(Encap::Gue, false, 1),
+        None,
+        false,
+        Encap::Gue,
+        1,
+    );
     for t in tables {
         let outer_v6 = t.backends.first().is_some_and(|b| b.backend.addr.is_ipv6());
-        let hops = usize::from(t.hops);
-        let least = crate::mtu::min_mtu(outer_v6, hops);
+        let hops = usize::from(t.chain_hops());
+        let least = crate::mtu::min_mtu(t.encap, outer_v6, hops);
         if least > need.0 || need.1.is_none() {
-            need = (least, Some(t.name.clone()), outer_v6, hops);
+            need = (least, Some(t.name.clone()), outer_v6, t.encap, hops);
         }
     }
-    let (least, table, outer_v6, hops) = need;
+    let (least, table, outer_v6, encap, hops) = need;
     if mtu >= least {
         return Ok(());
     }
@@ -1042,7 +1076,7 @@ pub fn check_path_mtu(mtu: u32, tables: &[Table]) -> Result<(), PathMtuTooSmall>
         least,
         table,
         outer_v6,
-        overhead: crate::mtu::encap_overhead(outer_v6, hops),
+        overhead: crate::mtu::encap_overhead(encap, outer_v6, hops),
     })
 }
 
@@ -1309,7 +1343,12 @@ pub fn to_json(config: &Config) -> Value {
             o.insert("name".into(), Value::String(t.name.clone()));
             o.insert("hash_key".into(), Value::String(hex::encode(&t.hash_key)));
             o.insert("seed".into(), Value::String(hex::encode(&t.seed)));
-            o.insert("hops".into(), t.hops.into());
+            // An IP-in-IP table uses no hops: written only when the file
+            // gave some, so that a rewrite adds no warning.
+            if t.encap == Encap::Gue || t.hops != DEFAULT_HOPS {
+                o.insert("hops".into(), t.hops.into());
+            }
+            o.insert("encap".into(), Value::String(t.encap.as_str().into()));
             o.insert("binds".into(), Value::Array(binds));
             o.insert("backends".into(), Value::Array(backends));
             Value::Object(o)

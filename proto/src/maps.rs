@@ -393,11 +393,13 @@ const _: () = assert!(MAX_BACKENDS <= u16::MAX as u32 + 1);
 pub struct TableHead {
     /// Active slot, `0..TABLE_SLOTS`.
     pub active: u32,
-    /// Per slot: the alternates per row (1 to `ROW_CHAIN - 1`); any other
-    /// value makes the director drop the table's packets (`encap_failure`).
+    /// Per slot: the alternates per row (1 to `ROW_CHAIN - 1`; 0 with
+    /// [`ENCAP_IPIP`], which carries none); any other value makes the
+    /// director drop the table's packets (`encap_failure`).
     pub hops: [u8; TABLE_SLOTS as usize],
-    /// Zero.
-    pub _pad: [u8; 2],
+    /// Per slot: [`ENCAP_GUE`] or [`ENCAP_IPIP`], how the slot's packets
+    /// are wrapped; read beside `hops`, with no lookup of its own.
+    pub encap: [u8; TABLE_SLOTS as usize],
     /// Per slot: the longest original packet (from its IP header to the end
     /// of the frame) that fits the path MTU once encapsulated to the
     /// table's backends with the slot's hops (`proto::mtu::max_inner_len`),
@@ -409,6 +411,12 @@ pub struct TableHead {
     /// Per slot: the hash key of its rows.
     pub keys: [TableKeys; TABLE_SLOTS as usize],
 }
+
+/// [`TableHead::encap`]: GUE with GLB's private data (zero, so that a
+/// head written before the field existed reads as GUE).
+pub const ENCAP_GUE: u8 = 0;
+/// [`TableHead::encap`]: plain IP-in-IP, no hop list.
+pub const ENCAP_IPIP: u8 = 1;
 
 /// [`TableHead::max_inner`] for no limit: no XDP frame is that long.
 pub const NO_INNER_LIMIT: u16 = u16::MAX;
@@ -851,7 +859,7 @@ mod tests {
         assert_eq!(size_of::<TableHead>(), 80);
         assert_eq!(offset_of!(TableHead, active), 0);
         assert_eq!(offset_of!(TableHead, hops), 4);
-        assert_eq!(offset_of!(TableHead, _pad), 6);
+        assert_eq!(offset_of!(TableHead, encap), 6);
         assert_eq!(offset_of!(TableHead, max_inner), 8);
         assert_eq!(offset_of!(TableHead, _pad2), 12);
         assert_eq!(offset_of!(TableHead, keys), 16);
