@@ -645,7 +645,7 @@ impl DirectorStat {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u32)]
 pub enum RedirectStat {
-    /// GUE packets seen.
+    /// GUE packets seen, and IP-in-IP from allowed sources.
     Total,
     /// Accepted: a SYN.
     AcceptedSyn,
@@ -670,11 +670,14 @@ pub enum RedirectStat {
     /// Dropped: to be forwarded, but no route, neighbour or source address
     /// for the next hop (not a GLB counter).
     ForwardFailed,
+    /// Accepted: plain IP-in-IP from an allowed source (an `ipip` table's
+    /// packet), which has no hop list (not a GLB counter).
+    AcceptedIpip,
 }
 
 impl RedirectStat {
     /// Number of counters (entries of the stats array).
-    pub const COUNT: usize = 11;
+    pub const COUNT: usize = 12;
     /// Every counter, in index order.
     pub const ALL: [RedirectStat; Self::COUNT] = [
         RedirectStat::Total,
@@ -688,6 +691,7 @@ impl RedirectStat {
         RedirectStat::DroppedInvalid,
         RedirectStat::AcceptedOther,
         RedirectStat::ForwardFailed,
+        RedirectStat::AcceptedIpip,
     ];
 
     /// Index into the stats array.
@@ -709,6 +713,7 @@ impl RedirectStat {
             RedirectStat::DroppedInvalid => "dropped_invalid",
             RedirectStat::AcceptedOther => "accepted_other",
             RedirectStat::ForwardFailed => "forward_failed",
+            RedirectStat::AcceptedIpip => "accepted_ipip",
         }
     }
 }
@@ -1049,6 +1054,7 @@ mod tests {
                 "dropped_invalid",
                 "accepted_other",
                 "forward_failed",
+                "accepted_ipip",
             ]
         );
         for (i, stat) in RedirectStat::ALL.iter().enumerate() {
