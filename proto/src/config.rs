@@ -674,7 +674,21 @@ impl Cx {
         )?;
         let mut backends = Vec::with_capacity(a.len());
         for (j, b) in a.iter().enumerate() {
-            backends.push(self.backend(&format!("{bpath}[{j}]"), b)?);
+            let bpath = format!("{bpath}[{j}]");
+            let backend: BackendConfig = self.backend(&bpath, b)?;
+            // No second chance in an ipip table: a drain or an addition
+            // moves established flows at once.
+            let state = backend.backend.state;
+            if encap == Encap::Ipip
+                && matches!(state, BackendState::Draining | BackendState::Filling)
+            {
+                self.warnings.push(format!(
+                    "{bpath} ({}): {} in an \"ipip\" table (no second chance) moves the established flows of the rows whose primary changes",
+                    backend.backend.addr,
+                    state.as_str()
+                ));
+            }
+            backends.push(backend);
         }
         let list: Vec<Backend> = backends.iter().map(|b: &BackendConfig| b.backend).collect();
         crate::table::check_backends(&list).map_err(|e| {

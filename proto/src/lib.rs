@@ -36,6 +36,12 @@ pub mod table;
 /// How a table's packets are wrapped for its backends (docs/spec.md
 /// section 2): a table's `encap`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "std",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "lowercase")
+)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum Encap {
     /// GUE with GLB's private data and the row's alternates as the hop
     /// list: backends run the redirect module (second chance).

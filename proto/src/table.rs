@@ -1329,9 +1329,40 @@ pub struct RowDiff {
     pub released: Vec<ReleasedRows>,
     /// Backends whose row counts change, by address.
     pub backends: Vec<Movement>,
+    /// What the operator must know before making the change (an `ipip`
+    /// table's flows moving: [`RowDiff::warn_no_second_chance`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl RowDiff {
+    /// For a change of `table`, an `ipip` table (no hop list, so no second
+    /// chance): a warning naming how many rows lose their established
+    /// flows, if any do (which rows, per backend, are in
+    /// [`RowDiff::lost`]). A drain or an addition in such a table moves
+    /// every flow of the rows whose primary changes.
+    pub fn warn_no_second_chance(&mut self, table: &str) {
+        if self.rows_lost == 0 {
+            return;
+        }
+        let backends: Vec<String> = self
+            .lost
+            .iter()
+            .map(|l| {
+                format!(
+                    "{} ({} rows)",
+                    l.ip,
+                    l.primary_rows.len() + l.alternate_rows.len()
+                )
+            })
+            .collect();
+        self.warnings.push(format!(
+            "table \"{table}\" is \"encap\": \"ipip\" (no hop list, no second chance): this change moves the established flows of {} rows, which are lost: {}",
+            self.rows_lost,
+            backends.join(", ")
+        ));
+    }
+
     /// Whether `ip`'s established flows of row `row` break.
     pub fn loses(&self, ip: IpAddr, row: u32) -> bool {
         self.lost.iter().any(|l| {

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use lab_tests::Capture;
 use lab_tests::fleet_lab::http_server;
-use lab_tests::glb::{Conn, Lab, VIP4, VIP6, connect_many};
+use lab_tests::glb::{Conn, Lab, VIP4, VIP6, backend_ip, connect_many};
 
 static ONE_LAB_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -138,6 +138,31 @@ fn ipip_table_reaches_agent_backends_and_replies_bypass_the_director() {
             .log()
             .contains("ignored with \"encap\": \"ipip\""),
         "the lab's table gives hops, which an ipip table ignores: said so"
+    );
+
+    // The API names the encap, and its preview of a drain warns and lists
+    // exactly the rows the backend is primary of as lost.
+    let table: serde_json::Value =
+        serde_json::from_str(&lab.api("GET", "/v1/tables/lab", false).unwrap().body).unwrap();
+    assert_eq!(table["encap"], "ipip");
+    assert_eq!(table["hops"], 0);
+    let drained = backend_ip(1);
+    let owned = table["backends"][1]["rows_primary"].as_u64().unwrap();
+    assert!(owned > 0);
+    let out = lab
+        .ctl(&["--json", "preview", "lab", "drain", &drained])
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let preview: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(preview["rows_lost"], owned, "{preview}");
+    assert_eq!(preview["lost"][0]["ip"], drained.as_str());
+    let warning = preview["warnings"][0].as_str().unwrap();
+    assert!(warning.contains("no second chance"), "{warning}");
+    let out = lab.ctl(&["tables"]).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("no alternates (ipip: no second chance)"),
+        "{text}"
     );
 }
 
