@@ -3,9 +3,10 @@
 //! - `director`: the GLB-style director of `docs/director.md`. It finds the
 //!   bind of each packet for a VIP, hashes the flow into that bind's table,
 //!   and sends the packet, wrapped in GUE with the row's alternates as the
-//!   hop list, to the row's primary (`XDP_TX`); a packet too big for the
-//!   path MTU once wrapped is answered with an ICMP error instead
-//!   (`too_big`). Everything else passes untouched.
+//!   hop list (or, for an `ipip` table, in one outer IP header:
+//!   `encap::director_ipip`), to the row's primary (`XDP_TX`); a packet
+//!   too big for the path MTU once wrapped is answered with an ICMP error
+//!   instead (`too_big`). Everything else passes untouched.
 //! - `bench_floor`, `bench_min_encap` and `bench_siphash`: references for
 //!   the benchmark (the cost of `XDP_TX` alone, of the smallest possible
 //!   encapsulation, and of the director's hash of an IPv6 address alone).
