@@ -372,6 +372,29 @@ impl FleetLab {
         }
     }
 
+    /// Kills director `k`'s BIRD (SIGKILL: a crash).
+    pub fn kill_bird(&mut self, k: usize) -> io::Result<()> {
+        if let Some(b) = self.directors[k].bird.take() {
+            b.signal(libc::SIGKILL)?;
+            drop(b);
+        }
+        let _ = std::fs::remove_file(self.scratch.file(&format!("bird-director-{k}.ctl")));
+        Ok(())
+    }
+
+    /// Starts director `k`'s BIRD again, with its config as at the start.
+    pub fn start_bird(&mut self, k: usize) -> io::Result<()> {
+        let conf = self.scratch.file(&format!("bird-director-{k}.conf"));
+        let bird = spawn_bird(
+            &self.directors[k].ns,
+            &self.scratch,
+            &format!("director-{k}"),
+            &conf,
+        )?;
+        self.directors[k].bird = Some(bird);
+        Ok(())
+    }
+
     /// Cuts director `k`'s cable (its switch port goes down: the host sees
     /// its carrier go, the others see nothing but silence), or plugs it
     /// back.

@@ -4,6 +4,7 @@
 //! interface, address, route and XDP program is created inside a namespace
 //! that the test owns.
 
+pub mod chromium;
 pub mod fleet_lab;
 pub mod glb;
 pub mod http;

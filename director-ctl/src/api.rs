@@ -383,19 +383,12 @@ pub struct ChangeCall {
 }
 
 /// A backend change (`backends add|remove|drain|...`, `health set`).
-pub fn change(
-    c: &Client,
-    method: &str,
-    path: &str,
-    body: Option<&Value>,
-    ip: &str,
-    json: bool,
-) -> Result<(), Failure> {
-    let (answer, v): (api::Change, _) = c.call_as(method, path, body)?;
+pub fn change(c: &Client, call: &ChangeCall, json: bool) -> Result<(), Failure> {
+    let (answer, v): (api::Change, _) = c.call_as(call.method, &call.path, call.body.as_ref())?;
     if json {
         print_json(&v);
     } else {
-        println!("{}", describe_change(&answer, ip));
+        println!("{}", describe_change(&answer, &call.ip));
     }
     Ok(())
 }

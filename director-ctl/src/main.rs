@@ -301,29 +301,11 @@ fn api_command(cli: &Cli) -> Option<ExitCode> {
         }
         Command::Backends(b) => {
             let call = backends_call(b)?;
-            run(&|c| {
-                api::change(
-                    c,
-                    call.method,
-                    &call.path,
-                    call.body.as_ref(),
-                    &call.ip,
-                    json,
-                )
-            })
+            run(&|c| api::change(c, &call, json))
         }
         Command::Health(h) => {
             let call = health_call(h);
-            run(&|c| {
-                api::change(
-                    c,
-                    call.method,
-                    &call.path,
-                    call.body.as_ref(),
-                    &call.ip,
-                    json,
-                )
-            })
+            run(&|c| api::change(c, &call, json))
         }
         Command::Fleet(FleetCommand::Backends { directors, command }) => {
             let Some(call) = backends_call(command) else {

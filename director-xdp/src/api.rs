@@ -18,7 +18,9 @@
 //! problem.
 //!
 //! The routes, the router and the OpenAPI document all come from
-//! [`ROUTES`].
+//! [`ROUTES`]. The one route that does not reach the event loop is the
+//! status page (`GET /`, [`crate::status`]): static HTML that anyone may
+//! load, whose own calls to the API are checked like any other.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -30,16 +32,23 @@ use axum::extract::{DefaultBodyLimit, OriginalUri, RawPathParams, RawQuery};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter};
+use proto::api::{self, StateAction};
 use proto::config::{BackendConfig, Config, shorten, unusable_address};
+use proto::de::{fields_of, missing_field, value_at};
 use proto::table::{Backend, BackendState};
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
+use serde_path_to_error::Segment;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::change::{Change, Health, HealthVerdict, Kind, Refusal};
+use crate::status::StatusPage;
 
 /// What a route does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Op {
+    /// The HTML status page, served at the HTTP edge.
+    StatusPage,
     Healthz,
     OpenApi,
     Metrics,
@@ -113,6 +122,16 @@ const fn change(
 
 /// Every route of the API.
 pub(crate) const ROUTES: &[Route] = &[
+    Route {
+        response: "StatusPage",
+        ..route(
+            "get",
+            "/",
+            Op::StatusPage,
+            "statusPage",
+            "The status page (HTML): tables, backends, traffic and BGP state, refreshed live; its data calls need the token where reads do",
+        )
+    },
     Route {
         response: "Healthz",
         ..route(
@@ -454,28 +473,37 @@ pub(crate) trait Director {
     fn set_drained(&mut self, drained: bool) -> Result<proto::api::DirectorStatus, Refusal>;
 }
 
-/// `healthy` and `reachable` of `o`, at least one given.
-fn health_flags(o: &Map<String, Value>) -> Result<Health, ApiError> {
-    let h = Health {
-        healthy: bool_field(o, "healthy")?,
-        reachable: bool_field(o, "reachable")?,
-    };
-    if h.healthy.is_none() && h.reachable.is_none() {
+/// A health verdict: at least one of `healthy` and `reachable` (`field`
+/// names the first where the body has several verdicts).
+fn health(field: &str, healthy: Option<bool>, reachable: Option<bool>) -> Result<Health, ApiError> {
+    if healthy.is_none() && reachable.is_none() {
         return Err(
             bad("missing field \"healthy\" or \"reachable\" (give one or both)")
-                .at("healthy", Value::Null),
+                .at(field, Value::Null),
         );
     }
-    Ok(h)
+    Ok(Health { healthy, reachable })
+}
+
+/// A verdict's reason: at most 1024 bytes.
+fn reason(field: &str, reason: Option<String>) -> Result<Option<String>, ApiError> {
+    match reason {
+        Some(r) if r.len() > 1024 => {
+            Err(bad("expected a string of at most 1024 bytes").at(field, r))
+        }
+        r => Ok(r),
+    }
 }
 
 fn bad(error: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, error)
 }
 
-/// The router: every route of [`ROUTES`] forwards to the event loop.
+/// The router: every route of [`ROUTES`] forwards to the event loop,
+/// except the status page, answered here.
 pub(crate) fn router(calls: mpsc::Sender<Call>) -> Router {
     let mut by_path: BTreeMap<&str, MethodRouter> = BTreeMap::new();
+    let page = StatusPage::new();
     for r in ROUTES {
         let calls = calls.clone();
         let op = r.op;
@@ -512,7 +540,13 @@ pub(crate) fn router(calls: mpsc::Sender<Call>) -> Router {
             _ => MethodFilter::DELETE,
         };
         let m = by_path.remove(r.path).unwrap_or_default();
-        by_path.insert(r.path, m.on(filter, handler));
+        let m = if op == Op::StatusPage {
+            let page = page.clone();
+            m.on(filter, move || std::future::ready(page.response()))
+        } else {
+            m.on(filter, handler)
+        };
+        by_path.insert(r.path, m);
     }
     let mut router = Router::new();
     for (path, m) in by_path {
@@ -651,46 +685,52 @@ pub(crate) fn parse_ip(field: &str, s: &str) -> Result<IpAddr, ApiError> {
         .map_err(|_| bad(format!("\"{}\" is not an IP address", shorten(s))).at(field, s))
 }
 
-fn ip_field(o: &Map<String, Value>) -> Result<IpAddr, ApiError> {
-    match o.get("ip") {
-        Some(Value::String(s)) => parse_ip("ip", s),
-        Some(v) => Err(bad("expected an IP address as a string").at("ip", v.clone())),
-        None => Err(bad("missing field \"ip\"").at("ip", Value::Null)),
-    }
+/// The body's object read into `T` (a request type of [`proto::api`]),
+/// fields outside `known` refused first (a typo must not be silently
+/// ignored); a refusal names the field at fault (as `verdicts[2].ip`)
+/// with the value given.
+fn typed<T: DeserializeOwned>(o: Map<String, Value>, known: &[&str]) -> Result<T, ApiError> {
+    only(&o, known)?;
+    let v = Value::Object(o);
+    serde_path_to_error::deserialize(&v).map_err(|e| shape_error(&v, &e))
 }
 
-fn state_field(o: &Map<String, Value>) -> Result<Option<BackendState>, ApiError> {
-    match o.get("state") {
-        None => Ok(None),
-        Some(v) => v
-            .as_str()
-            .and_then(BackendState::from_name)
-            .map(Some)
-            .ok_or_else(|| {
-                bad("not one of \"active\", \"filling\", \"draining\", \"inactive\"")
-                    .at("state", v.clone())
-            }),
+/// A field missing or of the wrong type, in the words the API uses for
+/// that field wherever it is (serde's words for the others).
+fn shape_error(body: &Value, e: &serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = e.path().to_string();
+    if let Some(missing) = missing_field(e.inner()) {
+        let field = match path.as_str() {
+            "." => missing.clone(),
+            p => format!("{p}.{missing}"),
+        };
+        return bad(format!("missing field \"{missing}\"")).at(&field, Value::Null);
     }
-}
-
-fn bool_field(o: &Map<String, Value>, k: &str) -> Result<Option<bool>, ApiError> {
-    match o.get(k) {
-        None => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(v) => Err(bad("expected true or false").at(k, v.clone())),
-    }
+    let value = value_at(body, e.path()).cloned().unwrap_or(Value::Null);
+    let leaf = match e.path().iter().next_back() {
+        Some(Segment::Map { key }) => key.as_str(),
+        _ => "",
+    };
+    let message = match (leaf, &value) {
+        ("ip", Value::String(s)) => format!("\"{}\" is not an IP address", shorten(s)),
+        ("ip", _) => "expected an IP address as a string".into(),
+        ("state", _) => "not one of \"active\", \"filling\", \"draining\", \"inactive\"".into(),
+        ("healthy" | "reachable", _) => "expected true or false".into(),
+        ("healthchecks", _) => "expected an object".into(),
+        ("reason", _) => "expected a string of at most 1024 bytes".into(),
+        _ => e.inner().to_string(),
+    };
+    bad(message).at(&path, value)
 }
 
 /// `POST .../backends` body.
 pub(crate) fn parse_add(body: &[u8]) -> Result<BackendConfig, ApiError> {
-    let o = object(body)?;
-    only(&o, &["ip", "state", "healthy", "reachable", "healthchecks"])?;
-    let healthchecks = match o.get("healthchecks") {
-        None => None,
-        Some(h @ Value::Object(_)) => Some(h.clone()),
-        Some(v) => return Err(bad("expected an object").at("healthchecks", v.clone())),
-    };
-    let addr = ip_field(&o)?;
+    backend_config(typed(object(body)?, fields_of::<api::AddBackend>())?)
+}
+
+/// The backend `add` adds, unless its address cannot be a backend.
+fn backend_config(add: api::AddBackend) -> Result<BackendConfig, ApiError> {
+    let addr = add.ip;
     if let Some(why) = unusable_address(addr) {
         return Err(
             bad(format!("{addr} is {why}: it cannot be a backend")).at("ip", addr.to_string())
@@ -699,67 +739,63 @@ pub(crate) fn parse_add(body: &[u8]) -> Result<BackendConfig, ApiError> {
     Ok(BackendConfig {
         backend: Backend {
             addr,
-            state: state_field(&o)?.unwrap_or(BackendState::Active),
-            healthy: bool_field(&o, "healthy")?.unwrap_or(true),
-            reachable: bool_field(&o, "reachable")?.unwrap_or(true),
+            state: add.state.unwrap_or(BackendState::Active),
+            healthy: add.healthy.unwrap_or(true),
+            reachable: add.reachable.unwrap_or(true),
         },
-        healthchecks,
+        healthchecks: add.healthchecks.map(Value::Object),
     })
 }
 
 /// `PUT .../health` body: the verdict and an optional reason.
 pub(crate) fn parse_health(body: &[u8]) -> Result<(Health, Option<String>), ApiError> {
-    let o = object(body)?;
-    only(&o, &["healthy", "reachable", "reason"])?;
-    let health = health_flags(&o)?;
-    let reason = match o.get("reason") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if s.len() <= 1024 => Some(s.clone()),
-        Some(v) => {
-            return Err(bad("expected a string of at most 1024 bytes").at("reason", v.clone()));
-        }
-    };
-    Ok((health, reason))
+    let h: api::SetHealth = typed(object(body)?, fields_of::<api::SetHealth>())?;
+    Ok((
+        health("healthy", h.healthy, h.reachable)?,
+        reason("reason", h.reason)?,
+    ))
 }
 
-/// `POST .../preview` body: `{"action": ..., "ip": ..., ...}`.
+/// `POST .../preview` body: an [`api::Proposal`], read as serde reads
+/// one (the `action` tag, then the action's struct from the other fields),
+/// each step refused in its own words.
 pub(crate) fn parse_proposal(body: &[u8]) -> Result<Change, ApiError> {
-    let o = object(body)?;
-    let action = match o.get("action") {
-        Some(Value::String(s)) => s.as_str(),
-        Some(v) => return Err(bad("expected a string").at("action", v.clone())),
+    let mut o = object(body)?;
+    let action = match o.remove("action") {
+        Some(Value::String(s)) => s,
+        Some(v) => return Err(bad("expected a string").at("action", v)),
         None => return Err(bad("missing field \"action\"").at("action", Value::Null)),
     };
-    let state = |s| -> Result<Change, ApiError> {
-        only(&o, &["action", "ip"])?;
-        Ok(Change::SetState {
-            ip: ip_field(&o)?,
-            state: s,
-        })
+    let with_action = |fields: &[&'static str]| -> Vec<&'static str> {
+        std::iter::once("action")
+            .chain(fields.iter().copied())
+            .collect()
     };
-    match action {
-        "add" => {
-            let mut rest = o.clone();
-            rest.remove("action");
-            let body = serde_json::to_vec(&rest).unwrap_or_default();
-            Ok(Change::Add(parse_add(&body)?))
-        }
-        "remove" => {
-            only(&o, &["action", "ip"])?;
-            Ok(Change::Remove {
-                ip: ip_field(&o)?,
-                force: true,
-            })
-        }
-        "drain" => state(BackendState::Draining),
-        "fill" => state(BackendState::Filling),
-        "activate" => state(BackendState::Active),
-        "deactivate" => state(BackendState::Inactive),
+    let target = |o| -> Result<IpAddr, ApiError> {
+        let t: api::Target = typed(o, &with_action(fields_of::<api::Target>()))?;
+        Ok(t.ip)
+    };
+    if let Some(a) = StateAction::ALL.into_iter().find(|a| a.as_str() == action) {
+        return Ok(Change::SetState {
+            ip: target(o)?,
+            state: a.state(),
+        });
+    }
+    match action.as_str() {
+        "add" => Ok(Change::Add(backend_config(typed(
+            o,
+            fields_of::<api::AddBackend>(),
+        )?)?)),
+        "remove" => Ok(Change::Remove {
+            ip: target(o)?,
+            force: true,
+        }),
         "health" => {
-            only(&o, &["action", "ip", "healthy", "reachable"])?;
+            let h: api::ProposedHealth =
+                typed(o, &with_action(fields_of::<api::ProposedHealth>()))?;
             Ok(Change::SetHealth {
-                ip: ip_field(&o)?,
-                health: health_flags(&o)?,
+                ip: h.ip,
+                health: health("healthy", h.healthy, h.reachable)?,
             })
         }
         other => Err(bad(
@@ -814,10 +850,10 @@ pub(crate) fn openapi() -> Value {
         let schema = |name: &str| json!({ "$ref": format!("#/components/schemas/{name}") });
         let error = json!({ "description": "refused", "content": { "application/json": { "schema": schema("ErrorBody") } } });
         let mut responses = Map::new();
-        let content_type = if r.op == Op::Metrics {
-            "application/openmetrics-text"
-        } else {
-            "application/json"
+        let content_type = match r.op {
+            Op::Metrics => "application/openmetrics-text",
+            Op::StatusPage => "text/html",
+            _ => "application/json",
         };
         responses.insert(
             r.success.to_string(),
@@ -885,7 +921,6 @@ pub(crate) fn openapi() -> Value {
 /// (`proto::api`), which the daemon serialises and its clients read: the
 /// document cannot drift from what is served.
 fn schemas() -> Value {
-    use proto::api;
     use schemars::{JsonSchema, SchemaGenerator, generate::SchemaSettings};
     fn add<T: JsonSchema>(g: &mut SchemaGenerator) {
         g.subschema_for::<T>();
@@ -910,6 +945,10 @@ fn schemas() -> Value {
     defs.insert(
         "OpenApi".into(),
         json!({ "type": "object", "description": "this document" }),
+    );
+    defs.insert(
+        "StatusPage".into(),
+        json!({ "type": "string", "description": "the status page, HTML (docs/api.md#the-status-page)" }),
     );
     defs.insert(
         "Metrics".into(),
@@ -940,6 +979,10 @@ pub(crate) fn answer(daemon: &mut impl Director, call: &Call) -> Reply {
         return ApiError::from(e).reply();
     }
     let result = match call.op {
+        Op::StatusPage => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the status page is served by the HTTP front, not the event loop",
+        )),
         Op::Healthz => {
             let (attached, h) = daemon.healthz();
             let status = if attached {
@@ -1013,22 +1056,14 @@ fn table_index(daemon: &impl Director, call: &Call) -> Result<usize, ApiError> {
 /// change; those naming a table or backend this director does not have
 /// are reported, not refused (a fleet's directors may differ for a moment).
 fn health_batch(daemon: &mut impl Director, body: &[u8]) -> Result<(StatusCode, Value), ApiError> {
-    let batch: proto::api::HealthBatch = typed_body(body)?;
+    let batch: api::HealthBatch = typed(object(body)?, fields_of::<api::HealthBatch>())?;
     let mut known = Vec::new();
     let mut unknown = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     for (i, v) in batch.verdicts.iter().enumerate() {
         let at = |f: &str| format!("verdicts[{i}].{f}");
-        if v.healthy.is_none() && v.reachable.is_none() {
-            return Err(
-                bad("missing field \"healthy\" or \"reachable\" (give one or both)")
-                    .at(&at("healthy"), Value::Null),
-            );
-        }
-        if v.reason.as_ref().is_some_and(|r| r.len() > 1024) {
-            return Err(bad("expected a string of at most 1024 bytes")
-                .at(&at("reason"), v.reason.clone().unwrap_or_default()));
-        }
+        let health = health(&at("healthy"), v.healthy, v.reachable)?;
+        let reason = reason(&at("reason"), v.reason.clone())?;
         if !seen.insert((v.table.clone(), v.ip)) {
             return Err(bad(format!(
                 "backend {} of table \"{}\" has two verdicts",
@@ -1045,11 +1080,8 @@ fn health_batch(daemon: &mut impl Director, body: &[u8]) -> Result<(StatusCode, 
             Some(table) => known.push(HealthVerdict {
                 table,
                 ip: v.ip,
-                health: Health {
-                    healthy: v.healthy,
-                    reachable: v.reachable,
-                },
-                reason: v.reason.clone(),
+                health,
+                reason,
             }),
             None => unknown.push(proto::api::TableBackend {
                 table: v.table.clone(),
@@ -1065,25 +1097,6 @@ fn health_batch(daemon: &mut impl Director, body: &[u8]) -> Result<(StatusCode, 
         hashes: daemon.table_hashes(),
     };
     Ok((StatusCode::OK, value(answer)))
-}
-
-/// A body read into its type; a refusal names the field at fault (as
-/// `verdicts[2].ip`) with the value given.
-fn typed_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let o = object(body)?;
-    let v = Value::Object(o);
-    serde_path_to_error::deserialize(&v).map_err(|e| {
-        let field = e.path().to_string();
-        let mut at = &v;
-        for seg in field.split(['.', '[']) {
-            let seg = seg.trim_end_matches(']');
-            at = match seg.parse::<usize>() {
-                Ok(i) => at.get(i).unwrap_or(&Value::Null),
-                Err(_) => at.get(seg).unwrap_or(&Value::Null),
-            };
-        }
-        bad(e.inner().to_string()).at(&field, at.clone())
-    })
 }
 
 fn mutate(
@@ -1235,6 +1248,225 @@ mod tests {
         );
     }
 
+    /// Every refusal of a body: the message, the field and the value.
+    #[test]
+    fn body_refusals_name_the_field_and_value() {
+        let long = "7".repeat(100);
+        let cut = format!("{}...", "7".repeat(57));
+        let not_an_ip = format!("\"{cut}\" is not an IP address");
+        let add = |b: &str| parse_add(b.as_bytes()).map(|_| ());
+        let health = |b: &str| parse_health(b.as_bytes()).map(|_| ());
+        let preview = |b: &str| parse_proposal(b.as_bytes()).map(|_| ());
+        let cases: Vec<(Result<(), ApiError>, &str, &str, Value)> = vec![
+            (
+                add(""),
+                "the request needs a JSON object body",
+                "body",
+                json!(""),
+            ),
+            (
+                add("[1]"),
+                "the body must be a JSON object",
+                "body",
+                json!([1]),
+            ),
+            (
+                add(r#"{"ip":"198.51.100.9","stat":"active"}"#),
+                "unknown field \"stat\" (known: ip, state, healthy, reachable, healthchecks)",
+                "stat",
+                json!("active"),
+            ),
+            (add("{}"), "missing field \"ip\"", "ip", Value::Null),
+            (
+                add(r#"{"ip":7}"#),
+                "expected an IP address as a string",
+                "ip",
+                json!(7),
+            ),
+            (
+                add(r#"{"ip":null}"#),
+                "expected an IP address as a string",
+                "ip",
+                Value::Null,
+            ),
+            (
+                add(&format!(r#"{{"ip":"{long}"}}"#)),
+                &not_an_ip,
+                "ip",
+                json!(cut),
+            ),
+            (
+                add(r#"{"ip":"224.0.0.1"}"#),
+                "224.0.0.1 is a multicast address: it cannot be a backend",
+                "ip",
+                json!("224.0.0.1"),
+            ),
+            (
+                add(r#"{"ip":"198.51.100.9","state":"drained"}"#),
+                "not one of \"active\", \"filling\", \"draining\", \"inactive\"",
+                "state",
+                json!("drained"),
+            ),
+            (
+                add(r#"{"ip":"198.51.100.9","state":null}"#),
+                "not one of \"active\", \"filling\", \"draining\", \"inactive\"",
+                "state",
+                Value::Null,
+            ),
+            (
+                add(r#"{"ip":"198.51.100.9","healthy":null}"#),
+                "expected true or false",
+                "healthy",
+                Value::Null,
+            ),
+            (
+                add(r#"{"ip":"198.51.100.9","reachable":"no"}"#),
+                "expected true or false",
+                "reachable",
+                json!("no"),
+            ),
+            (
+                add(r#"{"ip":"198.51.100.9","healthchecks":[80]}"#),
+                "expected an object",
+                "healthchecks",
+                json!([80]),
+            ),
+            (
+                add(r#"{"ip":"198.51.100.9","healthchecks":null}"#),
+                "expected an object",
+                "healthchecks",
+                Value::Null,
+            ),
+            (
+                health(r#"{"healthy":true,"why":"x"}"#),
+                "unknown field \"why\" (known: healthy, reachable, reason)",
+                "why",
+                json!("x"),
+            ),
+            (
+                health(r#"{"reason":"x"}"#),
+                "missing field \"healthy\" or \"reachable\" (give one or both)",
+                "healthy",
+                Value::Null,
+            ),
+            (
+                health(r#"{"healthy":1}"#),
+                "expected true or false",
+                "healthy",
+                json!(1),
+            ),
+            (
+                health(r#"{"healthy":false,"reason":5}"#),
+                "expected a string of at most 1024 bytes",
+                "reason",
+                json!(5),
+            ),
+            (
+                health(&format!(
+                    r#"{{"healthy":false,"reason":"{}"}}"#,
+                    "r".repeat(1025)
+                )),
+                "expected a string of at most 1024 bytes",
+                "reason",
+                json!(format!("{}...", "r".repeat(57))),
+            ),
+            (
+                preview("{}"),
+                "missing field \"action\"",
+                "action",
+                Value::Null,
+            ),
+            (
+                preview(r#"{"action":1}"#),
+                "expected a string",
+                "action",
+                json!(1),
+            ),
+            (
+                preview(r#"{"action":"explode","ip":"198.51.100.9"}"#),
+                "not one of \"add\", \"remove\", \"drain\", \"fill\", \"activate\", \"deactivate\", \"health\"",
+                "action",
+                json!("explode"),
+            ),
+            (
+                preview(r#"{"action":"drain","ip":"198.51.100.9","healthy":true}"#),
+                "unknown field \"healthy\" (known: action, ip)",
+                "healthy",
+                json!(true),
+            ),
+            (
+                preview(r#"{"action":"remove"}"#),
+                "missing field \"ip\"",
+                "ip",
+                Value::Null,
+            ),
+            (
+                preview(r#"{"action":"fill","ip":"198.51.100.300"}"#),
+                "\"198.51.100.300\" is not an IP address",
+                "ip",
+                json!("198.51.100.300"),
+            ),
+            (
+                preview(r#"{"action":"health","ip":"198.51.100.9","reason":"x"}"#),
+                "unknown field \"reason\" (known: action, ip, healthy, reachable)",
+                "reason",
+                json!("x"),
+            ),
+            (
+                preview(r#"{"action":"health","ip":"198.51.100.9"}"#),
+                "missing field \"healthy\" or \"reachable\" (give one or both)",
+                "healthy",
+                Value::Null,
+            ),
+            (
+                preview(r#"{"action":"add","ip":"198.51.100.9","force":true}"#),
+                "unknown field \"force\" (known: ip, state, healthy, reachable, healthchecks)",
+                "force",
+                json!(true),
+            ),
+            (
+                preview(r#"{"action":"add","ip":"198.51.100.9","state":"drained"}"#),
+                "not one of \"active\", \"filling\", \"draining\", \"inactive\"",
+                "state",
+                json!("drained"),
+            ),
+        ];
+        for (result, error, field, value) in cases {
+            let e = result.expect_err(error);
+            assert_eq!(
+                (e.status, e.error.as_str(), e.field.as_deref(), e.value),
+                (StatusCode::BAD_REQUEST, error, Some(field), Some(value))
+            );
+        }
+        assert!(matches!(
+            parse_proposal(br#"{"action":"add","ip":"198.51.100.9","healthchecks":{"http":80}}"#)
+                .unwrap(),
+            Change::Add(b) if b.healthchecks == Some(json!({"http": 80}))
+        ));
+        assert!(matches!(
+            parse_proposal(br#"{"action":"health","ip":"198.51.100.9","reachable":false}"#)
+                .unwrap(),
+            Change::SetHealth {
+                health: Health {
+                    healthy: None,
+                    reachable: Some(false)
+                },
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse_proposal(br#"{"action":"remove","ip":"198.51.100.9"}"#).unwrap(),
+            Change::Remove { force: true, .. }
+        ));
+        assert_eq!(
+            parse_health(br#"{"healthy":true,"reason":null}"#)
+                .unwrap()
+                .1,
+            None,
+            "a null reason is none"
+        );
+    }
+
     #[test]
     fn openapi_lists_every_route() {
         let doc = openapi();
@@ -1253,5 +1485,7 @@ mod tests {
                 r.response
             );
         }
+        let page = &doc["paths"]["/"]["get"]["responses"]["200"]["content"];
+        assert!(page["text/html"].is_object(), "{page}");
     }
 }

@@ -190,6 +190,35 @@ async fn start(config_path: &Path) -> Result<(Daemon, Inputs), Failure> {
         }
     };
     let adopting = matches!(found, pins::Found::Adopt(_));
+    if let (Some(socket), Some(include)) = (
+        &file_config.director.bird_socket,
+        &file_config.director.bird_include,
+    ) {
+        if bgp::include_is_volatile(include) == Some(false) {
+            warn!(
+                "director.bird_include {} is not on tmpfs: after a reboot BIRD announces what it holds before this director runs; keep it under /run (created empty by BIRD's service before BIRD starts)",
+                include.display()
+            );
+        }
+        // Nothing forwards until this run attaches: an earlier run's
+        // announcements go first. A pinned program that is adopted keeps
+        // forwarding, so its announcements stay.
+        if !adopting {
+            match bgp::withdraw_left_over(socket, include).await {
+                Ok(true) => info!(
+                    "withdrew the VIPs an earlier run left announced in {}: nothing forwards until this director is attached",
+                    include.display()
+                ),
+                Ok(false) => {}
+                Err(e @ bgp::BirdError::Write { .. }) => warn!(
+                    "withdrawing the VIPs an earlier run left announced: {e}; they stay announced until this director attaches"
+                ),
+                Err(e) => warn!(
+                    "withdrawing the VIPs an earlier run left announced: {e} (the include is emptied: BIRD reads it when it answers)"
+                ),
+            }
+        }
+    }
     let mut guard = PinGuard {
         dir: pin_dir.clone(),
         armed: !adopting,
@@ -343,7 +372,7 @@ async fn start(config_path: &Path) -> Result<(Daemon, Inputs), Failure> {
                 ""
             }
         );
-        daemon.bgp = Some(bgp::Announcer::spawn(socket, include));
+        daemon.bgp = Some(bgp::Announcer::spawn(socket, include, bgp::LIVENESS));
     }
     daemon.sync_bgp();
 
@@ -1678,7 +1707,7 @@ impl Daemon {
         }
         m.single_gauge(
             "glb_director_bgp_failing",
-            "1 while BIRD has not taken the daemon's last change (unreachable or refused; retried with backoff, see GET /v1/director)",
+            "1 while BIRD has not taken the daemon's last change (unreachable or refused; retried with backoff) or does not answer (asked every 5 s); see GET /v1/director",
             u64::from(status.state == proto::api::BgpState::Failing),
         );
     }

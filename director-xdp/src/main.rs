@@ -10,6 +10,7 @@ mod change;
 mod daemon;
 mod pins;
 mod server;
+mod status;
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write as _};

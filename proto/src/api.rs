@@ -10,8 +10,9 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
+use crate::de::given;
 use crate::table::{BackendState, RowDiff};
 
 /// The body of every refusal (4xx and 5xx).
@@ -150,17 +151,37 @@ pub struct AddBackend {
     /// Its address.
     pub ip: IpAddr,
     /// Default `active`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "given",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "schema", schemars(with = "BackendState"))]
     pub state: Option<BackendState>,
     /// Default true.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "given",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "schema", schemars(with = "bool"))]
     pub healthy: Option<bool>,
     /// Default true.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "given",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "schema", schemars(with = "bool"))]
     pub reachable: Option<bool>,
     /// Kept in the config for the health checker.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub healthchecks: Option<Value>,
+    #[serde(
+        default,
+        deserialize_with = "given",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "schema", schemars(with = "Map<String, Value>"))]
+    pub healthchecks: Option<Map<String, Value>>,
 }
 
 /// `PUT /v1/tables/{name}/backends/{ip}/health`: at least one of the two
@@ -170,10 +191,20 @@ pub struct AddBackend {
 #[serde(deny_unknown_fields)]
 pub struct SetHealth {
     /// false: no new flows.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "given",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "schema", schemars(with = "bool"))]
     pub healthy: Option<bool>,
     /// false: in no row.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "given",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "schema", schemars(with = "bool"))]
     pub reachable: Option<bool>,
     /// Why (at most 1024 bytes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -284,46 +315,56 @@ impl StateAction {
 /// `POST /v1/tables/{name}/preview`: a change, not applied.
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "action", rename_all = "lowercase", deny_unknown_fields)]
+#[serde(tag = "action", rename_all = "lowercase")]
 pub enum Proposal {
     /// Add a backend.
     Add(AddBackend),
     /// Remove one (previewed as if forced).
-    Remove {
-        /// The backend.
-        ip: IpAddr,
-    },
+    Remove(Target),
     /// `draining`.
-    Drain {
-        /// The backend.
-        ip: IpAddr,
-    },
+    Drain(Target),
     /// `filling`.
-    Fill {
-        /// The backend.
-        ip: IpAddr,
-    },
+    Fill(Target),
     /// `active`.
-    Activate {
-        /// The backend.
-        ip: IpAddr,
-    },
+    Activate(Target),
     /// `inactive`.
-    Deactivate {
-        /// The backend.
-        ip: IpAddr,
-    },
+    Deactivate(Target),
     /// A health verdict.
-    Health {
-        /// The backend.
-        ip: IpAddr,
-        /// false: no new flows.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        healthy: Option<bool>,
-        /// false: in no row.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        reachable: Option<bool>,
-    },
+    Health(ProposedHealth),
+}
+
+/// The backend of a [`Proposal`] that names one.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// The backend.
+    pub ip: IpAddr,
+}
+
+/// A health verdict of a [`Proposal`]: at least one of the two flags.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProposedHealth {
+    /// The backend.
+    pub ip: IpAddr,
+    /// false: no new flows.
+    #[serde(
+        default,
+        deserialize_with = "given",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "schema", schemars(with = "bool"))]
+    pub healthy: Option<bool>,
+    /// false: in no row.
+    #[serde(
+        default,
+        deserialize_with = "given",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "schema", schemars(with = "bool"))]
+    pub reachable: Option<bool>,
 }
 
 /// The answer to a preview: what the change would do to the rows.
@@ -422,14 +463,15 @@ pub struct DirectorStatus {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bgp {
     /// `off` (no `director.bird_socket`), `announced` (at least one VIP),
-    /// `withdrawn` (none), `failing` (BIRD did not take the last change:
-    /// `announced` is what it took before).
+    /// `withdrawn` (none), `failing` (BIRD did not take the last change,
+    /// or stopped answering: `announced` is what it took before).
     pub state: BgpState,
     /// The prefixes BIRD announces for this director now.
     pub announced: Vec<String>,
     /// The VIPs not announced, and why.
     pub withheld: Vec<Withheld>,
-    /// Why BIRD did not take the last change (`failing`).
+    /// Why BIRD did not take the last change or does not answer
+    /// (`failing`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -569,9 +611,9 @@ mod tests {
             serde_json::from_str(r#"{"action":"drain","ip":"198.51.100.3"}"#).unwrap();
         assert_eq!(
             p,
-            Proposal::Drain {
+            Proposal::Drain(Target {
                 ip: "198.51.100.3".parse().unwrap()
-            }
+            })
         );
         let p: Proposal = serde_json::from_str(
             r#"{"action":"add","ip":"198.51.100.15","state":"filling","healthchecks":{"http":80}}"#,

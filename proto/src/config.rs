@@ -9,16 +9,18 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::{Map, Value};
 
 use crate::Encap;
+use crate::de::fields_of;
 use crate::hex;
 use crate::maps::{HASH_DST_ADDR, HASH_DST_PORT, HASH_SRC_ADDR, HASH_SRC_PORT};
-use crate::table::{
-    Backend, BackendState, DEFAULT_HOPS, MAX_HOPS, Rendezvous, TableError, check_hops,
-};
+use crate::table::{Backend, Rendezvous, TableError};
+
+mod raw;
+mod read;
 
 /// Default address of the director's HTTP API: loopback only.
 pub const DEFAULT_API_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9610);
@@ -167,7 +169,8 @@ pub struct BackendConfig {
 }
 
 /// Transport protocol of a bind.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Proto {
     /// TCP (IP protocol 6).
     Tcp,
@@ -413,42 +416,7 @@ impl Default for Director {
 impl Config {
     /// Parses and checks a config.
     pub fn from_json(text: &str) -> Result<Config, ConfigError> {
-        let doc: Value = serde_json::from_str(text)?;
-        let mut cx = Cx {
-            warnings: Vec::new(),
-        };
-        let known: Vec<&str> = ROOT_FIELDS
-            .iter()
-            .chain(HEALTHCHECK_FIELDS)
-            .copied()
-            .collect();
-        let root = cx.object(&doc, "config", &known)?;
-        let tables_v = root
-            .get("tables")
-            .ok_or_else(|| invalid("config", "missing field \"tables\""))?;
-        let tables_a = tables_v.as_array().ok_or_else(|| {
-            invalid(
-                "tables",
-                format!("expected an array, found {}", show(tables_v)),
-            )
-        })?;
-        let mut tables = Vec::with_capacity(tables_a.len());
-        for (i, t) in tables_a.iter().enumerate() {
-            tables.push(cx.table(i, t)?);
-        }
-        check_across_tables(&tables)?;
-        let director = match root.get("director") {
-            None => Director::default(),
-            Some(d) => cx.director(d)?,
-        };
-        if let Some(mtu) = director.mtu {
-            check_path_mtu(mtu, &tables).map_err(|e| invalid("director.mtu", e.to_string()))?;
-        }
-        Ok(Config {
-            tables,
-            director,
-            warnings: cx.warnings,
-        })
+        read::config(text)
     }
 
     /// The bind (as table index, bind index) that a packet to `dst`:`port`
@@ -547,495 +515,6 @@ fn usable(addr: IpAddr, what: &str) -> Result<(), String> {
     }
 }
 
-/// The fields this project reads, per level of the config; any other is
-/// a warning when read, and kept as it was when the daemon rewrites the
-/// file ([`to_json_keeping`]).
-const ROOT_FIELDS: &[&str] = &["tables", "director"];
-/// Top-level fields of the health checker's (docs/healthcheck.md), in the
-/// file the directors read too: no warning, and kept by a rewrite like any
-/// field the director does not read.
-const HEALTHCHECK_FIELDS: &[&str] = &["healthcheck", "healthchecks"];
-const TABLE_FIELDS: &[&str] = &[
-    "name", "hash_key", "seed", "hops", "encap", "binds", "backends",
-];
-const BIND_FIELDS: &[&str] = &["ip", "proto", "port", "port_start", "port_end"];
-const BACKEND_FIELDS: &[&str] = &["ip", "state", "healthy", "reachable", "healthchecks"];
-const DIRECTOR_FIELDS: &[&str] = &[
-    "interface",
-    "source_v4",
-    "source_v6",
-    "hash_fields",
-    "gateway_mac",
-    "api_listen",
-    "api_token_file",
-    "api_max_connections",
-    "api_max_connections_per_address",
-    "api_max_body_bytes",
-    "api_header_timeout_ms",
-    "api_body_timeout_ms",
-    "state_file",
-    "pin_dir",
-    "mtu",
-    "bird_socket",
-    "bird_include",
-    "withdraw_delay_ms",
-];
-
-/// Parsing context: collects warnings.
-struct Cx {
-    warnings: Vec<String>,
-}
-
-impl Cx {
-    /// `v` as an object; unknown keys become warnings.
-    fn object<'a>(
-        &mut self,
-        v: &'a Value,
-        path: &str,
-        known: &[&str],
-    ) -> Result<&'a Map<String, Value>, ConfigError> {
-        let o = v
-            .as_object()
-            .ok_or_else(|| invalid(path, format!("expected an object, found {}", show(v))))?;
-        for k in o.keys() {
-            if !known.contains(&k.as_str()) {
-                self.warnings
-                    .push(format!("{path}: unknown field \"{}\" ignored", shorten(k)));
-            }
-        }
-        Ok(o)
-    }
-
-    fn table(&mut self, i: usize, v: &Value) -> Result<Table, ConfigError> {
-        let mut path = format!("tables[{i}]");
-        let o = self.object(v, &path, TABLE_FIELDS)?;
-        let name = match o.get("name") {
-            None => i.to_string(),
-            Some(Value::String(s)) if valid_name(s) => s.clone(),
-            Some(n) => {
-                return Err(invalid(
-                    format!("{path}.name"),
-                    format!(
-                        "{} is not a table name (1-64 characters of letters, digits, '-', '_', '.')",
-                        show(n)
-                    ),
-                ));
-            }
-        };
-        path = format!("table \"{name}\"");
-        let hash_key = key16(o, &path, "hash_key")?;
-        let seed = key16(o, &path, "seed")?;
-        let hops = match o.get("hops") {
-            None => DEFAULT_HOPS,
-            Some(h) => h
-                .as_u64()
-                .and_then(|n| u8::try_from(n).ok())
-                .and_then(|n| check_hops(n).ok())
-                .ok_or_else(|| {
-                    invalid(
-                        format!("{path}.hops"),
-                        format!(
-                            "{} is not a number of alternates per row (1 to {MAX_HOPS})",
-                            show(h)
-                        ),
-                    )
-                })?,
-        };
-        let encap = match o.get("encap") {
-            None => Encap::default(),
-            Some(e) => e.as_str().and_then(Encap::from_name).ok_or_else(|| {
-                invalid(
-                    format!("{path}.encap"),
-                    format!("{} is not \"gue\" or \"ipip\"", show(e)),
-                )
-            })?,
-        };
-        if encap == Encap::Ipip && o.contains_key("hops") {
-            self.warnings.push(format!(
-                "{path}.hops: ignored with \"encap\": \"ipip\" (no hop list: a row is its primary alone)"
-            ));
-        }
-        let binds = match o.get("binds") {
-            None => Vec::new(),
-            Some(b) => {
-                let a = array(b, &format!("{path}.binds"))?;
-                let mut binds = Vec::with_capacity(a.len());
-                for (j, b) in a.iter().enumerate() {
-                    binds.push(self.bind(&format!("{path}.binds[{j}]"), b)?);
-                }
-                binds
-            }
-        };
-        let bpath = format!("{path}.backends");
-        let a = array(
-            o.get("backends")
-                .ok_or_else(|| invalid(&path, "missing field \"backends\""))?,
-            &bpath,
-        )?;
-        let mut backends = Vec::with_capacity(a.len());
-        for (j, b) in a.iter().enumerate() {
-            let bpath = format!("{bpath}[{j}]");
-            let backend: BackendConfig = self.backend(&bpath, b)?;
-            // No second chance in an ipip table: a drain or an addition
-            // moves established flows at once.
-            let state = backend.backend.state;
-            if encap == Encap::Ipip
-                && matches!(state, BackendState::Draining | BackendState::Filling)
-            {
-                self.warnings.push(format!(
-                    "{bpath} ({}): {} in an \"ipip\" table (no second chance) moves the established flows of the rows whose primary changes",
-                    backend.backend.addr,
-                    state.as_str()
-                ));
-            }
-            backends.push(backend);
-        }
-        let list: Vec<Backend> = backends.iter().map(|b: &BackendConfig| b.backend).collect();
-        crate::table::check_backends(&list).map_err(|e| {
-            let message = match e {
-                TableError::NoUsableBackend => {
-                    "no backend can take traffic (every backend is inactive, or there are none): the table's VIPs would be blackholed".to_string()
-                }
-                e => e.to_string(),
-            };
-            invalid(&bpath, message)
-        })?;
-        Ok(Table {
-            name,
-            hash_key,
-            seed,
-            hops,
-            encap,
-            binds,
-            backends,
-        })
-    }
-
-    fn bind(&mut self, path: &str, v: &Value) -> Result<Bind, ConfigError> {
-        let o = self.object(v, path, BIND_FIELDS)?;
-        let ip = o
-            .get("ip")
-            .ok_or_else(|| invalid(path, "missing field \"ip\""))?;
-        let prefix = parse_prefix(ip).map_err(|m| invalid(format!("{path}.ip"), m))?;
-        let proto = match o.get("proto") {
-            Some(Value::String(s)) if s == "tcp" => Proto::Tcp,
-            Some(Value::String(s)) if s == "udp" => Proto::Udp,
-            Some(p) => {
-                return Err(invalid(
-                    format!("{path}.proto"),
-                    format!("{} is not \"tcp\" or \"udp\"", show(p)),
-                ));
-            }
-            None => return Err(invalid(path, "missing field \"proto\"")),
-        };
-        let port = |k: &str| -> Result<Option<u16>, ConfigError> {
-            match o.get(k) {
-                None => Ok(None),
-                Some(p) => match p.as_u64() {
-                    Some(n @ 1..=65535) => Ok(Some(n as u16)),
-                    _ => Err(invalid(
-                        format!("{path}.{k}"),
-                        format!("{} is not a port (1-65535)", show(p)),
-                    )),
-                },
-            }
-        };
-        let (port_start, port_end) = match (port("port")?, port("port_start")?, port("port_end")?) {
-            (Some(p), None, None) => (p, p),
-            (None, Some(s), Some(e)) if s <= e => (s, e),
-            (None, Some(s), Some(e)) => {
-                return Err(invalid(path, format!("port range {s}-{e} is reversed")));
-            }
-            (Some(_), _, _) => {
-                return Err(invalid(
-                    path,
-                    "give either \"port\" or \"port_start\" and \"port_end\", not both",
-                ));
-            }
-            (None, None, None) => {
-                return Err(invalid(
-                    path,
-                    "missing field \"port\" (or \"port_start\" and \"port_end\")",
-                ));
-            }
-            (None, _, _) => {
-                return Err(invalid(
-                    path,
-                    "a port range needs both \"port_start\" and \"port_end\"",
-                ));
-            }
-        };
-        Ok(Bind {
-            prefix,
-            proto,
-            port_start,
-            port_end,
-        })
-    }
-
-    fn backend(&mut self, path: &str, v: &Value) -> Result<BackendConfig, ConfigError> {
-        let o = self.object(v, path, BACKEND_FIELDS)?;
-        let addr = match o.get("ip") {
-            Some(Value::String(s)) => s.parse::<IpAddr>().map_err(|_| {
-                invalid(
-                    format!("{path}.ip"),
-                    format!("\"{}\" is not an IP address", shorten(s)),
-                )
-            })?,
-            Some(other) => {
-                return Err(invalid(
-                    format!("{path}.ip"),
-                    format!("{} is not an IP address", show(other)),
-                ));
-            }
-            None => return Err(invalid(path, "missing field \"ip\"")),
-        };
-        usable(addr, "a backend").map_err(|m| invalid(format!("{path}.ip"), m))?;
-        let path = format!("{path} ({addr})");
-        let state = match o.get("state") {
-            None => BackendState::Active,
-            Some(Value::String(s)) => match BackendState::from_name(s) {
-                Some(state) => state,
-                None => return Err(state_error(&path, o.get("state"))),
-            },
-            other => return Err(state_error(&path, other)),
-        };
-        let flag = |k: &str| match o.get(k) {
-            None => Ok(true),
-            Some(Value::Bool(b)) => Ok(*b),
-            Some(h) => Err(invalid(
-                format!("{path}.{k}"),
-                format!("{} is not true or false", show(h)),
-            )),
-        };
-        let healthy = flag("healthy")?;
-        let reachable = flag("reachable")?;
-        let healthchecks = match o.get("healthchecks") {
-            None => None,
-            Some(h @ Value::Object(_)) => Some(h.clone()),
-            Some(h) => {
-                return Err(invalid(
-                    format!("{path}.healthchecks"),
-                    format!("expected an object, found {}", show(h)),
-                ));
-            }
-        };
-        Ok(BackendConfig {
-            backend: Backend {
-                addr,
-                state,
-                healthy,
-                reachable,
-            },
-            healthchecks,
-        })
-    }
-
-    fn director(&mut self, v: &Value) -> Result<Director, ConfigError> {
-        let path = "director";
-        let o = self.object(v, path, DIRECTOR_FIELDS)?;
-        let mut d = Director::default();
-        let field = |k: &str| format!("{path}.{k}");
-        let string = |k: &str| -> Result<Option<&String>, ConfigError> {
-            match o.get(k) {
-                None => Ok(None),
-                Some(Value::String(s)) => Ok(Some(s)),
-                Some(other) => Err(invalid(
-                    field(k),
-                    format!("expected a string, found {}", show(other)),
-                )),
-            }
-        };
-        if let Some(s) = string("interface")? {
-            // Linux interface names: 1-15 bytes, no '/', no whitespace.
-            if s.is_empty()
-                || s.len() > 15
-                || s.contains(['/', ':'])
-                || s.chars().any(char::is_whitespace)
-            {
-                return Err(invalid(
-                    field("interface"),
-                    format!("\"{}\" is not an interface name", shorten(s)),
-                ));
-            }
-            d.interface = Some(s.clone());
-        }
-        if let Some(s) = string("source_v4")? {
-            let a = s.parse().map_err(|_| {
-                invalid(
-                    field("source_v4"),
-                    format!("\"{}\" is not an IPv4 address", shorten(s)),
-                )
-            })?;
-            usable(IpAddr::V4(a), "the director's source address")
-                .map_err(|m| invalid(field("source_v4"), m))?;
-            d.source_v4 = Some(a);
-        }
-        if let Some(s) = string("source_v6")? {
-            let a = s.parse().map_err(|_| {
-                invalid(
-                    field("source_v6"),
-                    format!("\"{}\" is not an IPv6 address", shorten(s)),
-                )
-            })?;
-            usable(IpAddr::V6(a), "the director's source address")
-                .map_err(|m| invalid(field("source_v6"), m))?;
-            d.source_v6 = Some(a);
-        }
-        if let Some(s) = string("gateway_mac")? {
-            d.gateway_mac = Some(parse_mac(s).map_err(|m| invalid(field("gateway_mac"), m))?);
-        }
-        if let Some(s) = string("api_listen")? {
-            d.api_listen = s.parse().map_err(|_| {
-                invalid(
-                    field("api_listen"),
-                    format!(
-                        "\"{}\" is not an address and port (like 127.0.0.1:9610 or [::1]:9610)",
-                        shorten(s)
-                    ),
-                )
-            })?;
-        }
-        // Relative to what? The daemon's working directory is an accident
-        // of how it was started: only absolute paths.
-        let absolute = |k: &str, s: &String| {
-            let path = PathBuf::from(s);
-            if !path.is_absolute() || s.contains('\0') {
-                return Err(invalid(
-                    field(k),
-                    format!("\"{}\" is not an absolute path", shorten(s)),
-                ));
-            }
-            Ok(path)
-        };
-        if let Some(s) = string("api_token_file")? {
-            d.api_token_file = Some(absolute("api_token_file", s)?);
-        }
-        if let Some(s) = string("state_file")? {
-            d.state_file = Some(absolute("state_file", s)?);
-        }
-        if let Some(s) = string("bird_socket")? {
-            d.bird_socket = Some(absolute("bird_socket", s)?);
-        }
-        if let Some(s) = string("bird_include")? {
-            d.bird_include = Some(absolute("bird_include", s)?);
-        }
-        match (&d.bird_socket, &d.bird_include) {
-            (Some(_), None) => {
-                return Err(invalid(
-                    field("bird_include"),
-                    "is required with director.bird_socket (the BIRD config include the director writes its VIPs to)",
-                ));
-            }
-            (None, Some(_)) => {
-                return Err(invalid(
-                    field("bird_socket"),
-                    "is required with director.bird_include (BIRD's control socket, to make BIRD read it)",
-                ));
-            }
-            _ => {}
-        }
-        if let Some(v) = o.get("withdraw_delay_ms") {
-            let max = Director::MAX_WITHDRAW_DELAY_MS;
-            d.withdraw_delay_ms = v.as_u64().filter(|n| *n <= u64::from(max)).ok_or_else(|| {
-                invalid(
-                    field("withdraw_delay_ms"),
-                    format!("{} is not an integer from 0 to {max}", show(v)),
-                )
-            })? as u32;
-        }
-        if let Some(s) = string("pin_dir")? {
-            let path = PathBuf::from(s);
-            // Pinned objects live on bpffs, mounted at /sys/fs/bpf; a
-            // relative path or `..` could leave it.
-            let escapes = path
-                .components()
-                .any(|c| matches!(c, std::path::Component::ParentDir));
-            if !path.is_absolute()
-                || s.contains('\0')
-                || escapes
-                || !path.starts_with("/sys/fs/bpf/")
-                || path == Path::new("/sys/fs/bpf/")
-            {
-                return Err(invalid(
-                    field("pin_dir"),
-                    format!(
-                        "\"{}\" is not a directory under /sys/fs/bpf (an absolute path on bpffs, without \"..\")",
-                        shorten(s)
-                    ),
-                ));
-            }
-            d.pin_dir = Some(path);
-        }
-        if let Some(h) = o.get("hash_fields") {
-            let a = array(h, &field("hash_fields"))?;
-            let mut bits = 0u8;
-            for f in a {
-                let name = f.as_str().unwrap_or_default();
-                let bit = HashFields::NAMES
-                    .iter()
-                    .find(|(n, _)| *n == name)
-                    .map(|(_, b)| *b)
-                    .ok_or_else(|| {
-                        invalid(
-                            field("hash_fields"),
-                            format!("{} is not one of \"src_addr\", \"dst_addr\", \"src_port\", \"dst_port\"", show(f)),
-                        )
-                    })?;
-                if bits & bit != 0 {
-                    return Err(invalid(
-                        field("hash_fields"),
-                        format!("\"{name}\" is listed twice"),
-                    ));
-                }
-                bits |= bit;
-            }
-            if bits == 0 {
-                return Err(invalid(field("hash_fields"), "needs at least one field"));
-            }
-            d.hash_fields = HashFields(bits);
-        }
-        for (name, _, range) in ApiLimits::DEFAULT.fields() {
-            let Some(v) = o.get(name) else { continue };
-            let n = v
-                .as_u64()
-                .filter(|n| (u64::from(*range.start())..=u64::from(*range.end())).contains(n))
-                .ok_or_else(|| {
-                    invalid(
-                        field(name),
-                        format!(
-                            "{} is not an integer from {} to {}",
-                            show(v),
-                            range.start(),
-                            range.end()
-                        ),
-                    )
-                })?;
-            d.api_limits.set(name, n as u32);
-        }
-        if let Some(v) = o.get("mtu") {
-            // The least any table needs (IPv4 backends in IP-in-IP); the
-            // tables' own needs are checked once they are read.
-            let least = crate::mtu::min_mtu(Encap::Ipip, false, 0);
-            let mtu = v
-                .as_u64()
-                .filter(|n| (u64::from(least)..=u64::from(crate::mtu::MAX_MTU)).contains(n))
-                .ok_or_else(|| {
-                    invalid(
-                        field("mtu"),
-                        format!(
-                            "{} is not a path MTU (an integer from {least} to {})",
-                            show(v),
-                            crate::mtu::MAX_MTU
-                        ),
-                    )
-                })?;
-            d.mtu = Some(mtu as u32);
-        }
-        Ok(d)
-    }
-}
-
 /// A path MTU too small for a table: once encapsulated, clients would be
 /// left less than IPv6's minimum MTU.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -1094,51 +573,11 @@ pub fn check_path_mtu(mtu: u32, tables: &[Table]) -> Result<(), PathMtuTooSmall>
     })
 }
 
-fn state_error(path: &str, v: Option<&Value>) -> ConfigError {
-    invalid(
-        format!("{path}.state"),
-        format!(
-            "{} is not one of \"active\", \"filling\", \"draining\", \"inactive\"",
-            v.map_or("null".to_string(), show)
-        ),
-    )
-}
-
 fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-}
-
-fn array<'a>(v: &'a Value, path: &str) -> Result<&'a Vec<Value>, ConfigError> {
-    v.as_array()
-        .ok_or_else(|| invalid(path, format!("expected an array, found {}", show(v))))
-}
-
-fn key16(o: &Map<String, Value>, path: &str, k: &str) -> Result<[u8; 16], ConfigError> {
-    let v = o.get(k).ok_or_else(|| {
-        invalid(
-            path,
-            format!("missing field \"{k}\" (16 bytes as 32 hex digits)"),
-        )
-    })?;
-    let s = v.as_str().ok_or_else(|| {
-        invalid(
-            format!("{path}.{k}"),
-            format!("expected 32 hex digits, found {}", show(v)),
-        )
-    })?;
-    hex::decode_array(s)
-        .map_err(|e| invalid(format!("{path}.{k}"), format!("\"{}\": {e}", shorten(s))))
-}
-
-/// An address or CIDR prefix with its host bits zero.
-fn parse_prefix(v: &Value) -> Result<Prefix, String> {
-    let s = v
-        .as_str()
-        .ok_or_else(|| format!("{} is not an IP address or prefix", show(v)))?;
-    s.parse()
 }
 
 impl core::str::FromStr for Prefix {
@@ -1254,13 +693,13 @@ pub fn to_json_keeping(config: &Config, original: &Value) -> Value {
         }
     }
     let mut out = to_json(config);
-    keep(&mut out, Some(original), ROOT_FIELDS);
+    keep(&mut out, Some(original), fields_of::<raw::Config>());
     if let Some(d) = out.get_mut("director") {
-        keep(d, original.get("director"), DIRECTOR_FIELDS);
+        keep(d, original.get("director"), fields_of::<raw::Director>());
     } else if let Some(d) = original.get("director") {
         // No director settings, but unknown fields in the section.
         let mut section = Value::Object(Map::new());
-        keep(&mut section, Some(d), DIRECTOR_FIELDS);
+        keep(&mut section, Some(d), fields_of::<raw::Director>());
         if section.as_object().is_some_and(|o| !o.is_empty()) {
             out["director"] = section;
         }
@@ -1281,7 +720,7 @@ pub fn to_json_keeping(config: &Config, original: &Value) -> Value {
                 .map_or_else(|| i.to_string(), str::to_string);
             (old_name == name).then_some(o)
         });
-        keep(t, old, TABLE_FIELDS);
+        keep(t, old, fields_of::<raw::Table>());
         let Some(old) = old else { continue };
         let list = |v: &Value, k: &str| {
             v.get(k)
@@ -1292,7 +731,7 @@ pub fn to_json_keeping(config: &Config, original: &Value) -> Value {
         let (old_binds, old_backends) = (list(old, "binds"), list(old, "backends"));
         if let Some(binds) = t.get_mut("binds").and_then(Value::as_array_mut) {
             for (i, b) in binds.iter_mut().enumerate() {
-                keep(b, old_binds.get(i), BIND_FIELDS);
+                keep(b, old_binds.get(i), fields_of::<raw::Bind>());
             }
         }
         if let Some(backends) = t.get_mut("backends").and_then(Value::as_array_mut) {
@@ -1304,7 +743,7 @@ pub fn to_json_keeping(config: &Config, original: &Value) -> Value {
                         .and_then(|s| s.parse::<IpAddr>().ok())
                         == ip
                 });
-                keep(b, old, BACKEND_FIELDS);
+                keep(b, old, fields_of::<raw::Backend>());
             }
         }
     }
@@ -1359,7 +798,7 @@ pub fn to_json(config: &Config) -> Value {
             o.insert("seed".into(), Value::String(hex::encode(&t.seed)));
             // An IP-in-IP table uses no hops: written only when the file
             // gave some, so that a rewrite adds no warning.
-            if t.encap == Encap::Gue || t.hops != DEFAULT_HOPS {
+            if t.encap == Encap::Gue || t.hops != crate::table::DEFAULT_HOPS {
                 o.insert("hops".into(), t.hops.into());
             }
             o.insert("encap".into(), Value::String(t.encap.as_str().into()));

@@ -13,6 +13,8 @@
 //!   and paths, as types shared by the daemon and its clients.
 //! - [`config`] (feature `std`): GLB's forwarding-table JSON plus this
 //!   project's `director` section.
+//! - [`de`] (feature `std`): reading JSON into derived types with refusals
+//!   that name the field and the value (the config, the API's bodies).
 //!
 //! The core is `no_std` so that the eBPF crate uses the very same code.
 #![cfg_attr(not(feature = "std"), no_std)]
@@ -28,6 +30,8 @@ pub mod wire;
 pub mod api;
 #[cfg(feature = "std")]
 pub mod config;
+#[cfg(feature = "std")]
+pub mod de;
 #[cfg(feature = "std")]
 pub mod director;
 #[cfg(feature = "std")]

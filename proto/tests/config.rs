@@ -470,6 +470,103 @@ fn bad_values_are_refused_with_table_field_and_value() {
     }
 }
 
+/// A field of the wrong type is refused in the words of the field's bad
+/// values, named by its table's name and its backend's address; when that
+/// name or address is bad too, it is the refusal.
+#[test]
+fn wrong_types_are_refused_like_bad_values() {
+    let with_hops = |hops: &str| {
+        with(ONE_BIND, ONE_BACKEND).replace(r#""binds""#, &format!(r#""hops":{hops},"binds""#))
+    };
+    let cases: Vec<(String, &str)> = vec![
+        (
+            with_hops("null"),
+            "table \"web\".hops: null is not a number of alternates per row (1 to 3)",
+        ),
+        (
+            with_hops("300"),
+            "table \"web\".hops: 300 is not a number of alternates per row (1 to 3)",
+        ),
+        (
+            with(ONE_BIND, r#"["198.51.100.1"]"#),
+            "table \"web\".backends[0]: expected an object, found [\"198.51.100.1\"]",
+        ),
+        (
+            with(ONE_BIND, r#"{"ip":"198.51.100.1","state":null}"#),
+            "table \"web\".backends[0] (198.51.100.1).state: null is not one of \"active\", \"filling\", \"draining\", \"inactive\"",
+        ),
+        (
+            with(ONE_BIND, r#"{"ip":"198.51.100.1","healthchecks":[80]}"#),
+            "table \"web\".backends[0] (198.51.100.1).healthchecks: expected an object, found [80]",
+        ),
+        (
+            with(ONE_BIND, r#"{"healthy":"yes","ip":"backend-1"}"#),
+            "table \"web\".backends[0].ip: \"backend-1\" is not an IP address",
+        ),
+        (
+            with(ONE_BIND, r#"{"ip":7}"#),
+            "table \"web\".backends[0].ip: 7 is not an IP address",
+        ),
+        (
+            with(
+                r#"{"ip":"203.0.113.10","proto":"tcp","port":"80"}"#,
+                ONE_BACKEND,
+            ),
+            "table \"web\".binds[0].port: \"80\" is not a port (1-65535)",
+        ),
+        (
+            with(
+                r#"{"ip":["203.0.113.10"],"proto":"tcp","port":80}"#,
+                ONE_BACKEND,
+            ),
+            "table \"web\".binds[0].ip: [\"203.0.113.10\"] is not an IP address or prefix",
+        ),
+        (
+            r#"{"tables":[{"backends":5,"name":"a b"}]}"#.into(),
+            "tables[0].name: \"a b\" is not a table name (1-64 characters of letters, digits, '-', '_', '.')",
+        ),
+        (
+            r#"{"tables":[{"name":"web","hash_key":7,"backends":[]}]}"#.into(),
+            "table \"web\".hash_key: expected 32 hex digits, found 7",
+        ),
+        (
+            r#"{"tables":{}}"#.into(),
+            "tables: expected an array, found {}",
+        ),
+        (
+            r#"{"tables":[[]]}"#.into(),
+            "tables[0]: expected an object, found []",
+        ),
+        (
+            r#"{"tables":[],"director":[]}"#.into(),
+            "director: expected an object, found []",
+        ),
+        (
+            r#"{"tables":[],"director":{"mtu":null}}"#.into(),
+            "director.mtu: null is not a path MTU (an integer from 1300 to 65535)",
+        ),
+        (
+            r#"{"tables":[],"director":{"withdraw_delay_ms":5000000000}}"#.into(),
+            "director.withdraw_delay_ms: 5000000000 is not an integer from 0 to 600000",
+        ),
+        (
+            r#"{"tables":[],"director":{"hash_fields":"src_addr"}}"#.into(),
+            "director.hash_fields: expected an array, found \"src_addr\"",
+        ),
+        (
+            r#"{"tables":[],"director":{"hash_fields":["src_addr",1]}}"#.into(),
+            "director.hash_fields: 1 is not one of \"src_addr\", \"dst_addr\", \"src_port\", \"dst_port\"",
+        ),
+        (
+            r#"{"tables":[],"director":{"interface":null}}"#.into(),
+            "director.interface: expected a string, found null",
+        ),
+    ];
+    for (text, want) in cases {
+        assert_eq!(err(&text), want, "config: {text}");
+    }
+}
+
 #[test]
 fn binds_of_two_tables_may_not_claim_the_same_packet() {
     let t = |name: &str, bind: &str| {

@@ -5,12 +5,18 @@
 //! line every 50 ms each, and a steady HTTP load runs through the VIPs,
 //! while, one after the other: a backend is drained fleet-wide, a
 //! director's host loses its link, a director's daemon is restarted
-//! hitlessly, and a director is drained through its API and then stopped.
+//! hitlessly, and a director is drained through its API and then stopped;
+//! the drained and an announcing director's status pages, in headless
+//! Chromium, show their BGP state. A second test: a director with no
+//! backend to serve withdraws, SIGTERM withdraws before the daemon stops
+//! forwarding, and a director whose BIRD crashes is dropped at once and
+//! reports it.
 //! Not one connection breaks and not one request fails. Needs root.
 #![allow(clippy::unwrap_used)] // a test: a failure is the test failing
 
 use std::time::{Duration, Instant};
 
+use lab_tests::chromium::{self, text};
 use lab_tests::fleet_lab::{DIRECTORS, FleetLab, Load, director_ip};
 use lab_tests::glb::{Exchange, VIP4, VIP6, backend_ip, connect_many};
 
@@ -38,6 +44,24 @@ fn routed(lab: &FleetLab, k: usize) -> (bool, bool) {
         lab.next_hops(VIP4).unwrap().contains(&director_ip(k)),
         lab.next_hops(VIP6).unwrap().contains(&v6),
     )
+}
+
+/// Stops the load and the held connections: not one broke, not one
+/// request failed. What the load saw.
+fn nothing_broke(load: Load, held: Exchange) -> lab_tests::fleet_lab::LoadReport {
+    let report = load.finish().unwrap();
+    let exchanged = held.finish();
+    eprintln!(
+        "requests: {} ok, {} failed; held connections: {} failed, fewest echoes {}",
+        report.ok,
+        report.failed.len(),
+        exchanged.failures.len(),
+        exchanged.fewest
+    );
+    assert_eq!(exchanged.failures, [], "held connections broke");
+    assert!(exchanged.fewest > 0);
+    assert_eq!(report.failed, Vec::<String>::new(), "requests failed");
+    report
 }
 
 #[test]
@@ -146,6 +170,62 @@ fn a_fleet_keeps_every_connection_through_a_dead_host_a_restart_and_a_drain() {
     ] {
         assert!(m.lines().any(|l| l == line), "{line} not in\n{m}");
     }
+    // The status page of the drained director says so, and the
+    // announced one's says what it announces (screenshots kept in target/).
+    for (k, state, announced, withheld) in [
+        (
+            1,
+            "withdrawn",
+            "none",
+            "203.0.113.10/32 (drained), 2001:db8:10::10/128 (drained)",
+        ),
+        (
+            0,
+            "announced",
+            "203.0.113.10/32, 2001:db8:10::10/128",
+            "none",
+        ),
+    ] {
+        let url = format!(
+            "http://{}/#token={}",
+            lab_tests::fleet_lab::director_api(k),
+            lab_tests::fleet_lab::TOKEN
+        );
+        let (dom, console) = chromium::run(
+            &lab.ops,
+            &lab.scratch,
+            &format!("dom-{k}"),
+            &url,
+            &["--dump-dom"],
+        );
+        assert!(console.is_empty(), "console: {console:#?}");
+        assert_eq!(text(&dom, r#"id="bgp-state""#), state, "director {k}");
+        assert_eq!(
+            text(&dom, r#"id="bgp-announced""#),
+            announced,
+            "director {k}"
+        );
+        assert_eq!(text(&dom, r#"id="bgp-withheld""#), withheld, "director {k}");
+        let drained = if k == 1 { "drained" } else { "undrained" };
+        assert_eq!(text(&dom, r#"id="drained""#), drained, "director {k}");
+        let png = lab_tests::workspace_bin("director-xdp")
+            .unwrap()
+            .parent()
+            .and_then(std::path::Path::parent)
+            .unwrap()
+            .join(format!("status-page-fleet-director-{k}.png"));
+        chromium::run(
+            &lab.ops,
+            &lab.scratch,
+            &format!("png-{k}"),
+            &url,
+            &[
+                &format!("--screenshot={}", png.display()),
+                "--window-size=1280,900",
+            ],
+        );
+        assert!(png.exists(), "{}", png.display());
+    }
     let m = lab.api(0, "GET", "/metrics").unwrap().body;
     for line in [
         "glb_director_drained 0",
@@ -158,18 +238,7 @@ fn a_fleet_keeps_every_connection_through_a_dead_host_a_restart_and_a_drain() {
     assert!(status.success(), "{status:?}");
     std::thread::sleep(Duration::from_secs(2));
 
-    let report = load.finish().unwrap();
-    let exchanged = held.finish();
-    eprintln!(
-        "requests: {} ok, {} failed; held connections: {} failed, fewest echoes {}",
-        report.ok,
-        report.failed.len(),
-        exchanged.failures.len(),
-        exchanged.fewest
-    );
-    assert_eq!(exchanged.failures, [], "held connections broke");
-    assert!(exchanged.fewest > 0);
-    assert_eq!(report.failed, Vec::<String>::new(), "requests failed");
+    let report = nothing_broke(load, held);
     assert!(report.ok > 100, "{} requests", report.ok);
     // The two that run agree (the checker's verdicts included).
     let out = ctl(&lab, &["fleet", "status", &lab.urls()[0], &lab.urls()[2]]);
@@ -180,7 +249,7 @@ fn a_fleet_keeps_every_connection_through_a_dead_host_a_restart_and_a_drain() {
 }
 
 #[test]
-fn a_director_withdraws_when_nothing_can_serve_and_before_it_stops() {
+fn a_director_withdraws_when_nothing_can_serve_before_it_stops_and_with_its_bird() {
     let mut lab = FleetLab::new([&[], &[], &[]]).unwrap();
     let mut conns = connect_many(&lab.client, VIP4, 60).unwrap();
     conns.extend(connect_many(&lab.client, VIP6, 30).unwrap());
@@ -259,16 +328,38 @@ fn a_director_withdraws_when_nothing_can_serve_and_before_it_stops() {
     );
     std::thread::sleep(Duration::from_secs(1));
 
-    let report = load.finish().unwrap();
-    let exchanged = held.finish();
+    // Director 2's BIRD crashes: its BGP sessions close, the router drops
+    // it at once, and the daemon reports BIRD failing (it asks every 5 s).
+    let crash = Instant::now();
+    lab.kill_bird(2).unwrap();
+    lab.wait_for_next_hops(1, Duration::from_secs(5)).unwrap();
     eprintln!(
-        "requests: {} ok, {} failed; held connections: {} failed, fewest echoes {}",
-        report.ok,
-        report.failed.len(),
-        exchanged.failures.len(),
-        exchanged.fewest
+        "director 2's BIRD killed: withdrawn by the router after {:?}",
+        crash.elapsed()
     );
-    assert_eq!(exchanged.failures, [], "held connections broke");
-    assert!(exchanged.fewest > 0);
-    assert_eq!(report.failed, Vec::<String>::new(), "requests failed");
+    let start = Instant::now();
+    while director(&lab, 2).bgp.state != proto::api::BgpState::Failing {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "{:?}",
+            director(&lab, 2)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // BIRD back: it reads the include as the daemon left it, and the
+    // router has director 2 again.
+    lab.start_bird(2).unwrap();
+    lab.wait_for_next_hops(2, Duration::from_secs(30)).unwrap();
+    let start = Instant::now();
+    while director(&lab, 2).bgp.state != proto::api::BgpState::Announced {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "{:?}",
+            director(&lab, 2)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+
+    nothing_broke(load, held);
 }

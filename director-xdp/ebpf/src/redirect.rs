@@ -729,12 +729,13 @@ extern "C" fn redirect_sock_check(ctx: *mut xdp_md, q: *mut SockQuery) -> u32 {
         __bindgen_anon_1: tuple,
     };
 
-    // The headers the cookie check reads, copied to the stack: the TCP
-    // header's length is only known at run time, which the verifier
-    // accepts for a helper's stack buffer, not for packet memory. Not
-    // zeroed (see `Gue`): `bpf_xdp_load_bytes` fills them, and the cookie
-    // check reads them only when it has (the verifier, too, takes them as
-    // written up to the largest length it may be given).
+    // The headers the cookie check reads, copied to the stack when a
+    // listener is found: the TCP header's length is only known at run
+    // time, which the verifier accepts for a helper's stack buffer, not
+    // for packet memory. Not zeroed (see `Gue`): `bpf_xdp_load_bytes`
+    // fills them, and the cookie check reads them only when it has (the
+    // verifier, too, takes them as written up to the largest length it may
+    // be given).
     let mut ip = MaybeUninit::<[u8; ipv6::HLEN]>::uninit();
     let mut th = MaybeUninit::<[u8; TCP_MAX_HLEN]>::uninit();
     let ip_len: u32 = if q.v6 != 0 {
@@ -742,18 +743,9 @@ extern "C" fn redirect_sock_check(ctx: *mut xdp_md, q: *mut SockQuery) -> u32 {
     } else {
         ipv4::HLEN as u32
     };
-    let mut cookie = q.cookie != 0;
-    if cookie {
-        let tcp_len = q.tcp_len & 0x3c;
-        // SAFETY: the helper bounds-checks the frame; the buffers are
-        // large enough for the lengths (<= 40 and <= 60).
-        let loaded = unsafe {
-            tcp_len >= 20
-                && bpf_xdp_load_bytes(ctx, q.ip, ip.as_mut_ptr().cast(), ip_len) == 0
-                && bpf_xdp_load_bytes(ctx, q.tcp, th.as_mut_ptr().cast(), tcp_len) == 0
-        };
-        cookie = loaded;
-    }
+    // Only a listener's answer needs them: loaded then, not before every
+    // lookup (most packets here belong to an established socket).
+    let cookie = q.cookie != 0;
 
     let settings = RDR_SETTINGS.get(0);
     let other = match settings {
@@ -763,6 +755,7 @@ extern "C" fn redirect_sock_check(ctx: *mut xdp_md, q: *mut SockQuery) -> u32 {
     let tcp_len = q.tcp_len & 0x3c;
     let found = lookup_in(
         ctx,
+        q,
         &mut tuple,
         size,
         BPF_F_CURRENT_NETNS as u64,
@@ -777,7 +770,7 @@ extern "C" fn redirect_sock_check(ctx: *mut xdp_md, q: *mut SockQuery) -> u32 {
     }
     match other {
         Some(netns) => lookup_in(
-            ctx, &mut tuple, size, netns, cookie, &mut ip, ip_len, &mut th, tcp_len,
+            ctx, q, &mut tuple, size, netns, cookie, &mut ip, ip_len, &mut th, tcp_len,
         ),
         None => SOCK_NONE,
     }
@@ -787,6 +780,7 @@ extern "C" fn redirect_sock_check(ctx: *mut xdp_md, q: *mut SockQuery) -> u32 {
 #[allow(clippy::too_many_arguments)]
 fn lookup_in(
     ctx: *mut xdp_md,
+    q: &SockQuery,
     tuple: &mut bpf_sock_tuple,
     size: u32,
     netns: u64,
@@ -809,16 +803,19 @@ fn lookup_in(
         found = SOCK_ESTABLISHED;
     } else if cookie
         && tcp_len >= 20
-        // SAFETY: stack buffers of at least the lengths given.
+        // SAFETY: the helper bounds-checks the frame; stack buffers of at
+        // least the lengths given (<= 40 and <= 60).
         && unsafe {
-            bpf_tcp_check_syncookie(
-                sk.cast(),
-                ip.as_mut_ptr().cast(),
-                ip_len,
-                th.as_mut_ptr().cast(),
-                tcp_len,
-            )
-        } == 0
+            bpf_xdp_load_bytes(ctx, q.ip, ip.as_mut_ptr().cast(), ip_len) == 0
+                && bpf_xdp_load_bytes(ctx, q.tcp, th.as_mut_ptr().cast(), tcp_len) == 0
+                && bpf_tcp_check_syncookie(
+                    sk.cast(),
+                    ip.as_mut_ptr().cast(),
+                    ip_len,
+                    th.as_mut_ptr().cast(),
+                    tcp_len,
+                ) == 0
+        }
     {
         found = SOCK_COOKIE;
     }

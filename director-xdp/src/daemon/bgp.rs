@@ -37,6 +37,9 @@ const BIRD_TIMEOUT: Duration = Duration::from_secs(10);
 /// Retries of a failed change: first after this, doubling up to [`MAX_RETRY`].
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const MAX_RETRY: Duration = Duration::from_secs(30);
+/// How often an idle announcer asks BIRD whether it is there, so that a
+/// BIRD that stopped is reported though nothing changed.
+pub(crate) const LIVENESS: Duration = Duration::from_secs(5);
 
 /// Why a VIP is not announced, in the API's words.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -209,6 +212,43 @@ async fn announce(
     bird_command(socket, "configure").await.map(drop)
 }
 
+/// At a start that adopts no pinned program, nothing forwards yet: what an
+/// earlier run left in the include (a crash followed by an upgrade that
+/// changed the maps, a reboot with the include on a disk) must not stay
+/// announced until this run is attached. Empties the include if it
+/// announces anything, and has BIRD read it (a BIRD that is not there
+/// reads it when it starts). Whether anything was withdrawn.
+pub(crate) async fn withdraw_left_over(socket: &Path, include: &Path) -> Result<bool, BirdError> {
+    let left = std::fs::read_to_string(include).unwrap_or_default();
+    if !left.lines().any(|l| l.trim_start().starts_with("route ")) {
+        return Ok(false);
+    }
+    announce(socket, include, &BTreeSet::new())
+        .await
+        .map(|()| true)
+}
+
+/// Whether `path`'s directory is on a file system that a reboot empties
+/// (tmpfs or ramfs), as the include should be: BIRD reads it at boot,
+/// before any director runs. `None` when that cannot be told.
+pub(crate) fn include_is_volatile(path: &Path) -> Option<bool> {
+    const TMPFS_MAGIC: i64 = 0x0102_1994;
+    const RAMFS_MAGIC: i64 = 0x8584_58f6;
+    let dir = path.parent()?;
+    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: `c` is a NUL-terminated path and `st` is written by the
+    // kernel on success only, and read only then.
+    let rc = unsafe { libc::statfs(c.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: statfs succeeded, so it filled `st`.
+    #[allow(clippy::useless_conversion)] // f_type's width differs by target
+    let kind = i64::from(unsafe { st.assume_init() }.f_type);
+    Some(kind == TMPFS_MAGIC || kind == RAMFS_MAGIC)
+}
+
 /// What BIRD took last.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Taken {
@@ -220,6 +260,40 @@ pub(crate) struct Taken {
     pub error: Option<String>,
 }
 
+/// Waits for the next change, asking BIRD every `liveness` meanwhile
+/// whether it is there: a BIRD that does not answer is reported (the
+/// routers have dropped this director's routes with its sessions), and
+/// cleared once it answers again (a BIRD that starts reads the include as
+/// the daemon last wrote it). False when the daemon is gone.
+async fn idle(
+    rx: &mut watch::Receiver<(u64, BTreeSet<Prefix>)>,
+    socket: &Path,
+    taken: &watch::Sender<Taken>,
+    liveness: Duration,
+) -> bool {
+    loop {
+        tokio::select! {
+            r = rx.changed() => return r.is_ok(),
+            () = tokio::time::sleep(liveness) => {}
+        }
+        let answer = bird_command(socket, "show status").await;
+        taken.send_if_modified(|t| match (&answer, &t.error) {
+            (Err(e), None) => {
+                let e = e.to_string();
+                warn!("BIRD does not answer: {e}; the routers no longer hear this director's VIPs");
+                t.error = Some(e);
+                true
+            }
+            (Ok(_), Some(_)) => {
+                info!("BIRD answers again: {}", describe(&t.announced));
+                t.error = None;
+                true
+            }
+            _ => false,
+        });
+    }
+}
+
 /// The daemon's handle on the announcing task.
 pub(crate) struct Announcer {
     want: Want,
@@ -229,8 +303,10 @@ pub(crate) struct Announcer {
 }
 
 impl Announcer {
-    /// Starts the task, announcing nothing until [`Announcer::set`].
-    pub(crate) fn spawn(socket: PathBuf, include: PathBuf) -> Announcer {
+    /// Starts the task, announcing nothing until [`Announcer::set`]; once
+    /// BIRD has taken a change, it is asked every `liveness` whether it is
+    /// still there (`show status`).
+    pub(crate) fn spawn(socket: PathBuf, include: PathBuf, liveness: Duration) -> Announcer {
         let (tx, mut rx) = watch::channel((0u64, BTreeSet::new()));
         let (taken_tx, taken) = watch::channel(Taken::default());
         tokio::spawn(async move {
@@ -272,7 +348,7 @@ impl Announcer {
                     retry = (retry * 2).min(MAX_RETRY);
                 } else {
                     retry = FIRST_RETRY;
-                    if rx.changed().await.is_err() {
+                    if !idle(&mut rx, &socket, &taken_tx, liveness).await {
                         break;
                     }
                 }
@@ -435,6 +511,105 @@ mod tests {
             w.write_all(answer.as_bytes()).await.unwrap();
             seen
         })
+    }
+
+    #[tokio::test]
+    async fn a_fresh_start_withdraws_what_an_earlier_run_left_announced() {
+        let dir = std::env::temp_dir().join(format!("glb-bgp-left-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let include = dir.join("vips.conf");
+        let sock = dir.join("bird.ctl");
+        // Nothing announced: nothing to do, BIRD is not asked.
+        std::fs::write(&include, include_text(&BTreeSet::new())).unwrap();
+        assert!(!withdraw_left_over(&sock, &include).await.unwrap());
+        // VIPs left over: emptied, and BIRD told.
+        std::fs::write(&include, include_text(&[p("203.0.113.10", 32)].into())).unwrap();
+        let bird = fake_bird(&sock, "0003 Reconfigured\n").await;
+        assert!(withdraw_left_over(&sock, &include).await.unwrap());
+        assert_eq!(bird.await.unwrap(), ["configure"]);
+        assert_eq!(
+            std::fs::read_to_string(&include).unwrap(),
+            include_text(&BTreeSet::new())
+        );
+        // The file is emptied even when BIRD is not there to read it.
+        std::fs::write(&include, include_text(&[p("203.0.113.10", 32)].into())).unwrap();
+        assert!(
+            withdraw_left_over(&dir.join("none.ctl"), &include)
+                .await
+                .is_err()
+        );
+        assert_eq!(
+            std::fs::read_to_string(&include).unwrap(),
+            include_text(&BTreeSet::new())
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(include_is_volatile(Path::new("/proc/x")), Some(false));
+        assert_eq!(include_is_volatile(Path::new("/no/such/dir/x")), None);
+    }
+
+    /// A fake BIRD that answers every command on every connection with
+    /// `0013 Daemon is up and running`, until dropped.
+    fn fake_bird_up(path: &Path) -> tokio::task::JoinHandle<()> {
+        let _ = std::fs::remove_file(path);
+        let listener = tokio::net::UnixListener::bind(path).unwrap();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let (r, mut w) = s.into_split();
+                    let _ = w.write_all(b"0001 BIRD 2.0.12 ready.\n").await;
+                    let mut lines = BufReader::new(r).lines();
+                    while let Ok(Some(_)) = lines.next_line().await {
+                        let _ = w.write_all(b"0013 Daemon is up and running\n").await;
+                    }
+                });
+            }
+        })
+    }
+
+    #[tokio::test]
+    async fn a_bird_that_stops_answering_is_reported_and_cleared_when_back() {
+        let dir = std::env::temp_dir().join(format!("glb-bgp-live-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sock = dir.join("bird.ctl");
+        let bird = fake_bird_up(&sock);
+        let mut a = Announcer::spawn(
+            sock.clone(),
+            dir.join("vips.conf"),
+            Duration::from_millis(50),
+        );
+        let want = Want {
+            announce: [p("203.0.113.10", 32)].into(),
+            withheld: BTreeMap::new(),
+        };
+        a.set(want);
+        assert!(a.settled(Duration::from_secs(5)).await);
+        assert_eq!(a.status().state, BgpState::Announced);
+        // BIRD goes away: reported though nothing changed.
+        bird.abort();
+        let _ = bird.await;
+        std::fs::remove_file(&sock).unwrap();
+        let mut taken = a.taken.clone();
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            taken.wait_for(|t| t.error.is_some()),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let st = a.status();
+        assert_eq!(st.state, BgpState::Failing);
+        assert_eq!(st.announced, ["203.0.113.10/32"]);
+        // Back: cleared.
+        let _bird = fake_bird_up(&sock);
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            taken.wait_for(|t| t.error.is_none()),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(a.status().state, BgpState::Announced);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[tokio::test]
