@@ -141,6 +141,8 @@ pub struct Lab {
     pub scratch: Scratch,
     states: Vec<String>,
     hops: u8,
+    /// The table's `encap`: "gue" or "ipip".
+    encap: &'static str,
     /// `director.mtu`; `None`: the director's interface's MTU (1500).
     mtu: Option<u32>,
 }
@@ -156,6 +158,12 @@ impl Lab {
     /// [`Lab::new`] with `hops` alternates per row. A backend in state
     /// "absent" runs its host but is not in the config (the API can add it).
     pub fn with_hops(states: &[&str], hops: u8) -> io::Result<Lab> {
+        Lab::with_table(states, hops, "gue")
+    }
+
+    /// [`Lab::with_hops`] with the table's `encap` ("gue" or "ipip"; the
+    /// backends' agents take either).
+    pub fn with_table(states: &[&str], hops: u8, encap: &'static str) -> io::Result<Lab> {
         let scratch = Scratch::new("glb")?;
         let mut sw = Switch::new()?;
         let client = Netns::new("cl")?;
@@ -209,7 +217,7 @@ impl Lab {
         std::fs::write(&token, format!("{TOKEN}\n"))?;
         std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         let cfg = scratch.file("director.json");
-        std::fs::write(&cfg, config(&states, hops, None, &token))?;
+        std::fs::write(&cfg, config(&states, hops, encap, None, &token))?;
         let mut director = director_ns.spawn(
             bin,
             &["run", "--config", cfg.to_str().unwrap_or_default()],
@@ -226,6 +234,7 @@ impl Lab {
             scratch,
             states,
             hops,
+            encap,
             mtu: None,
         })
     }
@@ -249,7 +258,13 @@ impl Lab {
         let generation = self.director.log().matches("applied: generation").count() + 1;
         std::fs::write(
             self.scratch.file("director.json"),
-            config(&self.states, self.hops, self.mtu, &self.token_file()),
+            config(
+                &self.states,
+                self.hops,
+                self.encap,
+                self.mtu,
+                &self.token_file(),
+            ),
         )?;
         self.director.signal(libc::SIGHUP)?;
         self.director.wait_for_log(
@@ -406,9 +421,15 @@ pub(crate) fn start_backend(
     ))
 }
 
-/// The lab's config: its one table "lab" with `hops` alternates per row,
-/// and `director.mtu` if `mtu` says.
-fn config(states: &[String], hops: u8, mtu: Option<u32>, token_file: &std::path::Path) -> String {
+/// The lab's config: its one table "lab" with `hops` alternates per row
+/// and `encap`, and `director.mtu` if `mtu` says.
+fn config(
+    states: &[String],
+    hops: u8,
+    encap: &str,
+    mtu: Option<u32>,
+    token_file: &std::path::Path,
+) -> String {
     let backends: Vec<String> = states
         .iter()
         .enumerate()
@@ -422,7 +443,7 @@ fn config(states: &[String], hops: u8, mtu: Option<u32>, token_file: &std::path:
         .collect();
     format!(
         r#"{{"tables":[{{"name":"lab","hash_key":"6c61622d686173682d6b65792d303031",
-            "seed":"6c61622d736565642d30303030303031","hops":{hops},
+            "seed":"6c61622d736565642d30303030303031","hops":{hops},"encap":"{encap}",
             "binds":[{{"ip":"{VIP4}","proto":"tcp","port":80}},{{"ip":"{VIP6}","proto":"tcp","port":80}},
                      {{"ip":"{VIP4}","proto":"tcp","port":8080}},{{"ip":"{VIP6}","proto":"tcp","port":8080}}],
             "backends":[{}]}}],

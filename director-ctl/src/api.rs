@@ -319,10 +319,10 @@ fn yes_no(b: bool) -> &'static str {
 fn print_table(t: &api::Table) {
     let binds: Vec<&str> = t.binds.iter().map(|b| b.bind.as_str()).collect();
     println!(
-        "table \"{}\": {} rows of 1 primary + {} alternates, hash {}; binds: {}",
+        "table \"{}\": {} rows of {}, hash {}; binds: {}",
         t.name,
         t.rows,
-        t.hops,
+        crate::table::chain_words(t.encap, t.hops),
         t.hash.as_deref().unwrap_or("-"),
         binds.join(", ")
     );

@@ -9,12 +9,12 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
 use director_ctl::files::{AtomicFile, FileError};
-use proto::TABLE_ROWS;
 use proto::config::{Config, Proto};
 use proto::flow::{Flow, flow_hash, gue_source_port, message, row_of};
 use proto::table::{
     BackendState, Chain, Holders, MAX_HOPS, Release, RowCount, RowDiff, row_counts,
 };
+use proto::{Encap, TABLE_ROWS};
 use serde_json::{Value, json};
 
 use crate::TraceArgs;
@@ -56,6 +56,7 @@ impl BackendInfo {
 struct Built {
     name: String,
     hops: u8,
+    encap: Encap,
     backends: Vec<BackendInfo>,
     rows: Vec<Chain<IpAddr>>,
 }
@@ -106,7 +107,8 @@ fn build_all(config: &Config) -> Result<Vec<Built>> {
                 .with_context(|| format!("building table \"{}\"", t.name))?;
             Ok(Built {
                 name: t.name.clone(),
-                hops: t.hops,
+                hops: t.chain_hops(),
+                encap: t.encap,
                 backends: t
                     .backends
                     .iter()
@@ -187,6 +189,19 @@ fn parse_built(t: &Value) -> Result<Built> {
         rows.push(chain);
     }
     let hops = rows.first().map_or(0, |c| c.alternates().len() as u8);
+    let encap = match t.get("encap") {
+        None => Encap::Gue,
+        Some(e) => e
+            .as_str()
+            .and_then(Encap::from_name)
+            .ok_or_else(|| anyhow!("table \"{name}\": \"encap\" {e} is not \"gue\" or \"ipip\""))?,
+    };
+    if (encap == Encap::Ipip) != (hops == 0) {
+        bail!(
+            "table \"{name}\": \"encap\": \"{encap}\" with rows of {} entries (ipip rows are their primary alone, gue rows have alternates)",
+            hops + 1
+        );
+    }
     let mut backends: Vec<BackendInfo> = Vec::new();
     if let Some(list) = t["backends"].as_array() {
         for b in list {
@@ -219,6 +234,7 @@ fn parse_built(t: &Value) -> Result<Built> {
     Ok(Built {
         name,
         hops,
+        encap,
         backends,
         rows,
     })
@@ -309,6 +325,7 @@ fn write_tables(w: &mut impl Write, tables: &[Built]) -> std::io::Result<()> {
         writeln!(w, "    {{")?;
         writeln!(w, "      \"name\": {},", json!(t.name))?;
         writeln!(w, "      \"hops\": {},", t.hops)?;
+        writeln!(w, "      \"encap\": {},", json!(t.encap.as_str()))?;
         writeln!(w, "      \"backends\": {},", Value::Array(backends))?;
         writeln!(w, "      \"rows\": [")?;
         for (i, chain) in t.rows.iter().enumerate() {
@@ -366,6 +383,7 @@ pub fn show(config_path: &Path, as_json: bool) -> Result<ExitCode> {
                 json!({
                     "name": t.name,
                     "hops": t.hops,
+                    "encap": t.encap,
                     "binds": cfg.binds.iter().map(ToString::to_string).collect::<Vec<_>>(),
                     "rows": t.rows.len(),
                     "backends": backends,
@@ -382,10 +400,10 @@ pub fn show(config_path: &Path, as_json: bool) -> Result<ExitCode> {
     for ((t, cfg), c) in tables.iter().zip(&config.tables).zip(&counts) {
         let binds: Vec<String> = cfg.binds.iter().map(ToString::to_string).collect();
         println!(
-            "table \"{}\": {} rows of 1 primary + {} alternates; binds: {}",
+            "table \"{}\": {} rows of {}; binds: {}",
             t.name,
             t.rows.len(),
-            t.hops,
+            chain_words(t.encap, t.hops),
             binds.join(", ")
         );
         println!(
@@ -423,7 +441,10 @@ pub fn diff(old_path: &Path, new_path: &Path, as_json: bool) -> Result<ExitCode>
             reports.push((o.name.as_str(), "removed", None));
             continue;
         };
-        let d = proto::table::diff_rows(&o.rows, &n.rows, &o.holders(), &n.released_since(o));
+        let mut d = proto::table::diff_rows(&o.rows, &n.rows, &o.holders(), &n.released_since(o));
+        if n.encap == Encap::Ipip {
+            d.warn_no_second_chance(&n.name);
+        }
         let status = if d.rows_changed == 0 {
             "unchanged"
         } else {
@@ -465,6 +486,16 @@ pub fn diff(old_path: &Path, new_path: &Path, as_json: bool) -> Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
+/// What a row of a table is, for a line of text: `1 primary + 2
+/// alternates (gue)`, or `1 primary, no alternates (ipip: no second
+/// chance)`.
+pub(crate) fn chain_words(encap: Encap, hops: u8) -> String {
+    match encap {
+        Encap::Gue => format!("1 primary + {hops} alternates (gue)"),
+        Encap::Ipip => "1 primary, no alternates (ipip: no second chance)".to_string(),
+    }
+}
+
 /// The first rows of a list, for a line of text.
 fn some_rows(rows: &[u32]) -> String {
     const SHOWN: usize = 8;
@@ -481,6 +512,9 @@ fn some_rows(rows: &[u32]) -> String {
 /// backend.
 pub(crate) fn print_movement(name: &str, d: &RowDiff, verb: &str) {
     let pct = |n: usize| 100.0 * n as f64 / TABLE_ROWS as f64;
+    for w in &d.warnings {
+        println!("warning: {w}");
+    }
     println!(
         "table \"{name}\": {} rows {verb} ({:.2}%)",
         d.rows_changed,
@@ -655,6 +689,7 @@ pub fn trace(config_path: &Path, a: &TraceArgs, as_json: bool) -> Result<ExitCod
         "hash": format!("{hash:016x}"),
         "row": row,
         "hops": r.hops(),
+        "encap": table.encap,
         "primary": describe(chain.primary()),
         "alternates": chain.alternates().iter().map(|&i| describe(i)).collect::<Vec<_>>(),
         "gue_source_port": sport,
@@ -688,10 +723,21 @@ pub fn trace(config_path: &Path, a: &TraceArgs, as_json: bool) -> Result<ExitCod
     for &a in chain.alternates() {
         println!("alternate: {}", who(a));
     }
-    println!(
-        "gue:       udp {sport} -> {}, {} hops",
-        proto::GUE_PORT,
-        r.hops()
-    );
+    match table.encap {
+        Encap::Gue => println!(
+            "gue:       udp {sport} -> {}, {} hops",
+            proto::GUE_PORT,
+            r.hops()
+        ),
+        Encap::Ipip => println!(
+            "ipip:      outer {}, protocol {} (no hop list)",
+            if r.backend(chain.primary()).is_some_and(|b| b.addr.is_ipv6()) {
+                "IPv6"
+            } else {
+                "IPv4"
+            },
+            if a.src.is_ipv6() { 41 } else { 4 }
+        ),
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -192,7 +192,7 @@ fn table_show_counts_rows_per_backend() {
     let text = String::from_utf8(ctl(&["table", "show", EXAMPLE]).stdout).unwrap();
     assert!(
         text.contains(
-            "table \"web\": 65536 rows of 1 primary + 2 alternates; binds: 203.0.113.10:80/tcp"
+            "table \"web\": 65536 rows of 1 primary + 2 alternates (gue); binds: 203.0.113.10:80/tcp"
         ),
         "{text}"
     );
@@ -587,4 +587,137 @@ fn table_builds_to_one_output_at_once_do_not_collide() {
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     assert_eq!(rows_of(&doc["tables"][0]), expected_rows(&example(), 0));
     assert_eq!(names(&dir.0), ["table.json"], "no temporary file left");
+}
+
+/// The example's "web" table in IP-in-IP.
+fn ipip_example(s: &Scratch, name: &str, draining: Option<&str>) -> PathBuf {
+    let mut text = std::fs::read_to_string(EXAMPLE).unwrap().replacen(
+        r#""hops": 2,"#,
+        r#""encap": "ipip","#,
+        1,
+    );
+    if let Some(ip) = draining {
+        let from = format!(r#""ip": "{ip}", "state": "active""#);
+        assert!(text.contains(&from));
+        text = text.replace(&from, &format!(r#""ip": "{ip}", "state": "draining""#));
+    }
+    let p = s.file(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn an_ipip_table_is_shown_as_such_and_a_drain_in_it_reports_every_moved_row_lost() {
+    let s = Scratch::new("ipip");
+    let old = ipip_example(&s, "old.json", None);
+    let new = ipip_example(&s, "new.json", Some("198.51.100.12"));
+
+    // show: the encap, and no alternates.
+    let out = ctl(&["table", "show", old.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(
+            "table \"web\": 65536 rows of 1 primary, no alternates (ipip: no second chance)"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("1 primary + 2 alternates (gue)"), "{text}");
+    let v = stdout_json(&ctl(&["table", "show", old.to_str().unwrap(), "--json"]));
+    assert_eq!(v["tables"][0]["encap"], "ipip");
+    assert_eq!(v["tables"][0]["hops"], 0);
+    assert_eq!(v["tables"][1]["encap"], "gue");
+
+    // The config check warns of the drain.
+    let out = ctl(&["table", "show", new.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("(198.51.100.12): draining in an \"ipip\" table (no second chance)"),
+        "{err}"
+    );
+
+    // diff: the rows the drained backend was primary of are lost, exactly.
+    let config = Config::from_json(&std::fs::read_to_string(&old).unwrap()).unwrap();
+    let owned: Vec<u64> = expected_rows(&config, 0)
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r[0] == "198.51.100.12")
+        .map(|(i, r)| {
+            assert_eq!(r.len(), 1, "a row is its primary alone");
+            i as u64
+        })
+        .collect();
+    let v = stdout_json(&ctl(&[
+        "table",
+        "diff",
+        old.to_str().unwrap(),
+        new.to_str().unwrap(),
+        "--json",
+    ]));
+    let web = &v["tables"][0];
+    assert_eq!(web["rows_lost"], owned.len());
+    assert_eq!(web["lost"][0]["ip"], "198.51.100.12");
+    let lost: Vec<u64> = web["lost"][0]["primary_rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_u64().unwrap())
+        .collect();
+    assert_eq!(lost, owned);
+    let warning = web["warnings"][0].as_str().unwrap();
+    assert!(
+        warning.contains("\"encap\": \"ipip\" (no hop list, no second chance)")
+            && warning.contains(&format!("{} rows", owned.len())),
+        "{warning}"
+    );
+    let out = ctl(&[
+        "table",
+        "diff",
+        old.to_str().unwrap(),
+        new.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("warning: table \"web\" is \"encap\": \"ipip\""),
+        "{text}"
+    );
+
+    // Built tables keep the encap and diff alike.
+    let (a, b) = (s.file("old.table"), s.file("new.table"));
+    for (config, out) in [(&old, &a), (&new, &b)] {
+        let r = ctl(&[
+            "table",
+            "build",
+            config.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    }
+    let built: Value = serde_json::from_str(&std::fs::read_to_string(&a).unwrap()).unwrap();
+    assert_eq!(built["tables"][0]["encap"], "ipip");
+    let v = stdout_json(&ctl(&[
+        "table",
+        "diff",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(v["tables"][0]["rows_lost"], owned.len());
+    assert!(v["tables"][0]["warnings"][0].is_string());
+
+    // trace names the encapsulation.
+    let out = ctl(&[
+        "trace",
+        old.to_str().unwrap(),
+        "--src",
+        "192.0.2.7:40000",
+        "--dst",
+        "203.0.113.10:443/tcp",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("ipip:      outer IPv4, protocol 4 (no hop list)"),
+        "{text}"
+    );
+    assert!(!text.contains("alternate:"), "{text}");
 }

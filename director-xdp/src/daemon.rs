@@ -1204,7 +1204,8 @@ impl Daemon {
             .collect();
         proto::api::Table {
             name: t.name.clone(),
-            hops: t.hops,
+            hops: t.chain_hops(),
+            encap: t.encap,
             rows: view.map_or(0, |v| v.rows.len()),
             hash: view.map(|v| v.hash.clone()),
             binds,
@@ -1430,7 +1431,10 @@ impl Daemon {
             None => (&[][..], Holders::all(before)),
         };
         let released = Release::between(old_backends, &after.key.2);
-        let diff = proto::table::diff_rows(before, &after.rows, &holders, &released);
+        let mut diff = proto::table::diff_rows(before, &after.rows, &holders, &released);
+        if t.encap == proto::Encap::Ipip {
+            diff.warn_no_second_chance(&t.name);
+        }
         Ok(proto::api::Preview {
             table: t.name.clone(),
             diff,

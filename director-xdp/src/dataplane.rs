@@ -58,8 +58,9 @@ pub const PINNED_MAPS: [&str; 9] = [
 /// count comes first. 3: a row is a chain of four 16-bit backend indexes,
 /// the table head holds each slot's hops and path MTU limit, the settings
 /// carry the path MTU, and two more counters (`too_big_icmp`,
-/// `too_big_dropped`).
-pub const MAP_LAYOUT_VERSION: u32 = 3;
+/// `too_big_dropped`). 4: the table head's padding after the hops is each
+/// slot's encapsulation (GUE or IP-in-IP, with no hops).
+pub const MAP_LAYOUT_VERSION: u32 = 4;
 
 /// Name of the marker directory written beside the pins: the layout
 /// version and the sizes of every map value, so that pins of a build with
@@ -441,6 +442,8 @@ struct TableState {
 struct SlotHead {
     key: [u8; 16],
     hops: u8,
+    /// [`TableHead::encap`].
+    encap: u8,
     /// The longest original packet that fits the path MTU once
     /// encapsulated ([`TableHead::max_inner`]).
     max_inner: u16,
@@ -1085,12 +1088,14 @@ impl Dataplane {
             let head = SlotHead {
                 key: t.hash_key,
                 hops: table.hops(),
+                encap: t.encap.map_value(),
                 max_inner: if mtu == proto::mtu::NO_LIMIT {
                     NO_INNER_LIMIT
                 } else {
                     // At most MAX_MTU less the encapsulation: below the
                     // sentinel.
-                    let limit = proto::mtu::max_inner_len(mtu, outer_v6, usize::from(table.hops()));
+                    let hops = usize::from(table.hops());
+                    let limit = proto::mtu::max_inner_len(mtu, t.encap, outer_v6, hops);
                     u16::try_from(limit).unwrap_or(NO_INNER_LIMIT - 1)
                 },
             };
@@ -1437,9 +1442,9 @@ impl Dataplane {
             what: format!("table {name:?} (id {id})"),
             source,
         })?;
-        head._pad = [0; 2];
         head.keys[idle as usize] = TableKeys::new(&slot_head.key);
         head.hops[idle as usize] = slot_head.hops;
+        head.encap[idle as usize] = slot_head.encap;
         head.max_inner[idle as usize] = slot_head.max_inner;
         head._pad2 = [0; 4];
         set(&mut heads, names::TABLE_HEADS, id, &head, || {

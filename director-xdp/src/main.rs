@@ -469,18 +469,27 @@ fn run_packet(
     Ok((verdict, out))
 }
 
-/// ` VIP -> backend hops [...]` for an encapsulated frame, or ` ICMP ...`
-/// for the error answering a packet too big for the path MTU, read back
-/// from its bytes: what the director actually wrote, not what it was meant
-/// to.
+/// ` VIP -> backend hops [...]` for a GUE frame, ` VIP -> backend ipip`
+/// for an IP-in-IP one, or ` ICMP ...` for the error answering a packet
+/// too big for the path MTU, read back from its bytes: what the director
+/// actually wrote, not what it was meant to.
 fn describe_tx(frame: &[u8]) -> String {
-    match parse_gue_frame(frame) {
-        Ok(tx) => {
-            let hops: Vec<String> = tx.hops.iter().map(ToString::to_string).collect();
-            format!(" {} -> {} hops [{}]", tx.inner, tx.backend, hops.join(", "))
+    match parse_tx_frame(frame) {
+        Ok(TxFrame {
+            backend,
+            hops: Some(hops),
+            inner,
+        }) => {
+            let hops: Vec<String> = hops.iter().map(ToString::to_string).collect();
+            format!(" {inner} -> {backend} hops [{}]", hops.join(", "))
         }
+        Ok(TxFrame {
+            backend,
+            hops: None,
+            inner,
+        }) => format!(" {inner} -> {backend} ipip"),
         Err(why) => describe_too_big(frame)
-            .unwrap_or_else(|| format!(" (output is not a GUE packet: {why})")),
+            .unwrap_or_else(|| format!(" (output is not a GUE or IP-in-IP packet: {why})")),
     }
 }
 
@@ -530,13 +539,13 @@ fn describe_too_big(frame: &[u8]) -> Option<String> {
 struct TxFrame {
     /// Outer destination: the primary backend.
     backend: IpAddr,
-    /// GLB hops (the row's alternates).
-    hops: Vec<IpAddr>,
+    /// GLB hops (the row's alternates); `None` for IP-in-IP.
+    hops: Option<Vec<IpAddr>>,
     /// The inner packet's destination, e.g. `203.0.113.10:80/tcp`.
     inner: String,
 }
 
-fn parse_gue_frame(frame: &[u8]) -> Result<TxFrame, String> {
+fn parse_tx_frame(frame: &[u8]) -> Result<TxFrame, String> {
     let field = |at: usize, len: usize| {
         frame
             .get(at..at + len)
@@ -549,24 +558,30 @@ fn parse_gue_frame(frame: &[u8]) -> Result<TxFrame, String> {
         ethertype = be16(16)?;
         l3 += 4;
     }
-    let (backend, udp) = match ethertype {
+    // IP-in-IP carries IPv4 (4) or IPv6 (41) right after the outer header.
+    let ipip = |protocol: u8| protocol == 4 || protocol == 41;
+    let (backend, udp, protocol) = match ethertype {
         0x0800 => {
             let ihl = usize::from(field(l3, 1)?[0] & 0x0f) * 4;
-            if field(l3 + 9, 1)?[0] != 17 {
-                return Err("outer IPv4 protocol is not UDP".into());
-            }
             let dst: [u8; 4] = field(l3 + 16, 4)?.try_into().map_err(|_| "short")?;
-            (IpAddr::from(dst), l3 + ihl)
+            (IpAddr::from(dst), l3 + ihl, field(l3 + 9, 1)?[0])
         }
         0x86dd => {
-            if field(l3 + 6, 1)?[0] != 17 {
-                return Err("outer IPv6 next header is not UDP".into());
-            }
             let dst: [u8; 16] = field(l3 + 24, 16)?.try_into().map_err(|_| "short")?;
-            (IpAddr::from(dst), l3 + 40)
+            (IpAddr::from(dst), l3 + 40, field(l3 + 6, 1)?[0])
         }
         other => return Err(format!("outer EtherType {other:#06x}")),
     };
+    if ipip(protocol) {
+        return Ok(TxFrame {
+            backend,
+            hops: None,
+            inner: describe_inner(frame.get(udp..).unwrap_or_default()),
+        });
+    }
+    if protocol != 17 {
+        return Err(format!("outer IP protocol {protocol} is not UDP"));
+    }
     let port = be16(udp + 2)?;
     if port != proto::GUE_PORT {
         return Err(format!("UDP destination port {port}"));
@@ -576,7 +591,7 @@ fn parse_gue_frame(frame: &[u8]) -> Result<TxFrame, String> {
     let repr = proto::wire::GueRepr::parse(&packet).map_err(|e| e.to_string())?;
     Ok(TxFrame {
         backend,
-        hops: repr.hops.iter().collect(),
+        hops: Some(repr.hops.iter().collect()),
         inner: describe_inner(packet.payload()),
     })
 }
@@ -678,11 +693,19 @@ mod tests {
             describe_tx(&frame),
             " 203.0.113.10:80/tcp -> 198.51.100.12 hops [198.51.100.14]"
         );
+        // The same packet in IP-in-IP: the outer header, then the client's.
+        let mut ipip = frame[..34].to_vec();
+        ipip[14 + 9] = 4;
+        ipip.extend_from_slice(&inner);
+        assert_eq!(
+            describe_tx(&ipip),
+            " 203.0.113.10:80/tcp -> 198.51.100.12 ipip"
+        );
         frame[34 + 3] ^= 1;
-        assert!(describe_tx(&frame).contains("not a GUE packet: UDP destination port"));
+        assert!(describe_tx(&frame).contains("not a GUE or IP-in-IP packet: UDP destination port"));
         assert_eq!(
             describe_tx(&frame[..20]),
-            " (output is not a GUE packet: ends at 20 bytes)"
+            " (output is not a GUE or IP-in-IP packet: ends at 20 bytes)"
         );
     }
 

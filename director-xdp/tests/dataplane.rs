@@ -10,9 +10,10 @@ use director_xdp::dataplane::CheckError;
 use director_xdp::{Dataplane, DataplaneError, PathMtu, bind_ids};
 use proto::config::{BackendConfig, Bind, Config, Prefix, Proto, Table};
 use proto::maps::{
-    BACKEND_MAC_RESOLVED, BackendEntry, BindInfo, DirectorSettings, MAX_BACKENDS, NO_INNER_LIMIT,
-    PortRange, TABLE_ROWS, TableHead, TableKeys, TableRow, VIP_TABLE_PROBES, VIP_TABLE_STRIDE,
-    VipEntry, VipKey, VipSlot, lpm_prefix_len, names, row_index, vip_fold, vip_home,
+    BACKEND_MAC_RESOLVED, BackendEntry, BindInfo, DirectorSettings, ENCAP_GUE, ENCAP_IPIP,
+    MAX_BACKENDS, NO_INNER_LIMIT, PortRange, TABLE_ROWS, TableHead, TableKeys, TableRow,
+    VIP_TABLE_PROBES, VIP_TABLE_STRIDE, VipEntry, VipKey, VipSlot, lpm_prefix_len, names,
+    row_index, vip_fold, vip_home,
 };
 use proto::table::{Backend, BackendState, DEFAULT_HOPS};
 
@@ -248,6 +249,7 @@ fn table(name: &str, binds: Vec<Bind>, backends: Vec<BackendConfig>) -> Table {
         hash_key: [0x11; 16],
         seed,
         hops: DEFAULT_HOPS,
+        encap: proto::Encap::Gue,
         binds,
         backends,
     }
@@ -688,6 +690,38 @@ fn the_path_mtu_is_the_configs_else_the_interfaces_else_none() {
     dp.set_link_mtu("eth0", 1368);
     dp.apply(&config, &no_macs).expect("just enough");
     assert_eq!(mtu(&dp), 1368);
+}
+
+#[test]
+fn an_ipip_slot_carries_its_encap_no_hops_and_the_outer_header_alone_as_overhead() {
+    let mut dp = load();
+    let mut config = example();
+    config.director.mtu = Some(1500);
+    dp.apply(&config, &no_macs).expect("applying the example");
+    let web = dp.table_id("web").expect("table id");
+    let head: TableHead = get(&dp, names::TABLE_HEADS, web);
+    let live = head.active as usize;
+    assert_eq!((head.encap[live], head.hops[live]), (ENCAP_GUE, 2));
+
+    // The same table in IP-in-IP: a new slot, flipped to, with the rows'
+    // primaries alone, and 1500 - 20 bytes for the original packet.
+    let primaries: Vec<u16> = slot_rows(&dp, "web", head.active)
+        .iter()
+        .map(|r| r.chain[0])
+        .collect();
+    config.tables[0].encap = proto::Encap::Ipip;
+    dp.apply(&config, &no_macs).expect("applying IP-in-IP");
+    let head: TableHead = get(&dp, names::TABLE_HEADS, web);
+    let live = head.active as usize;
+    assert_eq!(
+        (head.encap[live], head.hops[live], head.max_inner[live]),
+        (ENCAP_IPIP, 0, 1480)
+    );
+    // The other slot is left as it was, for packets still reading it.
+    assert_eq!((head.encap[1 - live], head.hops[1 - live]), (ENCAP_GUE, 2));
+    let rows = slot_rows(&dp, "web", head.active);
+    assert!(rows.iter().map(|r| r.chain[0]).eq(primaries));
+    assert!(rows.iter().all(|r| r.chain[1..] == [0; 3]));
 }
 
 /// A bpffs mounted on a fresh directory for as long as this value lives.

@@ -1819,6 +1819,23 @@ fn redirect_reference(f: &[u8]) -> Want {
         return Want::NotGue;
     }
     let ip = &f[l3..];
+    // Plain IP-in-IP (protocol 4 or 41 right after an outer IPv6 header,
+    // or an IPv4 one without options or fragmentation): decapsulated from
+    // an allowed source, left alone from any other.
+    let protocol = if v6 { ip[6] } else { ip[9] };
+    let plain_v4 = ip[0] == 0x45 && be16(ip, 6).unwrap() & 0x3fff == 0;
+    if (protocol == 4 || protocol == 41) && (v6 || plain_v4) {
+        let src = addr_at(ip, if v6 { 8 } else { 12 }, v6).unwrap();
+        if !allowed(src) {
+            return Want::NotGue;
+        }
+        let inner = l3 + ip_len;
+        let (want_version, len) = if protocol == 41 { (6, 40) } else { (4, 20) };
+        return match f.get(inner..inner + len) {
+            Some(h) if h[0] >> 4 == want_version => Want::Accept(RedirectStat::AcceptedIpip, inner),
+            _ => Want::Drop(RedirectStat::DroppedInvalid),
+        };
+    }
     let is_udp = if v6 {
         ip[6] == 17
     } else {
@@ -2241,6 +2258,36 @@ fn gue_frame(rng: &mut Rng, src: IpAddr, inner: &[u8]) -> Vec<u8> {
     f
 }
 
+/// IP-in-IP to this host: from the director, a backend or an outsider;
+/// an inner packet of the announced family, of the other one, cut short,
+/// or behind IPv4 options or fragmentation (not IP-in-IP to the module).
+fn ipip_frame(rng: &mut Rng, max: usize) -> Vec<u8> {
+    let v6 = rng.chance(40);
+    let src = gue_source(rng, v6, false);
+    let inner = inner_packet(rng, max.saturating_sub(80));
+    let mut protocol = if inner.first().map(|b| b >> 4) == Some(6) {
+        41
+    } else {
+        4
+    };
+    if rng.chance(10) {
+        protocol = 45 - protocol;
+    }
+    let mut f = gue_frame(rng, src, &[]);
+    let at = 14 + if v6 { 40 } else { 20 };
+    f.truncate(at);
+    f[14 + if v6 { 6 } else { 9 }] = protocol;
+    f.extend_from_slice(&inner);
+    if rng.chance(10) {
+        let keep = rng.range(at, f.len());
+        f.truncate(keep);
+    }
+    if !v6 && rng.chance(5) {
+        f[14 + 6] |= 0x20;
+    }
+    f
+}
+
 fn valid_gue(rng: &mut Rng, max: usize) -> Vec<u8> {
     let v6 = rng.chance(40);
     let src = gue_source(rng, v6, true);
@@ -2299,8 +2346,9 @@ fn not_gue(rng: &mut Rng, max: usize) -> Vec<u8> {
     }
 }
 
-const REDIRECT_KINDS: [(&str, usize); 7] = [
+const REDIRECT_KINDS: [(&str, usize); 8] = [
     ("valid GUE", 24),
+    ("IP-in-IP", 8),
     ("corrupted GUE", 24),
     ("truncated GUE", 10),
     ("GUE from outside allow", 8),
@@ -2346,7 +2394,8 @@ impl RedirectGen {
         let max = self.max;
         let frame = match k {
             0 => valid_gue(&mut rng, max),
-            1 => {
+            1 => ipip_frame(&mut rng, max),
+            2 => {
                 let mut f = valid_gue(&mut rng, max);
                 // Mostly in the outer headers and GUE.
                 for _ in 0..rng.range(1, 3) {
@@ -2363,13 +2412,13 @@ impl RedirectGen {
                 }
                 f
             }
-            2 => {
+            3 => {
                 let f = valid_gue(&mut rng, max);
                 let len = rng.range(MIN_FRAME, f.len());
                 let fix = rng.chance(50);
                 cut_frame(&f, len, fix)
             }
-            3 => {
+            4 => {
                 let v6 = rng.chance(40);
                 let src = gue_source(&mut rng, v6, false);
                 let src = if allowed(src) {
@@ -2384,8 +2433,8 @@ impl RedirectGen {
                 let inner = inner_packet(&mut rng, max.saturating_sub(140));
                 gue_frame(&mut rng, src, &inner)
             }
-            4 => not_gue(&mut rng, max),
-            5 => {
+            5 => not_gue(&mut rng, max),
+            6 => {
                 if rng.chance(50) {
                     random_frame(&mut rng, max)
                 } else {

@@ -832,3 +832,48 @@ fn replay_has_no_path_mtu_unless_the_config_gives_one() {
     assert_eq!(out.len(), ETH_HLEN + 576);
     assert_eq!(&out[0..6], &ROUTER_MAC, "back to the router");
 }
+
+#[test]
+fn replay_shows_ipip_output_for_an_ipip_table() {
+    let dir = TempDir::new("replay-ipip");
+    let (input, output) = (dir.join("in.pcap"), dir.join("out.pcap"));
+    let frame = ipv4_frame(
+        "192.0.2.44".parse().expect("address"),
+        "203.0.113.10".parse().expect("address"),
+        6,
+        40000,
+        80,
+    );
+    write_pcap(
+        &input,
+        &[Record {
+            secs: 1_700_000_000,
+            micros: 0,
+            data: frame.clone(),
+        }],
+    );
+    let config_path = dir.join("ipip.json");
+    let text = std::fs::read_to_string(EXAMPLE_CONFIG).expect("reading the example");
+    let text = text.replacen(r#""hops": 2,"#, r#""hops": 2, "encap": "ipip","#, 1);
+    std::fs::write(&config_path, &text).expect("writing the config");
+    let config = Config::from_json(&text).expect("the config");
+    let want = placement(&config, "web", &frame);
+
+    let run = replay(&config_path, &input, &output);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{stdout}");
+    assert_eq!(
+        stdout.lines().next(),
+        Some(format!("1 TX 203.0.113.10:80/tcp -> {} ipip", want.primary).as_str()),
+        "{stdout}"
+    );
+    // One outer IPv4 header (protocol 4) in front of the client's packet.
+    let out = &read_pcap(&output)[0].data;
+    assert_eq!(out.len(), frame.len() + 20);
+    assert_eq!(out[ETH_HLEN + 9], 4, "IP-in-IP");
+    assert_eq!(
+        &out[ETH_HLEN + 16..ETH_HLEN + 20],
+        octets(want.primary).as_slice()
+    );
+    assert_eq!(&out[ETH_HLEN + 20..], &frame[ETH_HLEN..]);
+}

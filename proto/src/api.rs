@@ -75,8 +75,10 @@ pub struct Tables {
 pub struct Table {
     /// Its name.
     pub name: String,
-    /// Alternates per row.
+    /// Alternates per row (GUE); an `ipip` table carries none.
     pub hops: u8,
+    /// How its packets are wrapped for the backends.
+    pub encap: crate::Encap,
     /// Rows (65,536 once built).
     pub rows: usize,
     /// Content hash of the rows (`proto::table::content_hash`); `null`

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 
 use serde_json::{Map, Value};
 
+use crate::Encap;
 use crate::de::fields_of;
 use crate::hex;
 use crate::maps::{HASH_DST_ADDR, HASH_DST_PORT, HASH_SRC_ADDR, HASH_SRC_PORT};
@@ -128,8 +129,11 @@ pub struct Table {
     /// SipHash key of the table generation.
     pub seed: [u8; 16],
     /// Alternates per row (1 to [`MAX_HOPS`]): how many overlapping changes
-    /// of a row its established flows survive.
+    /// of a row its established flows survive. Not used with
+    /// [`Encap::Ipip`] ([`Table::chain_hops`]).
     pub hops: u8,
+    /// How its packets are wrapped for the backends.
+    pub encap: Encap,
     /// What this table serves.
     pub binds: Vec<Bind>,
     /// Its backends, in config order.
@@ -142,9 +146,15 @@ impl Table {
         self.backends.iter().map(|b| b.backend).collect()
     }
 
+    /// The alternates each row carries: `hops` for GUE, none for
+    /// IP-in-IP (no hop list, so no second chance).
+    pub fn chain_hops(&self) -> u8 {
+        crate::table::chain_hops(self.encap, self.hops)
+    }
+
     /// The table's rows, built.
     pub fn rendezvous(&self) -> Result<Rendezvous, TableError> {
-        Rendezvous::build(self.seed, self.hops, &self.builder_backends())
+        Rendezvous::build(self.seed, self.chain_hops(), &self.builder_backends())
     }
 }
 
@@ -529,21 +539,28 @@ pub struct PathMtuTooSmall {
 
 /// Checks that a path MTU toward the backends of `tables` leaves every
 /// client at least IPv6's minimum MTU once encapsulated
-/// ([`crate::mtu::min_mtu`] for each table's outer family and hop count).
-/// The director refuses less: an IPv6 client never sends smaller packets
-/// on request, so its flows would stall.
+/// ([`crate::mtu::min_mtu`] for each table's encapsulation, outer family
+/// and hop count). The director refuses less: an IPv6 client never sends
+/// smaller packets on request, so its flows would stall.
 pub fn check_path_mtu(mtu: u32, tables: &[Table]) -> Result<(), PathMtuTooSmall> {
-    // (least, table, outer_v6, hops): with no table, IPv4 backends' least.
-    let mut need = (crate::mtu::min_mtu(false, 1), None, false, 1);
+    // (least, table, outer_v6, encap, hops): with no table, IPv4 GUE
+    // backends' least.
+    let mut need = (
+        crate::mtu::min_mtu(Encap::Gue, false, 1),
+        None,
+        false,
+        Encap::Gue,
+        1,
+    );
     for t in tables {
         let outer_v6 = t.backends.first().is_some_and(|b| b.backend.addr.is_ipv6());
-        let hops = usize::from(t.hops);
-        let least = crate::mtu::min_mtu(outer_v6, hops);
+        let hops = usize::from(t.chain_hops());
+        let least = crate::mtu::min_mtu(t.encap, outer_v6, hops);
         if least > need.0 || need.1.is_none() {
-            need = (least, Some(t.name.clone()), outer_v6, hops);
+            need = (least, Some(t.name.clone()), outer_v6, t.encap, hops);
         }
     }
-    let (least, table, outer_v6, hops) = need;
+    let (least, table, outer_v6, encap, hops) = need;
     if mtu >= least {
         return Ok(());
     }
@@ -552,7 +569,7 @@ pub fn check_path_mtu(mtu: u32, tables: &[Table]) -> Result<(), PathMtuTooSmall>
         least,
         table,
         outer_v6,
-        overhead: crate::mtu::encap_overhead(outer_v6, hops),
+        overhead: crate::mtu::encap_overhead(encap, outer_v6, hops),
     })
 }
 
@@ -779,7 +796,12 @@ pub fn to_json(config: &Config) -> Value {
             o.insert("name".into(), Value::String(t.name.clone()));
             o.insert("hash_key".into(), Value::String(hex::encode(&t.hash_key)));
             o.insert("seed".into(), Value::String(hex::encode(&t.seed)));
-            o.insert("hops".into(), t.hops.into());
+            // An IP-in-IP table uses no hops: written only when the file
+            // gave some, so that a rewrite adds no warning.
+            if t.encap == Encap::Gue || t.hops != crate::table::DEFAULT_HOPS {
+                o.insert("hops".into(), t.hops.into());
+            }
+            o.insert("encap".into(), Value::String(t.encap.as_str().into()));
             o.insert("binds".into(), Value::Array(binds));
             o.insert("backends".into(), Value::Array(backends));
             Value::Object(o)

@@ -40,6 +40,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::Range;
 
+use crate::Encap;
 use crate::config::{Bind, Config, Prefix};
 use crate::flow::{Flow, flow_hash, gue_source_port, row_of};
 use crate::maps::{
@@ -265,8 +266,10 @@ pub struct Decision {
     pub row: u32,
     /// The row's primary: the outer destination.
     pub primary: IpAddr,
-    /// The row's alternates: the hop list, in order.
+    /// The row's alternates: the hop list, in order (none with IP-in-IP).
     pub alternates: Vec<IpAddr>,
+    /// How the packet is wrapped: the table's encapsulation.
+    pub encap: Encap,
 }
 
 /// What the director does with one frame.
@@ -342,10 +345,11 @@ struct ModelBind {
     table: usize,
 }
 
-/// One table: its name, packet-hash key and rows.
+/// One table: its name, packet-hash key, encapsulation and rows.
 struct ModelTable {
     name: String,
     hash_key: [u8; 16],
+    encap: Encap,
     table: Rendezvous,
 }
 
@@ -529,6 +533,7 @@ impl Model {
             tables.push(ModelTable {
                 name: t.name.clone(),
                 hash_key: t.hash_key,
+                encap: t.encap,
                 table,
             });
         }
@@ -872,12 +877,14 @@ impl Model {
             row,
             primary,
             alternates: alternates.to_vec(),
+            encap: table.encap,
         };
         // The path MTU, checked as soon as the outer family and the hop
         // count are known.
-        let (outer_v6, hop_count) = (primary.is_ipv6(), alternates.len());
-        if !mtu::fits((frame.len() - t.l3) as u64, self.mtu, outer_v6, hop_count) {
-            let limit = mtu::max_inner_len(self.mtu, outer_v6, hop_count);
+        let (encap, outer_v6, hop_count) = (table.encap, primary.is_ipv6(), alternates.len());
+        let len = (frame.len() - t.l3) as u64;
+        if !mtu::fits(len, self.mtu, encap, outer_v6, hop_count) {
+            let limit = mtu::max_inner_len(self.mtu, encap, outer_v6, hop_count);
             return too_big(frame, t, decision, limit);
         }
         let failure = || Outcome {
@@ -912,7 +919,11 @@ impl Model {
             (IpAddr::V6(dst), _, Some(hops), _, Some(src)) => Outer::V6 { src, dst, hops },
             _ => return failure(),
         };
-        let Some(output) = build_output(frame, t, hash, dst_mac, &outer) else {
+        let output = match encap {
+            Encap::Gue => build_output(frame, t, hash, dst_mac, &outer),
+            Encap::Ipip => build_ipip_output(frame, t, dst_mac, &outer),
+        };
+        let Some(output) = output else {
             return failure();
         };
         let mut counted = vec![DirectorStat::Encapsulated];
@@ -1124,6 +1135,52 @@ fn build_output(
     let at = out.len();
     out.resize(at + gue.buffer_len(), 0);
     gue.emit(&mut GuePacket::new_unchecked(&mut out[at..]));
+    out.extend_from_slice(inner);
+    Some(out)
+}
+
+/// `| L2 | outer IP | original IP packet |`: IP-in-IP, the outer header's
+/// protocol (next header) 4 for an IPv4 original packet, 41 for IPv6, its
+/// other fields as GUE's; `None` if the lengths do not fit their 16-bit
+/// fields. `outer`'s hops are empty (an IP-in-IP row has none).
+fn build_ipip_output(frame: &[u8], t: &Target, dst_mac: [u8; 6], outer: &Outer) -> Option<Vec<u8>> {
+    let inner = frame.get(t.l3..)?;
+    let protocol = u8::from(t.inner);
+    let mut out = Vec::with_capacity(t.l3 + ipv6::HLEN + inner.len());
+    out.extend_from_slice(&dst_mac);
+    out.extend_from_slice(&frame[eth::DST]);
+    if t.l3 > eth::HLEN {
+        out.extend_from_slice(&frame[eth::VLAN_TAG]);
+    }
+    match outer {
+        Outer::V4 { src, dst, .. } => {
+            out.extend_from_slice(&eth::TYPE_IPV4.to_be_bytes());
+            let total = u16::try_from(ipv4::MIN_HLEN + inner.len()).ok()?;
+            let mut ip = [0u8; ipv4::MIN_HLEN];
+            ip[ipv4::VER_IHL] = 0x45;
+            ip[ipv4::TOTAL_LEN].copy_from_slice(&total.to_be_bytes());
+            ip[ipv4::FRAG].copy_from_slice(&OUTER_V4_FLAGS.to_be_bytes());
+            ip[ipv4::TTL] = OUTER_TTL;
+            ip[ipv4::PROTO] = protocol;
+            ip[ipv4::SRC].copy_from_slice(&src.octets());
+            ip[ipv4::DST].copy_from_slice(&dst.octets());
+            let checksum = ipv4_checksum(&ip);
+            ip[ipv4::CHECKSUM].copy_from_slice(&checksum.to_be_bytes());
+            out.extend_from_slice(&ip);
+        }
+        Outer::V6 { src, dst, .. } => {
+            out.extend_from_slice(&eth::TYPE_IPV6.to_be_bytes());
+            let payload = u16::try_from(inner.len()).ok()?;
+            let mut ip = [0u8; ipv6::HLEN];
+            ip[ipv6::VER] = 0x60;
+            ip[ipv6::PAYLOAD_LEN].copy_from_slice(&payload.to_be_bytes());
+            ip[ipv6::NEXT] = protocol;
+            ip[ipv6::HOP_LIMIT] = OUTER_TTL;
+            ip[ipv6::SRC].copy_from_slice(&src.octets());
+            ip[ipv6::DST].copy_from_slice(&dst.octets());
+            out.extend_from_slice(&ip);
+        }
+    }
     out.extend_from_slice(inner);
     Some(out)
 }

@@ -37,6 +37,57 @@ pub mod director;
 #[cfg(feature = "std")]
 pub mod table;
 
+/// How a table's packets are wrapped for its backends (docs/spec.md
+/// section 2): a table's `encap`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "std",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "lowercase")
+)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub enum Encap {
+    /// GUE with GLB's private data and the row's alternates as the hop
+    /// list: backends run the redirect module (second chance).
+    #[default]
+    Gue,
+    /// Plain IP-in-IP (IP protocol 4 or 41 in the outer header), no hop
+    /// list: any backend whose kernel decapsulates it, no second chance.
+    Ipip,
+}
+
+impl Encap {
+    /// Every encapsulation, the default first.
+    pub const ALL: [Encap; 2] = [Encap::Gue, Encap::Ipip];
+
+    /// Its name in configs and reports.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Encap::Gue => "gue",
+            Encap::Ipip => "ipip",
+        }
+    }
+
+    /// The encapsulation called `name`.
+    pub fn from_name(name: &str) -> Option<Encap> {
+        Encap::ALL.into_iter().find(|e| e.as_str() == name)
+    }
+
+    /// Its value in [`maps::TableHead::encap`].
+    pub const fn map_value(self) -> u8 {
+        match self {
+            Encap::Gue => maps::ENCAP_GUE,
+            Encap::Ipip => maps::ENCAP_IPIP,
+        }
+    }
+}
+
+impl core::fmt::Display for Encap {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// UDP destination port of GUE packets from the director (GLB's choice).
 pub const GUE_PORT: u16 = 19523;
 /// Rows in every forwarding table.

@@ -393,11 +393,13 @@ const _: () = assert!(MAX_BACKENDS <= u16::MAX as u32 + 1);
 pub struct TableHead {
     /// Active slot, `0..TABLE_SLOTS`.
     pub active: u32,
-    /// Per slot: the alternates per row (1 to `ROW_CHAIN - 1`); any other
-    /// value makes the director drop the table's packets (`encap_failure`).
+    /// Per slot: the alternates per row (1 to `ROW_CHAIN - 1`; 0 with
+    /// [`ENCAP_IPIP`], which carries none); any other value makes the
+    /// director drop the table's packets (`encap_failure`).
     pub hops: [u8; TABLE_SLOTS as usize],
-    /// Zero.
-    pub _pad: [u8; 2],
+    /// Per slot: [`ENCAP_GUE`] or [`ENCAP_IPIP`], how the slot's packets
+    /// are wrapped; read beside `hops`, with no lookup of its own.
+    pub encap: [u8; TABLE_SLOTS as usize],
     /// Per slot: the longest original packet (from its IP header to the end
     /// of the frame) that fits the path MTU once encapsulated to the
     /// table's backends with the slot's hops (`proto::mtu::max_inner_len`),
@@ -409,6 +411,12 @@ pub struct TableHead {
     /// Per slot: the hash key of its rows.
     pub keys: [TableKeys; TABLE_SLOTS as usize],
 }
+
+/// [`TableHead::encap`]: GUE with GLB's private data (zero, so that a
+/// head written before the field existed reads as GUE).
+pub const ENCAP_GUE: u8 = 0;
+/// [`TableHead::encap`]: plain IP-in-IP, no hop list.
+pub const ENCAP_IPIP: u8 = 1;
 
 /// [`TableHead::max_inner`] for no limit: no XDP frame is that long.
 pub const NO_INNER_LIMIT: u16 = u16::MAX;
@@ -637,7 +645,7 @@ impl DirectorStat {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u32)]
 pub enum RedirectStat {
-    /// GUE packets seen.
+    /// GUE packets seen, and IP-in-IP from allowed sources.
     Total,
     /// Accepted: a SYN.
     AcceptedSyn,
@@ -662,11 +670,14 @@ pub enum RedirectStat {
     /// Dropped: to be forwarded, but no route, neighbour or source address
     /// for the next hop (not a GLB counter).
     ForwardFailed,
+    /// Accepted: plain IP-in-IP from an allowed source (an `ipip` table's
+    /// packet), which has no hop list (not a GLB counter).
+    AcceptedIpip,
 }
 
 impl RedirectStat {
     /// Number of counters (entries of the stats array).
-    pub const COUNT: usize = 11;
+    pub const COUNT: usize = 12;
     /// Every counter, in index order.
     pub const ALL: [RedirectStat; Self::COUNT] = [
         RedirectStat::Total,
@@ -680,6 +691,7 @@ impl RedirectStat {
         RedirectStat::DroppedInvalid,
         RedirectStat::AcceptedOther,
         RedirectStat::ForwardFailed,
+        RedirectStat::AcceptedIpip,
     ];
 
     /// Index into the stats array.
@@ -701,6 +713,7 @@ impl RedirectStat {
             RedirectStat::DroppedInvalid => "dropped_invalid",
             RedirectStat::AcceptedOther => "accepted_other",
             RedirectStat::ForwardFailed => "forward_failed",
+            RedirectStat::AcceptedIpip => "accepted_ipip",
         }
     }
 }
@@ -851,7 +864,7 @@ mod tests {
         assert_eq!(size_of::<TableHead>(), 80);
         assert_eq!(offset_of!(TableHead, active), 0);
         assert_eq!(offset_of!(TableHead, hops), 4);
-        assert_eq!(offset_of!(TableHead, _pad), 6);
+        assert_eq!(offset_of!(TableHead, encap), 6);
         assert_eq!(offset_of!(TableHead, max_inner), 8);
         assert_eq!(offset_of!(TableHead, _pad2), 12);
         assert_eq!(offset_of!(TableHead, keys), 16);
@@ -1041,6 +1054,7 @@ mod tests {
                 "dropped_invalid",
                 "accepted_other",
                 "forward_failed",
+                "accepted_ipip",
             ]
         );
         for (i, stat) in RedirectStat::ALL.iter().enumerate() {

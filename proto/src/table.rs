@@ -66,10 +66,11 @@ impl<T: Copy> Chain<T> {
     }
 
     /// The chain whose entries are `entries` (primary first), or `None`
-    /// when it has fewer than 2 or more than [`MAX_CHAIN`].
+    /// when it has none or more than [`MAX_CHAIN`]. A chain of the primary
+    /// alone is an IP-in-IP table's row (no hop list).
     pub fn from_slice(entries: &[T]) -> Option<Self> {
         let (&primary, alternates) = entries.split_first()?;
-        if alternates.is_empty() || alternates.len() > usize::from(MAX_HOPS) {
+        if alternates.len() > usize::from(MAX_HOPS) {
             return None;
         }
         Some(Self::padded(primary, alternates, alternates.len() as u8))
@@ -139,6 +140,15 @@ pub fn check_hops(hops: u8) -> Result<u8, TableError> {
         Ok(hops)
     } else {
         Err(TableError::Hops(hops))
+    }
+}
+
+/// The alternates per row of a table with config `hops` and `encap`: its
+/// `hops` for GUE, none for IP-in-IP (no hop list: a row is its primary).
+pub fn chain_hops(encap: crate::Encap, hops: u8) -> u8 {
+    match encap {
+        crate::Encap::Gue => hops,
+        crate::Encap::Ipip => 0,
     }
 }
 
@@ -248,7 +258,7 @@ pub enum TableError {
     #[error("backend {0} is not in the table")]
     UnknownBackend(IpAddr),
     /// A table's `hops` out of range.
-    #[error("hops {0}: a row has 1 to {MAX_HOPS} alternates")]
+    #[error("hops {0}: a row has 1 to {MAX_HOPS} alternates (none with IP-in-IP)")]
     Hops(u8),
 }
 
@@ -809,9 +819,13 @@ fn par_rows<T: Send, U: Send>(
 
 impl Rendezvous {
     /// Builds the table for `backends` (in any order: the result depends on
-    /// the set, not the order), with `hops` alternates per row.
+    /// the set, not the order), with `hops` alternates per row: 1 to
+    /// [`MAX_HOPS`], or 0 for an IP-in-IP table, whose rows are their
+    /// primary alone ([`chain_hops`]).
     pub fn build(seed: [u8; 16], hops: u8, backends: &[Backend]) -> Result<Self, TableError> {
-        let hops = check_hops(hops)?;
+        if hops > MAX_HOPS {
+            return Err(TableError::Hops(hops));
+        }
         check_backends(backends)?;
         let slots: Vec<Option<Slot>> = backends.iter().map(|b| Some(new_slot(*b))).collect();
         let mut row_base = vec![SipHasher24::new(&seed); TABLE_ROWS];
@@ -1315,9 +1329,40 @@ pub struct RowDiff {
     pub released: Vec<ReleasedRows>,
     /// Backends whose row counts change, by address.
     pub backends: Vec<Movement>,
+    /// What the operator must know before making the change (an `ipip`
+    /// table's flows moving: [`RowDiff::warn_no_second_chance`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl RowDiff {
+    /// For a change of `table`, an `ipip` table (no hop list, so no second
+    /// chance): a warning naming how many rows lose their established
+    /// flows, if any do (which rows, per backend, are in
+    /// [`RowDiff::lost`]). A drain or an addition in such a table moves
+    /// every flow of the rows whose primary changes.
+    pub fn warn_no_second_chance(&mut self, table: &str) {
+        if self.rows_lost == 0 {
+            return;
+        }
+        let backends: Vec<String> = self
+            .lost
+            .iter()
+            .map(|l| {
+                format!(
+                    "{} ({} rows)",
+                    l.ip,
+                    l.primary_rows.len() + l.alternate_rows.len()
+                )
+            })
+            .collect();
+        self.warnings.push(format!(
+            "table \"{table}\" is \"encap\": \"ipip\" (no hop list, no second chance): this change moves the established flows of {} rows, which are lost: {}",
+            self.rows_lost,
+            backends.join(", ")
+        ));
+    }
+
     /// Whether `ip`'s established flows of row `row` break.
     pub fn loses(&self, ip: IpAddr, row: u32) -> bool {
         self.lost.iter().any(|l| {

@@ -286,8 +286,12 @@ fn the_path_mtu_must_leave_clients_ipv6s_minimum_once_encapsulated() {
         err(&v6("1351")),
         "director.mtu: 1351 is below 1352, the least path MTU that leaves clients 1280 bytes (IPv6's minimum MTU) once the 72 bytes of encapsulation to IPv6 backends are added (table \"t\")"
     );
+    assert_eq!(
+        err(&v4("1319")),
+        "director.mtu: 1319 is below 1320, the least path MTU that leaves clients 1280 bytes (IPv6's minimum MTU) once the 40 bytes of encapsulation to IPv4 backends are added (table \"t\")"
+    );
     for (mtu, found) in [
-        ("1319", "1319"),
+        ("1299", "1299"),
         ("65536", "65536"),
         ("0", "0"),
         ("-1500", "-1500"),
@@ -296,7 +300,7 @@ fn the_path_mtu_must_leave_clients_ipv6s_minimum_once_encapsulated() {
     ] {
         assert_eq!(
             err(&v4(mtu)),
-            format!("director.mtu: {found} is not a path MTU (an integer from 1320 to 65535)"),
+            format!("director.mtu: {found} is not a path MTU (an integer from 1300 to 65535)"),
         );
     }
     // Each hop adds 4 bytes to IPv4 backends' packets, 16 to IPv6 ones'.
@@ -539,7 +543,7 @@ fn wrong_types_are_refused_like_bad_values() {
         ),
         (
             r#"{"tables":[],"director":{"mtu":null}}"#.into(),
-            "director.mtu: null is not a path MTU (an integer from 1320 to 65535)",
+            "director.mtu: null is not a path MTU (an integer from 1300 to 65535)",
         ),
         (
             r#"{"tables":[],"director":{"withdraw_delay_ms":5000000000}}"#.into(),
@@ -760,4 +764,59 @@ fn the_health_checkers_sections_are_no_warning_and_kept_by_a_rewrite() {
     let out = proto::config::to_json_keeping(&c, &original);
     assert_eq!(out["healthchecks"]["interval_ms"], 2000);
     assert_eq!(out["healthcheck"]["directors"][0], "http://127.0.0.1:9610");
+}
+
+#[test]
+fn encap_defaults_to_gue_takes_ipip_and_refuses_anything_else() {
+    use proto::Encap;
+    let c = Config::from_json(&with(ONE_BIND, ONE_BACKEND)).unwrap();
+    assert_eq!(c.tables[0].encap, Encap::Gue);
+    assert_eq!(c.tables[0].chain_hops(), 2);
+
+    let ipip = with(ONE_BIND, ONE_BACKEND).replace(r#""binds""#, r#""encap":"ipip","binds""#);
+    let c = Config::from_json(&ipip).unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let t = &c.tables[0];
+    assert_eq!(t.encap, Encap::Ipip);
+    // No hop list: a row is its primary alone.
+    assert_eq!(t.chain_hops(), 0);
+    let rows = t.rendezvous().unwrap();
+    assert!(rows.rows().iter().all(|r| r.len() == 1));
+    assert_eq!(to_json(&c)["tables"][0]["encap"], "ipip");
+    assert_eq!(Config::from_json(&to_json(&c).to_string()).unwrap(), c);
+
+    // `hops` means nothing there: kept, and said so.
+    let c = Config::from_json(&ipip.replace(r#""binds""#, r#""hops":3,"binds""#)).unwrap();
+    assert_eq!(c.tables[0].hops, 3);
+    assert_eq!(c.tables[0].chain_hops(), 0);
+    assert_eq!(
+        c.warnings,
+        [
+            r#"table "web".hops: ignored with "encap": "ipip" (no hop list: a row is its primary alone)"#
+        ]
+    );
+
+    for (value, shown) in [
+        (r#""vxlan""#, r#""vxlan""#),
+        ("4", "4"),
+        (r#""IPIP""#, r#""IPIP""#),
+    ] {
+        let text = with(ONE_BIND, ONE_BACKEND)
+            .replace(r#""binds""#, &format!(r#""encap":{value},"binds""#));
+        assert_eq!(
+            err(&text),
+            format!(r#"table "web".encap: {shown} is not "gue" or "ipip""#)
+        );
+    }
+
+    // The path MTU: IP-in-IP adds the outer header alone, 20 bytes to
+    // IPv4 backends.
+    let mtu = |m: u32| {
+        Config::from_json(&ipip.replace(r#"]}]}"#, &format!(r#"]}}],"director":{{"mtu":{m}}}}}"#)))
+    };
+    assert!(mtu(1300).is_ok());
+    assert_eq!(
+        mtu(1299).unwrap_err().to_string(),
+        "director.mtu: 1299 is not a path MTU (an integer from 1300 to 65535)"
+    );
 }

@@ -852,12 +852,10 @@ fn bad_tables_and_changes_are_refused_whole() {
         Rendezvous::build(seed, 1, &[]).unwrap_err(),
         TableError::NoUsableBackend
     );
-    for hops in [0, MAX_HOPS + 1] {
-        assert_eq!(
-            Rendezvous::build(seed, hops, &[v4]).unwrap_err(),
-            TableError::Hops(hops)
-        );
-    }
+    assert_eq!(
+        Rendezvous::build(seed, MAX_HOPS + 1, &[v4]).unwrap_err(),
+        TableError::Hops(MAX_HOPS + 1)
+    );
     let mut t = Rendezvous::build(seed, 2, &[v4]).unwrap();
     let before = rows_of(&t);
     assert_eq!(t.remove(v4.addr), Err(TableError::NoUsableBackend));
@@ -882,4 +880,55 @@ fn bad_tables_and_changes_are_refused_whole() {
     );
     assert_eq!(rows_of(&t), before);
     assert_eq!(t.backends().count(), 1);
+}
+
+/// An IP-in-IP table (no hop list) has the primaries of a GUE table of the
+/// same backends, and its loss report says what no second chance means: a
+/// drain or an addition loses every row whose primary changes, and
+/// nothing else.
+#[test]
+fn ipip_rows_are_the_primaries_alone_and_every_moved_primary_loses_its_flows() {
+    let seed = [0x3c; 16];
+    let ip = |i: u8| IpAddr::V4(Ipv4Addr::new(198, 51, 100, i));
+    let backends: Vec<Backend> = (1..=4)
+        .map(|i| Backend::new(ip(i), BackendState::Active))
+        .collect();
+    let gue = Rendezvous::build(seed, 2, &backends).unwrap();
+    let ipip = Rendezvous::build(seed, 0, &backends).unwrap();
+    assert_eq!(ipip.hops(), 0);
+    for (g, i) in gue.row_addrs().zip(ipip.row_addrs()) {
+        assert_eq!(i.as_slice(), [g.primary()]);
+    }
+    let rows = |t: &Rendezvous| t.row_addrs().collect::<Vec<_>>();
+
+    // Drain backend 2: exactly the rows it was primary of are lost.
+    let before = rows(&ipip);
+    let mut drained = ipip.clone();
+    drained.set_state(ip(2), BackendState::Draining).unwrap();
+    let after = rows(&drained);
+    let d = diff_rows(&before, &after, &Holders::all(&before), &Default::default());
+    let owned: Vec<u32> = (0..TABLE_ROWS as u32)
+        .filter(|&r| before[r as usize].primary() == ip(2))
+        .collect();
+    assert!(!owned.is_empty());
+    assert_eq!(d.lost.len(), 1);
+    assert_eq!(d.lost[0].ip, ip(2));
+    assert_eq!(d.lost[0].primary_rows, owned);
+    assert!(d.lost[0].alternate_rows.is_empty());
+    assert_eq!(d.rows_lost, owned.len());
+
+    // Add backend 5: the rows it takes lose their old primary's flows.
+    let mut added = ipip.clone();
+    added
+        .add(Backend::new(ip(5), BackendState::Active))
+        .unwrap();
+    let after = rows(&added);
+    let d = diff_rows(&before, &after, &Holders::all(&before), &Default::default());
+    let taken = after.iter().filter(|c| c.primary() == ip(5)).count();
+    assert!(taken > 0);
+    assert_eq!(d.rows_lost, taken);
+    assert_eq!(d.rows_primary_changed, taken);
+
+    // Chains of one entry read back as such.
+    assert_eq!(Chain::from_slice(&[ip(1)]).unwrap().as_slice(), [ip(1)]);
 }

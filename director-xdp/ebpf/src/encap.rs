@@ -1,8 +1,9 @@
-//! GUE encapsulation in place: grow the frame at the head, then rewrite L2
-//! and write the outer IP, UDP, GUE and GLB private data in front of the
-//! original IP packet (docs/director.md, "Encapsulation").
+//! Encapsulation in place: grow the frame at the head, then rewrite L2
+//! and write the outer IP, UDP, GUE and GLB private data (or, for an
+//! IP-in-IP table, the outer IP header alone) in front of the original IP
+//! packet (docs/director.md, "Encapsulation").
 
-use aya_ebpf::{helpers::generated::bpf_xdp_adjust_head, programs::XdpContext};
+use aya_ebpf::{bindings::xdp_md, helpers::generated::bpf_xdp_adjust_head, programs::XdpContext};
 use proto::GUE_PORT;
 use proto::maps::{
     BACKEND_MAC_RESOLVED, BackendEntry, DirectorSettings, FAMILY_V4, FAMILY_V6, ROW_CHAIN,
@@ -363,6 +364,151 @@ fn encapsulate_as<
             (Some(e), Some(w)) => ok &= put_hop::<V6, W3>(w, W2, e),
             _ => return FAILED,
         }
+    }
+    if ok { result } else { FAILED }
+}
+
+/// The argument word of [`director_ipip`]: the primary's backend index
+/// and `target` ([`Target::pack`]; its source port is unused).
+#[inline(always)]
+pub fn ipip_args(backend: u32, target: u64) -> u64 {
+    (u64::from(backend) << 32) | (target & 0xffff_ffff)
+}
+
+/// Encapsulates the frame in plain IP-in-IP to the primary and target of
+/// `args` ([`ipip_args`]): the outer IPv4 or IPv6 header of the primary's
+/// family, protocol (next header) 4 for an IPv4 original packet and 41 for
+/// IPv6, its other fields as GUE's outer header. [`SENT`],
+/// [`SENT_MAC_FALLBACK`] or [`FAILED`] as [`director_encapsulate`].
+///
+/// A global BPF function, like `director_too_big`: inlined into every
+/// parse path it made the hot code a third larger, and LLVM then moved the
+/// whole packet path out of the program into a BPF-to-BPF call, which GUE
+/// packets would pay for. Out of line, the verifier checks it once and
+/// GUE packets pass its call site only; an IP-in-IP packet pays the call
+/// and the two array lookups here (the settings, its primary).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn director_ipip(ctx: *mut xdp_md, args: u64) -> u32 {
+    let (Some(s), Some(primary)) = (
+        crate::DIR_SETTINGS.get(0),
+        crate::DIR_BACKENDS.get((args >> 32) as u32),
+    ) else {
+        return FAILED;
+    };
+    let ctx = XdpContext::new(ctx);
+    let ctx = &ctx;
+    let target = args;
+    let inner_v6 = target & Target::INNER_V6 != 0;
+    const E: usize = eth::HLEN;
+    const T: usize = eth::VLAN_HLEN;
+    match (target & Target::VLAN != 0, primary.family) {
+        (false, FAMILY_V4) => ipip_as::<E, false, { E + ipv4::HLEN }>(ctx, s, primary, inner_v6),
+        (false, FAMILY_V6) => ipip_as::<E, true, { E + ipv6::HLEN }>(ctx, s, primary, inner_v6),
+        (true, FAMILY_V4) => ipip_as::<T, false, { T + ipv4::HLEN }>(ctx, s, primary, inner_v6),
+        (true, FAMILY_V6) => ipip_as::<T, true, { T + ipv6::HLEN }>(ctx, s, primary, inner_v6),
+        _ => {
+            core::hint::cold_path();
+            FAILED
+        }
+    }
+}
+
+/// [`director_ipip`] for an `L2`-byte Ethernet header and an outer IPv6
+/// header if `V6`, else IPv4; `W` is the new headers' length, written as
+/// words at constant offsets after one bounds check.
+#[inline(always)]
+fn ipip_as<const L2: usize, const V6: bool, const W: usize>(
+    ctx: &XdpContext,
+    s: &DirectorSettings,
+    primary: &BackendEntry,
+    inner_v6: bool,
+) -> u32 {
+    let (src0, src1) = if V6 {
+        (word(&s.src_v6, 0), word(&s.src_v6, 8))
+    } else {
+        (u64::from(word32(&s.src_v4)), 0)
+    };
+    if src0 == 0 && src1 == 0 {
+        core::hint::cold_path();
+        return FAILED;
+    }
+    let (dst_mac, result) = if primary.flags & BACKEND_MAC_RESOLVED != 0 {
+        (mac_word(&primary.mac), SENT)
+    } else {
+        (mac_word(&s.gateway_mac), SENT_MAC_FALLBACK)
+    };
+    if dst_mac == 0 {
+        core::hint::cold_path();
+        return FAILED;
+    }
+    let (outer_ip_len, ethertype) = if V6 {
+        (ipv6::HLEN, eth::P_IPV6)
+    } else {
+        (ipv4::HLEN, eth::P_IPV4)
+    };
+    const { assert!(W == L2 + if V6 { ipv6::HLEN } else { ipv4::HLEN }) };
+    let protocol = if inner_v6 {
+        u8::from(InnerProto::Ipv6)
+    } else {
+        u8::from(InnerProto::Ipv4)
+    };
+    // As in `encapsulate_as`: the received destination MAC and VLAN tag,
+    // read before the head moves.
+    let Some(old) = View::<{ eth::VLAN_HLEN }>::at(ctx, 0) else {
+        core::hint::cold_path();
+        return FAILED;
+    };
+    let old_dst = old.u64_raw::<{ eth::DST }>() & 0xffff_ffff_ffff;
+    let tag = old.u32_raw::<{ eth::VLAN_TAG }>();
+    // L: the original IP packet and any bytes after it.
+    let inner_len = (frame_len(ctx) - L2) as u16;
+
+    // SAFETY: as in `encapsulate_as`.
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, -(outer_ip_len as i32)) } != 0 {
+        core::hint::cold_path();
+        return FAILED;
+    }
+    let Some(w) = WriteView::<W>::at(ctx, 0) else {
+        core::hint::cold_path();
+        return FAILED;
+    };
+    let mut ok = true;
+    ok &= w.put::<u64>(0, dst_mac | (old_dst << 48));
+    ok &= w.put::<u32>(8, (old_dst >> 16) as u32);
+    if L2 == eth::VLAN_HLEN {
+        ok &= w.put::<u32>(eth::VLAN_TAG, tag);
+    }
+    ok &= w.put::<u16>(L2 - 2, ethertype.to_be());
+    if V6 {
+        // Version 6, traffic class and flow label 0; payload length (the
+        // original packet), next header, hop limit.
+        ok &= w.put::<u64>(
+            L2,
+            0x60 | (be16(inner_len) << 32)
+                | (u64::from(protocol) << 48)
+                | (u64::from(OUTER_TTL) << 56),
+        );
+        ok &= w.put::<u64>(L2 + ipv6::SRC, src0);
+        ok &= w.put::<u64>(L2 + ipv6::SRC + 8, src1);
+        ok &= w.put::<u64>(L2 + ipv6::DST, word(&primary.addr, 0));
+        ok &= w.put::<u64>(L2 + ipv6::DST + 8, word(&primary.addr, 8));
+    } else {
+        // `45 00 | total | 00 00 | 40 00 | 40 proto | checksum | src |
+        // dst`, summed as in `encapsulate_as`.
+        let total = ipv4::HLEN as u16 + inner_len;
+        let w0 = 0x45 | (be16(total) << 16);
+        let w1 = be16(IPV4_DF) << 16;
+        let w2 = u64::from(OUTER_TTL) | (u64::from(protocol) << 8);
+        let dst = u64::from(word32(&primary.addr));
+        let mut sum = w0 + w1 + w2 + src0 + dst;
+        sum = (sum & 0xffff) + (sum >> 16);
+        sum = (sum & 0xffff) + (sum >> 16);
+        sum = (sum & 0xffff) + (sum >> 16);
+        let checksum = !(sum as u16);
+        ok &= w.put::<u64>(L2, w0 | (w1 << 32));
+        ok &= w.put::<u32>(L2 + 8, (w2 | (u64::from(checksum) << 16)) as u32);
+        ok &= w.put::<u64>(L2 + ipv4::SRC, src0 | (dst << 32));
     }
     if ok { result } else { FAILED }
 }

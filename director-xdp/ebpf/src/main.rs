@@ -3,9 +3,10 @@
 //! - `director`: the GLB-style director of `docs/director.md`. It finds the
 //!   bind of each packet for a VIP, hashes the flow into that bind's table,
 //!   and sends the packet, wrapped in GUE with the row's alternates as the
-//!   hop list, to the row's primary (`XDP_TX`); a packet too big for the
-//!   path MTU once wrapped is answered with an ICMP error instead
-//!   (`too_big`). Everything else passes untouched.
+//!   hop list (or, for an `ipip` table, in one outer IP header:
+//!   `encap::director_ipip`), to the row's primary (`XDP_TX`); a packet
+//!   too big for the path MTU once wrapped is answered with an ICMP error
+//!   instead (`too_big`). Everything else passes untouched.
 //! - `bench_floor`, `bench_min_encap` and `bench_siphash`: references for
 //!   the benchmark (the cost of `XDP_TX` alone, of the smallest possible
 //!   encapsulation, and of the director's hash of an IPv6 address alone).
@@ -42,10 +43,10 @@ use aya_ebpf::{
 };
 use proto::maps::{
     BackendCounters, BackendEntry, BindCounters, BindInfo, DirectorSettings, DirectorStat,
-    FAMILY_V4, FAMILY_V6, LPM_LOOKUP_PREFIX_LEN, MAX_BACKENDS, MAX_BINDS, MAX_TABLES, MAX_VIPS,
-    PortRange, TABLE_MAP_ROWS, TableHead, TableRow, VIP_PREFIXES_V4, VIP_PREFIXES_V6,
-    VIP_TABLE_ENTRIES, VIP_TABLE_PROBES, VIP_TABLE_STRIDE, VipEntry, VipKey, VipSlot, row_index,
-    vip_fold, vip_home,
+    ENCAP_GUE, ENCAP_IPIP, FAMILY_V4, FAMILY_V6, LPM_LOOKUP_PREFIX_LEN, MAX_BACKENDS, MAX_BINDS,
+    MAX_TABLES, MAX_VIPS, PortRange, TABLE_MAP_ROWS, TableHead, TableRow, VIP_PREFIXES_V4,
+    VIP_PREFIXES_V6, VIP_TABLE_ENTRIES, VIP_TABLE_PROBES, VIP_TABLE_STRIDE, VipEntry, VipKey,
+    VipSlot, row_index, vip_fold, vip_home,
 };
 
 use crate::encap::{Target, director_encapsulate};
@@ -130,7 +131,7 @@ struct Sent {
     backend: u32,
     /// `Sent::ICMP`, `Sent::ICMP_ERROR`, `Sent::FRAGMENT`,
     /// `Sent::MAC_FALLBACK`; for `Outcome::TooBig`, the hop count in bits
-    /// `Sent::HOPS_SHIFT..`.
+    /// `Sent::HOPS_SHIFT..` and `Sent::IPIP`.
     flags: u32,
 }
 
@@ -146,6 +147,8 @@ impl Sent {
     const ICMP_ERROR: u32 = 8;
     /// Where a too-big packet's hop count is (8 bits).
     const HOPS_SHIFT: u32 = 8;
+    /// A too-big packet's table is IP-in-IP.
+    const IPIP: u32 = 1 << 16;
 
     /// The hop count of a too-big packet's table.
     #[inline(always)]
@@ -193,6 +196,7 @@ pub fn director(ctx: XdpContext) -> u32 {
                 backend: sent.backend,
                 hop_count: sent.hop_count(),
                 icmp_error: sent.flags & Sent::ICMP_ERROR != 0,
+                ipip: sent.flags & Sent::IPIP != 0,
             };
             if director_too_big(ctx.ctx, args.pack()) == too_big::ANSWERED {
                 count(DirectorStat::TooBigIcmp);
@@ -1200,12 +1204,19 @@ fn route<const FAST: bool>(
     let Some(row) = DIR_TABLES.get(row_index(table, slot, proto::flow::row_of(hash))) else {
         return encap_failure();
     };
+    // The slot's encapsulation, beside its hops in the head already read:
+    // a GUE packet pays one load and one compare for it here, and one
+    // compare before the encapsulation.
+    let encap = head.encap.get(slot as usize).copied().unwrap_or(ENCAP_GUE);
     let hops = usize::from(head.hops.get(slot as usize).copied().unwrap_or(0));
-    if hops == 0 || hops > encap::MAX_HOPS {
-        // Not a slot the loader wrote.
+    if encap != ENCAP_GUE || hops == 0 || hops > encap::MAX_HOPS {
         core::hint::cold_path();
-        return encap_failure();
+        if encap != ENCAP_IPIP {
+            // Not a slot the loader wrote (IP-in-IP carries no hops).
+            return encap_failure();
+        }
     }
+    let ipip = encap == ENCAP_IPIP;
     let first = u32::from(row.chain[0]);
     let Some(primary) = DIR_BACKENDS.get(first) else {
         return encap_failure();
@@ -1219,7 +1230,7 @@ fn route<const FAST: bool>(
     let original = received - p.l2_len as u64;
     if original > u64::from(limit) {
         core::hint::cold_path();
-        sent.flags |= (hops as u32) << Sent::HOPS_SHIFT;
+        sent.flags |= ((hops as u32) << Sent::HOPS_SHIFT) | if ipip { Sent::IPIP } else { 0 };
         return Outcome::TooBig;
     }
     count_backend::<false>(sent.backend, received);
@@ -1235,7 +1246,14 @@ fn route<const FAST: bool>(
             .get(i + 1)
             .and_then(|&b| DIR_BACKENDS.get(u32::from(b)))
     };
-    match director_encapsulate(ctx, settings, primary, hops, hop, target.pack()) {
+    let result = if ipip {
+        // Out of line (see `director_ipip`): laid out after the GUE code.
+        core::hint::cold_path();
+        encap::director_ipip(ctx.ctx, encap::ipip_args(first, target.pack()))
+    } else {
+        director_encapsulate(ctx, settings, primary, hops, hop, target.pack())
+    };
+    match result {
         encap::SENT => Outcome::Sent,
         encap::SENT_MAC_FALLBACK => {
             sent.flags |= Sent::MAC_FALLBACK;

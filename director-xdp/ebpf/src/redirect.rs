@@ -2,12 +2,15 @@
 //! GUE from an allowed source (a director, or another backend passing a
 //! second-chance packet on) is either accepted (outer headers stripped,
 //! the inner packet handed to the local stack) or forwarded to the next hop
-//! of its hop list (second chance).
+//! of its hop list (second chance). Plain IP-in-IP from an allowed source
+//! (an `ipip` table's packet: no hop list) is always accepted.
 //!
 //! Only untagged Ethernet with an outer IPv4 header without options and not
-//! fragmented, or an outer IPv6 header followed directly by UDP, is looked
-//! at; anything else passes untouched. The kernel has no GUE receiver on
-//! backends (no FOU), so GUE it gets is never decapsulated by it.
+//! fragmented, or an outer IPv6 header followed directly by UDP (or by the
+//! inner IPv4 or IPv6 header), is looked at; anything else passes
+//! untouched. The kernel has no GUE receiver on backends (no FOU), so GUE
+//! it gets is never decapsulated by it; IP-in-IP from a source not
+//! allowed passes untouched too, to whatever tunnel the host has.
 //!
 //! Its own object, apart from the director's: it is built without
 //! `+allows-misaligned-mem-access` (see `build.rs`), because with it LLVM
@@ -92,7 +95,16 @@ pub fn redirect(ctx: XdpContext) -> u32 {
     let Some(e) = View::<{ eth::HLEN }>::at(&ctx, 0) else {
         return XDP_PASS;
     };
-    let parsed = match e.be16::<{ eth::TYPE }>() {
+    let ethertype = e.be16::<{ eth::TYPE }>();
+    let ipip = match ethertype {
+        eth::P_IPV4 => ipip::<false>(&ctx),
+        eth::P_IPV6 => ipip::<true>(&ctx),
+        _ => NOT_IPIP,
+    };
+    if ipip != NOT_IPIP {
+        return accept_ipip(&ctx, ipip, ethertype == eth::P_IPV6);
+    }
+    let parsed = match ethertype {
         eth::P_IPV4 => parse::<false>(&ctx),
         eth::P_IPV6 => parse::<true>(&ctx),
         _ => Err(Outcome::NotGue),
@@ -263,6 +275,108 @@ fn next_hop_addr(ctx: &XdpContext, g: &Gue) -> Option<[u32; 4]> {
         let h = View::<4>::at(ctx, at + n * 4)?;
         Some([h.u32_raw::<0>(), 0, 0, 0])
     }
+}
+
+/// [`ipip`]: not IP-in-IP; the GUE checks follow.
+const NOT_IPIP: u32 = 0;
+/// [`ipip`]: IP-in-IP from a source not allowed: passed untouched.
+const IPIP_NOT_ALLOWED: u32 = 1;
+/// [`ipip`]: IP-in-IP from an allowed source whose inner header is
+/// truncated or not of the family the outer header announces: dropped.
+const IPIP_INVALID: u32 = 2;
+/// [`ipip`]: IP-in-IP from an allowed source carrying IPv4.
+const IPIP_INNER_V4: u32 = 3;
+/// [`ipip`]: IP-in-IP from an allowed source carrying IPv6.
+const IPIP_INNER_V6: u32 = 4;
+
+/// Whether the frame is plain IP-in-IP (an outer IPv4 header without
+/// options or fragmentation, or an outer IPv6 header, directly followed by
+/// IPv4 or IPv6: protocol 4 or 41) and what becomes of it: one of the
+/// `NOT_IPIP`, `IPIP_*` codes (a code rather than an enum with data, as
+/// everywhere on the packet path).
+#[inline(always)]
+fn ipip<const V6: bool>(ctx: &XdpContext) -> u32 {
+    const L3: usize = eth::HLEN;
+    let protocol = if V6 {
+        match View::<{ ipv6::HLEN }>::at(ctx, L3) {
+            Some(h) => h.u8::<{ ipv6::NEXT_HEADER }>(),
+            None => return NOT_IPIP,
+        }
+    } else {
+        let Some(h) = View::<{ ipv4::HLEN }>::at(ctx, L3) else {
+            return NOT_IPIP;
+        };
+        if h.u8::<{ ipv4::VER_IHL }>() != 0x45
+            || h.be16::<{ ipv4::FRAG }>() & (ipv4::MF | ipv4::OFFSET_MASK) != 0
+        {
+            return NOT_IPIP;
+        }
+        h.u8::<{ ipv4::PROTO }>()
+    };
+    let inner_v6 = match protocol {
+        IPPROTO_IPIP => false,
+        IPPROTO_IPV6 => true,
+        _ => return NOT_IPIP,
+    };
+    let src = if V6 {
+        let Some(a) = View::<16>::at(ctx, L3 + ipv6::SRC) else {
+            return NOT_IPIP;
+        };
+        addr_words!(a, 0)
+    } else {
+        let Some(a) = View::<4>::at(ctx, L3 + ipv4::SRC) else {
+            return NOT_IPIP;
+        };
+        [a.u32_raw::<0>(), 0, 0, 0]
+    };
+    let allow = AllowLookup {
+        prefix_len: LPM_LOOKUP_PREFIX_LEN,
+        key: AddrKey {
+            family: u32::from(if V6 { FAMILY_V6 } else { FAMILY_V4 }),
+            addr: src,
+        },
+    };
+    if RDR_ALLOW.get(allow.as_lpm_key()).is_none() {
+        return IPIP_NOT_ALLOWED;
+    }
+    let inner = L3 + if V6 { ipv6::HLEN } else { ipv4::HLEN };
+    // The inner header whole, and of the announced version.
+    let version = if inner_v6 {
+        View::<{ ipv6::HLEN }>::at(ctx, inner).map(|h| h.u8::<0>() >> 4)
+    } else {
+        View::<{ ipv4::HLEN }>::at(ctx, inner).map(|h| h.u8::<0>() >> 4)
+    };
+    match (version, inner_v6) {
+        (Some(6), true) => IPIP_INNER_V6,
+        (Some(4), false) => IPIP_INNER_V4,
+        _ => IPIP_INVALID,
+    }
+}
+
+/// IP protocol numbers of IP-in-IP: IPv4 in IP, IPv6 in IP.
+const IPPROTO_IPIP: u8 = 4;
+const IPPROTO_IPV6: u8 = 41;
+
+/// Acts on an [`ipip`] code other than [`NOT_IPIP`]: strips the outer
+/// header (IPv6 if `outer_v6`) and passes the inner packet up, counted
+/// `accepted_ipip`; never forwards (there is no hop list).
+#[inline(always)]
+fn accept_ipip(ctx: &XdpContext, code: u32, outer_v6: bool) -> u32 {
+    use aya_ebpf::bindings::xdp_action::{XDP_DROP, XDP_PASS};
+    if code == IPIP_NOT_ALLOWED {
+        return XDP_PASS;
+    }
+    count(RedirectStat::Total);
+    if code == IPIP_INVALID {
+        return dropped(Outcome::Invalid);
+    }
+    let inner = eth::HLEN + if outer_v6 { ipv6::HLEN } else { ipv4::HLEN };
+    if !strip(ctx, inner as u32, code == IPIP_INNER_V6) {
+        count(RedirectStat::DroppedInvalid);
+        return XDP_DROP;
+    }
+    count(RedirectStat::AcceptedIpip);
+    XDP_PASS
 }
 
 /// Outer IP, UDP, allow list and GUE validation: the packet, or the

@@ -13,6 +13,7 @@ use aya_ebpf::{
     helpers::generated::{bpf_csum_diff, bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
     programs::XdpContext,
 };
+use proto::Encap;
 use proto::maps::FAMILY_V6;
 use proto::mtu::{IPV4_QUOTE_MAX, IPV6_QUOTE_MAX, answerable_v4, max_inner_len};
 
@@ -49,11 +50,14 @@ pub struct Args {
     pub hop_count: usize,
     /// The packet is an ICMP error: never answered with one.
     pub icmp_error: bool,
+    /// The table is IP-in-IP (its overhead is the outer header alone).
+    pub ipip: bool,
 }
 
 impl Args {
     const HOPS_SHIFT: u32 = 32;
     const ICMP_ERROR: u64 = 1 << 40;
+    const IPIP: u64 = 1 << 41;
 
     /// The argument word.
     #[inline(always)]
@@ -61,6 +65,7 @@ impl Args {
         u64::from(self.backend)
             | ((self.hop_count as u64 & 0xff) << Self::HOPS_SHIFT)
             | if self.icmp_error { Self::ICMP_ERROR } else { 0 }
+            | if self.ipip { Self::IPIP } else { 0 }
     }
 }
 
@@ -69,7 +74,7 @@ impl Args {
 /// says it gets none ([`DROPPED`]; the frame may be half rewritten then,
 /// and is dropped). `args` is [`Args::pack`]. The advertised MTU is the
 /// largest packet that fits ([`max_inner_len`] of the path MTU, the
-/// primary's family and the hop count).
+/// primary's family, the encapsulation and the hop count).
 ///
 /// One copy per L2 length and family, so that every offset is a constant
 /// (as in `encap::director_encapsulate`). The frame is one the director
@@ -88,7 +93,12 @@ pub extern "C" fn director_too_big(ctx: *mut xdp_md, args: u64) -> u32 {
         return DROPPED;
     };
     let hop_count = ((args >> Args::HOPS_SHIFT) & 0xff) as usize;
-    let mtu = max_inner_len(settings.mtu, primary.family == FAMILY_V6, hop_count);
+    let encap = if args & Args::IPIP != 0 {
+        Encap::Ipip
+    } else {
+        Encap::Gue
+    };
+    let mtu = max_inner_len(settings.mtu, encap, primary.family == FAMILY_V6, hop_count);
     let ctx = XdpContext::new(ctx);
     let Some(h) = View::<{ eth::VLAN_HLEN }>::at(&ctx, 0) else {
         return DROPPED;

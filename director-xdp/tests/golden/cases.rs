@@ -36,6 +36,9 @@ pub enum Cfg {
     LongChains,
     /// [`MAIN`] with two alternates in "web4" and one in "web6".
     ShortChains,
+    /// [`MAIN`] with "web4" and "web6" in IP-in-IP ("solo" stays GUE) and
+    /// a path MTU of 1500.
+    Ipip,
 }
 
 /// Four IPv4 backends ("web4", one alternate per row: GLB's wire output),
@@ -157,6 +160,16 @@ pub fn config_text(cfg: Cfg) -> String {
         ),
         Cfg::LongChains => with_hops(3, 3),
         Cfg::ShortChains => with_hops(2, 1),
+        Cfg::Ipip => {
+            let text = replace_once(
+                MAIN,
+                r#""hash_fields": ["src_addr"]"#,
+                r#""hash_fields": ["src_addr"], "mtu": 1500"#,
+            );
+            // "hops" stays: an IP-in-IP table ignores it.
+            let text = replace_once(&text, r#""hops": 1,"#, r#""hops": 1, "encap": "ipip","#);
+            replace_once(&text, r#""hops": 2,"#, r#""hops": 2, "encap": "ipip","#)
+        }
     }
 }
 
@@ -186,6 +199,19 @@ fn with_hops(web4: u8, web6: u8) -> String {
 fn replace_once(text: &str, from: &str, to: &str) -> String {
     assert_eq!(text.matches(from).count(), 1, "{from} once in the config");
     text.replace(from, to)
+}
+
+/// The ones' complement sum of `bytes` (16-bit words): 0xffff over a
+/// header whose checksum is right.
+pub fn ones_complement_sum(bytes: &[u8]) -> u16 {
+    let mut sum: u32 = bytes
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
 }
 
 /// The parsed config of `cfg`.
@@ -344,6 +370,32 @@ pub mod names {
             1412,
         ),
     ];
+    /// Under [`super::Cfg::Ipip`]: as [`AT_AND_OVER`], with IP-in-IP's
+    /// limits.
+    pub const IPIP_AT_AND_OVER: [(&str, &str, u32); 4] = [
+        (
+            "ipip_path_mtu_ipv4_tcp_to_ipv4_backends_at_the_limit_is_encapsulated",
+            "ipip_path_mtu_ipv4_tcp_to_ipv4_backends_a_byte_over_gets_frag_needed",
+            1480,
+        ),
+        (
+            "ipip_path_mtu_ipv4_tcp_to_ipv6_backends_at_the_limit_is_encapsulated",
+            "ipip_path_mtu_ipv4_tcp_to_ipv6_backends_a_byte_over_gets_frag_needed",
+            1460,
+        ),
+        (
+            "ipip_path_mtu_ipv6_tcp_to_ipv4_backends_at_the_limit_is_encapsulated",
+            "ipip_path_mtu_ipv6_tcp_to_ipv4_backends_a_byte_over_gets_packet_too_big",
+            1480,
+        ),
+        (
+            "ipip_path_mtu_ipv6_tcp_to_ipv6_backends_at_the_limit_is_encapsulated",
+            "ipip_path_mtu_ipv6_tcp_to_ipv6_backends_a_byte_over_gets_packet_too_big",
+            1460,
+        ),
+    ];
+    /// Under [`super::Cfg::Ipip`]: the GUE table beside the IP-in-IP ones.
+    pub const IPIP_GUE_TABLE: &str = "ipip_config_keeps_gue_for_its_gue_table";
     /// Under [`super::Cfg::PathMtu`]: other packets answered with an ICMP
     /// error, and the MTU it advertises.
     pub const ANSWERED: [(&str, u32); 9] = [
@@ -1361,6 +1413,110 @@ fn build() -> Vec<Case> {
             packet_too_big("2001:db8:ff::1", "2001:db8:10::20", &quote(&reply6)),
         );
     }
+
+    // ---- IP-in-IP tables: no hop list, outer protocol 4 or 41 ----
+    let ii = Cfg::Ipip;
+    let ipip = |b: &mut Builder, name: &str, input: Vec<u8>| {
+        b.add(&format!("ipip_{name}"), ii, Verdict::Tx, input);
+    };
+    ipip(&mut b, "ipv4_tcp_to_ipv4_backends", frame(&v4_tcp));
+    ipip(
+        &mut b,
+        "ipv4_udp_to_ipv4_backends",
+        frame(&ip_from(client4, "203.0.113.10").udp(53000, 53, dns)),
+    );
+    ipip(
+        &mut b,
+        "ipv6_tcp_to_ipv4_backends",
+        frame(&ip_from(client6, "2001:db8:10::10").tcp(40001, 443, SYN, &[])),
+    );
+    ipip(
+        &mut b,
+        "ipv4_tcp_to_ipv6_backends",
+        frame(&ip_from(client4, "203.0.113.20").tcp(40003, 80, PSH_ACK, get)),
+    );
+    ipip(&mut b, "ipv6_tcp_to_ipv6_backends", frame(&v6_tcp));
+    ipip(
+        &mut b,
+        "ipv6_udp_to_ipv6_backends",
+        frame(&ip_from(client6, "2001:db8:10::20").udp(53001, 53, dns)),
+    );
+    ipip(
+        &mut b,
+        "vlan_tagged_ipv4_tcp_to_ipv4_backends",
+        frame_vlan(42, &v4_tcp),
+    );
+    ipip(
+        &mut b,
+        "vlan_tagged_ipv6_tcp_to_ipv6_backends",
+        frame_vlan(4094, &v6_tcp),
+    );
+    ipip(
+        &mut b,
+        "frag_needed_follows_its_flow",
+        frag_needed("198.51.100.254", "203.0.113.10", &quote(&reply4)),
+    );
+    ipip(
+        &mut b,
+        "packet_too_big_follows_its_flow",
+        packet_too_big("2001:db8:ff::1", "2001:db8:10::20", &quote(&reply6)),
+    );
+    ipip(
+        &mut b,
+        "ipv4_first_fragment",
+        frame(&cut(&first4, 20 + 512)),
+    );
+    ipip(
+        &mut b,
+        "ipv6_later_fragment",
+        frame(
+            &ip_from(client6, "2001:db8:10::20")
+                .ext(frag6(185, false))
+                .raw(UDP, &[0x33; 64]),
+        ),
+    );
+    ipip(
+        &mut b,
+        "icmp_echo_request",
+        frame(&ip_from(client4, "203.0.113.10").icmp(8, 0, [0x12, 0x34, 0, 1], &[0xa5; 56])),
+    );
+    let input = b.client_where(ii, v4_to("203.0.113.10", 80), fallback);
+    ipip(
+        &mut b,
+        "ipv4_backend_without_mac_goes_to_the_gateway",
+        input,
+    );
+    let input = b.client_where(ii, v4_to("203.0.113.20", 80), resolved);
+    ipip(&mut b, "ipv6_backend_with_resolved_mac_gets_its_mac", input);
+    b.add(
+        names::IPIP_GUE_TABLE,
+        ii,
+        Verdict::Tx,
+        frame(&ip_from(client4, "203.0.113.30").tcp(40005, 22, SYN, &[])),
+    );
+    // The path MTU with IP-in-IP's smaller overhead: 1480 bytes to IPv4
+    // backends, 1460 to IPv6 ones.
+    for ((at, over, limit), (client, vip, port)) in names::IPIP_AT_AND_OVER.into_iter().zip(targets)
+    {
+        let limit = limit as usize;
+        b.add(at, ii, Verdict::Tx, frame(&sized(client, vip, port, limit)));
+        b.add(
+            over,
+            ii,
+            Verdict::Tx,
+            frame(&sized(client, vip, port, limit + 1)),
+        );
+    }
+    b.add(
+        "ipip_path_mtu_ipv4_without_df_too_big_is_dropped",
+        ii,
+        Verdict::Drop,
+        frame(
+            &ip_from(client4, "203.0.113.10")
+                .df(false)
+                .tcp(40203, 80, PSH_ACK, &[0x5a; 1460]),
+        ),
+    );
 
     b.cases
 }

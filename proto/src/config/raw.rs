@@ -37,6 +37,8 @@ pub(super) struct Table {
     #[serde(default, deserialize_with = "given")]
     pub hops: Option<u8>,
     #[serde(default, deserialize_with = "given")]
+    pub encap: Option<crate::Encap>,
+    #[serde(default, deserialize_with = "given")]
     pub binds: Option<Vec<Object<Bind>>>,
     #[serde(default, deserialize_with = "given")]
     pub backends: Option<Vec<Object<Backend>>>,

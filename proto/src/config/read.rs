@@ -16,6 +16,7 @@ use super::{
     check_across_tables, check_path_mtu, invalid, parse_mac, parse_prefix_str, shorten, show,
     usable, valid_name,
 };
+use crate::Encap;
 use crate::de::{Object, fields_of, value_at};
 use crate::hex;
 use crate::table::{BackendState, DEFAULT_HOPS, MAX_HOPS, TableError, check_hops};
@@ -59,7 +60,8 @@ pub(super) fn config(text: &str) -> Result<Config, ConfigError> {
     if let Some(mtu) = director.mtu {
         check_path_mtu(mtu, &tables).map_err(|e| invalid("director.mtu", e.to_string()))?;
     }
-    let warnings = unknown_fields(&doc, &tables);
+    let mut warnings = unknown_fields(&doc, &tables);
+    warnings.extend(ipip_warnings(&doc, &tables));
     Ok(Config {
         tables,
         director,
@@ -134,6 +136,10 @@ fn table_shape_error(t: &Value, i: usize, rest: &[Step<'_>], shown: &str) -> Opt
             format!("expected 32 hex digits, found {shown}"),
         ),
         [Key("hops")] => hops_refused(&table, shown),
+        [Key("encap")] => invalid(
+            format!("{table}.encap"),
+            format!("{shown} is not \"gue\" or \"ipip\""),
+        ),
         [Key(k @ ("binds" | "backends"))] => invalid(
             format!("{table}.{k}"),
             format!("expected an array, found {shown}"),
@@ -267,10 +273,10 @@ fn withdraw_delay_refused(shown: &str) -> ConfigError {
     )
 }
 
-/// The least path MTU any table accepts (IPv4 backends, one hop); the
+/// The least path MTU any table accepts (IPv4 backends in IP-in-IP); the
 /// tables' own needs are checked once they are read.
 fn least_mtu() -> u32 {
-    crate::mtu::min_mtu(false, 1)
+    crate::mtu::min_mtu(Encap::Ipip, false, 0)
 }
 
 fn mtu_refused(shown: &str) -> ConfigError {
@@ -302,6 +308,7 @@ fn table(i: usize, t: raw::Table) -> Result<Table, ConfigError> {
         None => DEFAULT_HOPS,
         Some(h) => check_hops(h).map_err(|_| hops_refused(&path, &h.to_string()))?,
     };
+    let encap = t.encap.unwrap_or_default();
     let raw_binds = t.binds.unwrap_or_default();
     let mut binds = Vec::with_capacity(raw_binds.len());
     for (j, Object(b)) in raw_binds.into_iter().enumerate() {
@@ -330,6 +337,7 @@ fn table(i: usize, t: raw::Table) -> Result<Table, ConfigError> {
         hash_key,
         seed,
         hops,
+        encap,
         binds,
         backends,
     })
@@ -572,6 +580,36 @@ fn director(raw: raw::Director) -> Result<Director, ConfigError> {
         d.mtu = Some(mtu);
     }
     Ok(d)
+}
+
+/// What an `ipip` table's settings mean, for the operator to see: a
+/// `hops` given is not used (no hop list), and a draining or filling
+/// backend moves the established flows of the rows whose primary changes
+/// at once (no second chance).
+fn ipip_warnings(doc: &Value, tables: &[Table]) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for (i, t) in tables.iter().enumerate() {
+        if t.encap != Encap::Ipip {
+            continue;
+        }
+        let path = format!("table \"{}\"", t.name);
+        if doc["tables"][i].get("hops").is_some() {
+            warnings.push(format!(
+                "{path}.hops: ignored with \"encap\": \"ipip\" (no hop list: a row is its primary alone)"
+            ));
+        }
+        for (j, b) in t.backends.iter().enumerate() {
+            let state = b.backend.state;
+            if matches!(state, BackendState::Draining | BackendState::Filling) {
+                warnings.push(format!(
+                    "{path}.backends[{j}] ({}): {} in an \"ipip\" table (no second chance) moves the established flows of the rows whose primary changes",
+                    b.backend.addr,
+                    state.as_str()
+                ));
+            }
+        }
+    }
+    warnings
 }
 
 /// A warning for each field of `doc` this project does not read (GLB
