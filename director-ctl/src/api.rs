@@ -394,6 +394,9 @@ pub struct ChangeCall {
 /// A backend change (`backends add|remove|drain|...`, `health set`).
 pub fn change(c: &Client, call: &ChangeCall, json: bool) -> Result<(), Failure> {
     let (answer, v): (api::Change, _) = c.call_as(call.method, &call.path, call.body.as_ref())?;
+    for w in &answer.warnings {
+        eprintln!("warning: {w}");
+    }
     if json {
         print_json(&v);
     } else {
@@ -445,7 +448,12 @@ pub fn fleet_change(
         let result = Client::new(url, token_file)
             .and_then(|c| c.call_as::<api::Change>(call.method, &call.path, call.body.as_ref()));
         let (code, line, value) = match result {
-            Ok((answer, v)) => (0, describe_change(&answer, &call.ip), v),
+            Ok((answer, v)) => {
+                for w in &answer.warnings {
+                    eprintln!("{url}: warning: {w}");
+                }
+                (0, describe_change(&answer, &call.ip), v)
+            }
             Err(Failure::Api { status, body }) => (
                 EXIT_API,
                 format!("API error {status}: {}", body.error),

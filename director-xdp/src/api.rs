@@ -1117,13 +1117,17 @@ fn mutate(
             )
             .at("ip", ip.to_string()));
         }
+        let warnings = warnings(daemon, ti, &Change::SetHealth { ip, health })?;
         let changed = daemon.set_health(&[HealthVerdict {
             table: ti,
             ip,
             health,
             reason,
         }])?;
-        return Ok((StatusCode::OK, change_answer(daemon, ti, changed)?));
+        return Ok((
+            StatusCode::OK,
+            change_answer(daemon, ti, changed, warnings)?,
+        ));
     }
     let change = match call.op {
         Op::AddBackend => Change::Add(parse_add(&call.body)?),
@@ -1139,21 +1143,38 @@ fn mutate(
             ));
         }
     };
+    let warnings = warnings(daemon, ti, &change)?;
     let changed = daemon.change(ti, &change)?;
     let status = if changed {
         StatusCode::from_u16(success).unwrap_or(StatusCode::OK)
     } else {
         StatusCode::OK
     };
-    Ok((status, change_answer(daemon, ti, changed)?))
+    Ok((status, change_answer(daemon, ti, changed, warnings)?))
+}
+
+/// What the answer to `change` must warn of: in an `ipip` table, the flows
+/// it moves (its preview's warnings, taken before it is made). A change
+/// the preview refuses is refused the same way by the change itself.
+fn warnings(daemon: &impl Director, ti: usize, change: &Change) -> Result<Vec<String>, ApiError> {
+    if daemon.config().tables[ti].encap != proto::Encap::Ipip {
+        return Ok(Vec::new());
+    }
+    Ok(daemon.preview(ti, change)?.diff.warnings)
 }
 
 /// The answer to a change of table `ti`.
-fn change_answer(daemon: &impl Director, ti: usize, changed: bool) -> Result<Value, ApiError> {
+fn change_answer(
+    daemon: &impl Director,
+    ti: usize,
+    changed: bool,
+    warnings: Vec<String>,
+) -> Result<Value, ApiError> {
     Ok(value(proto::api::Change {
         changed,
         generation: daemon.generation(),
         table: daemon.table(ti)?,
+        warnings,
     }))
 }
 

@@ -141,6 +141,11 @@ pub struct Change {
     pub generation: u64,
     /// The table after the change.
     pub table: Table,
+    /// What the operator must know about the change made: in an `ipip`
+    /// table (no second chance), the rows whose established flows it
+    /// moved (as [`Preview`]'s warnings; the rows are in its `lost`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// `POST /v1/tables/{name}/backends`.

@@ -164,6 +164,27 @@ fn ipip_table_reaches_agent_backends_and_replies_bypass_the_director() {
         text.contains("no alternates (ipip: no second chance)"),
         "{text}"
     );
+    // The drain itself says so too, in the API's answer and on
+    // director-ctl's stderr, with the same count.
+    let token = lab.token_file();
+    let out = lab
+        .ctl(&[
+            "--token-file",
+            token.to_str().unwrap(),
+            "backends",
+            "drain",
+            "lab",
+            &drained,
+        ])
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with(
+            "warning: table \"lab\" is \"encap\": \"ipip\" (no hop list, no second chance)"
+        ) && err.contains(&format!("moves the established flows of {owned} rows")),
+        "{err}"
+    );
 }
 
 /// Why the kernel cannot run the tunnel test, if it cannot: `ip link add`
