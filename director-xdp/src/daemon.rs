@@ -256,7 +256,14 @@ async fn start(config_path: &Path) -> Result<(Daemon, Inputs), Failure> {
     // work: no number of clients makes a reload fail with EMFILE.
     let api_budget = server::fd_budget(fd_limit);
     let (api_limits, limits) = tokio::sync::watch::channel(config.director.api_limits);
-    tokio::spawn(server::serve(listener, router, limits, api_budget));
+    let api_counts = server::ApiCounts::default();
+    tokio::spawn(server::serve(
+        listener,
+        router,
+        limits,
+        api_budget,
+        api_counts.clone(),
+    ));
     info!(
         "API listening on http://{api_listen}/ ({}; {})",
         match &config.director.api_token_file {
@@ -289,6 +296,7 @@ async fn start(config_path: &Path) -> Result<(Daemon, Inputs), Failure> {
         pin_dir: pin_dir.clone(),
         api_limits,
         api_budget,
+        api_counts,
         bgp: None,
         withdrawn_at: Some(Instant::now()),
     };
@@ -552,6 +560,8 @@ pub(crate) struct Daemon {
     api_limits: tokio::sync::watch::Sender<ApiLimits>,
     /// The connections the file descriptor limit leaves the API.
     api_budget: usize,
+    /// The API's open and refused connections, for the metrics.
+    api_counts: server::ApiCounts,
     /// The VIP announcements (`director.bird_socket`), if any.
     bgp: Option<bgp::Announcer>,
     /// Since when nothing has been announced.
@@ -1378,6 +1388,21 @@ impl Daemon {
         }
         self.attachment_metrics(&mut m);
         self.fleet_metrics(&mut m);
+        m.single_gauge(
+            "glb_api_connections_open",
+            "Connections open to the API now",
+            self.api_counts.open(),
+        );
+        let refused = m.counter(
+            "glb_api_connections_refused",
+            "Connections to the API refused with 503 at a cap: cap=\"total\" (director.api_max_connections, or the file descriptors left) or cap=\"address\" (director.api_max_connections_per_address)",
+        );
+        let (total, address) = self.api_counts.refused();
+        for (cap, n) in [("total", total), ("address", address)] {
+            refused
+                .get_or_create(&metrics::labels(&[("cap", cap)]))
+                .inc_by(n);
+        }
         m.single_gauge(
             "glb_director_generation",
             "Configs applied since the daemon started, the first included",

@@ -149,6 +149,47 @@ struct Counts {
 #[derive(Clone, Debug, Default)]
 struct Slots(Arc<Mutex<Counts>>);
 
+/// What the accept loop counts, for the daemon's metrics: connections open
+/// now, and those refused at a cap since the start.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ApiCounts {
+    slots: Slots,
+    refused: Arc<Mutex<[u64; 2]>>,
+}
+
+impl ApiCounts {
+    /// Connections open now.
+    pub(crate) fn open(&self) -> u64 {
+        let c = self
+            .slots
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        c.total as u64
+    }
+
+    /// Connections refused since the start: at the total cap, at the cap
+    /// per client address.
+    pub(crate) fn refused(&self) -> (u64, u64) {
+        let r = *self
+            .refused
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (r[0], r[1])
+    }
+
+    fn note_refused(&self, why: Refusal) {
+        let mut r = self
+            .refused
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match why {
+            Refusal::Total(_) => r[0] += 1,
+            Refusal::Address(_) => r[1] += 1,
+        }
+    }
+}
+
 /// Why a connection was refused: the cap reached and its value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Refusal {
@@ -270,8 +311,9 @@ pub(crate) async fn serve(
     router: Router,
     limits: watch::Receiver<ApiLimits>,
     budget: usize,
+    counts: ApiCounts,
 ) {
-    let slots = Slots::default();
+    let slots = counts.slots.clone();
     let mut refused = RefusalLog::default();
     let mut accept_errors = Throttle::default();
     loop {
@@ -307,6 +349,7 @@ pub(crate) async fn serve(
                 tokio::spawn(connection(stream, peer, slot, l, router.clone()));
             }
             Err(why) => {
+                counts.note_refused(why);
                 refused.note(peer, why);
                 refuse(&stream, peer, why);
             }
@@ -753,9 +796,12 @@ mod live {
                     .route("/x", axum::routing::get(|| async { "ok" }))
                     .route("/big", axum::routing::get(|| async { vec![b'x'; BIG] }));
                 let (_keep, limits) = watch::channel(limits);
-                tokio::time::timeout(Duration::from_secs(20), serve(l, router, limits, 1000))
-                    .await
-                    .ok();
+                tokio::time::timeout(
+                    Duration::from_secs(20),
+                    serve(l, router, limits, 1000, ApiCounts::default()),
+                )
+                .await
+                .ok();
             });
         });
         (rx.recv().expect("address"), h)

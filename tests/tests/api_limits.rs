@@ -550,6 +550,27 @@ fn twenty_thousand_connections_leave_the_api_changes_and_sighup_working() {
     let log = lab.daemon.log();
     assert!(!log.contains("Too many open files"), "{log}");
     assert!(lab.daemon_fds() <= before + 32 + 8);
+    // The metrics count the refusals at the address cap, and the
+    // connections held open.
+    let m = lab.call(Some(OPERATOR), "GET", "/metrics", None).body;
+    let sample = |name: &str| -> u64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{m}"))
+    };
+    assert!(
+        sample(r#"glb_api_connections_refused_total{cap="address"}"#) >= 1,
+        "{m}"
+    );
+    assert_eq!(
+        sample(r#"glb_api_connections_refused_total{cap="total"}"#),
+        0,
+        "{m}"
+    );
+    assert!(
+        (32..=33).contains(&sample("glb_api_connections_open ")),
+        "{m}"
+    );
 
     // The flood gone, its address is served again.
     drop(flood);
