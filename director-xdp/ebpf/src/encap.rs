@@ -80,9 +80,7 @@ const _: () = assert!(MAX_HOPS == 3);
 /// call cost about 13 ns a packet, for 7k fewer instructions verified.
 ///
 /// One copy of the work per L2 length and family, so that every offset is
-/// a constant: with `l2` a variable, LLVM specialised some offsets per
-/// branch and not the bounds checks guarding them, and the verifier saw
-/// unchecked writes. The hop count stays a run-time value: a copy per hop
+/// a constant (rule 6). The hop count stays a run-time value: a copy per hop
 /// count as well (twelve in all, the program half as large again) measured
 /// about 10 ns a packet slower in alternated runs. `hop` is called once per
 /// hop, as it is written, so that the hops' entries are not held across
@@ -267,8 +265,8 @@ fn encapsulate_as<
         return FAILED;
     }
 
-    // Every packet pointer is re-derived after the move (the verifier
-    // invalidates the old ones, rightly). The new headers: one window.
+    // Every packet pointer is derived again after the move (rule 8). The
+    // new headers: one window.
     let Some(w) = WriteView::<W>::at(ctx, 0) else {
         core::hint::cold_path();
         return FAILED;
@@ -381,7 +379,7 @@ pub fn ipip_args(backend: u32, target: u64) -> u64 {
 /// IPv6, its other fields as GUE's outer header. [`SENT`],
 /// [`SENT_MAC_FALLBACK`] or [`FAILED`] as [`director_encapsulate`].
 ///
-/// A global BPF function, like `director_too_big`: inlined into every
+/// A global BPF function (rule 5), like `director_too_big`: inlined into every
 /// parse path it made the hot code a third larger, and LLVM then moved the
 /// whole packet path out of the program into a BPF-to-BPF call, which GUE
 /// packets would pay for. Out of line, the verifier checks it once and

@@ -133,9 +133,8 @@ impl HashArgs {
 /// table slot's key (the map value itself), `offsets` the source address
 /// offset in its low 16 bits and the destination's in its high ones.
 ///
-/// Inlined into its callers: as a global BPF function (checked once by
-/// the verifier) the call and the argument packing cost about 20 ns a
-/// packet; inlined, the verifier walks its paths once per path reaching it
+/// Inlined into its callers (rule 5): as a global BPF function the call
+/// and the argument packing cost about 20 ns a packet; inlined, the verifier walks its paths once per path reaching it
 /// (see `director_verifies_well_within_the_kernel_complexity_limit`). The C
 /// ABI and packed arguments remain from the global form; they cost nothing
 /// once inlined.

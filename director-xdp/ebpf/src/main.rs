@@ -21,11 +21,10 @@
 //! general parser (`general`), which decides the same for the packets the
 //! fast paths take.
 //!
-//! Verifier notes, each explained where it applies: packet memory only
-//! through `packet::ptr_at` (windows of 2 bytes or more); no enum carrying
-//! data on the packet path; no lookup cache with "done" flags. The flow
-//! hash and the encapsulation are inlined (a BPF-to-BPF call costs 10-20 ns
-//! here), so the verifier walks them once per parse path
+//! The rules the code keeps for the verifier and LLVM are written once, in
+//! the crate's `lib.rs`, and cited by number. Besides them: no lookup cache
+//! with "done" flags. The flow hash and the GUE encapsulation are inlined
+//! (rule 5), so the verifier walks them once per parse path
 //! (`director_verifies_well_within_the_kernel_complexity_limit` in
 //! `tests/test_run.rs` watches the total).
 #![no_std]
@@ -96,11 +95,8 @@ static DIR_BACKEND_STATS: PerCpuArray<BackendCounters> =
 
 /// What happens to a packet.
 ///
-/// Fieldless, like every enum on the packet path: an enum whose variants
-/// carry different data leaves bytes undefined in some of them, and LLVM
-/// then merges those bytes with whatever a register held, which the
-/// verifier refuses when that was a pointer. Data travels in fully
-/// initialised structs instead.
+/// Fieldless, like every enum on the packet path (rule 2): data travels in
+/// fully initialised structs.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Outcome {
     /// Not for a bind: `XDP_PASS`, untouched.
@@ -119,11 +115,8 @@ enum Outcome {
 
 /// How an encapsulated packet is counted besides its bind and backend.
 ///
-/// Words, no `bool`s: with an 11-byte struct LLVM zeroed it through a call
-/// to `memset`, a byte loop, at the start of every packet. Aligned to 8,
-/// because LLVM merges the zero stores into 8-byte ones (this object allows
-/// misaligned access, see `build.rs`) and the verifier refuses misaligned
-/// stack access.
+/// Words, no `bool`s (rule 3: with an 11-byte struct LLVM zeroed it
+/// through `memset` at the start of every packet), aligned to 8 (rule 4).
 #[repr(C, align(8))]
 struct Sent {
     bind: u32,

@@ -13,9 +13,9 @@
 //! allowed passes untouched too, to whatever tunnel the host has.
 //!
 //! Its own object, apart from the director's: it is built without
-//! `+allows-misaligned-mem-access` (see `build.rs`), because with it LLVM
-//! merges this program's stack stores into misaligned ones, which the
-//! verifier refuses.
+//! `+allows-misaligned-mem-access` (rule 4 of the crate's `lib.rs`, which
+//! holds the rules the code keeps for the verifier and LLVM, cited here by
+//! number).
 #![no_std]
 #![no_main]
 
@@ -173,18 +173,9 @@ fn count(stat: RedirectStat) {
 /// needs. Plain memory, as [`redirect_forward`] is a global function.
 ///
 /// Whole words, built with their values rather than zeroed first, as every
-/// struct this program keeps on the stack. LLVM, as bpf-linker runs it
-/// (`--bpf-expand-memcpy-in-order`), expands `memcpy` but neither `memset`
-/// nor `memmove`: it calls them, and in BPF they are byte loops behind a
-/// BPF-to-BPF call, about 5 instructions a byte, on every packet. It emits
-/// `memset` for a zeroed struct or array kept in memory, and for any run
-/// of zero stores of 16 bytes or more; `memmove` for byte arrays copied
-/// between the packet and the stack. Hence no `bool`, byte or byte-array
-/// fields: addresses are the `u32` words of their bytes as in the packet,
-/// IPv4 in the first. Aligned to 8 so that LLVM may store two words at
-/// once (this object does not allow misaligned access, see `build.rs`);
-/// no padding, as the verifier wants every byte of a global function's
-/// argument initialised.
+/// struct this program keeps on the stack (rule 3): no `bool`, byte or
+/// byte-array fields; addresses are the `u32` words of their bytes as in
+/// the packet, IPv4 in the first. Aligned to 8, no padding (rule 4).
 #[repr(C, align(8))]
 pub struct Gue {
     /// Offset of the GUE header.
@@ -204,7 +195,7 @@ pub struct Gue {
 
 const _: () = assert!(size_of::<Gue>() == 8 * 4);
 
-/// An [`AllowKey`] in words (see [`Gue`]): the family, then its zero pad
+/// An [`AllowKey`] in words (rule 3): the family, then its zero pad
 /// (little-endian), and the address.
 #[repr(C)]
 struct AddrKey {
@@ -224,7 +215,7 @@ impl AddrKey {
 }
 
 /// A key of `RDR_ALLOW` as the LPM trie wants it (prefix length, then
-/// [`AllowKey`]), in words (see [`Gue`]).
+/// [`AllowKey`]), in words (rule 3).
 #[repr(C, align(8))]
 struct AllowLookup {
     prefix_len: u32,
@@ -242,7 +233,7 @@ impl AllowLookup {
     }
 }
 
-/// The 16-byte address at `$at` in the view `$v`, as words (see [`Gue`]).
+/// The 16-byte address at `$at` in the view `$v`, as words (rule 3).
 macro_rules! addr_words {
     ($v:expr, $at:expr) => {{
         let v = $v;
@@ -255,7 +246,7 @@ macro_rules! addr_words {
     }};
 }
 
-/// Writes the address `a` (words, see [`Gue`]) at `offset`.
+/// Writes the address `a` (words, rule 3) at `offset`.
 #[inline(always)]
 fn write_addr(ctx: &XdpContext, offset: usize, a: [u32; 4]) -> bool {
     let [a0, a1, a2, a3] = a;
@@ -701,7 +692,7 @@ extern "C" fn redirect_sock_check(ctx: *mut xdp_md, q: *mut SockQuery) -> u32 {
     let frame = XdpContext::new(ctx);
     let (src, dst) = (q.src as usize, q.dst as usize);
     // Built from the member the helper reads (the IPv4 one's 12 bytes, or
-    // the IPv6 one's 36), not zeroed first (see `Gue`).
+    // the IPv6 one's 36), not zeroed first (rule 3).
     let (tuple, size) = if q.v6 != 0 {
         let (Some(s), Some(d)) = (View::<16>::at(&frame, src), View::<16>::at(&frame, dst)) else {
             return SOCK_NONE;
@@ -732,7 +723,7 @@ extern "C" fn redirect_sock_check(ctx: *mut xdp_md, q: *mut SockQuery) -> u32 {
     // The headers the cookie check reads, copied to the stack when a
     // listener is found: the TCP header's length is only known at run
     // time, which the verifier accepts for a helper's stack buffer, not
-    // for packet memory. Not zeroed (see `Gue`): `bpf_xdp_load_bytes`
+    // for packet memory. Not zeroed (rule 3): `bpf_xdp_load_bytes`
     // fills them, and the cookie check reads them only when it has (the
     // verifier, too, takes them as written up to the largest length it may
     // be given).
@@ -931,7 +922,7 @@ extern "C" fn redirect_forward(ctx: *mut xdp_md, g: *const Gue) -> u32 {
         )
     };
     // Rebuilt from their bytes: written as they are, the arrays are
-    // copied from the request with `memmove` calls (see `Gue`).
+    // copied from the request with `memmove` calls (rule 3).
     let ([d0, d1, d2, d3, d4, d5], [s0, s1, s2, s3, s4, s5]) = (dmac, smac);
     if !(write(&ctx, 0, [d0, d1, d2, d3, d4, d5]) && write(&ctx, 6, [s0, s1, s2, s3, s4, s5])) {
         return XDP_DROP;
@@ -944,7 +935,7 @@ extern "C" fn redirect_forward(ctx: *mut xdp_md, g: *const Gue) -> u32 {
     }
 }
 
-/// A `bpf_fib_lookup`, 8-byte aligned (see [`Gue`]).
+/// A `bpf_fib_lookup`, 8-byte aligned (rule 4).
 #[repr(C, align(8))]
 struct FibRequest(bpf_fib_lookup);
 
@@ -952,8 +943,8 @@ impl FibRequest {
     /// Zeroes `request` in place, with volatile word stores. The helper
     /// reads all of it, so the verifier wants every byte initialised, and
     /// a request has fewer fields to fill in than zero bytes: LLVM merges
-    /// plain zero stores of 16 bytes or more into a `memset` call (see
-    /// `Gue`), volatile ones not. In place, because LLVM would turn a copy
+    /// plain zero stores of 16 bytes or more into a `memset` call (rule
+    /// 3), volatile ones not. In place, because LLVM would turn a copy
     /// of the zeroed request into a `memset` too.
     #[inline(always)]
     fn zero(request: &mut MaybeUninit<FibRequest>) -> &mut FibRequest {

@@ -3,7 +3,7 @@
 //! place, the ICMPv4 frag-needed or ICMPv6 packet-too-big a router would
 //! send the client, from the VIP, back out of the interface it came in by.
 //!
-//! A cold path: one global BPF function, called from one place in
+//! A cold path: one global BPF function (rule 5 of the crate's `lib.rs`), called from one place in
 //! `director`, which the verifier checks once (not once per path that
 //! reaches it) and which costs the packets that fit nothing but the check
 //! that sends the others here.
