@@ -39,10 +39,8 @@ fn micros(text: &str) -> Option<f64> {
         (n, 1.0)
     } else if let Some(n) = text.strip_suffix("ms") {
         (n, 1e3)
-    } else if let Some(n) = text.strip_suffix('s') {
-        (n, 1e6)
     } else {
-        return None;
+        (text.strip_suffix('s')?, 1e6)
     };
     num.parse::<f64>().ok().map(|v| v * scale)
 }
