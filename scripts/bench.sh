@@ -70,10 +70,12 @@ plot() { # FILE ALT: a plot's link, if the plot was written
   plot scale.svg "Director cost above the floor by VIPs and tables"
   echo
   echo "Targets (issue [10]): the cost flat within noise from 1 to 10,000 VIPs and 1"
-  echo "to 256 tables. The maps hold 256 binds (so 256 VIPs of one bind each) and 16"
-  echo "tables; 10,000 VIPs and 256 tables need a map layout with larger limits"
-  echo "(\`proto::maps\`; 256 tables would take 256 MiB of rows at 1 MiB each), and are"
-  echo "not measured. Within the limits, compare the rows above with their load range."
+  echo "to 256 tables. The maps hold 256 binds and 16 tables, so one bind per VIP"
+  echo "stops at 256 VIPs, and 256 tables are not measured: they need a map layout"
+  echo "with larger limits (\`proto::maps\`; at 1 MiB of rows per table, 256 MiB)."
+  echo "More than 10,000 VIPs are measured as one CIDR bind (the last row; an IPv6"
+  echo "packet, so compare it with the IPv6 rows of the director table). Compare the"
+  echo "rows with their load ranges: differences inside them are this host's noise."
   echo
   cat "$data/redirect.md"
   echo

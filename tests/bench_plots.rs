@@ -93,12 +93,13 @@ fn bars(
     Ok(())
 }
 
-/// Lines with points; `log` sets logarithmic axes (both).
+/// Lines with points; `log` sets logarithmic axes (both); the legend
+/// goes where `legend` says.
 fn lines(
     path: &Path,
     title: &str,
     (x_label, y_label): (&str, &str),
-    log: bool,
+    (log, legend): (bool, SeriesLabelPosition),
     series: &[(&str, Vec<(f64, f64)>)],
 ) -> Result<()> {
     let root = SVGBackend::new(path, (900, 520)).into_drawing_area();
@@ -148,7 +149,7 @@ fn lines(
                 .configure_series_labels()
                 .background_style(WHITE.mix(0.8))
                 .border_style(BLACK)
-                .position(SeriesLabelPosition::UpperRight)
+                .position(legend.clone())
                 .draw()?;
         }};
     }
@@ -233,7 +234,7 @@ fn main() -> Result<()> {
                 "Director above floor by VIPs and tables, ns (BPF_PROG_TEST_RUN, detached) - {tag}"
             ),
             ("VIPs", "ns per packet above the floor"),
-            false,
+            (false, SeriesLabelPosition::LowerRight),
             &series,
         )?;
     }
@@ -245,7 +246,7 @@ fn main() -> Result<()> {
             &out.join("table.svg"),
             &format!("Table build and update, ms (65,536 rows x 1 + 2 hops, user space) - {tag}"),
             ("backends", "ms (median)"),
-            true,
+            (true, SeriesLabelPosition::UpperLeft),
             &[
                 ("full build", col(2)),
                 ("drain one", col(3)),
@@ -263,7 +264,7 @@ fn main() -> Result<()> {
             &out.join("moved.svg"),
             &format!("Rows moved per change, % of rows (table builder, user space) - {tag}"),
             ("backends N", "% of rows whose primary changes"),
-            true,
+            (true, SeriesLabelPosition::UpperRight),
             &[
                 ("add one: measured", col(1)),
                 ("remove one: measured", col(3)),

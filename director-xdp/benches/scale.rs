@@ -29,7 +29,19 @@ const RUNS: usize = 2000;
 /// (VIPs, tables) measured: each VIP is one bind (TCP port 80) of table
 /// `vip % tables`. The limits of the maps are `MAX_BINDS` binds and
 /// `MAX_TABLES` tables.
-const CASES: [(usize, usize); 6] = [(1, 1), (100, 1), (256, 1), (16, 16), (100, 16), (256, 16)];
+/// The last case, 16,384 VIPs, is one IPv6 bind of a /114 prefix instead
+/// (the LPM trie's path): the way a config holds more VIPs than binds.
+const CASES: [(usize, usize); 7] = [
+    (1, 1),
+    (100, 1),
+    (256, 1),
+    (16, 16),
+    (100, 16),
+    (256, 16),
+    (CIDR_VIPS, 1),
+];
+const CIDR_VIPS: usize = 1 << 14;
+const CIDR_PREFIX: &str = "2001:db8:10::";
 
 /// VIP `k` (`k` < 256): 203.0.113.k.
 fn vip(k: usize) -> Ipv4Addr {
@@ -41,6 +53,21 @@ fn vip(k: usize) -> Ipv4Addr {
 fn config(example: &Config, vips: usize, tables: usize) -> Config {
     let web = example.table("web").expect("table web");
     let mut config = example.clone();
+    if vips == CIDR_VIPS {
+        let mut table = web.clone();
+        table.name = "t0".into();
+        table.binds = vec![Bind {
+            prefix: Prefix {
+                addr: CIDR_PREFIX.parse().expect("literal"),
+                len: 114,
+            },
+            proto: Proto::Tcp,
+            port_start: 80,
+            port_end: 80,
+        }];
+        config.tables = vec![table];
+        return config;
+    }
     config.tables = (0..tables)
         .map(|t| {
             let mut table = web.clone();
@@ -61,6 +88,30 @@ fn config(example: &Config, vips: usize, tables: usize) -> Config {
         })
         .collect();
     config
+}
+
+/// An IPv6 TCP SYN 40000 -> 80 to the last address of the /114 VIP.
+fn eth_ipv6_syn() -> Vec<u8> {
+    let mut f = vec![0x02, 0, 0, 0, 0, 0x01, 0x02, 0, 0, 0, 0, 0x02, 0x86, 0xdd];
+    f.extend_from_slice(&[0x60, 0, 0, 0, 0, 20, 6, 64]);
+    f.extend_from_slice(
+        &"2001:db8:1::7"
+            .parse::<std::net::Ipv6Addr>()
+            .expect("literal")
+            .octets(),
+    );
+    let mut dst = CIDR_PREFIX
+        .parse::<std::net::Ipv6Addr>()
+        .expect("literal")
+        .octets();
+    dst[14] = 0x3f;
+    dst[15] = 0xff;
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&[
+        0x9c, 0x40, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xfa, 0xf0,
+    ]);
+    f.extend_from_slice(&[0, 0, 0, 0]);
+    f
 }
 
 fn eth_ipv4_syn(dst: Ipv4Addr) -> Vec<u8> {
@@ -207,7 +258,13 @@ fn main() {
     }
     let packets: Vec<Vec<u8>> = CASES
         .iter()
-        .map(|&(vips, _)| eth_ipv4_syn(vip(vips - 1)))
+        .map(|&(vips, _)| {
+            if vips == CIDR_VIPS {
+                eth_ipv6_syn()
+            } else {
+                eth_ipv4_syn(vip(vips - 1))
+            }
+        })
         .collect();
     let mut out = vec![0u8; 2048];
     // Per case, load, program (floor, director): batch means.
@@ -235,7 +292,9 @@ fn main() {
          loads per case, the median of {BATCHES} batch means of {RUNS} runs per load, all cases \
          interleaved; the figure is the median over loads. The maps hold at most {MAX_BINDS} binds \
          and {MAX_TABLES} tables (`proto::maps::MAX_BINDS`, `MAX_TABLES`), so 256 VIPs and 16 \
-         tables are the largest cases that load.\n"
+         tables are the largest cases that load with one bind per VIP; the last row holds \
+         {CIDR_VIPS} VIPs in one bind, an IPv6 /114 prefix (`{CIDR_PREFIX}/114`, looked up in \
+         the LPM trie), and its packet is an IPv6 TCP SYN to the prefix's last address.\n"
     );
     println!(
         "| VIPs | tables | floor (`XDP_TX`) | director above floor | lowest to highest load |"
@@ -257,6 +316,12 @@ fn main() {
             .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
                 (lo.min(p.1), hi.max(p.1))
             });
+        if vips == CIDR_VIPS {
+            println!(
+                "| {vips} (one /114 bind, IPv6) | {tables} | {floor:.1} | {above:.1} | {lo:.1} to {hi:.1} |"
+            );
+            continue;
+        }
         println!("| {vips} | {tables} | {floor:.1} | {above:.1} | {lo:.1} to {hi:.1} |");
         tsv.push_str(&format!(
             "{vips}\t{tables}\t{floor:.2}\t{above:.2}\t{lo:.2}\t{hi:.2}\n"
