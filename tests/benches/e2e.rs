@@ -222,6 +222,14 @@ fn run() -> io::Result<()> {
             "does not hold in this run"
         }
     );
+    println!(
+        "\nWhat the VIP path adds to each request: two more crossings of the lab's switch (client \
+         to director, director to backend) and two XDP programs (the director's encapsulation, \
+         the redirect module's decapsulation); replies take the same path both ways. In the lab \
+         each crossing is a veth hop, run in softirq on the same CPUs as `wrk` and nginx (two \
+         here), so that work also waits behind them, which the tail (p99) shows more than the \
+         median."
+    );
     if let Some(dir) = std::env::var_os("BENCH_DATA") {
         std::fs::write(std::path::Path::new(&dir).join("e2e.tsv"), tsv)?;
     }
