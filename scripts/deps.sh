@@ -19,6 +19,7 @@ APT_PACKAGES=(
   openssl # the health checker's HTTPS lab test makes its certificates
   bird2 # the fleet lab: BGP between the directors and the router
   chromium # the status page's test, in headless Chromium
+  nginx-light wrk # make bench: the end-to-end HTTP benchmark's server and load
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -744,6 +744,73 @@ impl Drop for Scratch {
     }
 }
 
+/// For the lab benchmarks (`make bench`), which run long: blocks SIGINT,
+/// SIGTERM and SIGHUP in every thread (threads started later inherit the
+/// mask) and starts a thread that waits for them, then stops this
+/// process's children (servers, load generators, daemons), deletes every
+/// namespace [`Netns::new`] made for this process and exits. Call it
+/// first, before any thread starts.
+pub fn clean_up_on_signals(what: &'static str) -> io::Result<()> {
+    // SAFETY: sigset_t is plain data, initialised by sigemptyset before use;
+    // pthread_sigmask only changes the calling thread's mask.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(&mut set, sig);
+        }
+        if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
+            return Err(io::Error::other("pthread_sigmask failed"));
+        }
+        set
+    };
+    std::thread::spawn(move || {
+        let mut sig: libc::c_int = 0;
+        // SAFETY: `set` is a valid, initialised signal set; `sig` is live.
+        if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
+            return;
+        }
+        let me = std::process::id();
+        for child in children_of(me) {
+            // SAFETY: kill(2) on a pid read from /proc; at worst ESRCH.
+            unsafe { libc::kill(child as libc::pid_t, libc::SIGTERM) };
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let infix = format!("-{me}-");
+        if let Ok(list) = std::fs::read_dir("/run/netns") {
+            for entry in list.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with("glbt-") && name.contains(&infix) {
+                    let _ = Command::new("ip").args(["netns", "delete", &name]).output();
+                }
+            }
+        }
+        eprintln!("{what}: interrupted (signal {sig}), children stopped, namespaces removed");
+        std::process::exit(128 + sig);
+    });
+    Ok(())
+}
+
+/// The pids whose parent is `pid` (from /proc/PID/stat).
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|s| {
+                    // The field after the parenthesised command name: state, then ppid.
+                    let rest = &s[s.rfind(')')? + 1..];
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(pid)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -55,8 +55,23 @@ fn ms(d: Duration) -> String {
     format!("{:.3}", d.as_secs_f64() * 1e3)
 }
 
+/// Share of rows whose primary (the backend new flows go to) differs
+/// between `a` and `b`.
+fn moved(a: &Rendezvous, b: &Rendezvous) -> f64 {
+    let changed = a
+        .row_addrs()
+        .zip(b.row_addrs())
+        .filter(|(x, y)| x.primary() != y.primary())
+        .count();
+    changed as f64 / a.rows().len() as f64
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; nothing else is taken.
+    let data = std::env::var_os("BENCH_DATA").map(std::path::PathBuf::from);
+    let mut times_tsv =
+        String::from("backends\tfamily\tfull_ms\tdrain_ms\tunhealthy_ms\tadd_ms\tremove_ms\n");
+    let mut moved_rows: Vec<(usize, f64, f64)> = Vec::new();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("### Table builder (`proto::table::Rendezvous`)\n");
     println!(
@@ -122,6 +137,24 @@ fn main() {
                 t
             },
         );
+        if !v6 {
+            let mut added = built.clone();
+            added
+                .add(Backend::new(newcomer, BackendState::Active))
+                .expect("new backend");
+            let mut removed = built.clone();
+            removed.remove(victim).expect("known backend");
+            moved_rows.push((n, moved(&built, &added), moved(&built, &removed)));
+        }
+        times_tsv.push_str(&format!(
+            "{n}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+            if v6 { "IPv6" } else { "IPv4" },
+            ms(full.0),
+            ms(drain.0),
+            ms(sick.0),
+            ms(add.0),
+            ms(remove.0)
+        ));
         let cell = |(med, min): (Duration, Duration)| format!("{} ({})", ms(med), ms(min));
         println!(
             "| {n} | {} | {} | {} | {} | {} | {} |",
@@ -132,5 +165,29 @@ fn main() {
             cell(add),
             cell(remove)
         );
+    }
+    println!(
+        "\nRows moved per change: the share of the 65,536 rows whose primary (the backend new \
+         flows go to) changes when one backend is added to N, or one of N removed, against the \
+         ideal of a consistent table, 1/(N+1) and 1/N.\n"
+    );
+    println!("| backends N | add one: moved | ideal 1/(N+1) | remove one: moved | ideal 1/N |");
+    println!("|---:|---:|---:|---:|---:|");
+    let mut moved_tsv =
+        String::from("backends\tadd_moved\tadd_ideal\tremove_moved\tremove_ideal\n");
+    for (n, add, remove) in &moved_rows {
+        let (ia, ir) = (1.0 / (*n as f64 + 1.0), 1.0 / *n as f64);
+        println!(
+            "| {n} | {:.3}% | {:.3}% | {:.3}% | {:.3}% |",
+            add * 100.0,
+            ia * 100.0,
+            remove * 100.0,
+            ir * 100.0
+        );
+        moved_tsv.push_str(&format!("{n}\t{add:.6}\t{ia:.6}\t{remove:.6}\t{ir:.6}\n"));
+    }
+    if let Some(dir) = data {
+        std::fs::write(dir.join("table.tsv"), times_tsv).expect("writing table.tsv");
+        std::fs::write(dir.join("moved.tsv"), moved_tsv).expect("writing moved.tsv");
     }
 }
