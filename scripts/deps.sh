@@ -29,8 +29,9 @@ if ((${#missing[@]})); then
   log "installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  # No service starts while installing: bird2 would start a BIRD in the
-  # root namespace, and the labs run their own, one per namespace.
+  # No service starts while installing: bird2 and nginx-light would start
+  # a BIRD and an nginx in the root namespace, and the labs run their own,
+  # one per namespace.
   policy=/usr/sbin/policy-rc.d
   own_policy=0
   if [[ ! -e $policy ]]; then
@@ -39,12 +40,15 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   ((own_policy)) && rm -f "$policy"
 fi
-# BIRD belongs to the labs' namespaces only: the package's own service
-# stays off (on hosts that run systemd; without it nothing started it).
-if [[ -d /run/systemd/system ]] && systemctl is-enabled --quiet bird 2>/dev/null; then
-  log "disabling the system bird.service (the labs run BIRD per namespace)"
-  systemctl disable --now bird >/dev/null 2>&1 || true
-fi
+# BIRD and nginx belong to the labs' namespaces only: the packages' own
+# services stay off (on hosts that run systemd; without it nothing started
+# them).
+for service in bird nginx; do
+  if [[ -d /run/systemd/system ]] && systemctl is-enabled --quiet "$service" 2>/dev/null; then
+    log "disabling the system $service.service (the labs run their own, per namespace)"
+    systemctl disable --now "$service" >/dev/null 2>&1 || true
+  fi
+done
 
 # --- Rust toolchains ----------------------------------------------------------
 if ! command -v rustup >/dev/null 2>&1; then
