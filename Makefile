@@ -21,13 +21,16 @@ build: deps
 lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) fmt --manifest-path director-xdp/ebpf/Cargo.toml -- --check
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) clippy --manifest-path director-xdp/ebpf/Cargo.toml --target-dir target/ebpf-lint -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
+	$(CARGO) clippy --manifest-path director-xdp/ebpf/Cargo.toml --target-dir target/ebpf-lint --all-features -- -D warnings
 
 # Unit, property, vector and CLI tests, and the data-plane tests that run the
-# eBPF programs in the kernel (root).
+# eBPF programs in the kernel (root), on the objects as users run them; then
+# the benchmark's reference programs, which only the `bench` feature builds
+# into the objects.
 test: deps lint
 	$(CARGO) test --workspace
+	$(CARGO) test -p director-xdp --features bench --test test_run --test object
 
 demo: deps
 	@bash scripts/demo.sh

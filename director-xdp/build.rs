@@ -39,10 +39,18 @@ fn main() -> anyhow::Result<()> {
     let root_dir = ebpf_dir
         .to_str()
         .ok_or_else(|| anyhow!("eBPF crate path {} is not UTF-8", ebpf_dir.display()))?;
+    // This crate's `bench` feature is the eBPF crate's: the benchmark's
+    // reference programs are built into the objects only then.
+    let features: &[&str] = if env::var_os("CARGO_FEATURE_BENCH").is_some() {
+        &["bench"]
+    } else {
+        &[]
+    };
     aya_build::build_ebpf(
         [aya_build::Package {
             name: EBPF_PACKAGE,
             root_dir,
+            features,
             ..Default::default()
         }],
         aya_build::Toolchain::Custom(EBPF_TOOLCHAIN),

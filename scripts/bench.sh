@@ -13,22 +13,26 @@ trap 'rm -rf "$data"' EXIT
 export BENCH_DATA=$data
 
 step() { printf '[bench] %s\n' "$*" >&2; }
-bench() { # PACKAGE NAME: runs one bench target, its Markdown into $data/NAME.md
-  step "$2"
+bench() { # PACKAGE NAME [CARGO ARGS]: runs one bench target, its Markdown into $data/NAME.md
+  local package=$1 name=$2
+  shift 2
+  step "$name"
   local t0=$SECONDS
-  cargo bench -q -p "$1" --bench "$2" >"$data/$2.md"
-  step "$2: $((SECONDS - t0)) s"
+  cargo bench -q -p "$package" "$@" --bench "$name" >"$data/$name.md"
+  step "$name: $((SECONDS - t0)) s"
 }
 
 # The lab benches start the workspace's binaries as users run them (the
 # release builds, next to the bench executables).
 step "building (release)"
 cargo build -q --release --workspace --bins
+# `--features bench`: the objects with the reference programs (`bench_floor`
+# and the others), which the objects users run do not carry.
 bench proto table
-bench director-xdp director
-bench director-xdp scale
-bench lab-tests redirect
-bench lab-tests throughput
+bench director-xdp director --features bench
+bench director-xdp scale --features bench
+bench lab-tests redirect --features bench
+bench lab-tests throughput --features bench
 bench lab-tests e2e
 
 machine="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores"
@@ -51,7 +55,9 @@ plot() { # FILE ALT: a plot's link, if the plot was written
   echo "ratios measured in one run are compared. Each section says its method and"
   echo "whether the program ran attached to an interface (reached through the XDP"
   echo "dispatcher, as in production) or detached (\`BPF_PROG_TEST_RUN\`): the same"
-  echo "program costs a few ns less attached."
+  echo "program costs a few ns less attached. The reference programs (\`bench_floor\`,"
+  echo "\`bench_min_encap\`, \`bench_siphash\`) are built into the objects for"
+  echo "\`make bench\` only (the \`bench\` feature); the objects users run do not carry them."
   echo
   echo "Machine: $machine, kernel $(uname -r), $(rustc --version | cut -d' ' -f1-2), $date."
   echo "Every plot's title names its method, the machine and the date."

@@ -30,8 +30,13 @@ pub const DIRECTOR_PROGRAM: &str = "director";
 /// Name of the backend-side redirect module's XDP program in its object.
 pub const REDIRECT_PROGRAM: &str = "redirect";
 
+/// Passes every frame: for the peer end of a veth, which must run XDP for
+/// frames sent with `XDP_TX` to reach it (labs, and backends on veths).
+pub const PASS_PROGRAM: &str = "pass";
+
 /// Benchmark reference program: returns `XDP_TX` and does nothing else (in
-/// both objects).
+/// both objects). Like every `BENCH_*` program, it is in the objects only
+/// when this crate is built with its `bench` feature ([`BENCH_PROGRAMS`]).
 pub const BENCH_FLOOR_PROGRAM: &str = "bench_floor";
 
 /// Benchmark reference program: grows the head by 40 bytes, writes a
@@ -43,17 +48,27 @@ pub const BENCH_MIN_ENCAP_PROGRAM: &str = "bench_min_encap";
 /// returns `XDP_TX` (`XDP_DROP` for a shorter frame or a hash of zero).
 pub const BENCH_SIPHASH_PROGRAM: &str = "bench_siphash";
 
-/// Passes every frame: for the peer end of a veth, which must run XDP for
-/// frames sent with `XDP_TX` to reach it (labs, and backends on veths).
-pub const PASS_PROGRAM: &str = "pass";
-
-/// Every XDP program of the director's object.
-pub const PROGRAMS: [&str; 5] = [
-    DIRECTOR_PROGRAM,
+/// The benchmark's reference programs, built into the objects only with the
+/// `bench` feature (`make bench` turns it on; the objects users run do not
+/// carry them).
+pub const BENCH_PROGRAMS: [&str; 3] = [
     BENCH_FLOOR_PROGRAM,
     BENCH_MIN_ENCAP_PROGRAM,
     BENCH_SIPHASH_PROGRAM,
+];
+
+/// Every XDP program of the director's object.
+#[cfg(not(feature = "bench"))]
+pub const PROGRAMS: &[&str] = &[DIRECTOR_PROGRAM, PASS_PROGRAM];
+
+/// Every XDP program of the director's object.
+#[cfg(feature = "bench")]
+pub const PROGRAMS: &[&str] = &[
+    DIRECTOR_PROGRAM,
     PASS_PROGRAM,
+    BENCH_FLOOR_PROGRAM,
+    BENCH_MIN_ENCAP_PROGRAM,
+    BENCH_SIPHASH_PROGRAM,
 ];
 
 /// The director's ELF object, built from `ebpf/` by `build.rs`; its binary
@@ -70,8 +85,8 @@ pub fn director_object() -> &'static [u8] {
     DIRECTOR_OBJECT
 }
 
-/// The embedded eBPF object holding the redirect module (and a
-/// `bench_floor` to measure it against).
+/// The embedded eBPF object holding the redirect module (and, with the
+/// `bench` feature, a `bench_floor` to measure it against).
 pub fn redirect_object() -> &'static [u8] {
     REDIRECT_OBJECT
 }

@@ -49,3 +49,53 @@ fn the_director_calls_no_memory_builtins() {
 fn the_redirect_module_calls_no_memory_builtins() {
     assert_no_builtin_calls("redirect module", director_xdp::redirect_object());
 }
+
+/// The XDP programs of `elf`: the global functions of its `xdp` section.
+fn xdp_programs(elf: &[u8]) -> Vec<String> {
+    let file = object::File::parse(elf).expect("an ELF object");
+    let mut programs: Vec<String> = file
+        .symbols()
+        .filter(|s| s.is_global() && s.kind() == object::SymbolKind::Text)
+        .filter(|s| {
+            s.section_index()
+                .and_then(|i| file.section_by_index(i).ok())
+                .is_some_and(|section| section.name() == Ok("xdp"))
+        })
+        .map(|s| s.name().expect("a symbol name").to_string())
+        .collect();
+    programs.sort();
+    programs
+}
+
+/// Built as users run them, the objects hold their programs and nothing
+/// for the benchmark.
+#[cfg(not(feature = "bench"))]
+#[test]
+fn the_objects_carry_no_benchmark_program_without_the_bench_feature() {
+    let mut director = director_xdp::PROGRAMS.to_vec();
+    director.sort();
+    assert_eq!(xdp_programs(director_xdp::director_object()), director);
+    assert_eq!(
+        xdp_programs(director_xdp::redirect_object()),
+        [director_xdp::REDIRECT_PROGRAM]
+    );
+}
+
+/// With the `bench` feature (`make bench`), the references are there too.
+#[cfg(feature = "bench")]
+#[test]
+fn the_bench_feature_adds_the_benchmark_programs() {
+    let mut director = director_xdp::PROGRAMS.to_vec();
+    director.sort();
+    assert_eq!(xdp_programs(director_xdp::director_object()), director);
+    for name in director_xdp::BENCH_PROGRAMS {
+        assert!(director.contains(&name), "{name} in the director's object");
+    }
+    assert_eq!(
+        xdp_programs(director_xdp::redirect_object()),
+        [
+            director_xdp::BENCH_FLOOR_PROGRAM,
+            director_xdp::REDIRECT_PROGRAM
+        ]
+    );
+}

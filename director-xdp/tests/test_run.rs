@@ -12,9 +12,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use aya::programs::{TestRun as _, TestRunOptions, Xdp};
-use director_xdp::{
-    BENCH_FLOOR_PROGRAM, BENCH_MIN_ENCAP_PROGRAM, BENCH_SIPHASH_PROGRAM, Dataplane, bind_ids,
-};
+use director_xdp::{Dataplane, bind_ids};
 use proto::config::{Config, HashFields};
 use proto::flow::{Flow, flow_hash, gue_source_port, row_of};
 use proto::maps::{DirectorStat, HASH_DST_PORT, HASH_SRC_PORT};
@@ -538,25 +536,31 @@ fn unresolved_mac_without_gateway_is_an_encap_failure() {
     assert_eq!(stats.get(DirectorStat::Encapsulated), 0);
 }
 
+// The benchmark's references: `make test` runs these with the `bench`
+// feature, which builds them into the object.
+#[cfg(feature = "bench")]
 #[test]
 fn bench_floor_transmits_the_frame_untouched() {
     let mut dp = loaded(&example(), &no_macs);
     let received = frame(None, &ipv4(CLIENT_V4, WEB_VIP, 6, &tcp(40000, 80)));
 
-    let program = dp.load_program(BENCH_FLOOR_PROGRAM).expect("bench_floor");
+    let program = dp
+        .load_program(director_xdp::BENCH_FLOOR_PROGRAM)
+        .expect("bench_floor");
     let (verdict, out) = run(program, &received);
 
     assert_eq!(verdict, XDP_TX);
     assert_eq!(out, received);
 }
 
+#[cfg(feature = "bench")]
 #[test]
 fn bench_min_encap_prepends_40_bytes_and_writes_54() {
     let mut dp = loaded(&example(), &no_macs);
     let received = frame(None, &ipv4(CLIENT_V4, WEB_VIP, 6, &tcp(40000, 80)));
 
     let program = dp
-        .load_program(BENCH_MIN_ENCAP_PROGRAM)
+        .load_program(director_xdp::BENCH_MIN_ENCAP_PROGRAM)
         .expect("bench_min_encap");
     let (verdict, out) = run(program, &received);
 
@@ -577,6 +581,7 @@ fn bench_min_encap_prepends_40_bytes_and_writes_54() {
     assert_eq!(&out[54..], &received[14..], "the IP packet after 54 bytes");
 }
 
+#[cfg(feature = "bench")]
 #[test]
 fn bench_siphash_transmits_frames_of_32_bytes_or_more_untouched() {
     let mut dp = loaded(&example(), &no_macs);
@@ -589,7 +594,7 @@ fn bench_siphash_transmits_frames_of_32_bytes_or_more_untouched() {
     assert_ne!(h.finish(0, 16), 0, "a hash of zero would be dropped");
 
     let program = dp
-        .load_program(BENCH_SIPHASH_PROGRAM)
+        .load_program(director_xdp::BENCH_SIPHASH_PROGRAM)
         .expect("bench_siphash");
     let (verdict, out) = run(program, &received);
     assert_eq!(verdict, XDP_TX);

@@ -241,22 +241,3 @@ pub fn flow_hash(
     }
     Some(a.finish())
 }
-
-/// For the `bench_siphash` reference: the hash [`flow_hash`] takes of an
-/// IPv6 source address alone (GLB's default fields), with the key state
-/// and the message both read from the frame's first 32 bytes, so that
-/// nothing is known when the object is compiled. `None` if the frame is
-/// shorter.
-#[inline(always)]
-pub fn bench_siphash(ctx: &XdpContext) -> Option<u64> {
-    let b = View::<32>::at(ctx, 0)?;
-    let mut h = SipHasher24::from_state([
-        b.u64_raw::<0>(),
-        b.u64_raw::<8>(),
-        b.u64_raw::<16>(),
-        b.u64_raw::<24>(),
-    ]);
-    h.write_word(b.u64_raw::<16>());
-    h.write_word(b.u64_raw::<24>());
-    Some(h.finish(0, 16))
-}

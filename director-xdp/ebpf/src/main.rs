@@ -7,9 +7,9 @@
 //!   `encap::director_ipip`), to the row's primary (`XDP_TX`); a packet
 //!   too big for the path MTU once wrapped is answered with an ICMP error
 //!   instead (`too_big`). Everything else passes untouched.
-//! - `bench_floor`, `bench_min_encap` and `bench_siphash`: references for
-//!   the benchmark (the cost of `XDP_TX` alone, of the smallest possible
-//!   encapsulation, and of the director's hash of an IPv6 address alone).
+//! - `pass`: passes every frame (for the peer end of a veth in labs).
+//! - With the crate's `bench` feature only, the benchmark's references
+//!   (`bench`).
 //!
 //! The program never returns `XDP_ABORTED`: a packet it cannot handle is
 //! passed (not ours) or dropped and counted (ours but broken).
@@ -30,6 +30,8 @@
 #![no_std]
 #![no_main]
 
+#[cfg(feature = "bench")]
+mod bench;
 mod encap;
 mod hash;
 mod too_big;
@@ -251,36 +253,6 @@ fn count_backend<const UNDO: bool>(backend: u32, len: u64) {
 #[xdp]
 pub fn pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
-}
-
-/// Benchmark reference: the cost of the XDP_TX path alone.
-#[xdp]
-pub fn bench_floor(_ctx: XdpContext) -> u32 {
-    xdp_action::XDP_TX
-}
-
-/// Benchmark reference: the least an encapsulating director must do (grow
-/// the head by 40 bytes, write 54 constant bytes, transmit).
-#[xdp]
-pub fn bench_min_encap(ctx: XdpContext) -> u32 {
-    if encap::bench_min_encap(&ctx) {
-        xdp_action::XDP_TX
-    } else {
-        xdp_action::XDP_DROP
-    }
-}
-
-/// Benchmark reference: the director's default hash of an IPv6 client
-/// address (SipHash-2-4 of 16 bytes from a key state of 4 words), alone,
-/// on the frame's first 32 bytes; `XDP_TX`. `XDP_DROP` for a shorter
-/// frame, or a hash of zero: branching on the hash keeps LLVM from
-/// dropping it.
-#[xdp]
-pub fn bench_siphash(ctx: XdpContext) -> u32 {
-    match hash::bench_siphash(&ctx) {
-        Some(h) if h != 0 => xdp_action::XDP_TX,
-        _ => xdp_action::XDP_DROP,
-    }
 }
 
 #[inline(always)]

@@ -980,7 +980,9 @@ fn ipv4_checksum(h: &[u8; ipv4::HLEN]) -> u16 {
 }
 
 /// Benchmark reference: the cost of the XDP_TX path alone (as the
-/// director's object has it), measured beside `redirect`.
+/// director's object has it), measured beside `redirect`; built only with
+/// the crate's `bench` feature.
+#[cfg(feature = "bench")]
 #[xdp]
 pub fn bench_floor(_ctx: XdpContext) -> u32 {
     aya_ebpf::bindings::xdp_action::XDP_TX
