@@ -250,6 +250,15 @@ fn parse_backend(
             }
         };
         let field = format!("{at}.{key}");
+        if kind == Kind::Gue && table.encap == proto::Encap::Ipip {
+            // Not refused: a backend of an `ipip` table may run the agent,
+            // which answers it. One that does not would be marked
+            // unreachable for good, and leave every row.
+            warnings.push(format!(
+                "{field}: table \"{}\" sends IP-in-IP; a gue check passes only if the backend runs the redirect agent (redirect-xdp), so a backend without it would be marked unreachable: check it with http or tcp",
+                table.name
+            ));
+        }
         let o: Options = match v {
             Value::Number(_) => Options {
                 port: Some(
@@ -475,6 +484,29 @@ mod tests {
                 .ends_with("healthchecks.http: 70000 is not a port (1-65535)"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_gue_check_in_an_ipip_table_is_probed_and_warned_about() {
+        let c = config(&format!(
+            r#"{{"name":"web",{KEYS},"encap":"ipip","backends":[{{"ip":"198.51.100.11","healthchecks":{{"gue":19523,"http":80}}}}]}}"#
+        ));
+        let p = Plan::from_config(&c, &Settings::from_values(None, None).unwrap()).unwrap();
+        assert_eq!(p.checks.len(), 2, "{:?}", p.checks);
+        assert_eq!(
+            p.warnings,
+            [
+                "table \"web\".backends[0] (198.51.100.11).healthchecks.gue: table \"web\" sends IP-in-IP; \
+              a gue check passes only if the backend runs the redirect agent (redirect-xdp), so a \
+              backend without it would be marked unreachable: check it with http or tcp"
+            ]
+        );
+
+        let gue = config(&format!(
+            r#"{{"name":"web",{KEYS},"backends":[{{"ip":"198.51.100.11","healthchecks":{{"gue":19523}}}}]}}"#
+        ));
+        let p = Plan::from_config(&gue, &Settings::from_values(None, None).unwrap()).unwrap();
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
     }
 
     #[test]
