@@ -19,6 +19,7 @@
 #![no_std]
 #![no_main]
 
+use core::ffi::c_void;
 use core::mem::MaybeUninit;
 
 use aya_ebpf::{
@@ -29,7 +30,7 @@ use aya_ebpf::{
     },
     helpers::generated::{
         bpf_fib_lookup as fib_lookup, bpf_redirect, bpf_sk_release, bpf_skc_lookup_tcp,
-        bpf_tcp_check_syncookie, bpf_xdp_adjust_head, bpf_xdp_load_bytes,
+        bpf_tcp_check_syncookie, bpf_xdp_adjust_head,
     },
     macros::{map, xdp},
     maps::{Array, HashMap, LpmTrie, PerCpuArray, lpm_trie::Key},
@@ -43,7 +44,7 @@ use proto::maps::{
 use proto::wire::{GLB_HEADER_LEN, GUE_HEADER_LEN, HLEN_UNIT, field};
 
 use director_xdp_ebpf::packet::{
-    View, WriteView, eth, frame_len, icmp, ipv4, ipv6, proto as ipproto, tcp, udp, write,
+    View, WriteView, eth, frame_len, icmp, ipv4, ipv6, proto as ipproto, ptr_at, tcp, udp, write,
 };
 
 /// Source prefixes GUE is accepted from: directors and other backends.
@@ -81,8 +82,6 @@ const TCP_FLAGS: usize = 13;
 const TCP_SYN: u8 = 0x02;
 const TCP_RST: u8 = 0x04;
 const TCP_ACK: u8 = 0x10;
-/// Largest TCP header (data offset 15).
-const TCP_MAX_HLEN: usize = 60;
 /// TTL / hop limit of a forwarded packet's outer header, as the director's.
 const OUTER_TTL: u8 = 64;
 const AF_INET: u8 = 2;
@@ -536,7 +535,7 @@ fn decide_inner<const V6: bool>(ctx: &XdpContext, g: &Gue) -> Outcome {
             cookie: u32::from(cookie),
             ip: g.inner,
             tcp: if cookie { l4 as u32 } else { 0 },
-            tcp_len: if cookie { doff as u32 } else { 0 },
+            _pad: 0,
         }
     } else if proto == icmp_proto {
         let Some(i) = View::<{ icmp::HLEN }>::at(ctx, l4) else {
@@ -581,7 +580,7 @@ fn decide_inner<const V6: bool>(ctx: &XdpContext, g: &Gue) -> Outcome {
             cookie: 0,
             ip: g.inner,
             tcp: 0,
-            tcp_len: 0,
+            _pad: 0,
         }
     } else {
         return Outcome::AcceptOther;
@@ -658,14 +657,14 @@ pub struct SockQuery {
     dport: u16,
     /// 1 for IPv6.
     v6: u32,
-    /// 1 for a pure ACK that may carry a SYN cookie (`tcp`, `tcp_len` and
-    /// `ip` are then set).
+    /// 1 for a pure ACK that may carry a SYN cookie, whose TCP header is
+    /// whole in the frame (`tcp` and `ip` are then set).
     cookie: u32,
     /// Offset of the inner IP header.
     ip: u32,
-    /// Offset and length of the TCP header.
+    /// Offset of the TCP header.
     tcp: u32,
-    tcp_len: u32,
+    _pad: u32,
 }
 
 const _: () = assert!(size_of::<SockQuery>() == 4 * 8);
@@ -719,100 +718,76 @@ extern "C" fn redirect_sock_check(ctx: *mut xdp_md, q: *mut SockQuery) -> u32 {
     let mut tuple = bpf_sock_tuple {
         __bindgen_anon_1: tuple,
     };
-
-    // The headers the cookie check reads, copied to the stack when a
-    // listener is found: the TCP header's length is only known at run
-    // time, which the verifier accepts for a helper's stack buffer, not
-    // for packet memory. Not zeroed (rule 3): `bpf_xdp_load_bytes`
-    // fills them, and the cookie check reads them only when it has (the
-    // verifier, too, takes them as written up to the largest length it may
-    // be given).
-    let mut ip = MaybeUninit::<[u8; ipv6::HLEN]>::uninit();
-    let mut th = MaybeUninit::<[u8; TCP_MAX_HLEN]>::uninit();
-    let ip_len: u32 = if q.v6 != 0 {
-        ipv6::HLEN as u32
-    } else {
-        ipv4::HLEN as u32
-    };
-    // Only a listener's answer needs them: loaded then, not before every
-    // lookup (most packets here belong to an established socket).
-    let cookie = q.cookie != 0;
-
-    let settings = RDR_SETTINGS.get(0);
-    let other = match settings {
-        Some(s) if s.flags & REDIRECT_NETNS != 0 => Some(u64::from(s.netns_id)),
-        _ => None,
-    };
-    let tcp_len = q.tcp_len & 0x3c;
-    let found = lookup_in(
-        ctx,
-        q,
-        &mut tuple,
-        size,
-        BPF_F_CURRENT_NETNS as u64,
-        cookie,
-        &mut ip,
-        ip_len,
-        &mut th,
-        tcp_len,
-    );
+    let found = lookup_in(&frame, q, &mut tuple, size, BPF_F_CURRENT_NETNS as u64);
     if found != SOCK_NONE {
         return found;
     }
-    match other {
-        Some(netns) => lookup_in(
-            ctx, q, &mut tuple, size, netns, cookie, &mut ip, ip_len, &mut th, tcp_len,
-        ),
-        None => SOCK_NONE,
+    // The other namespace, if configured: read only now, as most packets
+    // here belong to a socket of the interface's namespace.
+    match RDR_SETTINGS.get(0) {
+        Some(s) if s.flags & REDIRECT_NETNS != 0 => {
+            lookup_in(&frame, q, &mut tuple, size, u64::from(s.netns_id))
+        }
+        _ => SOCK_NONE,
     }
 }
 
+/// [`redirect_sock_check`] in the namespace `netns`, with the first `size`
+/// bytes of `tuple` (a separate argument: kept in a struct beside the
+/// tuple, LLVM merged its store with the tuple's and the verifier lost
+/// its value).
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 fn lookup_in(
-    ctx: *mut xdp_md,
+    frame: &XdpContext,
     q: &SockQuery,
     tuple: &mut bpf_sock_tuple,
     size: u32,
     netns: u64,
-    cookie: bool,
-    ip: &mut MaybeUninit<[u8; ipv6::HLEN]>,
-    ip_len: u32,
-    th: &mut MaybeUninit<[u8; TCP_MAX_HLEN]>,
-    tcp_len: u32,
 ) -> u32 {
     // SAFETY: a valid tuple of `size` bytes; the returned reference is
     // released below on every path.
-    let sk = unsafe { bpf_skc_lookup_tcp(ctx.cast(), tuple, size, netns, 0) };
+    let sk = unsafe { bpf_skc_lookup_tcp(frame.ctx.cast(), tuple, size, netns, 0) };
     if sk.is_null() {
         return SOCK_NONE;
     }
     // SAFETY: a live socket reference; `state` is readable on every socket.
     let state = unsafe { (*sk).state };
-    let mut found = SOCK_NONE;
-    if state != BPF_TCP_LISTEN {
-        found = SOCK_ESTABLISHED;
-    } else if cookie
-        && tcp_len >= 20
-        // SAFETY: the helper bounds-checks the frame; stack buffers of at
-        // least the lengths given (<= 40 and <= 60).
-        && unsafe {
-            bpf_xdp_load_bytes(ctx, q.ip, ip.as_mut_ptr().cast(), ip_len) == 0
-                && bpf_xdp_load_bytes(ctx, q.tcp, th.as_mut_ptr().cast(), tcp_len) == 0
-                && bpf_tcp_check_syncookie(
-                    sk.cast(),
-                    ip.as_mut_ptr().cast(),
-                    ip_len,
-                    th.as_mut_ptr().cast(),
-                    tcp_len,
-                ) == 0
-        }
-    {
-        found = SOCK_COOKIE;
-    }
+    let found = if state != BPF_TCP_LISTEN {
+        SOCK_ESTABLISHED
+    } else if q.cookie != 0 && cookie_valid(frame, q, sk.cast()) {
+        SOCK_COOKIE
+    } else {
+        SOCK_NONE
+    };
     // SAFETY: the reference from the lookup above, released once.
     unsafe { bpf_sk_release(sk.cast()) };
     found
+}
+
+/// Whether the listener `sk` validates the SYN cookie the ACK of `q`
+/// carries. The helper reads the IP header's addresses and the fixed TCP
+/// header (it checks only that the length given covers that), so both are
+/// handed to it in the frame, at constant lengths (rule 7 is for variable
+/// ones): no copy to the stack.
+#[inline(always)]
+fn cookie_valid(frame: &XdpContext, q: &SockQuery, sk: *mut c_void) -> bool {
+    let Some(th) = ptr_at::<[u8; tcp::HLEN]>(frame, q.tcp as usize) else {
+        return false;
+    };
+    let (ip, ip_len) = if q.v6 != 0 {
+        let Some(ip) = ptr_at::<[u8; ipv6::HLEN]>(frame, q.ip as usize) else {
+            return false;
+        };
+        (ip.cast::<c_void>(), ipv6::HLEN as u32)
+    } else {
+        let Some(ip) = ptr_at::<[u8; ipv4::HLEN]>(frame, q.ip as usize) else {
+            return false;
+        };
+        (ip.cast::<c_void>(), ipv4::HLEN as u32)
+    };
+    // SAFETY: a live listener reference; both pointers checked in the
+    // frame for the lengths given.
+    unsafe { bpf_tcp_check_syncookie(sk, ip, ip_len, th.cast(), tcp::HLEN as u32) == 0 }
 }
 
 /// Forwards the packet of `g` to its next hop: outer source = this host,
