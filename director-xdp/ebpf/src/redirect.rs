@@ -26,7 +26,7 @@ use aya_ebpf::{
     bindings::{
         BPF_F_CURRENT_NETNS, BPF_TCP_LISTEN, bpf_fib_lookup, bpf_sock_tuple,
         bpf_sock_tuple__bindgen_ty_1, bpf_sock_tuple__bindgen_ty_1__bindgen_ty_1 as SockTupleV4,
-        bpf_sock_tuple__bindgen_ty_1__bindgen_ty_2 as SockTupleV6, xdp_md,
+        bpf_sock_tuple__bindgen_ty_1__bindgen_ty_2 as SockTupleV6,
     },
     helpers::generated::{
         bpf_fib_lookup as fib_lookup, bpf_redirect, bpf_sk_release, bpf_skc_lookup_tcp,
@@ -73,7 +73,7 @@ enum Outcome {
     AcceptLastResort,
     AcceptSelf,
     AcceptOther,
-    /// Judged "forward"; [`redirect_forward`] does it.
+    /// Judged "forward"; [`forward_to_next_hop`] does it.
     Forward,
 }
 
@@ -124,7 +124,7 @@ pub fn redirect(ctx: XdpContext) -> u32 {
     let stat = match outcome {
         Outcome::NotAllowed | Outcome::Invalid | Outcome::NotGue => return dropped(outcome),
         Outcome::Forward => {
-            let action = redirect_forward(ctx.ctx, &g);
+            let action = forward_to_next_hop(&ctx, &g);
             if action == XDP_DROP {
                 count(RedirectStat::ForwardFailed);
             } else {
@@ -169,7 +169,7 @@ fn count(stat: RedirectStat) {
 }
 
 /// One GUE packet as parsed: offsets into the frame, and what forwarding
-/// needs. Plain memory, as [`redirect_forward`] is a global function.
+/// needs.
 ///
 /// Whole words, built with their values rather than zeroed first, as every
 /// struct this program keeps on the stack (rule 3): no `bool`, byte or
@@ -505,8 +505,7 @@ fn decide_inner<const V6: bool>(ctx: &XdpContext, g: &Gue) -> Outcome {
     // The query gives the addresses' offsets: `find_local_socket` reads
     // them straight into the socket tuple. Read here, their words stayed
     // in registers until the query was built, spilled to the stack, and
-    // this program's stack and `redirect_forward`'s grew past the 512
-    // bytes they may take together.
+    // this program's stack grew past the 512 bytes it may take.
     let (src, dst) = if V6 {
         (ipv6::SRC, ipv6::DST)
     } else {
@@ -679,9 +678,9 @@ const SOCK_COOKIE: u32 = 2;
 /// one. A listener alone means nothing: `bpf_skc_lookup_tcp` returns the
 /// listener for any ACK to a listening port.
 ///
-/// Inlined, on the path of most packets (rule 5): a global function's call
-/// cost an established flow's packet about 10 ns, a forwarded one's more.
-/// The socket references it takes are released in it.
+/// Inlined, on the path of most packets (rule 5): as a global function,
+/// its call cost an established flow's packet a few ns and a forwarded
+/// one's more. The socket references it takes are released in it.
 #[inline(always)]
 fn find_local_socket(frame: &XdpContext, q: &SockQuery) -> u32 {
     let (sport, dport) = (q.sport.to_be(), q.dport.to_be());
@@ -791,22 +790,19 @@ fn cookie_valid(frame: &XdpContext, q: &SockQuery, sk: *mut c_void) -> bool {
 /// next-hop MAC from the kernel's FIB. Returns the XDP action (`XDP_TX`,
 /// or `XDP_REDIRECT` when the route leaves by another interface), or
 /// `XDP_DROP` when there is no source address, route or neighbour.
-#[unsafe(no_mangle)]
-#[inline(never)]
-extern "C" fn redirect_forward(ctx: *mut xdp_md, g: *const Gue) -> u32 {
+///
+/// Inlined (rule 5): the program's stack has room for it, and as a global
+/// function its call cost a forwarded packet a few ns.
+#[inline(always)]
+fn forward_to_next_hop(ctx: &XdpContext, g: &Gue) -> u32 {
     use aya_ebpf::bindings::xdp_action::{XDP_DROP, XDP_TX};
-    // SAFETY: the verifier hands a global function null or a valid pointer.
-    let Some(g) = (unsafe { g.as_ref() }) else {
-        return XDP_DROP;
-    };
-    let ctx = XdpContext::new(ctx);
     let Some(s) = RDR_SETTINGS.get(0) else {
         return XDP_DROP;
     };
     // Read again from the hop list, which nothing has written since
     // `hop_decision` read it: `Gue` is built before the hop is known, and
     // a zeroed placeholder in it would be a `memset` call.
-    let Some(hop) = next_hop_addr(&ctx, g) else {
+    let Some(hop) = next_hop_addr(ctx, g) else {
         return XDP_DROP;
     };
     const L3: usize = eth::HLEN;
@@ -814,13 +810,13 @@ extern "C" fn redirect_forward(ctx: *mut xdp_md, g: *const Gue) -> u32 {
         if s.self_v6 == [0; 16] {
             return XDP_DROP;
         }
-        let Some(h) = View::<{ ipv6::HLEN }>::at(&ctx, L3) else {
+        let Some(h) = View::<{ ipv6::HLEN }>::at(ctx, L3) else {
             return XDP_DROP;
         };
         let tot_len = h.be16::<{ ipv6::PAYLOAD_LEN }>() + ipv6::HLEN as u16;
-        if !(write(&ctx, L3 + 6, [ipproto::UDP, OUTER_TTL])
-            && write(&ctx, L3 + ipv6::SRC, s.self_v6)
-            && write_addr(&ctx, L3 + ipv6::DST, hop))
+        if !(write(ctx, L3 + 6, [ipproto::UDP, OUTER_TTL])
+            && write(ctx, L3 + ipv6::SRC, s.self_v6)
+            && write_addr(ctx, L3 + ipv6::DST, hop))
         {
             return XDP_DROP;
         }
@@ -829,7 +825,7 @@ extern "C" fn redirect_forward(ctx: *mut xdp_md, g: *const Gue) -> u32 {
         if s.self_v4 == [0; 4] {
             return XDP_DROP;
         }
-        let Some(h) = View::<{ ipv4::HLEN }>::at(&ctx, L3) else {
+        let Some(h) = View::<{ ipv4::HLEN }>::at(ctx, L3) else {
             return XDP_DROP;
         };
         let [v, tos, l0, l1, i0, i1, f0, f1, _ttl, p, _c0, _c1, ..] =
@@ -846,7 +842,7 @@ extern "C" fn redirect_forward(ctx: *mut xdp_md, g: *const Gue) -> u32 {
         if let Some(c) = header.get_mut(10..12) {
             c.copy_from_slice(&[c0, c1]);
         }
-        if !write(&ctx, L3, header) {
+        if !write(ctx, L3, header) {
             return XDP_DROP;
         }
         (
@@ -855,13 +851,12 @@ extern "C" fn redirect_forward(ctx: *mut xdp_md, g: *const Gue) -> u32 {
             [u32::from_ne_bytes(s.self_v4), 0, 0, 0],
         )
     };
-    let Some(u) = View::<{ udp::HLEN }>::at(&ctx, L3 + if g.outer_v6 != 0 { 40 } else { 20 })
-    else {
+    let Some(u) = View::<{ udp::HLEN }>::at(ctx, L3 + if g.outer_v6 != 0 { 40 } else { 20 }) else {
         return XDP_DROP;
     };
     // next_hop and hop_count, rewritten together (2-byte windows only).
     if !write(
-        &ctx,
+        ctx,
         g.gue as usize + field::NEXT_HOP,
         // Both came from single bytes.
         [(g.next_hop as u8).wrapping_add(1), g.hop_count as u8],
@@ -895,7 +890,7 @@ extern "C" fn redirect_forward(ctx: *mut xdp_md, g: *const Gue) -> u32 {
     // Rebuilt from their bytes: written as they are, the arrays are
     // copied from the request with `memmove` calls (rule 3).
     let ([d0, d1, d2, d3, d4, d5], [s0, s1, s2, s3, s4, s5]) = (dmac, smac);
-    if !(write(&ctx, 0, [d0, d1, d2, d3, d4, d5]) && write(&ctx, 6, [s0, s1, s2, s3, s4, s5])) {
+    if !(write(ctx, 0, [d0, d1, d2, d3, d4, d5]) && write(ctx, 6, [s0, s1, s2, s3, s4, s5])) {
         return XDP_DROP;
     }
     if fib.ifindex == ifindex {
