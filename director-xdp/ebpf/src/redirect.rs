@@ -96,16 +96,16 @@ pub fn redirect(ctx: XdpContext) -> u32 {
     };
     let ethertype = e.be16::<{ eth::TYPE }>();
     let ipip = match ethertype {
-        eth::P_IPV4 => ipip::<false>(&ctx),
-        eth::P_IPV6 => ipip::<true>(&ctx),
+        eth::P_IPV4 => classify_ipip::<false>(&ctx),
+        eth::P_IPV6 => classify_ipip::<true>(&ctx),
         _ => NOT_IPIP,
     };
     if ipip != NOT_IPIP {
         return accept_ipip(&ctx, ipip, ethertype == eth::P_IPV6);
     }
     let parsed = match ethertype {
-        eth::P_IPV4 => parse::<false>(&ctx),
-        eth::P_IPV6 => parse::<true>(&ctx),
+        eth::P_IPV4 => parse_gue::<false>(&ctx),
+        eth::P_IPV6 => parse_gue::<true>(&ctx),
         _ => Err(Outcome::NotGue),
     };
     if let Err(Outcome::NotGue) = parsed {
@@ -114,15 +114,15 @@ pub fn redirect(ctx: XdpContext) -> u32 {
     count(RedirectStat::Total);
     let g = match parsed {
         Ok(g) => g,
-        Err(outcome) => return dropped(outcome),
+        Err(outcome) => return count_dropped(outcome),
     };
     let outcome = if g.inner_v6 != 0 {
-        decide_inner::<true>(&ctx, &g)
+        decide_on_inner::<true>(&ctx, &g)
     } else {
-        decide_inner::<false>(&ctx, &g)
+        decide_on_inner::<false>(&ctx, &g)
     };
     let stat = match outcome {
-        Outcome::NotAllowed | Outcome::Invalid | Outcome::NotGue => return dropped(outcome),
+        Outcome::NotAllowed | Outcome::Invalid | Outcome::NotGue => return count_dropped(outcome),
         Outcome::Forward => {
             let action = forward_to_next_hop(&ctx, &g);
             if action == XDP_DROP {
@@ -139,7 +139,7 @@ pub fn redirect(ctx: XdpContext) -> u32 {
         Outcome::AcceptSelf => RedirectStat::ForwardedToSelf,
         Outcome::AcceptOther => RedirectStat::AcceptedOther,
     };
-    if !strip(&ctx, g.inner, g.inner_v6 != 0) {
+    if !strip_outer_headers(&ctx, g.inner, g.inner_v6 != 0) {
         // Only a failing head adjustment gets here, which the offsets
         // checked above rule out.
         count(RedirectStat::DroppedInvalid);
@@ -151,7 +151,7 @@ pub fn redirect(ctx: XdpContext) -> u32 {
 
 /// Counts a GUE packet dropped with `outcome` (`Total` is counted).
 #[inline(always)]
-fn dropped(outcome: Outcome) -> u32 {
+fn count_dropped(outcome: Outcome) -> u32 {
     count(if outcome == Outcome::NotAllowed {
         RedirectStat::DroppedNotAllowed
     } else {
@@ -267,16 +267,16 @@ fn next_hop_addr(ctx: &XdpContext, g: &Gue) -> Option<[u32; 4]> {
     }
 }
 
-/// [`ipip`]: not IP-in-IP; the GUE checks follow.
+/// [`classify_ipip`]: not IP-in-IP; the GUE checks follow.
 const NOT_IPIP: u32 = 0;
-/// [`ipip`]: IP-in-IP from a source not allowed: passed untouched.
+/// [`classify_ipip`]: IP-in-IP from a source not allowed: passed untouched.
 const IPIP_NOT_ALLOWED: u32 = 1;
-/// [`ipip`]: IP-in-IP from an allowed source whose inner header is
+/// [`classify_ipip`]: IP-in-IP from an allowed source whose inner header is
 /// truncated or not of the family the outer header announces: dropped.
 const IPIP_INVALID: u32 = 2;
-/// [`ipip`]: IP-in-IP from an allowed source carrying IPv4.
+/// [`classify_ipip`]: IP-in-IP from an allowed source carrying IPv4.
 const IPIP_INNER_V4: u32 = 3;
-/// [`ipip`]: IP-in-IP from an allowed source carrying IPv6.
+/// [`classify_ipip`]: IP-in-IP from an allowed source carrying IPv6.
 const IPIP_INNER_V6: u32 = 4;
 
 /// Whether the frame is plain IP-in-IP (an outer IPv4 header without
@@ -285,7 +285,7 @@ const IPIP_INNER_V6: u32 = 4;
 /// `NOT_IPIP`, `IPIP_*` codes (a code rather than an enum with data, as
 /// everywhere on the packet path).
 #[inline(always)]
-fn ipip<const V6: bool>(ctx: &XdpContext) -> u32 {
+fn classify_ipip<const V6: bool>(ctx: &XdpContext) -> u32 {
     const L3: usize = eth::HLEN;
     let protocol = if V6 {
         match View::<{ ipv6::HLEN }>::at(ctx, L3) {
@@ -347,7 +347,7 @@ fn ipip<const V6: bool>(ctx: &XdpContext) -> u32 {
 const IPPROTO_IPIP: u8 = 4;
 const IPPROTO_IPV6: u8 = 41;
 
-/// Acts on an [`ipip`] code other than [`NOT_IPIP`]: strips the outer
+/// Acts on an [`classify_ipip`] code other than [`NOT_IPIP`]: strips the outer
 /// header (IPv6 if `outer_v6`) and passes the inner packet up, counted
 /// `accepted_ipip`; never forwards (there is no hop list).
 #[inline(always)]
@@ -358,10 +358,10 @@ fn accept_ipip(ctx: &XdpContext, code: u32, outer_v6: bool) -> u32 {
     }
     count(RedirectStat::Total);
     if code == IPIP_INVALID {
-        return dropped(Outcome::Invalid);
+        return count_dropped(Outcome::Invalid);
     }
     let inner = eth::HLEN + if outer_v6 { ipv6::HLEN } else { ipv4::HLEN };
-    if !strip(ctx, inner as u32, code == IPIP_INNER_V6) {
+    if !strip_outer_headers(ctx, inner as u32, code == IPIP_INNER_V6) {
         count(RedirectStat::DroppedInvalid);
         return XDP_DROP;
     }
@@ -372,7 +372,7 @@ fn accept_ipip(ctx: &XdpContext, code: u32, outer_v6: bool) -> u32 {
 /// Outer IP, UDP, allow list and GUE validation: the packet, or the
 /// outcome when it is not an acceptable GUE packet.
 #[inline(always)]
-fn parse<const V6: bool>(ctx: &XdpContext) -> Result<Gue, Outcome> {
+fn parse_gue<const V6: bool>(ctx: &XdpContext) -> Result<Gue, Outcome> {
     const L3: usize = eth::HLEN;
     let (ip_len, src_off, family) = if V6 {
         (ipv6::HLEN, L3 + ipv6::SRC, FAMILY_V6)
@@ -476,7 +476,7 @@ fn parse<const V6: bool>(ctx: &XdpContext) -> Result<Gue, Outcome> {
 /// The inner packet: TCP and ICMP errors quoting TCP get the second-chance
 /// decision, the rest is accepted.
 #[inline(always)]
-fn decide_inner<const V6: bool>(ctx: &XdpContext, g: &Gue) -> Outcome {
+fn decide_on_inner<const V6: bool>(ctx: &XdpContext, g: &Gue) -> Outcome {
     let inner = g.inner as usize;
     let (proto, l4) = if V6 {
         let Some(h) = View::<{ ipv6::HLEN }>::at(ctx, inner) else {
@@ -590,12 +590,12 @@ fn decide_inner<const V6: bool>(ctx: &XdpContext, g: &Gue) -> Outcome {
         SOCK_COOKIE => return Outcome::AcceptCookie,
         _ => {}
     }
-    hop_decision(ctx, g)
+    decide_by_hops(ctx, g)
 }
 
 /// Steps 4 to 6 of docs/spec.md section 3.
 #[inline(always)]
-fn hop_decision(ctx: &XdpContext, g: &Gue) -> Outcome {
+fn decide_by_hops(ctx: &XdpContext, g: &Gue) -> Outcome {
     if g.next_hop >= g.hop_count {
         return Outcome::AcceptLastResort;
     }
@@ -621,7 +621,7 @@ fn hop_decision(ctx: &XdpContext, g: &Gue) -> Outcome {
 /// header for its family (same MACs, so the stack takes it as for this
 /// host).
 #[inline(always)]
-fn strip(ctx: &XdpContext, inner: u32, inner_v6: bool) -> bool {
+fn strip_outer_headers(ctx: &XdpContext, inner: u32, inner_v6: bool) -> bool {
     let Some(old) = View::<12>::at(ctx, 0) else {
         return false;
     };
@@ -713,7 +713,7 @@ fn find_local_socket(frame: &XdpContext, q: &SockQuery) -> u32 {
     let mut tuple = bpf_sock_tuple {
         __bindgen_anon_1: tuple,
     };
-    let found = lookup_in(frame, q, &mut tuple, size, BPF_F_CURRENT_NETNS as u64);
+    let found = lookup_socket_in(frame, q, &mut tuple, size, BPF_F_CURRENT_NETNS as u64);
     if found != SOCK_NONE {
         return found;
     }
@@ -721,7 +721,7 @@ fn find_local_socket(frame: &XdpContext, q: &SockQuery) -> u32 {
     // here belong to a socket of the interface's namespace.
     match RDR_SETTINGS.get(0) {
         Some(s) if s.flags & REDIRECT_NETNS != 0 => {
-            lookup_in(frame, q, &mut tuple, size, u64::from(s.netns_id))
+            lookup_socket_in(frame, q, &mut tuple, size, u64::from(s.netns_id))
         }
         _ => SOCK_NONE,
     }
@@ -732,7 +732,7 @@ fn find_local_socket(frame: &XdpContext, q: &SockQuery) -> u32 {
 /// tuple, LLVM merged its store with the tuple's and the verifier lost
 /// its value).
 #[inline(always)]
-fn lookup_in(
+fn lookup_socket_in(
     frame: &XdpContext,
     q: &SockQuery,
     tuple: &mut bpf_sock_tuple,
@@ -749,7 +749,7 @@ fn lookup_in(
     let state = unsafe { (*sk).state };
     let found = if state != BPF_TCP_LISTEN {
         SOCK_ESTABLISHED
-    } else if q.cookie != 0 && cookie_valid(frame, q, sk.cast()) {
+    } else if q.cookie != 0 && syn_cookie_valid(frame, q, sk.cast()) {
         SOCK_COOKIE
     } else {
         SOCK_NONE
@@ -765,7 +765,7 @@ fn lookup_in(
 /// handed to it in the frame, at constant lengths (rule 7 is for variable
 /// ones): no copy to the stack.
 #[inline(always)]
-fn cookie_valid(frame: &XdpContext, q: &SockQuery, sk: *mut c_void) -> bool {
+fn syn_cookie_valid(frame: &XdpContext, q: &SockQuery, sk: *mut c_void) -> bool {
     let Some(th) = ptr_at::<[u8; tcp::HLEN]>(frame, q.tcp as usize) else {
         return false;
     };
@@ -800,7 +800,7 @@ fn forward_to_next_hop(ctx: &XdpContext, g: &Gue) -> u32 {
         return XDP_DROP;
     };
     // Read again from the hop list, which nothing has written since
-    // `hop_decision` read it: `Gue` is built before the hop is known, and
+    // `decide_by_hops` read it: `Gue` is built before the hop is known, and
     // a zeroed placeholder in it would be a `memset` call.
     let Some(hop) = next_hop_addr(ctx, g) else {
         return XDP_DROP;
