@@ -149,8 +149,9 @@ struct Case {
     verdict: u32,
     output: Vec<u8>,
     stat: Option<RedirectStat>,
-    /// The most its cost above the floor may be, in the director's.
-    target: Option<f64>,
+    /// What the target calls it, and the most its cost above the floor may
+    /// be, in the director's.
+    target: Option<(&'static str, f64)>,
 }
 
 /// The four packets; `port` is the client port of the established
@@ -186,7 +187,7 @@ fn cases(port: u16) -> Vec<Case> {
             verdict: XDP_PASS,
             output: MACS.stripped(&established),
             stat: Some(RedirectStat::AcceptedEstablished),
-            target: Some(TARGET_ESTABLISHED),
+            target: Some(("established", TARGET_ESTABLISHED)),
         },
         Case {
             name: "GUE, inner ACK of no local flow, another backend next",
@@ -194,7 +195,7 @@ fn cases(port: u16) -> Vec<Case> {
             verdict: XDP_TX,
             output: MACS.forwarded(&forward_gue, 0, ME.into(), OTHER.into()),
             stat: Some(RedirectStat::ForwardedToAlternate),
-            target: Some(TARGET_FORWARDED),
+            target: Some(("forwarded", TARGET_FORWARDED)),
         },
         Case {
             name: "not GUE (IPv4 TCP to this host)",
@@ -626,9 +627,10 @@ fn print_section(m: &Measured) {
         };
         let ratio = f.above.median / d.above.median;
         let (target, holds) = match case.target {
-            Some(t) => {
+            Some((label, t)) => {
                 let holds = if ratio <= t { "yes" } else { "no" };
-                verdicts.push(format!("{} {ratio:.2}x: {holds}", case.name));
+                let verdict = if ratio <= t { "holds" } else { "does not hold" };
+                verdicts.push(format!("{label} {ratio:.2}x, {verdict}"));
                 (format!("<= {t:.1}x"), holds)
             }
             None => ("-".into(), "-"),
