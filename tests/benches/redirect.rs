@@ -33,9 +33,10 @@
 //! Needs root.
 //!
 //! `REDIRECT_BENCH_OBJECTS=label=path,...` adds other builds of the
-//! module's object (the `redirect` file a build leaves in the build
-//! script's `OUT_DIR`), measured beside this build's in the same
-//! interleaved batches: how a change to the program is measured.
+//! module's object (the `redirect` file a build with the `bench` feature
+//! leaves in the build script's `OUT_DIR`: it needs `bench_floor`),
+//! measured beside this build's in the same interleaved batches: how a
+//! change to the program is measured.
 
 use std::io;
 use std::net::{IpAddr, SocketAddrV4, TcpListener};
