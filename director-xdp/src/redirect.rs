@@ -98,8 +98,14 @@ pub struct Redirect {
 impl Redirect {
     /// Loads the object and its `redirect` program, attached to nothing.
     pub fn load() -> Result<Self, DataplaneError> {
-        let mut ebpf = Ebpf::load(crate::redirect_object())
-            .map_err(|e| DataplaneError::LoadRedirect(LoadError::Object(e)))?;
+        Self::load_object(crate::redirect_object())
+    }
+
+    /// As [`Redirect::load`], from another build of the module's object
+    /// (the redirect benchmark compares builds in one run).
+    pub fn load_object(object: &[u8]) -> Result<Self, DataplaneError> {
+        let mut ebpf =
+            Ebpf::load(object).map_err(|e| DataplaneError::LoadRedirect(LoadError::Object(e)))?;
         load_xdp(&mut ebpf, REDIRECT_PROGRAM).map_err(DataplaneError::LoadRedirect)?;
         Ok(Redirect { ebpf })
     }

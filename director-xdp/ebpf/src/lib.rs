@@ -41,11 +41,12 @@
 //!    `#[unsafe(no_mangle)] extern "C"` function marked `#[inline(never)]`
 //!    is verified once rather than once per path that reaches it, but a
 //!    call and its argument packing cost 10 to 20 ns: the ICMP answers to
-//!    packets too big, the IP-in-IP encapsulation, the redirect module's
-//!    socket check and forwarding are global functions; the flow hash and
-//!    the GUE encapsulation are inlined. A global function's pointer
-//!    argument is null or valid (checked first), and points to the stack,
-//!    never to the packet; socket references it takes are released in it.
+//!    packets too big and the IP-in-IP encapsulation are global functions;
+//!    the flow hash, the GUE encapsulation and the redirect module's socket
+//!    check and forwarding are inlined (within the 512 bytes of stack a
+//!    program may take). A global function's pointer argument is null or
+//!    valid (checked first), and points to the stack, never to the packet.
+//!    Socket references are released in the function that takes them.
 //! 6. **Constant offsets where LLVM would specialise.** With an offset that
 //!    is a run-time value, LLVM specialised some offsets per branch and not
 //!    the bounds checks guarding them, and the verifier saw unchecked

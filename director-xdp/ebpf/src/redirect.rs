@@ -19,17 +19,18 @@
 #![no_std]
 #![no_main]
 
+use core::ffi::c_void;
 use core::mem::MaybeUninit;
 
 use aya_ebpf::{
     bindings::{
         BPF_F_CURRENT_NETNS, BPF_TCP_LISTEN, bpf_fib_lookup, bpf_sock_tuple,
         bpf_sock_tuple__bindgen_ty_1, bpf_sock_tuple__bindgen_ty_1__bindgen_ty_1 as SockTupleV4,
-        bpf_sock_tuple__bindgen_ty_1__bindgen_ty_2 as SockTupleV6, xdp_md,
+        bpf_sock_tuple__bindgen_ty_1__bindgen_ty_2 as SockTupleV6,
     },
     helpers::generated::{
         bpf_fib_lookup as fib_lookup, bpf_redirect, bpf_sk_release, bpf_skc_lookup_tcp,
-        bpf_tcp_check_syncookie, bpf_xdp_adjust_head, bpf_xdp_load_bytes,
+        bpf_tcp_check_syncookie, bpf_xdp_adjust_head,
     },
     macros::{map, xdp},
     maps::{Array, HashMap, LpmTrie, PerCpuArray, lpm_trie::Key},
@@ -43,7 +44,7 @@ use proto::maps::{
 use proto::wire::{GLB_HEADER_LEN, GUE_HEADER_LEN, HLEN_UNIT, field};
 
 use director_xdp_ebpf::packet::{
-    View, WriteView, eth, frame_len, icmp, ipv4, ipv6, proto as ipproto, tcp, udp, write,
+    View, WriteView, eth, frame_len, icmp, ipv4, ipv6, proto as ipproto, ptr_at, tcp, udp, write,
 };
 
 /// Source prefixes GUE is accepted from: directors and other backends.
@@ -72,7 +73,7 @@ enum Outcome {
     AcceptLastResort,
     AcceptSelf,
     AcceptOther,
-    /// Judged "forward"; [`redirect_forward`] does it.
+    /// Judged "forward"; [`forward_to_next_hop`] does it.
     Forward,
 }
 
@@ -81,8 +82,6 @@ const TCP_FLAGS: usize = 13;
 const TCP_SYN: u8 = 0x02;
 const TCP_RST: u8 = 0x04;
 const TCP_ACK: u8 = 0x10;
-/// Largest TCP header (data offset 15).
-const TCP_MAX_HLEN: usize = 60;
 /// TTL / hop limit of a forwarded packet's outer header, as the director's.
 const OUTER_TTL: u8 = 64;
 const AF_INET: u8 = 2;
@@ -97,16 +96,16 @@ pub fn redirect(ctx: XdpContext) -> u32 {
     };
     let ethertype = e.be16::<{ eth::TYPE }>();
     let ipip = match ethertype {
-        eth::P_IPV4 => ipip::<false>(&ctx),
-        eth::P_IPV6 => ipip::<true>(&ctx),
+        eth::P_IPV4 => classify_ipip::<false>(&ctx),
+        eth::P_IPV6 => classify_ipip::<true>(&ctx),
         _ => NOT_IPIP,
     };
     if ipip != NOT_IPIP {
         return accept_ipip(&ctx, ipip, ethertype == eth::P_IPV6);
     }
     let parsed = match ethertype {
-        eth::P_IPV4 => parse::<false>(&ctx),
-        eth::P_IPV6 => parse::<true>(&ctx),
+        eth::P_IPV4 => parse_gue::<false>(&ctx),
+        eth::P_IPV6 => parse_gue::<true>(&ctx),
         _ => Err(Outcome::NotGue),
     };
     if let Err(Outcome::NotGue) = parsed {
@@ -115,17 +114,17 @@ pub fn redirect(ctx: XdpContext) -> u32 {
     count(RedirectStat::Total);
     let g = match parsed {
         Ok(g) => g,
-        Err(outcome) => return dropped(outcome),
+        Err(outcome) => return count_dropped(outcome),
     };
     let outcome = if g.inner_v6 != 0 {
-        decide_inner::<true>(&ctx, &g)
+        decide_on_inner::<true>(&ctx, &g)
     } else {
-        decide_inner::<false>(&ctx, &g)
+        decide_on_inner::<false>(&ctx, &g)
     };
     let stat = match outcome {
-        Outcome::NotAllowed | Outcome::Invalid | Outcome::NotGue => return dropped(outcome),
+        Outcome::NotAllowed | Outcome::Invalid | Outcome::NotGue => return count_dropped(outcome),
         Outcome::Forward => {
-            let action = redirect_forward(ctx.ctx, &g);
+            let action = forward_to_next_hop(&ctx, &g);
             if action == XDP_DROP {
                 count(RedirectStat::ForwardFailed);
             } else {
@@ -140,7 +139,7 @@ pub fn redirect(ctx: XdpContext) -> u32 {
         Outcome::AcceptSelf => RedirectStat::ForwardedToSelf,
         Outcome::AcceptOther => RedirectStat::AcceptedOther,
     };
-    if !strip(&ctx, g.inner, g.inner_v6 != 0) {
+    if !strip_outer_headers(&ctx, g.inner, g.inner_v6 != 0) {
         // Only a failing head adjustment gets here, which the offsets
         // checked above rule out.
         count(RedirectStat::DroppedInvalid);
@@ -152,7 +151,7 @@ pub fn redirect(ctx: XdpContext) -> u32 {
 
 /// Counts a GUE packet dropped with `outcome` (`Total` is counted).
 #[inline(always)]
-fn dropped(outcome: Outcome) -> u32 {
+fn count_dropped(outcome: Outcome) -> u32 {
     count(if outcome == Outcome::NotAllowed {
         RedirectStat::DroppedNotAllowed
     } else {
@@ -170,7 +169,7 @@ fn count(stat: RedirectStat) {
 }
 
 /// One GUE packet as parsed: offsets into the frame, and what forwarding
-/// needs. Plain memory, as [`redirect_forward`] is a global function.
+/// needs.
 ///
 /// Whole words, built with their values rather than zeroed first, as every
 /// struct this program keeps on the stack (rule 3): no `bool`, byte or
@@ -268,16 +267,16 @@ fn next_hop_addr(ctx: &XdpContext, g: &Gue) -> Option<[u32; 4]> {
     }
 }
 
-/// [`ipip`]: not IP-in-IP; the GUE checks follow.
+/// [`classify_ipip`]: not IP-in-IP; the GUE checks follow.
 const NOT_IPIP: u32 = 0;
-/// [`ipip`]: IP-in-IP from a source not allowed: passed untouched.
+/// [`classify_ipip`]: IP-in-IP from a source not allowed: passed untouched.
 const IPIP_NOT_ALLOWED: u32 = 1;
-/// [`ipip`]: IP-in-IP from an allowed source whose inner header is
+/// [`classify_ipip`]: IP-in-IP from an allowed source whose inner header is
 /// truncated or not of the family the outer header announces: dropped.
 const IPIP_INVALID: u32 = 2;
-/// [`ipip`]: IP-in-IP from an allowed source carrying IPv4.
+/// [`classify_ipip`]: IP-in-IP from an allowed source carrying IPv4.
 const IPIP_INNER_V4: u32 = 3;
-/// [`ipip`]: IP-in-IP from an allowed source carrying IPv6.
+/// [`classify_ipip`]: IP-in-IP from an allowed source carrying IPv6.
 const IPIP_INNER_V6: u32 = 4;
 
 /// Whether the frame is plain IP-in-IP (an outer IPv4 header without
@@ -286,7 +285,7 @@ const IPIP_INNER_V6: u32 = 4;
 /// `NOT_IPIP`, `IPIP_*` codes (a code rather than an enum with data, as
 /// everywhere on the packet path).
 #[inline(always)]
-fn ipip<const V6: bool>(ctx: &XdpContext) -> u32 {
+fn classify_ipip<const V6: bool>(ctx: &XdpContext) -> u32 {
     const L3: usize = eth::HLEN;
     let protocol = if V6 {
         match View::<{ ipv6::HLEN }>::at(ctx, L3) {
@@ -348,7 +347,7 @@ fn ipip<const V6: bool>(ctx: &XdpContext) -> u32 {
 const IPPROTO_IPIP: u8 = 4;
 const IPPROTO_IPV6: u8 = 41;
 
-/// Acts on an [`ipip`] code other than [`NOT_IPIP`]: strips the outer
+/// Acts on an [`classify_ipip`] code other than [`NOT_IPIP`]: strips the outer
 /// header (IPv6 if `outer_v6`) and passes the inner packet up, counted
 /// `accepted_ipip`; never forwards (there is no hop list).
 #[inline(always)]
@@ -359,10 +358,10 @@ fn accept_ipip(ctx: &XdpContext, code: u32, outer_v6: bool) -> u32 {
     }
     count(RedirectStat::Total);
     if code == IPIP_INVALID {
-        return dropped(Outcome::Invalid);
+        return count_dropped(Outcome::Invalid);
     }
     let inner = eth::HLEN + if outer_v6 { ipv6::HLEN } else { ipv4::HLEN };
-    if !strip(ctx, inner as u32, code == IPIP_INNER_V6) {
+    if !strip_outer_headers(ctx, inner as u32, code == IPIP_INNER_V6) {
         count(RedirectStat::DroppedInvalid);
         return XDP_DROP;
     }
@@ -373,7 +372,7 @@ fn accept_ipip(ctx: &XdpContext, code: u32, outer_v6: bool) -> u32 {
 /// Outer IP, UDP, allow list and GUE validation: the packet, or the
 /// outcome when it is not an acceptable GUE packet.
 #[inline(always)]
-fn parse<const V6: bool>(ctx: &XdpContext) -> Result<Gue, Outcome> {
+fn parse_gue<const V6: bool>(ctx: &XdpContext) -> Result<Gue, Outcome> {
     const L3: usize = eth::HLEN;
     let (ip_len, src_off, family) = if V6 {
         (ipv6::HLEN, L3 + ipv6::SRC, FAMILY_V6)
@@ -477,7 +476,7 @@ fn parse<const V6: bool>(ctx: &XdpContext) -> Result<Gue, Outcome> {
 /// The inner packet: TCP and ICMP errors quoting TCP get the second-chance
 /// decision, the rest is accepted.
 #[inline(always)]
-fn decide_inner<const V6: bool>(ctx: &XdpContext, g: &Gue) -> Outcome {
+fn decide_on_inner<const V6: bool>(ctx: &XdpContext, g: &Gue) -> Outcome {
     let inner = g.inner as usize;
     let (proto, l4) = if V6 {
         let Some(h) = View::<{ ipv6::HLEN }>::at(ctx, inner) else {
@@ -503,18 +502,17 @@ fn decide_inner<const V6: bool>(ctx: &XdpContext, g: &Gue) -> Outcome {
         (h.u8::<{ ipv4::PROTO }>(), inner + hl)
     };
 
-    // The query gives the addresses' offsets: `redirect_sock_check` reads
+    // The query gives the addresses' offsets: `find_local_socket` reads
     // them straight into the socket tuple. Read here, their words stayed
     // in registers until the query was built, spilled to the stack, and
-    // this program's stack and `redirect_forward`'s grew past the 512
-    // bytes they may take together.
+    // this program's stack grew past the 512 bytes it may take.
     let (src, dst) = if V6 {
         (ipv6::SRC, ipv6::DST)
     } else {
         (ipv4::SRC, ipv4::DST)
     };
     let icmp_proto = if V6 { ipproto::ICMPV6 } else { ipproto::ICMP };
-    let mut q = if proto == ipproto::TCP {
+    let q = if proto == ipproto::TCP {
         let Some(t) = View::<{ tcp::HLEN }>::at(ctx, l4) else {
             return Outcome::Invalid;
         };
@@ -536,7 +534,7 @@ fn decide_inner<const V6: bool>(ctx: &XdpContext, g: &Gue) -> Outcome {
             cookie: u32::from(cookie),
             ip: g.inner,
             tcp: if cookie { l4 as u32 } else { 0 },
-            tcp_len: if cookie { doff as u32 } else { 0 },
+            _pad: 0,
         }
     } else if proto == icmp_proto {
         let Some(i) = View::<{ icmp::HLEN }>::at(ctx, l4) else {
@@ -581,23 +579,23 @@ fn decide_inner<const V6: bool>(ctx: &XdpContext, g: &Gue) -> Outcome {
             cookie: 0,
             ip: g.inner,
             tcp: 0,
-            tcp_len: 0,
+            _pad: 0,
         }
     } else {
         return Outcome::AcceptOther;
     };
 
-    match redirect_sock_check(ctx.ctx, &mut q) {
+    match find_local_socket(ctx, &q) {
         SOCK_ESTABLISHED => return Outcome::AcceptEstablished,
         SOCK_COOKIE => return Outcome::AcceptCookie,
         _ => {}
     }
-    hop_decision(ctx, g)
+    decide_by_hops(ctx, g)
 }
 
 /// Steps 4 to 6 of docs/spec.md section 3.
 #[inline(always)]
-fn hop_decision(ctx: &XdpContext, g: &Gue) -> Outcome {
+fn decide_by_hops(ctx: &XdpContext, g: &Gue) -> Outcome {
     if g.next_hop >= g.hop_count {
         return Outcome::AcceptLastResort;
     }
@@ -623,7 +621,7 @@ fn hop_decision(ctx: &XdpContext, g: &Gue) -> Outcome {
 /// header for its family (same MACs, so the stack takes it as for this
 /// host).
 #[inline(always)]
-fn strip(ctx: &XdpContext, inner: u32, inner_v6: bool) -> bool {
+fn strip_outer_headers(ctx: &XdpContext, inner: u32, inner_v6: bool) -> bool {
     let Some(old) = View::<12>::at(ctx, 0) else {
         return false;
     };
@@ -647,9 +645,9 @@ fn strip(ctx: &XdpContext, inner: u32, inner_v6: bool) -> bool {
 }
 
 /// A socket query: the flow as the local stack sees it (client -> VIP).
-/// Words, as [`Gue`], with no padding.
+/// Words, as [`Gue`], with no padding (rules 3 and 4).
 #[repr(C, align(8))]
-pub struct SockQuery {
+struct SockQuery {
     /// Offsets of the source and destination addresses in the frame.
     src: u32,
     dst: u32,
@@ -658,14 +656,14 @@ pub struct SockQuery {
     dport: u16,
     /// 1 for IPv6.
     v6: u32,
-    /// 1 for a pure ACK that may carry a SYN cookie (`tcp`, `tcp_len` and
-    /// `ip` are then set).
+    /// 1 for a pure ACK that may carry a SYN cookie, whose TCP header is
+    /// whole in the frame (`tcp` and `ip` are then set).
     cookie: u32,
     /// Offset of the inner IP header.
     ip: u32,
-    /// Offset and length of the TCP header.
+    /// Offset of the TCP header.
     tcp: u32,
-    tcp_len: u32,
+    _pad: u32,
 }
 
 const _: () = assert!(size_of::<SockQuery>() == 4 * 8);
@@ -680,21 +678,17 @@ const SOCK_COOKIE: u32 = 2;
 /// one. A listener alone means nothing: `bpf_skc_lookup_tcp` returns the
 /// listener for any ACK to a listening port.
 ///
-/// A global function: verified once, and its socket references stay in it.
-#[unsafe(no_mangle)]
-#[inline(never)]
-extern "C" fn redirect_sock_check(ctx: *mut xdp_md, q: *mut SockQuery) -> u32 {
-    // SAFETY: the verifier hands a global function null or a valid pointer.
-    let Some(q) = (unsafe { q.as_mut() }) else {
-        return SOCK_NONE;
-    };
+/// Inlined, on the path of most packets (rule 5): as a global function,
+/// its call cost an established flow's packet a few ns and a forwarded
+/// one's more. The socket references it takes are released in it.
+#[inline(always)]
+fn find_local_socket(frame: &XdpContext, q: &SockQuery) -> u32 {
     let (sport, dport) = (q.sport.to_be(), q.dport.to_be());
-    let frame = XdpContext::new(ctx);
     let (src, dst) = (q.src as usize, q.dst as usize);
     // Built from the member the helper reads (the IPv4 one's 12 bytes, or
     // the IPv6 one's 36), not zeroed first (rule 3).
     let (tuple, size) = if q.v6 != 0 {
-        let (Some(s), Some(d)) = (View::<16>::at(&frame, src), View::<16>::at(&frame, dst)) else {
+        let (Some(s), Some(d)) = (View::<16>::at(frame, src), View::<16>::at(frame, dst)) else {
             return SOCK_NONE;
         };
         let ipv6 = SockTupleV6 {
@@ -705,7 +699,7 @@ extern "C" fn redirect_sock_check(ctx: *mut xdp_md, q: *mut SockQuery) -> u32 {
         };
         (bpf_sock_tuple__bindgen_ty_1 { ipv6 }, 36)
     } else {
-        let (Some(s), Some(d)) = (View::<4>::at(&frame, src), View::<4>::at(&frame, dst)) else {
+        let (Some(s), Some(d)) = (View::<4>::at(frame, src), View::<4>::at(frame, dst)) else {
             return SOCK_NONE;
         };
         let ipv4 = SockTupleV4 {
@@ -719,100 +713,76 @@ extern "C" fn redirect_sock_check(ctx: *mut xdp_md, q: *mut SockQuery) -> u32 {
     let mut tuple = bpf_sock_tuple {
         __bindgen_anon_1: tuple,
     };
-
-    // The headers the cookie check reads, copied to the stack when a
-    // listener is found: the TCP header's length is only known at run
-    // time, which the verifier accepts for a helper's stack buffer, not
-    // for packet memory. Not zeroed (rule 3): `bpf_xdp_load_bytes`
-    // fills them, and the cookie check reads them only when it has (the
-    // verifier, too, takes them as written up to the largest length it may
-    // be given).
-    let mut ip = MaybeUninit::<[u8; ipv6::HLEN]>::uninit();
-    let mut th = MaybeUninit::<[u8; TCP_MAX_HLEN]>::uninit();
-    let ip_len: u32 = if q.v6 != 0 {
-        ipv6::HLEN as u32
-    } else {
-        ipv4::HLEN as u32
-    };
-    // Only a listener's answer needs them: loaded then, not before every
-    // lookup (most packets here belong to an established socket).
-    let cookie = q.cookie != 0;
-
-    let settings = RDR_SETTINGS.get(0);
-    let other = match settings {
-        Some(s) if s.flags & REDIRECT_NETNS != 0 => Some(u64::from(s.netns_id)),
-        _ => None,
-    };
-    let tcp_len = q.tcp_len & 0x3c;
-    let found = lookup_in(
-        ctx,
-        q,
-        &mut tuple,
-        size,
-        BPF_F_CURRENT_NETNS as u64,
-        cookie,
-        &mut ip,
-        ip_len,
-        &mut th,
-        tcp_len,
-    );
+    let found = lookup_socket_in(frame, q, &mut tuple, size, BPF_F_CURRENT_NETNS as u64);
     if found != SOCK_NONE {
         return found;
     }
-    match other {
-        Some(netns) => lookup_in(
-            ctx, q, &mut tuple, size, netns, cookie, &mut ip, ip_len, &mut th, tcp_len,
-        ),
-        None => SOCK_NONE,
+    // The other namespace, if configured: read only now, as most packets
+    // here belong to a socket of the interface's namespace.
+    match RDR_SETTINGS.get(0) {
+        Some(s) if s.flags & REDIRECT_NETNS != 0 => {
+            lookup_socket_in(frame, q, &mut tuple, size, u64::from(s.netns_id))
+        }
+        _ => SOCK_NONE,
     }
 }
 
+/// [`find_local_socket`] in the namespace `netns`, with the first `size`
+/// bytes of `tuple` (a separate argument: kept in a struct beside the
+/// tuple, LLVM merged its store with the tuple's and the verifier lost
+/// its value).
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn lookup_in(
-    ctx: *mut xdp_md,
+fn lookup_socket_in(
+    frame: &XdpContext,
     q: &SockQuery,
     tuple: &mut bpf_sock_tuple,
     size: u32,
     netns: u64,
-    cookie: bool,
-    ip: &mut MaybeUninit<[u8; ipv6::HLEN]>,
-    ip_len: u32,
-    th: &mut MaybeUninit<[u8; TCP_MAX_HLEN]>,
-    tcp_len: u32,
 ) -> u32 {
     // SAFETY: a valid tuple of `size` bytes; the returned reference is
     // released below on every path.
-    let sk = unsafe { bpf_skc_lookup_tcp(ctx.cast(), tuple, size, netns, 0) };
+    let sk = unsafe { bpf_skc_lookup_tcp(frame.ctx.cast(), tuple, size, netns, 0) };
     if sk.is_null() {
         return SOCK_NONE;
     }
     // SAFETY: a live socket reference; `state` is readable on every socket.
     let state = unsafe { (*sk).state };
-    let mut found = SOCK_NONE;
-    if state != BPF_TCP_LISTEN {
-        found = SOCK_ESTABLISHED;
-    } else if cookie
-        && tcp_len >= 20
-        // SAFETY: the helper bounds-checks the frame; stack buffers of at
-        // least the lengths given (<= 40 and <= 60).
-        && unsafe {
-            bpf_xdp_load_bytes(ctx, q.ip, ip.as_mut_ptr().cast(), ip_len) == 0
-                && bpf_xdp_load_bytes(ctx, q.tcp, th.as_mut_ptr().cast(), tcp_len) == 0
-                && bpf_tcp_check_syncookie(
-                    sk.cast(),
-                    ip.as_mut_ptr().cast(),
-                    ip_len,
-                    th.as_mut_ptr().cast(),
-                    tcp_len,
-                ) == 0
-        }
-    {
-        found = SOCK_COOKIE;
-    }
+    let found = if state != BPF_TCP_LISTEN {
+        SOCK_ESTABLISHED
+    } else if q.cookie != 0 && syn_cookie_valid(frame, q, sk.cast()) {
+        SOCK_COOKIE
+    } else {
+        SOCK_NONE
+    };
     // SAFETY: the reference from the lookup above, released once.
     unsafe { bpf_sk_release(sk.cast()) };
     found
+}
+
+/// Whether the listener `sk` validates the SYN cookie the ACK of `q`
+/// carries. The helper reads the IP header's addresses and the fixed TCP
+/// header (it checks only that the length given covers that), so both are
+/// handed to it in the frame, at constant lengths (rule 7 is for variable
+/// ones): no copy to the stack.
+#[inline(always)]
+fn syn_cookie_valid(frame: &XdpContext, q: &SockQuery, sk: *mut c_void) -> bool {
+    let Some(th) = ptr_at::<[u8; tcp::HLEN]>(frame, q.tcp as usize) else {
+        return false;
+    };
+    let (ip, ip_len) = if q.v6 != 0 {
+        let Some(ip) = ptr_at::<[u8; ipv6::HLEN]>(frame, q.ip as usize) else {
+            return false;
+        };
+        (ip.cast::<c_void>(), ipv6::HLEN as u32)
+    } else {
+        let Some(ip) = ptr_at::<[u8; ipv4::HLEN]>(frame, q.ip as usize) else {
+            return false;
+        };
+        (ip.cast::<c_void>(), ipv4::HLEN as u32)
+    };
+    // SAFETY: a live listener reference; both pointers checked in the
+    // frame for the lengths given.
+    unsafe { bpf_tcp_check_syncookie(sk, ip, ip_len, th.cast(), tcp::HLEN as u32) == 0 }
 }
 
 /// Forwards the packet of `g` to its next hop: outer source = this host,
@@ -820,22 +790,19 @@ fn lookup_in(
 /// next-hop MAC from the kernel's FIB. Returns the XDP action (`XDP_TX`,
 /// or `XDP_REDIRECT` when the route leaves by another interface), or
 /// `XDP_DROP` when there is no source address, route or neighbour.
-#[unsafe(no_mangle)]
-#[inline(never)]
-extern "C" fn redirect_forward(ctx: *mut xdp_md, g: *const Gue) -> u32 {
+///
+/// Inlined (rule 5): the program's stack has room for it, and as a global
+/// function its call cost a forwarded packet a few ns.
+#[inline(always)]
+fn forward_to_next_hop(ctx: &XdpContext, g: &Gue) -> u32 {
     use aya_ebpf::bindings::xdp_action::{XDP_DROP, XDP_TX};
-    // SAFETY: as in `redirect_sock_check`.
-    let Some(g) = (unsafe { g.as_ref() }) else {
-        return XDP_DROP;
-    };
-    let ctx = XdpContext::new(ctx);
     let Some(s) = RDR_SETTINGS.get(0) else {
         return XDP_DROP;
     };
     // Read again from the hop list, which nothing has written since
-    // `hop_decision` read it: `Gue` is built before the hop is known, and
+    // `decide_by_hops` read it: `Gue` is built before the hop is known, and
     // a zeroed placeholder in it would be a `memset` call.
-    let Some(hop) = next_hop_addr(&ctx, g) else {
+    let Some(hop) = next_hop_addr(ctx, g) else {
         return XDP_DROP;
     };
     const L3: usize = eth::HLEN;
@@ -843,13 +810,13 @@ extern "C" fn redirect_forward(ctx: *mut xdp_md, g: *const Gue) -> u32 {
         if s.self_v6 == [0; 16] {
             return XDP_DROP;
         }
-        let Some(h) = View::<{ ipv6::HLEN }>::at(&ctx, L3) else {
+        let Some(h) = View::<{ ipv6::HLEN }>::at(ctx, L3) else {
             return XDP_DROP;
         };
         let tot_len = h.be16::<{ ipv6::PAYLOAD_LEN }>() + ipv6::HLEN as u16;
-        if !(write(&ctx, L3 + 6, [ipproto::UDP, OUTER_TTL])
-            && write(&ctx, L3 + ipv6::SRC, s.self_v6)
-            && write_addr(&ctx, L3 + ipv6::DST, hop))
+        if !(write(ctx, L3 + 6, [ipproto::UDP, OUTER_TTL])
+            && write(ctx, L3 + ipv6::SRC, s.self_v6)
+            && write_addr(ctx, L3 + ipv6::DST, hop))
         {
             return XDP_DROP;
         }
@@ -858,7 +825,7 @@ extern "C" fn redirect_forward(ctx: *mut xdp_md, g: *const Gue) -> u32 {
         if s.self_v4 == [0; 4] {
             return XDP_DROP;
         }
-        let Some(h) = View::<{ ipv4::HLEN }>::at(&ctx, L3) else {
+        let Some(h) = View::<{ ipv4::HLEN }>::at(ctx, L3) else {
             return XDP_DROP;
         };
         let [v, tos, l0, l1, i0, i1, f0, f1, _ttl, p, _c0, _c1, ..] =
@@ -875,7 +842,7 @@ extern "C" fn redirect_forward(ctx: *mut xdp_md, g: *const Gue) -> u32 {
         if let Some(c) = header.get_mut(10..12) {
             c.copy_from_slice(&[c0, c1]);
         }
-        if !write(&ctx, L3, header) {
+        if !write(ctx, L3, header) {
             return XDP_DROP;
         }
         (
@@ -884,13 +851,12 @@ extern "C" fn redirect_forward(ctx: *mut xdp_md, g: *const Gue) -> u32 {
             [u32::from_ne_bytes(s.self_v4), 0, 0, 0],
         )
     };
-    let Some(u) = View::<{ udp::HLEN }>::at(&ctx, L3 + if g.outer_v6 != 0 { 40 } else { 20 })
-    else {
+    let Some(u) = View::<{ udp::HLEN }>::at(ctx, L3 + if g.outer_v6 != 0 { 40 } else { 20 }) else {
         return XDP_DROP;
     };
     // next_hop and hop_count, rewritten together (2-byte windows only).
     if !write(
-        &ctx,
+        ctx,
         g.gue as usize + field::NEXT_HOP,
         // Both came from single bytes.
         [(g.next_hop as u8).wrapping_add(1), g.hop_count as u8],
@@ -924,7 +890,7 @@ extern "C" fn redirect_forward(ctx: *mut xdp_md, g: *const Gue) -> u32 {
     // Rebuilt from their bytes: written as they are, the arrays are
     // copied from the request with `memmove` calls (rule 3).
     let ([d0, d1, d2, d3, d4, d5], [s0, s1, s2, s3, s4, s5]) = (dmac, smac);
-    if !(write(&ctx, 0, [d0, d1, d2, d3, d4, d5]) && write(&ctx, 6, [s0, s1, s2, s3, s4, s5])) {
+    if !(write(ctx, 0, [d0, d1, d2, d3, d4, d5]) && write(ctx, 6, [s0, s1, s2, s3, s4, s5])) {
         return XDP_DROP;
     }
     if fib.ifindex == ifindex {
