@@ -16,10 +16,12 @@
 //!
 //! Hot path: untagged IPv4 and IPv6 TCP/UDP without options, extension
 //! headers or fragments take a fast path with every offset a constant
-//! (`fast_v4`, `fast_v6`), and so do the usual ICMP frag-needed and
-//! packet-too-big errors (`fast_quote`); everything else goes to the
-//! general parser (`general`), which decides the same for the packets the
-//! fast paths take.
+//! (`forward_plain_v4`, `forward_plain_v6`), and so do the usual ICMP
+//! frag-needed and packet-too-big errors (`quoted_flow`); everything else
+//! goes to the general parser (`parse_and_forward`), which decides the same
+//! for the packets the fast paths take. What every step reads travels in
+//! one [`Env`] (the frame, the settings, the host VIP table), and a packet
+//! matched to a bind in one [`Matched`].
 //!
 //! The rules the code keeps for the verifier and LLVM are written once, in
 //! the crate's `lib.rs`, and cited by number. Besides them: no lookup cache
@@ -160,7 +162,7 @@ pub fn director(ctx: XdpContext) -> u32 {
         backend: 0,
         flags: 0,
     };
-    match process(&ctx, &mut sent) {
+    match decide(&ctx, &mut sent) {
         Outcome::Pass => {
             count(DirectorStat::NotVip);
             xdp_action::XDP_PASS
@@ -301,9 +303,9 @@ enum L4 {
     Malformed,
 }
 
-/// One packet for a VIP as parsed. Offsets are into the frame; addresses
-/// stay there, but for the fast paths' `client` (the general parser's
-/// `Packet` is on the stack, where copies of every address would cost).
+/// One packet for a VIP as the general parser finds it. Offsets are into
+/// the frame; addresses stay there (`Packet` is on the stack, where copies
+/// of every address would cost).
 ///
 /// Headers past the IP header (L4, extension, quoted) need only be in the
 /// frame, as docs/director.md's "bytes present" and `proto::director` have
@@ -323,17 +325,9 @@ struct Packet {
     frag_proto: u8,
     /// The packet's own flow: addresses, and ports for TCP and UDP.
     flow: Flow,
-    /// The fast paths': the client address as the hash takes it
-    /// (`hash::addr_words`), read from the packet's source or from the
-    /// destination an ICMP error quotes. The general parser leaves it
-    /// zero and hashes the address at `flow.src`.
-    client: [u64; 2],
     /// The VIP entry of the destination, found by the "is it a VIP"
     /// check: it holds the ranges of both protocols.
     vip: Option<&'static VipEntry>,
-    /// How to look up an address: the live host VIP table, and the
-    /// families with prefixes.
-    vips: VipTable,
     /// The packet an ICMP error quotes (VIP -> client): protocol, address
     /// offsets and ports.
     quoted_proto: u8,
@@ -357,14 +351,7 @@ impl Packet {
             sport: 0,
             dport: 0,
         },
-        client: [0; 2],
         vip: None,
-        vips: VipTable {
-            mult: 0,
-            bits: 0,
-            base: 0,
-            prefixes: 0,
-        },
         quoted_proto: 0,
         quoted_src: 0,
         quoted_dst: 0,
@@ -386,16 +373,18 @@ struct VipLookup {
 const _: () = assert!(size_of::<VipLookup>() == 4 + size_of::<VipKey>());
 
 /// The live host VIP table of `DIR_SETTINGS` (see `VipSlot`), and its
-/// `vip_prefixes`.
+/// `vip_prefixes`. Whole words (rule 4): it sits on the stack in [`Env`].
+#[repr(C, align(8))]
 #[derive(Clone, Copy)]
 struct VipTable {
     mult: u64,
-    bits: u8,
     /// First entry of the live slot.
     base: u32,
+    /// Log2 of the live slot's addressed entries.
+    bits: u32,
     /// `VIP_PREFIXES_*` bits: families whose lookups go on to the LPM trie
     /// when the address is not a host VIP.
-    prefixes: u8,
+    prefixes: u64,
 }
 
 impl VipTable {
@@ -406,27 +395,60 @@ impl VipTable {
         let (mult, bits) = if slot == 0 { (m0, b0) } else { (m1, b1) };
         VipTable {
             mult,
-            bits,
             base: u32::from(slot) * VIP_TABLE_STRIDE,
-            prefixes: s.vip_prefixes,
+            bits: u32::from(bits),
+            prefixes: u64::from(s.vip_prefixes),
         }
     }
 }
 
+/// What every step of one packet's handling reads besides the packet
+/// itself: the frame, the settings and the live host VIP table. Built once
+/// per packet and passed by reference; the general parser, out of line,
+/// takes it on the stack (rule 4).
+#[repr(C, align(8))]
+struct Env {
+    ctx: XdpContext,
+    settings: &'static DirectorSettings,
+    vips: VipTable,
+}
+
+/// A packet matched to a bind, as the hash, the row lookup and the
+/// encapsulation take it. Built where the bind is found and handed to
+/// [`forward`], which is inlined: it never sits in memory.
+struct Matched<'a> {
+    /// The bind's port range: the bind and table ids.
+    range: &'a PortRange,
+    /// Addresses (offsets in the frame) and ports.
+    flow: Flow,
+    /// The fast paths': the client address as the hash takes it
+    /// (`hash::addr_words`), read from the packet's source or from the
+    /// destination an ICMP error quotes. The general parser leaves it
+    /// zero and the hash reads the address at `flow.src`.
+    client: [u64; 2],
+    /// Ethernet header length (14, or 18 with a VLAN tag).
+    l2_len: usize,
+    v6: bool,
+    /// Whether the hash may include the ports (not for fragments); the GUE
+    /// source port mixes in the flow's source port only then.
+    ports: bool,
+}
+
 /// The VIP entry for the address at `at` in the frame: the host VIP of
-/// that address, else, if the family has VIP prefixes (`t.prefixes`), the
-/// longest prefix holding it.
+/// that address, else, if the family has VIP prefixes, the longest prefix
+/// holding it.
 #[inline(always)]
-fn vip_lookup(ctx: &XdpContext, v6: bool, at: usize, t: &VipTable) -> Option<&'static VipEntry> {
+fn vip_lookup(env: &Env, v6: bool, at: usize) -> Option<&'static VipEntry> {
+    let t = &env.vips;
     // The table's and the trie's address layout is the hash's.
-    let addr = addr_words(ctx, v6, at)?;
+    let addr = addr_words(&env.ctx, v6, at)?;
     let (family, bit) = if v6 {
         (FAMILY_V6, VIP_PREFIXES_V6)
     } else {
         (FAMILY_V4, VIP_PREFIXES_V4)
     };
     // The host VIP table: array lookups, which the verifier inlines.
-    let home = t.base + vip_home(vip_fold(addr), t.mult, t.bits);
+    let home = t.base + vip_home(vip_fold(addr), t.mult, t.bits as u8);
     for i in 0..VIP_TABLE_PROBES {
         let Some(e) = DIR_VIP_TABLE.get(home + i) else {
             break;
@@ -438,7 +460,7 @@ fn vip_lookup(ctx: &XdpContext, v6: bool, at: usize, t: &VipTable) -> Option<&'s
             break;
         }
     }
-    if t.prefixes & bit == 0 {
+    if t.prefixes & u64::from(bit) == 0 {
         return None;
     }
     let key = VipLookup {
@@ -461,7 +483,7 @@ fn same_addr(ctx: &XdpContext, v6: bool, a: usize, b: usize) -> bool {
 }
 
 // The range lookups below return a reference into the map value, which
-// is a pointer (null for `None`): no undefined bytes (see `Outcome`).
+// is a pointer (null for `None`): no undefined bytes (rule 2).
 
 /// The entry's first range of protocol `proto` (the lowest ports):
 /// fragments.
@@ -498,30 +520,36 @@ fn port_range(entry: Option<&VipEntry>, proto: u8, port: u16) -> Option<&PortRan
 /// "Is it a VIP": an entry for the destination (of either protocol),
 /// remembered for the bind; looked up unless a fast path found it already.
 #[inline(always)]
-fn is_vip(ctx: &XdpContext, p: &mut Packet) -> bool {
+fn is_vip(env: &Env, p: &mut Packet) -> bool {
     if p.vip.is_none() {
-        p.vip = vip_lookup(ctx, p.v6, p.flow.dst, &p.vips);
+        p.vip = vip_lookup(env, p.v6, p.flow.dst);
     }
     p.vip.is_some()
 }
 
-fn process(ctx: &XdpContext, sent: &mut Sent) -> Outcome {
+/// The outcome of one frame: a fast path's, or, for the frames they
+/// decline, the general parser's.
+fn decide(ctx: &XdpContext, sent: &mut Sent) -> Outcome {
     let Some(settings) = DIR_SETTINGS.get(0) else {
         return Outcome::Pass;
     };
-    let vips = VipTable::of(settings);
+    let env = Env {
+        ctx: XdpContext::new(ctx.ctx),
+        settings,
+        vips: VipTable::of(settings),
+    };
     // The VIP entry of the destination, if a fast path looked it up before
     // declining the packet.
     let mut found = None;
-    if let Some(outcome) = fast_v4(ctx, settings, &vips, &mut found, sent) {
+    if let Some(outcome) = forward_plain_v4(&env, &mut found, sent) {
         return outcome;
     }
-    if let Some(outcome) = fast_v6(ctx, settings, &vips, &mut found, sent) {
+    if let Some(outcome) = forward_plain_v6(&env, &mut found, sent) {
         return outcome;
     }
     // Rare on a director's links: kept out of the fast paths' code.
     core::hint::cold_path();
-    general(ctx, settings, &vips, found, sent)
+    parse_and_forward(&env, found, sent)
 }
 
 /// `Outcome::EncapFailure`, on a path marked cold so that LLVM lays the
@@ -533,28 +561,22 @@ fn encap_failure() -> Outcome {
     Outcome::EncapFailure
 }
 
-/// Every packet the fast paths decline: VLAN tags, IPv4 options, IPv6
-/// extension headers, fragments, ICMP but the usual errors, and anything
-/// malformed. `found`: the destination's VIP entry, if a fast path found
-/// it (the destination is then at the offset where the parser reads it: no
-/// VLAN tag).
+/// The general parser: every packet the fast paths decline (VLAN tags,
+/// IPv4 options, IPv6 extension headers, fragments, ICMP but the usual
+/// errors, and anything malformed), parsed and forwarded. `found`: the
+/// destination's VIP entry, if a fast path found it (the destination is
+/// then at the offset where the parser reads it: no VLAN tag).
 ///
 /// A BPF-to-BPF call, not inlined: it keeps the fast paths' code together
 /// in a smaller program body, which measured faster for them (and for
 /// packets that are not for a VIP) than the call costs the packets that
 /// come here.
 #[inline(never)]
-fn general(
-    ctx: &XdpContext,
-    settings: &DirectorSettings,
-    vips: &VipTable,
-    found: Option<&'static VipEntry>,
-    sent: &mut Sent,
-) -> Outcome {
+fn parse_and_forward(env: &Env, found: Option<&'static VipEntry>, sent: &mut Sent) -> Outcome {
+    let ctx = &env.ctx;
     let mut p = Packet::EMPTY;
-    p.vips = *vips;
     p.vip = found;
-    match parse_ip(ctx, &mut p) {
+    match parse_ip(env, &mut p) {
         Step::Go => {}
         Step::Pass => return Outcome::Pass,
         Step::Malformed => return Outcome::Malformed,
@@ -567,6 +589,14 @@ fn general(
     if l4 == L4::Malformed {
         return Outcome::Malformed;
     }
+    let matched = |range, flow, ports| Matched {
+        range,
+        flow,
+        client: [0; 2],
+        l2_len: p.l2_len,
+        v6: p.v6,
+        ports,
+    };
 
     // Every fragment of a datagram, the first included, must reach the same
     // backend: the bind ignores the ports and so does the hash.
@@ -575,14 +605,14 @@ fn general(
             return Outcome::Pass;
         };
         sent.flags |= Sent::FRAGMENT;
-        return forward::<false>(ctx, &p, range, settings, false, sent);
+        return forward::<false>(env, &matched(range, p.flow, false), sent);
     }
 
-    let range = match l4 {
-        L4::Ports => port_range(p.vip, p.proto, p.flow.dport),
+    let (range, flow) = match l4 {
+        L4::Ports => (port_range(p.vip, p.proto, p.flow.dport), p.flow),
         L4::Echo => {
             sent.flags |= Sent::ICMP;
-            echo_range(p.vip)
+            (echo_range(p.vip), p.flow)
         }
         L4::Quoted => {
             sent.flags |= Sent::ICMP | Sent::ICMP_ERROR;
@@ -591,46 +621,48 @@ fn general(
             let quoted_vip = if same_addr(ctx, p.v6, p.quoted_src, p.flow.dst) {
                 p.vip
             } else {
-                vip_lookup(ctx, p.v6, p.quoted_src, &p.vips)
+                vip_lookup(env, p.v6, p.quoted_src)
             };
             // The quoted packet went from the VIP to the client: the flow
             // is its reverse, and the bind is the quoted source's.
-            p.flow = Flow {
+            let flow = Flow {
                 src: p.quoted_dst,
                 dst: p.quoted_src,
                 sport: p.quoted_dport,
                 dport: p.quoted_sport,
             };
-            port_range(quoted_vip, p.quoted_proto, p.quoted_sport)
+            (port_range(quoted_vip, p.quoted_proto, p.quoted_sport), flow)
         }
-        L4::Other | L4::Malformed => None,
+        L4::Other | L4::Malformed => (None, p.flow),
     };
     let Some(range) = range else {
         return Outcome::Pass;
     };
-    forward::<false>(ctx, &p, range, settings, true, sent)
+    forward::<false>(env, &matched(range, flow, true), sent)
 }
 
-/// The common case in straight-line code with constant offsets: untagged
-/// IPv4 without options, not a fragment, TCP or UDP with its header in the
-/// frame. `None` when the packet is not that case (or is, but malformed):
-/// then `process`'s general parser decides, and it decides the same for
-/// the packets taken here (the golden tests run both kinds).
+/// The fast path of untagged IPv4 without options, not a fragment, TCP or
+/// UDP with its header in the frame (or an ICMP error, see
+/// [`quoted_flow`]): straight-line code with constant offsets. `None` when
+/// the packet is not that case (or is, but malformed): then [`decide`]'s
+/// general parser decides, and it decides the same for the packets taken
+/// here (the golden tests run both kinds). `found` keeps the destination's
+/// VIP entry for the general parser.
 #[inline(always)]
-fn fast_v4(
-    ctx: &XdpContext,
-    settings: &DirectorSettings,
-    vips: &VipTable,
+fn forward_plain_v4(
+    env: &Env,
     found: &mut Option<&'static VipEntry>,
     sent: &mut Sent,
 ) -> Option<Outcome> {
     const IP: usize = eth::HLEN;
     const AT_L4: usize = IP + ipv4::HLEN;
+    let ctx = &env.ctx;
     let h = View::<{ AT_L4 + udp::HLEN }>::at(ctx, 0)?;
     if h.be16::<{ eth::TYPE }>() != eth::P_IPV4 || h.u8::<{ IP + ipv4::VER_IHL }>() != 0x45 {
         return None;
     }
-    let Some(vip) = fast_vip(ctx, false, IP + ipv4::DST, vips, found) else {
+    *found = vip_lookup(env, false, IP + ipv4::DST);
+    let Some(vip) = *found else {
         return Some(Outcome::Pass);
     };
     let total = usize::from(h.be16::<{ IP + ipv4::TOTAL_LEN }>());
@@ -642,70 +674,58 @@ fn fast_v4(
         return None;
     }
     let proto = h.u8::<{ IP + ipv4::PROTO }>();
-    fast_forward::<IP, AT_L4, false>(ctx, settings, vip, proto, sent)
+    forward_plain_l4::<IP, AT_L4, false>(env, vip, proto, sent)
 }
 
-/// For the fast paths: the VIP entry of the destination at `at`, also
-/// kept in `found` for the general parser should the fast path decline
-/// the packet; `None`: not a VIP, the packet passes.
+/// [`forward_plain_v4`] for untagged IPv6 whose next header is TCP, UDP or
+/// ICMPv6 (no extension headers).
 #[inline(always)]
-fn fast_vip(
-    ctx: &XdpContext,
-    v6: bool,
-    at: usize,
-    vips: &VipTable,
-    found: &mut Option<&'static VipEntry>,
-) -> Option<&'static VipEntry> {
-    *found = vip_lookup(ctx, v6, at, vips);
-    *found
-}
-
-/// [`fast_v4`] for untagged IPv6 whose next header is TCP or UDP (no
-/// extension headers).
-#[inline(always)]
-fn fast_v6(
-    ctx: &XdpContext,
-    settings: &DirectorSettings,
-    vips: &VipTable,
+fn forward_plain_v6(
+    env: &Env,
     found: &mut Option<&'static VipEntry>,
     sent: &mut Sent,
 ) -> Option<Outcome> {
     const IP: usize = eth::HLEN;
     const AT_L4: usize = IP + ipv6::HLEN;
+    let ctx = &env.ctx;
     let h = View::<{ AT_L4 + udp::HLEN }>::at(ctx, 0)?;
     if h.be16::<{ eth::TYPE }>() != eth::P_IPV6 || h.u8::<IP>() >> 4 != 6 {
         return None;
     }
-    let Some(vip) = fast_vip(ctx, true, IP + ipv6::DST, vips, found) else {
+    *found = vip_lookup(env, true, IP + ipv6::DST);
+    let Some(vip) = *found else {
         return Some(Outcome::Pass);
     };
     if AT_L4 + usize::from(h.be16::<{ IP + ipv6::PAYLOAD_LEN }>()) > frame_len(ctx) {
         return None;
     }
     let proto = h.u8::<{ IP + ipv6::NEXT_HEADER }>();
-    fast_forward::<IP, AT_L4, true>(ctx, settings, vip, proto, sent)
+    forward_plain_l4::<IP, AT_L4, true>(env, vip, proto, sent)
 }
 
 /// The rest of the fast paths, for an IP header without options or
 /// extension headers at `IP` and what follows it at `AT_L4` (else `None`):
-/// a TCP or UDP header, or an ICMP error ([`fast_quote`]); the bind on
-/// `vip`, then [`forward`] of the flow.
+/// a TCP or UDP header, or an ICMP error ([`quoted_flow`]); the bind on
+/// `vip`, then [`forward`] of the flow, with the client address as words
+/// and the VIP at a constant offset.
 ///
 /// Both kinds share one copy of the hash and the encapsulation: what
 /// differs, where the client address is, comes to them as a value. (With
 /// its own copy, out of line, an ICMP error cost about 10 ns more than a
-/// TCP packet; inlined, the copy made TCP packets slower.)
+/// TCP packet; inlined, the copy made TCP packets slower.) Each fast path
+/// has its own copy, inlined: one shared by both would hash addresses at a
+/// variable offset, which measured about 5 ns slower for TCP and UDP.
 #[inline(always)]
-fn fast_forward<const IP: usize, const AT_L4: usize, const V6: bool>(
-    ctx: &XdpContext,
-    settings: &DirectorSettings,
+fn forward_plain_l4<const IP: usize, const AT_L4: usize, const V6: bool>(
+    env: &Env,
     vip: &VipEntry,
     proto: u8,
     sent: &mut Sent,
 ) -> Option<Outcome> {
+    let ctx = &env.ctx;
     let icmp = proto == if V6 { ipproto::ICMPV6 } else { ipproto::ICMP };
     let (flow, client, bind_proto) = if icmp {
-        fast_quote::<IP, AT_L4, V6>(ctx)?
+        quoted_flow::<IP, AT_L4, V6>(ctx)?
     } else {
         if proto == ipproto::TCP {
             if !tcp_header_ok(ctx, AT_L4) {
@@ -734,22 +754,31 @@ fn fast_forward<const IP: usize, const AT_L4: usize, const V6: bool>(
         return Some(Outcome::Pass);
     };
     if icmp {
-        // `fast_quote` takes ICMP errors only.
+        // `quoted_flow` takes ICMP errors only.
         sent.flags |= Sent::ICMP | Sent::ICMP_ERROR;
     }
-    Some(fast_send::<V6>(ctx, settings, range, flow, client, sent))
+    let m = Matched {
+        range,
+        flow,
+        client,
+        l2_len: IP,
+        v6: V6,
+        ports: true,
+    };
+    Some(forward::<true>(env, &m, sent))
 }
 
-/// For [`fast_forward`]: an ICMPv4 frag-needed or ICMPv6 packet-too-big at
-/// `AT_L4` quoting, right after its 8-byte header, an IP header without
-/// options whose source is the packet's destination (the VIP), and TCP or
-/// UDP ports. It goes where the quoted flow's packets from the client go:
-/// that flow (the VIP at the packet's destination, which the quoted source
-/// equals), the client address ([`addr_words`]) and the quoted protocol.
-/// `None` for anything else, which the general parser decides (another
-/// address quoted, options, other ICMP types, truncation).
+/// For [`forward_plain_l4`]: the flow of an ICMPv4 frag-needed or ICMPv6
+/// packet-too-big at `AT_L4` quoting, right after its 8-byte header, an IP
+/// header without options whose source is the packet's destination (the
+/// VIP), and TCP or UDP ports. It goes where the quoted flow's packets
+/// from the client go: that flow (the VIP at the packet's destination,
+/// which the quoted source equals), the client address ([`addr_words`])
+/// and the quoted protocol. `None` for anything else, which the general
+/// parser decides (another address quoted, options, other ICMP types,
+/// truncation).
 #[inline(always)]
-fn fast_quote<const IP: usize, const AT_L4: usize, const V6: bool>(
+fn quoted_flow<const IP: usize, const AT_L4: usize, const V6: bool>(
     ctx: &XdpContext,
 ) -> Option<(Flow, [u64; 2], u8)> {
     let quoted = AT_L4 + icmp::HLEN;
@@ -795,30 +824,10 @@ fn fast_quote<const IP: usize, const AT_L4: usize, const V6: bool>(
     Some((flow, addr_words(ctx, V6, q_dst)?, quoted_proto))
 }
 
-/// [`forward`] of an untagged frame's flow whose destination is at a
-/// constant offset and whose client address is `client`. Each fast path
-/// calls it once (it is inlined): a shared call would hash addresses at a
-/// variable offset, which measured about 5 ns slower for TCP and UDP.
-#[inline(always)]
-fn fast_send<const V6: bool>(
-    ctx: &XdpContext,
-    settings: &DirectorSettings,
-    range: &PortRange,
-    flow: Flow,
-    client: [u64; 2],
-    sent: &mut Sent,
-) -> Outcome {
-    let mut p = Packet::EMPTY;
-    p.v6 = V6;
-    p.l2_len = eth::HLEN;
-    p.flow = flow;
-    p.client = client;
-    forward::<true>(ctx, &p, range, settings, true, sent)
-}
-
 /// Ethernet, then IPv4 or IPv6 up to the L4 header.
 #[inline(always)]
-fn parse_ip(ctx: &XdpContext, p: &mut Packet) -> Step {
+fn parse_ip(env: &Env, p: &mut Packet) -> Step {
+    let ctx = &env.ctx;
     let Some(eth_header) = View::<{ eth::HLEN }>::at(ctx, 0) else {
         return Step::Pass;
     };
@@ -832,14 +841,15 @@ fn parse_ip(ctx: &XdpContext, p: &mut Packet) -> Step {
         p.l2_len = eth::VLAN_HLEN;
     }
     match ethertype {
-        eth::P_IPV4 => parse_ipv4(ctx, p),
-        eth::P_IPV6 => parse_ipv6(ctx, p),
+        eth::P_IPV4 => parse_ipv4(env, p),
+        eth::P_IPV6 => parse_ipv6(env, p),
         _ => Step::Pass,
     }
 }
 
 #[inline(always)]
-fn parse_ipv4(ctx: &XdpContext, p: &mut Packet) -> Step {
+fn parse_ipv4(env: &Env, p: &mut Packet) -> Step {
+    let ctx = &env.ctx;
     let l2 = p.l2_len;
     // Too short to read the destination: not ours to judge.
     let Some(h) = View::<{ ipv4::HLEN }>::at(ctx, l2) else {
@@ -848,7 +858,7 @@ fn parse_ipv4(ctx: &XdpContext, p: &mut Packet) -> Step {
     let proto = h.u8::<{ ipv4::PROTO }>();
     p.v6 = false;
     p.flow.dst = l2 + ipv4::DST;
-    if !is_vip(ctx, p) {
+    if !is_vip(env, p) {
         return Step::Pass;
     }
 
@@ -875,14 +885,15 @@ fn parse_ipv4(ctx: &XdpContext, p: &mut Packet) -> Step {
 }
 
 #[inline(always)]
-fn parse_ipv6(ctx: &XdpContext, p: &mut Packet) -> Step {
+fn parse_ipv6(env: &Env, p: &mut Packet) -> Step {
+    let ctx = &env.ctx;
     let l2 = p.l2_len;
     let Some(h) = View::<{ ipv6::HLEN }>::at(ctx, l2) else {
         return Step::Pass;
     };
     p.v6 = true;
     p.flow.dst = l2 + ipv6::DST;
-    if !is_vip(ctx, p) {
+    if !is_vip(env, p) {
         return Step::Pass;
     }
 
@@ -1067,12 +1078,10 @@ fn offset16(offset: usize) -> u16 {
     u16::try_from(offset).unwrap_or(u16::MAX)
 }
 
-/// Hash and row lookup in the table of `range`'s bind, then the
-/// encapsulation, counted. `ports`: whether the hash may include ports
-/// (not for fragments); the GUE source port mixes in the flow's source
-/// port (0 for echo and fragments). `FAST`: a fast path's packet, whose
-/// client address is in `p.client` and whose VIP is at a constant offset,
-/// so the hash takes them without the general path's detour.
+/// Forwards a packet matched to a bind, counted: [`hash_and_encapsulate`]
+/// with the counters around it. `FAST`: a fast path's packet, whose client
+/// address is in `m.client` and whose VIP is at a constant offset, so the
+/// hash takes them without the general path's detour.
 ///
 /// The packet is counted as early as each counter's index is known: the
 /// bind's before the hash, so that those counters' memory is fetched while
@@ -1081,23 +1090,16 @@ fn offset16(offset: usize) -> u16 {
 /// A failure, or a packet too big to encapsulate, takes them back. See
 /// docs/design/director-cost.md.
 #[inline(always)]
-fn forward<const FAST: bool>(
-    ctx: &XdpContext,
-    p: &Packet,
-    range: &PortRange,
-    settings: &DirectorSettings,
-    ports: bool,
-    sent: &mut Sent,
-) -> Outcome {
-    sent.bind = u32::from(range.bind);
-    let received = frame_len(ctx) as u64;
+fn forward<const FAST: bool>(env: &Env, m: &Matched<'_>, sent: &mut Sent) -> Outcome {
+    sent.bind = u32::from(m.range.bind);
+    let received = frame_len(&env.ctx) as u64;
     count_bind::<false>(sent.bind, received);
     // ICMP and fragments: known by now, counted as early.
     let kinds = sent.flags & (Sent::ICMP | Sent::FRAGMENT);
     if kinds != 0 {
         count_kinds::<false>(kinds);
     }
-    let outcome = route::<FAST>(ctx, p, range, settings, ports, received, sent);
+    let outcome = hash_and_encapsulate::<FAST>(env, m, received, sent);
     if outcome != Outcome::Sent {
         core::hint::cold_path();
         count_bind::<true>(sent.bind, received);
@@ -1124,19 +1126,20 @@ fn count_kinds<const UNDO: bool>(kinds: u32) {
     }
 }
 
-/// [`forward`] after the bind is counted: `Sent`, `EncapFailure`, or, for
-/// a packet that would not fit the path MTU once encapsulated, `TooBig`.
+/// [`forward`] after the bind is counted: the flow hash into the bind's
+/// table, the row, the path MTU check and the encapsulation to the row's
+/// primary (counted). `Sent`, `EncapFailure`, or, for a packet that would
+/// not fit the path MTU once encapsulated, `TooBig`. `received`: the
+/// frame's length as received.
 #[inline(always)]
-fn route<const FAST: bool>(
-    ctx: &XdpContext,
-    p: &Packet,
-    range: &PortRange,
-    settings: &DirectorSettings,
-    ports: bool,
+fn hash_and_encapsulate<const FAST: bool>(
+    env: &Env,
+    m: &Matched<'_>,
     received: u64,
     sent: &mut Sent,
 ) -> Outcome {
-    let table = u32::from(range.table);
+    let ctx = &env.ctx;
+    let table = u32::from(m.range.table);
     let Some(head) = DIR_TABLE_HEADS.get(table) else {
         return encap_failure();
     };
@@ -1144,17 +1147,17 @@ fn route<const FAST: bool>(
     let Some(keys) = head.keys.get(slot as usize) else {
         return encap_failure();
     };
-    let flow = p.flow;
+    let flow = m.flow;
     let mut hash = 0;
     let args = HashArgs {
         sport: flow.sport,
         dport: flow.dport,
-        fields: settings.hash_fields,
-        v6: p.v6,
-        ports,
+        fields: env.settings.hash_fields,
+        v6: m.v6,
+        ports: m.ports,
     };
     if FAST {
-        match flow_hash(ctx, keys, p.client, flow.dst, args) {
+        match flow_hash(ctx, keys, m.client, flow.dst, args) {
             Some(h) => hash = h,
             None => return encap_failure(),
         }
@@ -1192,18 +1195,18 @@ fn route<const FAST: bool>(
     // `DIR_SETTINGS.mtu`, the primary's family and the hops, it measured
     // about 7 ns a packet more in alternated runs.
     let limit = head.max_inner.get(slot as usize).copied().unwrap_or(0);
-    let original = received - p.l2_len as u64;
+    let original = received - m.l2_len as u64;
     if original > u64::from(limit) {
         core::hint::cold_path();
         sent.flags |= ((hops as u32) << Sent::HOPS_SHIFT) | if ipip { Sent::IPIP } else { 0 };
         return Outcome::TooBig;
     }
     count_backend::<false>(sent.backend, received);
-    let client_port = if ports { flow.sport } else { 0 };
+    let client_port = if m.ports { flow.sport } else { 0 };
     let target = Target {
         source_port: proto::flow::gue_source_port(hash, client_port),
-        vlan: p.l2_len == eth::VLAN_HLEN,
-        inner_v6: p.v6,
+        vlan: m.l2_len == eth::VLAN_HLEN,
+        inner_v6: m.v6,
     };
     // The alternates are looked up as their hops are written.
     let hop = |i: usize| {
@@ -1216,7 +1219,7 @@ fn route<const FAST: bool>(
         core::hint::cold_path();
         encap::director_ipip(ctx.ctx, encap::ipip_args(first, target.pack()))
     } else {
-        director_encapsulate(ctx, settings, primary, hops, hop, target.pack())
+        director_encapsulate(ctx, env.settings, primary, hops, hop, target.pack())
     };
     match result {
         encap::SENT => Outcome::Sent,
