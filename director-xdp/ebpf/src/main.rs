@@ -1023,7 +1023,7 @@ fn quoted_ipv4(ctx: &XdpContext, off: usize, p: &mut Packet) -> L4 {
     if proto != ipproto::TCP && proto != ipproto::UDP {
         return L4::Other;
     }
-    quote(ctx, p, proto, off + ipv4::SRC, off + ipv4::DST, off + hl)
+    record_quoted::<false>(ctx, p, proto, off, off + hl)
 }
 
 /// The IPv6 header and ports quoted by a packet-too-big at `off`.
@@ -1036,26 +1036,29 @@ fn quoted_ipv6(ctx: &XdpContext, off: usize, p: &mut Packet) -> L4 {
     if proto != ipproto::TCP && proto != ipproto::UDP {
         return L4::Other;
     }
-    quote(
-        ctx,
-        p,
-        proto,
-        off + ipv6::SRC,
-        off + ipv6::DST,
-        off + ipv6::HLEN,
-    )
+    record_quoted::<true>(ctx, p, proto, off, off + ipv6::HLEN)
 }
 
-/// Records the quoted packet (protocol, address offsets, and the ports at
-/// `l4`): `L4::Quoted`, or `L4::Malformed` if the ports are not there.
+/// Records the quoted packet: its protocol, the offsets of the addresses
+/// of its IP header at `ip` (IPv6 with `V6`), and the ports at `l4`.
+/// `L4::Quoted`, or `L4::Malformed` if the ports are not there.
 #[inline(always)]
-fn quote(ctx: &XdpContext, p: &mut Packet, proto: u8, src: usize, dst: usize, l4: usize) -> L4 {
+fn record_quoted<const V6: bool>(
+    ctx: &XdpContext,
+    p: &mut Packet,
+    proto: u8,
+    ip: usize,
+    l4: usize,
+) -> L4 {
     let Some(ports) = View::<4>::at(ctx, l4) else {
         return L4::Malformed;
     };
     p.quoted_proto = proto;
-    p.quoted_src = src;
-    p.quoted_dst = dst;
+    (p.quoted_src, p.quoted_dst) = if V6 {
+        (ip + ipv6::SRC, ip + ipv6::DST)
+    } else {
+        (ip + ipv4::SRC, ip + ipv4::DST)
+    };
     p.quoted_sport = ports.be16::<{ tcp::SPORT }>();
     p.quoted_dport = ports.be16::<{ tcp::DPORT }>();
     L4::Quoted
