@@ -16,6 +16,10 @@
 //! of `BATCHES` batch means of `RUNS` runs each, and a figure is the median
 //! over the loads. Programs and loads are measured in interleaved batches
 //! so that drift affects them alike. Needs root.
+//!
+//! `DIRECTOR_BENCH_OBJECTS=label=path,...` adds other builds of the object
+//! (with the `bench` feature), measured beside this one in the same batches
+//! (see [`builds`]).
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -177,6 +181,85 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// This build's object (`None`), then those `DIRECTOR_BENCH_OBJECTS` names
+/// (`label=path,...`: the `director-xdp` file a build with the `bench`
+/// feature leaves in the build script's `OUT_DIR`), measured in the same
+/// interleaved batches: how a change to the program is measured, since two
+/// runs of the bench measure where the kernel placed the code as much as
+/// the code.
+fn builds() -> Vec<(String, Option<Vec<u8>>)> {
+    let mut builds = vec![("this build".to_string(), None)];
+    let Ok(list) = std::env::var("DIRECTOR_BENCH_OBJECTS") else {
+        return builds;
+    };
+    for item in list.split(',').filter(|i| !i.is_empty()) {
+        let (label, path) = item
+            .split_once('=')
+            .unwrap_or_else(|| panic!("DIRECTOR_BENCH_OBJECTS: {item:?} is not label=path"));
+        let object = std::fs::read(path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+        builds.push((label.to_string(), Some(object)));
+    }
+    builds
+}
+
+/// Per packet and load, from the batch means of each program: the floor's
+/// median, then each other program's above it.
+fn above_floor(samples: &[Vec<[Vec<f64>; 4]>]) -> Vec<Vec<[f64; 4]>> {
+    samples
+        .iter()
+        .map(|loads| {
+            loads
+                .iter()
+                .map(|progs| {
+                    let [f, m, h, d] = progs.clone().map(median);
+                    [f, m - f, h - f, d - f]
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The director of each build above its own floor, beside this build's.
+fn print_builds(
+    builds: &[(String, Option<Vec<u8>>)],
+    samples: &[Vec<Vec<[Vec<f64>; 4]>>],
+    packets: &[(&str, Vec<u8>)],
+) {
+    let director: Vec<Vec<(f64, f64, f64)>> = samples
+        .iter()
+        .map(|build| {
+            above_floor(build)
+                .iter()
+                .map(|loads| {
+                    let d: Vec<f64> = loads.iter().map(|l| l[3]).collect();
+                    let lo = d.iter().copied().fold(f64::INFINITY, f64::min);
+                    let hi = d.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    (median(d), lo, hi)
+                })
+                .collect()
+        })
+        .collect();
+    println!(
+        "\nOther builds of the object (`DIRECTOR_BENCH_OBJECTS`), {LOADS} loads each, measured in \
+         the same interleaved batches: the director above its own floor, the median over loads \
+         (lowest to highest load), and its difference to this build's.\n"
+    );
+    println!(
+        "| packet | build | director above floor | lowest to highest load | minus this build |"
+    );
+    println!("|---|---|---:|---:|---:|");
+    for (i, (name, _)) in packets.iter().enumerate() {
+        let (base, _, _) = director[0][i];
+        for (b, (label, _)) in builds.iter().enumerate() {
+            let (d, lo, hi) = director[b][i];
+            println!(
+                "| {name} | {label} | {d:.1} | {lo:.1} to {hi:.1} | {:+.1} |",
+                d - base
+            );
+        }
+    }
+}
+
 fn main() {
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -184,56 +267,86 @@ fn main() {
     ))
     .expect("examples/director.json");
     let config = bench_config(&Config::from_json(&text).expect("example config"));
-    let mut loads = Vec::new();
-    for _ in 0..LOADS {
-        let mut dp = Dataplane::load().expect("loading the director (root needed)");
-        dp.apply(&config, &|_| Some([0x02, 0, 0, 0, 0, 0x11]))
-            .expect("applying the example config");
-        for name in [
-            BENCH_FLOOR_PROGRAM,
-            BENCH_MIN_ENCAP_PROGRAM,
-            BENCH_SIPHASH_PROGRAM,
-        ] {
-            dp.load_program(name).expect(name);
-        }
-        loads.push(dp);
-    }
-    // Per load, measured in this order, per packet and batch.
-    let programs: Vec<[&Xdp; 4]> = loads
+    let builds = builds();
+    // Per build: its loads, each with its maps written and every program
+    // loaded.
+    let loads: Vec<Vec<Dataplane>> = builds
         .iter()
-        .map(|dp| {
-            [
-                BENCH_FLOOR_PROGRAM,
-                BENCH_MIN_ENCAP_PROGRAM,
-                BENCH_SIPHASH_PROGRAM,
-                DIRECTOR_PROGRAM,
-            ]
-            .map(|name| director_xdp::xdp_program(dp.ebpf(), name).expect("loaded program"))
+        .map(|(label, object)| {
+            (0..LOADS)
+                .map(|_| {
+                    let mut dp = match object {
+                        None => Dataplane::load(),
+                        Some(o) => Dataplane::load_object(o),
+                    }
+                    .unwrap_or_else(|e| panic!("loading {label} (root needed): {e:?}"));
+                    dp.apply(&config, &|_| Some([0x02, 0, 0, 0, 0, 0x11]))
+                        .expect("applying the example config");
+                    for name in [
+                        BENCH_FLOOR_PROGRAM,
+                        BENCH_MIN_ENCAP_PROGRAM,
+                        BENCH_SIPHASH_PROGRAM,
+                    ] {
+                        dp.load_program(name)
+                            .unwrap_or_else(|e| panic!("{label}: {name}: {e:?}"));
+                    }
+                    dp
+                })
+                .collect()
+        })
+        .collect();
+    // Per build and load, measured in this order, per packet and batch.
+    let programs: Vec<Vec<[&Xdp; 4]>> = loads
+        .iter()
+        .map(|build| {
+            build
+                .iter()
+                .map(|dp| {
+                    [
+                        BENCH_FLOOR_PROGRAM,
+                        BENCH_MIN_ENCAP_PROGRAM,
+                        BENCH_SIPHASH_PROGRAM,
+                        DIRECTOR_PROGRAM,
+                    ]
+                    .map(|name| director_xdp::xdp_program(dp.ebpf(), name).expect("loaded program"))
+                })
+                .collect()
         })
         .collect();
 
     let packets = packets();
     let mut out = vec![0u8; 2048];
-    // Per packet, load and program: the batch means.
-    let mut samples: Vec<Vec<[Vec<f64>; 4]>> = packets
+    // Per build, packet, load and program: the batch means.
+    let mut all_samples: Vec<Vec<Vec<[Vec<f64>; 4]>>> = builds
         .iter()
-        .map(|_| vec![Default::default(); LOADS])
+        .map(|_| {
+            packets
+                .iter()
+                .map(|_| vec![Default::default(); LOADS])
+                .collect()
+        })
         .collect();
     let mut verdicts: Vec<Option<u32>> = vec![None; packets.len()];
     for _ in 0..BATCHES {
         for (i, (name, p)) in packets.iter().enumerate() {
-            for (l, progs) in programs.iter().enumerate() {
-                for (k, prog) in progs.iter().enumerate() {
-                    let (ns, verdict) = batch_mean(prog, p, &mut out);
-                    samples[i][l][k].push(ns);
-                    if k == 3 {
-                        let first = *verdicts[i].get_or_insert(verdict);
-                        assert_eq!(first, verdict, "{name}: loads disagree on the verdict");
+            for l in 0..LOADS {
+                for (b, build) in programs.iter().enumerate() {
+                    for (k, prog) in build[l].iter().enumerate() {
+                        let (ns, verdict) = batch_mean(prog, p, &mut out);
+                        all_samples[b][i][l][k].push(ns);
+                        if k == 3 {
+                            let first = *verdicts[i].get_or_insert(verdict);
+                            assert_eq!(
+                                first, verdict,
+                                "{name}: loads or builds disagree on the verdict"
+                            );
+                        }
                     }
                 }
             }
         }
     }
+    let samples = &all_samples[0];
 
     println!("### XDP director (`BPF_PROG_TEST_RUN`, repeat 1, original packet every run)\n");
     println!(
@@ -257,18 +370,7 @@ fn main() {
     println!("|---|---|---:|---:|---:|---:|---:|---:|");
     let mut worst_ratio: f64 = 0.0;
     // Per packet and load: the floor, then the others above it.
-    let above: Vec<Vec<[f64; 4]>> = samples
-        .iter()
-        .map(|loads| {
-            loads
-                .iter()
-                .map(|progs| {
-                    let [f, m, h, d] = progs.clone().map(median);
-                    [f, m - f, h - f, d - f]
-                })
-                .collect()
-        })
-        .collect();
+    let above = above_floor(samples);
     let mut tsv =
         String::from("packet\tverdict\tfloor_ns\tmin_encap_ns\tsiphash_ns\tdirector_ns\n");
     for (i, (name, _)) in packets.iter().enumerate() {
@@ -347,6 +449,9 @@ fn main() {
          repository): matched IPv4 TCP 48 ns above the floor for this director, 68 ns for \
          GitHub's XDP director and 80 ns for Katran's stateless path."
     );
+    if builds.len() > 1 {
+        print_builds(&builds, &all_samples, &packets);
+    }
     // For the plots of `make bench`.
     if let Some(dir) = std::env::var_os("BENCH_DATA") {
         std::fs::write(std::path::Path::new(&dir).join("director.tsv"), tsv)

@@ -653,7 +653,20 @@ struct Plan {
 impl Dataplane {
     /// Loads the object and the director program (not attached). Needs root.
     pub fn load() -> Result<Self, DataplaneError> {
-        let ebpf = load_director()?;
+        Self::from_ebpf(load_director()?)
+    }
+
+    /// As [`Dataplane::load`], from another build of the director's object
+    /// (the director benchmark compares builds in one run); its maps must
+    /// have this build's layout.
+    pub fn load_object(object: &[u8]) -> Result<Self, DataplaneError> {
+        let mut ebpf =
+            Ebpf::load(object).map_err(|e| DataplaneError::Load(LoadError::Object(e)))?;
+        load_xdp(&mut ebpf, DIRECTOR_PROGRAM)?;
+        Self::from_ebpf(ebpf)
+    }
+
+    fn from_ebpf(ebpf: Ebpf) -> Result<Self, DataplaneError> {
         let mut dp = Dataplane {
             ebpf,
             written: Written::default(),
