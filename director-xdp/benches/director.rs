@@ -21,15 +21,18 @@
 //! (with the `bench` feature), measured beside this one in the same batches
 //! (see [`builds`]).
 
-use std::net::IpAddr;
-use std::time::Duration;
+mod common;
 
-use aya::programs::{TestRun as _, TestRunOptions, Xdp};
+use std::net::IpAddr;
+
+use aya::programs::Xdp;
 use director_xdp::{
     BENCH_FLOOR_PROGRAM, BENCH_MIN_ENCAP_PROGRAM, BENCH_SIPHASH_PROGRAM, DIRECTOR_PROGRAM,
     Dataplane,
 };
 use proto::config::{Bind, Config, Prefix, Proto};
+
+use common::{batch_mean, median};
 
 /// Loads of the object measured (see the text `main` prints).
 const LOADS: usize = 16;
@@ -157,28 +160,6 @@ fn packets() -> Vec<(&'static str, Vec<u8>)> {
         ("ICMPv6 packet too big (quoting a VIP flow), 2 hops", ptb),
         ("not a VIP (IPv4 TCP)", not_vip),
     ]
-}
-
-/// Mean kernel-reported ns of one run of `prog` on `packet`, and the verdict.
-fn batch_mean(prog: &Xdp, packet: &[u8], out: &mut [u8]) -> (f64, u32) {
-    let mut total = Duration::ZERO;
-    let mut verdict = 0;
-    for _ in 0..RUNS {
-        let mut opts = TestRunOptions::new();
-        opts.data_in = Some(packet);
-        opts.data_out = Some(&mut *out);
-        let r = prog
-            .test_run(opts)
-            .expect("BPF_PROG_TEST_RUN (root needed)");
-        total += r.duration;
-        verdict = r.return_value;
-    }
-    (total.as_nanos() as f64 / RUNS as f64, verdict)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// This build's object (`None`), then those `DIRECTOR_BENCH_OBJECTS` names
@@ -332,7 +313,7 @@ fn main() {
             for l in 0..LOADS {
                 for (b, build) in programs.iter().enumerate() {
                     for (k, prog) in build[l].iter().enumerate() {
-                        let (ns, verdict) = batch_mean(prog, p, &mut out);
+                        let (ns, verdict) = batch_mean(prog, p, &mut out, RUNS);
                         all_samples[b][i][l][k].push(ns);
                         if k == 3 {
                             let first = *verdicts[i].get_or_insert(verdict);

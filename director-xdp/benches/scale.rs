@@ -14,13 +14,15 @@
 //! descriptors (`/proc/self/fdinfo`: type, key and value sizes, entries,
 //! `memlock`), read while exactly one load of the object exists. Needs root.
 
-use std::net::{IpAddr, Ipv4Addr};
-use std::time::Duration;
+mod common;
 
-use aya::programs::{TestRun as _, TestRunOptions, Xdp};
+use std::net::{IpAddr, Ipv4Addr};
+
 use director_xdp::{BENCH_FLOOR_PROGRAM, DIRECTOR_PROGRAM, Dataplane};
 use proto::config::{Bind, Config, Prefix, Proto};
 use proto::maps::{MAX_BINDS, MAX_TABLES, TABLE_ROWS, TABLE_SLOTS, TableRow};
+
+use common::{batch_mean, median};
 
 const LOADS: usize = 3;
 const BATCHES: usize = 7;
@@ -133,27 +135,6 @@ fn eth_ipv4_syn(dst: Ipv4Addr) -> Vec<u8> {
     ]);
     f.extend_from_slice(&[0, 0, 0, 0]);
     f
-}
-
-fn batch_mean(prog: &Xdp, packet: &[u8], out: &mut [u8]) -> (f64, u32) {
-    let mut total = Duration::ZERO;
-    let mut verdict = 0;
-    for _ in 0..RUNS {
-        let mut opts = TestRunOptions::new();
-        opts.data_in = Some(packet);
-        opts.data_out = Some(&mut *out);
-        let r = prog
-            .test_run(opts)
-            .expect("BPF_PROG_TEST_RUN (root needed)");
-        total += r.duration;
-        verdict = r.return_value;
-    }
-    (total.as_nanos() as f64 / RUNS as f64, verdict)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// One BPF map of this process as `/proc/self/fdinfo` gives it.
@@ -274,7 +255,7 @@ fn main() {
             for (l, dp) in per_case.iter().enumerate() {
                 for (k, name) in [BENCH_FLOOR_PROGRAM, DIRECTOR_PROGRAM].iter().enumerate() {
                     let prog = director_xdp::xdp_program(dp.ebpf(), name).expect("program");
-                    let (ns, verdict) = batch_mean(prog, &packets[c], &mut out);
+                    let (ns, verdict) = batch_mean(prog, &packets[c], &mut out, RUNS);
                     if k == 1 {
                         assert_eq!(verdict, 3, "{:?}: the director must encapsulate", CASES[c]);
                     }
