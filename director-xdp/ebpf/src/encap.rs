@@ -191,6 +191,134 @@ const fn be16(v: u16) -> u64 {
     v.to_be() as u64
 }
 
+/// The Ethernet header and the outer IP header both encapsulations write
+/// ([`put_outer`]), gathered before the frame moves. Whole words, built by
+/// [`outer_ends`] and [`read_received_l2`] (rules 3 and 4).
+struct Outer {
+    /// The outer source address as the header takes it: IPv4 in the low 32
+    /// bits of `src0`, IPv6 in both.
+    src0: u64,
+    src1: u64,
+    /// The destination MAC, in the low 48 bits.
+    dst_mac: u64,
+    /// The received frame's destination MAC, the new source, low 48 bits.
+    old_dst: u64,
+    /// The received frame's VLAN tag (written only with an 18-byte L2).
+    tag: u64,
+    /// What follows the outer IP header, in bytes.
+    payload_len: u64,
+    /// The outer IP header's protocol (next header).
+    protocol: u64,
+}
+
+impl Outer {
+    const EMPTY: Outer = Outer {
+        src0: 0,
+        src1: 0,
+        dst_mac: 0,
+        old_dst: 0,
+        tag: 0,
+        payload_len: 0,
+        protocol: 0,
+    };
+}
+
+/// The source address (of the family `V6` names) and the destination MAC
+/// (the primary's, else the gateway's) into `o`: [`SENT`], or
+/// [`SENT_MAC_FALLBACK`] for the gateway's, or [`FAILED`] if the settings
+/// have no such source or the MAC is unknown.
+#[inline(always)]
+fn outer_ends<const V6: bool>(s: &DirectorSettings, primary: &BackendEntry, o: &mut Outer) -> u32 {
+    (o.src0, o.src1) = if V6 {
+        (word(&s.src_v6, 0), word(&s.src_v6, 8))
+    } else {
+        (u64::from(word32(&s.src_v4)), 0)
+    };
+    if o.src0 == 0 && o.src1 == 0 {
+        core::hint::cold_path();
+        return FAILED;
+    }
+    let result;
+    (o.dst_mac, result) = if primary.flags & BACKEND_MAC_RESOLVED != 0 {
+        (mac_word(&primary.mac), SENT)
+    } else {
+        (mac_word(&s.gateway_mac), SENT_MAC_FALLBACK)
+    };
+    if o.dst_mac == 0 {
+        core::hint::cold_path();
+        return FAILED;
+    }
+    result
+}
+
+/// The received frame's destination MAC, which becomes the source, and its
+/// VLAN tag, which stays, into `o`: read before the head moves. 18 bytes
+/// are there even without a tag (an IP header follows the 14), so one read
+/// serves both lengths; without a tag, `tag` is the EtherType and 2 bytes
+/// of IP header, and unused. `false` if the frame is shorter.
+#[inline(always)]
+fn read_received_l2(ctx: &XdpContext, o: &mut Outer) -> bool {
+    let Some(old) = View::<{ eth::VLAN_HLEN }>::at(ctx, 0) else {
+        core::hint::cold_path();
+        return false;
+    };
+    o.old_dst = old.u64_raw::<{ eth::DST }>() & 0xffff_ffff_ffff;
+    o.tag = u64::from(old.u32_raw::<{ eth::VLAN_TAG }>());
+    true
+}
+
+/// Writes `o`'s Ethernet header (`L2` bytes: 18 keeps the VLAN tag) and
+/// outer IPv6 (`V6`) or IPv4 header to `primary` at the head of `w`, after
+/// the frame grew: DF, TTL / hop limit 64, the IPv4 checksum.
+#[inline(always)]
+fn put_outer<const L2: usize, const V6: bool, const W: usize>(
+    w: WriteView<W>,
+    o: &Outer,
+    primary: &BackendEntry,
+) -> bool {
+    let ethertype = if V6 { eth::P_IPV6 } else { eth::P_IPV4 };
+    let payload_len = o.payload_len as u16;
+    let mut ok = true;
+    // Destination MAC, then the old destination MAC as the source.
+    ok &= w.put::<u64>(0, o.dst_mac | (o.old_dst << 48));
+    ok &= w.put::<u32>(8, (o.old_dst >> 16) as u32);
+    if L2 == eth::VLAN_HLEN {
+        ok &= w.put::<u32>(eth::VLAN_TAG, o.tag as u32);
+    }
+    ok &= w.put::<u16>(L2 - 2, ethertype.to_be());
+    if V6 {
+        // Version 6, traffic class and flow label 0; payload length, next
+        // header, hop limit.
+        ok &= w.put::<u64>(
+            L2,
+            0x60 | (be16(payload_len) << 32) | (o.protocol << 48) | (u64::from(OUTER_TTL) << 56),
+        );
+        ok &= w.put::<u64>(L2 + ipv6::SRC, o.src0);
+        ok &= w.put::<u64>(L2 + ipv6::SRC + 8, o.src1);
+        ok &= w.put::<u64>(L2 + ipv6::DST, word(&primary.addr, 0));
+        ok &= w.put::<u64>(L2 + ipv6::DST + 8, word(&primary.addr, 8));
+    } else {
+        // `45 00 | total | 00 00 | 40 00 | 40 proto | checksum | src | dst`,
+        // as three words and the addresses. The ones' complement sum is
+        // the same in either byte order, so it is taken over the words as
+        // stored and stored as it comes out.
+        let total = ipv4::HLEN as u16 + payload_len;
+        let w0 = 0x45 | (be16(total) << 16);
+        let w1 = be16(IPV4_DF) << 16;
+        let w2 = u64::from(OUTER_TTL) | (o.protocol << 8);
+        let dst = u64::from(word32(&primary.addr));
+        let mut sum = w0 + w1 + w2 + o.src0 + dst;
+        sum = (sum & 0xffff) + (sum >> 16);
+        sum = (sum & 0xffff) + (sum >> 16);
+        sum = (sum & 0xffff) + (sum >> 16);
+        let checksum = !(sum as u16);
+        ok &= w.put::<u64>(L2, w0 | (w1 << 32));
+        ok &= w.put::<u32>(L2 + 8, (w2 | (u64::from(checksum) << 16)) as u32);
+        ok &= w.put::<u64>(L2 + ipv4::SRC, o.src0 | (dst << 32));
+    }
+    ok
+}
+
 /// [`director_encapsulate`] for an `L2`-byte Ethernet header and an outer
 /// header (and hops) of IPv6 if `V6`, else IPv4; `W`, `W2` and `W3` are
 /// the lengths of the new headers with one, two and three hops. They are
@@ -209,30 +337,16 @@ fn encapsulate_as<
     t: &Row<'_, impl Fn(usize) -> Option<&'a BackendEntry>>,
     hops: usize,
 ) -> u32 {
-    let s = t.s;
-    let (src0, src1) = if V6 {
-        (word(&s.src_v6, 0), word(&s.src_v6, 8))
-    } else {
-        (u64::from(word32(&s.src_v4)), 0)
-    };
-    if src0 == 0 && src1 == 0 {
-        core::hint::cold_path();
-        return FAILED;
-    }
-    let (dst_mac, result) = if t.primary.flags & BACKEND_MAC_RESOLVED != 0 {
-        (mac_word(&t.primary.mac), SENT)
-    } else {
-        (mac_word(&s.gateway_mac), SENT_MAC_FALLBACK)
-    };
-    if dst_mac == 0 {
-        core::hint::cold_path();
+    let mut outer = Outer::EMPTY;
+    let result = outer_ends::<V6>(t.s, t.primary, &mut outer);
+    if result == FAILED {
         return FAILED;
     }
 
-    let (private_type, hop_len, outer_ip_len, ethertype) = if V6 {
-        (PrivateType::Ipv6Hops, 16, ipv6::HLEN, eth::P_IPV6)
+    let (private_type, hop_len, outer_ip_len) = if V6 {
+        (PrivateType::Ipv6Hops, 16, ipv6::HLEN)
     } else {
-        (PrivateType::Ipv4Hops, 4, ipv4::HLEN, eth::P_IPV4)
+        (PrivateType::Ipv4Hops, 4, ipv4::HLEN)
     };
     const { assert!(PrivateType::Ipv6Hops.hop_len() == 16) };
     const { assert!(PrivateType::Ipv4Hops.hop_len() == 4) };
@@ -243,20 +357,14 @@ fn encapsulate_as<
     const { assert!(W2 == W + if V6 { 16 } else { 4 }) };
     const { assert!(W3 == W2 + if V6 { 16 } else { 4 }) };
 
-    // The received frame's destination MAC becomes the source, and its VLAN
-    // tag stays: read both before the head moves. 18 bytes are there even
-    // without a tag (an IP header follows the 14), so one read serves both
-    // lengths; without a tag, `tag` is the EtherType and 2 bytes of IP
-    // header, and unused.
-    let Some(old) = View::<{ eth::VLAN_HLEN }>::at(ctx, 0) else {
-        core::hint::cold_path();
+    if !read_received_l2(ctx, &mut outer) {
         return FAILED;
-    };
-    let old_dst = old.u64_raw::<{ eth::DST }>() & 0xffff_ffff_ffff;
-    let tag = old.u32_raw::<{ eth::VLAN_TAG }>();
+    }
     // L: the original IP packet and any bytes after it.
     let inner_len = frame_len(ctx) - L2;
     let udp_len = (UDP_GUE_LEN + hops_len + inner_len) as u16;
+    outer.payload_len = u64::from(udp_len);
+    outer.protocol = u64::from(ipproto::UDP);
 
     // SAFETY: the helper only moves `data` within the frame's headroom; it
     // fails (non-zero) when there is not enough.
@@ -271,47 +379,7 @@ fn encapsulate_as<
         core::hint::cold_path();
         return FAILED;
     };
-    let mut ok = true;
-    // Destination MAC, then the old destination MAC as the source.
-    ok &= w.put::<u64>(0, dst_mac | (old_dst << 48));
-    ok &= w.put::<u32>(8, (old_dst >> 16) as u32);
-    if L2 == eth::VLAN_HLEN {
-        ok &= w.put::<u32>(eth::VLAN_TAG, tag);
-    }
-    ok &= w.put::<u16>(L2 - 2, ethertype.to_be());
-
-    if V6 {
-        // Version 6, traffic class and flow label 0; payload length, UDP,
-        // hop limit.
-        ok &= w.put::<u64>(
-            L2,
-            0x60 | (be16(udp_len) << 32)
-                | (u64::from(ipproto::UDP) << 48)
-                | (u64::from(OUTER_TTL) << 56),
-        );
-        ok &= w.put::<u64>(L2 + ipv6::SRC, src0);
-        ok &= w.put::<u64>(L2 + ipv6::SRC + 8, src1);
-        ok &= w.put::<u64>(L2 + ipv6::DST, word(&t.primary.addr, 0));
-        ok &= w.put::<u64>(L2 + ipv6::DST + 8, word(&t.primary.addr, 8));
-    } else {
-        // `45 00 | total | 00 00 | 40 00 | 40 11 | checksum | src | dst`,
-        // as three words and the addresses. The ones' complement sum is
-        // the same in either byte order, so it is taken over the words as
-        // stored and stored as it comes out.
-        let total = ipv4::HLEN as u16 + udp_len;
-        let w0 = 0x45 | (be16(total) << 16);
-        let w1 = be16(IPV4_DF) << 16;
-        let w2 = u64::from(OUTER_TTL) | (u64::from(ipproto::UDP) << 8);
-        let dst = u64::from(word32(&t.primary.addr));
-        let mut sum = w0 + w1 + w2 + src0 + dst;
-        sum = (sum & 0xffff) + (sum >> 16);
-        sum = (sum & 0xffff) + (sum >> 16);
-        sum = (sum & 0xffff) + (sum >> 16);
-        let checksum = !(sum as u16);
-        ok &= w.put::<u64>(L2, w0 | (w1 << 32));
-        ok &= w.put::<u32>(L2 + 8, (w2 | (u64::from(checksum) << 16)) as u32);
-        ok &= w.put::<u64>(L2 + ipv4::SRC, src0 | (dst << 32));
-    }
+    let mut ok = put_outer::<L2, V6, W>(w, &outer, t.primary);
 
     let inner = if t.inner_v6 {
         u8::from(InnerProto::Ipv6)
@@ -422,45 +490,24 @@ fn ipip_as<const L2: usize, const V6: bool, const W: usize>(
     primary: &BackendEntry,
     inner_v6: bool,
 ) -> u32 {
-    let (src0, src1) = if V6 {
-        (word(&s.src_v6, 0), word(&s.src_v6, 8))
-    } else {
-        (u64::from(word32(&s.src_v4)), 0)
-    };
-    if src0 == 0 && src1 == 0 {
-        core::hint::cold_path();
+    let mut outer = Outer::EMPTY;
+    let result = outer_ends::<V6>(s, primary, &mut outer);
+    if result == FAILED {
         return FAILED;
     }
-    let (dst_mac, result) = if primary.flags & BACKEND_MAC_RESOLVED != 0 {
-        (mac_word(&primary.mac), SENT)
-    } else {
-        (mac_word(&s.gateway_mac), SENT_MAC_FALLBACK)
-    };
-    if dst_mac == 0 {
-        core::hint::cold_path();
-        return FAILED;
-    }
-    let (outer_ip_len, ethertype) = if V6 {
-        (ipv6::HLEN, eth::P_IPV6)
-    } else {
-        (ipv4::HLEN, eth::P_IPV4)
-    };
+    let outer_ip_len = if V6 { ipv6::HLEN } else { ipv4::HLEN };
     const { assert!(W == L2 + if V6 { ipv6::HLEN } else { ipv4::HLEN }) };
     let protocol = if inner_v6 {
         u8::from(InnerProto::Ipv6)
     } else {
         u8::from(InnerProto::Ipv4)
     };
-    // As in `encapsulate_as`: the received destination MAC and VLAN tag,
-    // read before the head moves.
-    let Some(old) = View::<{ eth::VLAN_HLEN }>::at(ctx, 0) else {
-        core::hint::cold_path();
+    if !read_received_l2(ctx, &mut outer) {
         return FAILED;
-    };
-    let old_dst = old.u64_raw::<{ eth::DST }>() & 0xffff_ffff_ffff;
-    let tag = old.u32_raw::<{ eth::VLAN_TAG }>();
+    }
     // L: the original IP packet and any bytes after it.
-    let inner_len = (frame_len(ctx) - L2) as u16;
+    outer.payload_len = (frame_len(ctx) - L2) as u16 as u64;
+    outer.protocol = u64::from(protocol);
 
     // SAFETY: as in `encapsulate_as`.
     if unsafe { bpf_xdp_adjust_head(ctx.ctx, -(outer_ip_len as i32)) } != 0 {
@@ -471,44 +518,11 @@ fn ipip_as<const L2: usize, const V6: bool, const W: usize>(
         core::hint::cold_path();
         return FAILED;
     };
-    let mut ok = true;
-    ok &= w.put::<u64>(0, dst_mac | (old_dst << 48));
-    ok &= w.put::<u32>(8, (old_dst >> 16) as u32);
-    if L2 == eth::VLAN_HLEN {
-        ok &= w.put::<u32>(eth::VLAN_TAG, tag);
-    }
-    ok &= w.put::<u16>(L2 - 2, ethertype.to_be());
-    if V6 {
-        // Version 6, traffic class and flow label 0; payload length (the
-        // original packet), next header, hop limit.
-        ok &= w.put::<u64>(
-            L2,
-            0x60 | (be16(inner_len) << 32)
-                | (u64::from(protocol) << 48)
-                | (u64::from(OUTER_TTL) << 56),
-        );
-        ok &= w.put::<u64>(L2 + ipv6::SRC, src0);
-        ok &= w.put::<u64>(L2 + ipv6::SRC + 8, src1);
-        ok &= w.put::<u64>(L2 + ipv6::DST, word(&primary.addr, 0));
-        ok &= w.put::<u64>(L2 + ipv6::DST + 8, word(&primary.addr, 8));
+    if put_outer::<L2, V6, W>(w, &outer, primary) {
+        result
     } else {
-        // `45 00 | total | 00 00 | 40 00 | 40 proto | checksum | src |
-        // dst`, summed as in `encapsulate_as`.
-        let total = ipv4::HLEN as u16 + inner_len;
-        let w0 = 0x45 | (be16(total) << 16);
-        let w1 = be16(IPV4_DF) << 16;
-        let w2 = u64::from(OUTER_TTL) | (u64::from(protocol) << 8);
-        let dst = u64::from(word32(&primary.addr));
-        let mut sum = w0 + w1 + w2 + src0 + dst;
-        sum = (sum & 0xffff) + (sum >> 16);
-        sum = (sum & 0xffff) + (sum >> 16);
-        sum = (sum & 0xffff) + (sum >> 16);
-        let checksum = !(sum as u16);
-        ok &= w.put::<u64>(L2, w0 | (w1 << 32));
-        ok &= w.put::<u32>(L2 + 8, (w2 | (u64::from(checksum) << 16)) as u32);
-        ok &= w.put::<u64>(L2 + ipv4::SRC, src0 | (dst << 32));
+        FAILED
     }
-    if ok { result } else { FAILED }
 }
 
 /// Writes `hop`'s address (16 bytes if `V6`, else 4) at `at` of `w`.
