@@ -1094,40 +1094,7 @@ fn build_output(
     let udp_len16 = u16::try_from(udp_len).ok()?;
 
     let mut out = Vec::with_capacity(t.l3 + ipv6::HLEN + udp_len);
-    out.extend_from_slice(&dst_mac);
-    // The source MAC is the one the frame was sent to: this host's.
-    out.extend_from_slice(&frame[eth::DST]);
-    if t.l3 > eth::HLEN {
-        out.extend_from_slice(&frame[eth::VLAN_TAG]);
-    }
-    match outer {
-        Outer::V4 { src, dst, .. } => {
-            out.extend_from_slice(&eth::TYPE_IPV4.to_be_bytes());
-            let total = u16::try_from(ipv4::MIN_HLEN + udp_len).ok()?;
-            let mut ip = [0u8; ipv4::MIN_HLEN];
-            ip[ipv4::VER_IHL] = 0x45;
-            ip[ipv4::TOTAL_LEN].copy_from_slice(&total.to_be_bytes());
-            ip[ipv4::FRAG].copy_from_slice(&OUTER_V4_FLAGS.to_be_bytes());
-            ip[ipv4::TTL] = OUTER_TTL;
-            ip[ipv4::PROTO] = proto_num::UDP;
-            ip[ipv4::SRC].copy_from_slice(&src.octets());
-            ip[ipv4::DST].copy_from_slice(&dst.octets());
-            let checksum = ipv4_checksum(&ip);
-            ip[ipv4::CHECKSUM].copy_from_slice(&checksum.to_be_bytes());
-            out.extend_from_slice(&ip);
-        }
-        Outer::V6 { src, dst, .. } => {
-            out.extend_from_slice(&eth::TYPE_IPV6.to_be_bytes());
-            let mut ip = [0u8; ipv6::HLEN];
-            ip[ipv6::VER] = 0x60;
-            ip[ipv6::PAYLOAD_LEN].copy_from_slice(&udp_len16.to_be_bytes());
-            ip[ipv6::NEXT] = proto_num::UDP;
-            ip[ipv6::HOP_LIMIT] = OUTER_TTL;
-            ip[ipv6::SRC].copy_from_slice(&src.octets());
-            ip[ipv6::DST].copy_from_slice(&dst.octets());
-            out.extend_from_slice(&ip);
-        }
-    }
+    push_outer_headers(&mut out, frame, t, dst_mac, outer, udp_len, proto_num::UDP)?;
     out.extend_from_slice(&gue_source_port(hash, t.client_src_port).to_be_bytes());
     out.extend_from_slice(&crate::GUE_PORT.to_be_bytes());
     out.extend_from_slice(&udp_len16.to_be_bytes());
@@ -1145,9 +1112,35 @@ fn build_output(
 /// fields. `outer`'s hops are empty (an IP-in-IP row has none).
 fn build_ipip_output(frame: &[u8], t: &Target, dst_mac: [u8; 6], outer: &Outer) -> Option<Vec<u8>> {
     let inner = frame.get(t.l3..)?;
-    let protocol = u8::from(t.inner);
     let mut out = Vec::with_capacity(t.l3 + ipv6::HLEN + inner.len());
+    push_outer_headers(
+        &mut out,
+        frame,
+        t,
+        dst_mac,
+        outer,
+        inner.len(),
+        u8::from(t.inner),
+    )?;
+    out.extend_from_slice(inner);
+    Some(out)
+}
+
+/// Appends the Ethernet header (to `dst_mac`, from the MAC the frame was
+/// sent to, its VLAN tag kept) and the outer IP header of `outer`, whose
+/// payload is `payload_len` bytes of `protocol`: DF, TTL / hop limit 64,
+/// the IPv4 checksum. `None` if the length does not fit its 16-bit field.
+fn push_outer_headers(
+    out: &mut Vec<u8>,
+    frame: &[u8],
+    t: &Target,
+    dst_mac: [u8; 6],
+    outer: &Outer,
+    payload_len: usize,
+    protocol: u8,
+) -> Option<()> {
     out.extend_from_slice(&dst_mac);
+    // The source MAC is the one the frame was sent to: this host's.
     out.extend_from_slice(&frame[eth::DST]);
     if t.l3 > eth::HLEN {
         out.extend_from_slice(&frame[eth::VLAN_TAG]);
@@ -1155,7 +1148,7 @@ fn build_ipip_output(frame: &[u8], t: &Target, dst_mac: [u8; 6], outer: &Outer) 
     match outer {
         Outer::V4 { src, dst, .. } => {
             out.extend_from_slice(&eth::TYPE_IPV4.to_be_bytes());
-            let total = u16::try_from(ipv4::MIN_HLEN + inner.len()).ok()?;
+            let total = u16::try_from(ipv4::MIN_HLEN + payload_len).ok()?;
             let mut ip = [0u8; ipv4::MIN_HLEN];
             ip[ipv4::VER_IHL] = 0x45;
             ip[ipv4::TOTAL_LEN].copy_from_slice(&total.to_be_bytes());
@@ -1170,7 +1163,7 @@ fn build_ipip_output(frame: &[u8], t: &Target, dst_mac: [u8; 6], outer: &Outer) 
         }
         Outer::V6 { src, dst, .. } => {
             out.extend_from_slice(&eth::TYPE_IPV6.to_be_bytes());
-            let payload = u16::try_from(inner.len()).ok()?;
+            let payload = u16::try_from(payload_len).ok()?;
             let mut ip = [0u8; ipv6::HLEN];
             ip[ipv6::VER] = 0x60;
             ip[ipv6::PAYLOAD_LEN].copy_from_slice(&payload.to_be_bytes());
@@ -1181,8 +1174,7 @@ fn build_ipip_output(frame: &[u8], t: &Target, dst_mac: [u8; 6], outer: &Outer) 
             out.extend_from_slice(&ip);
         }
     }
-    out.extend_from_slice(inner);
-    Some(out)
+    Some(())
 }
 
 /// A frame for a bind that would not fit the path MTU once encapsulated:
